@@ -1,0 +1,167 @@
+//! Enrolment latency and throughput over real HTTP, against a bare durable insert + commit on
+//! the same database in the same run.
+//!
+//! `cargo bench --bench enrolment` (SQLite; PostgreSQL too when RRCT_TEST_POSTGRES_URL names an
+//! administrative URL). Options through the environment: RRCT_BENCH_N (enrolments per backend,
+//! default 4000), RRCT_BENCH_CLIENTS (concurrent clients, default 32).
+//! Target: p99 latency under 10 ms at 32 clients; throughput at least half the bare insert's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rrct::api::{self, AppState};
+use rrct::randomise::MasterSeed;
+use rrct::service::{auth, trials, TrialRegistry};
+use rrct::store::Store;
+use serde_json::json;
+use sqlx::Connection;
+
+const TASTE: &str = include_str!("../protocols/taste.toml");
+const SITES: [&str; 6] = ["UPP", "LKP", "SUS", "SAH", "KS", "ORE"];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful: run small.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n = if quick { 200 } else { env_usize("RRCT_BENCH_N", 4000) };
+    let clients = env_usize("RRCT_BENCH_CLIENTS", 32);
+    println!("enrolment benchmark: {n} enrolments, {clients} concurrent clients, release build");
+    println!(
+        "{:<11}{:>12}{:>10}{:>10}{:>10}{:>12}{:>14}{:>8}",
+        "backend", "enrol/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "bare insert/s", "ratio"
+    );
+    let dir = tempfile::tempdir()?;
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    bench("sqlite", &sqlite, n, clients).await?;
+    if let Ok(admin) = std::env::var("RRCT_TEST_POSTGRES_URL") {
+        let name = format!("rrct_bench_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        bench("postgres", &format!("{base}/{name}"), n, clients).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await?;
+    } else {
+        println!("(PostgreSQL skipped: set RRCT_TEST_POSTGRES_URL)");
+    }
+    Ok(())
+}
+
+async fn bench(name: &str, url: &str, n: usize, clients: usize) -> anyhow::Result<()> {
+    let store = Store::connect(url).await?;
+    let protocol = rrct::protocol::parse(TASTE, "taste.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime =
+        trials::register_with_seed(&store, protocol, TASTE, MasterSeed::from_passphrase("bench"))
+            .await?;
+    let token = auth::create_token(&store, "register", None, None).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState {
+        store: store.clone(),
+        trials: Arc::new(TrialRegistry::from_runtimes([runtime])),
+    };
+    let server = tokio::spawn(api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let url = format!("{base}/api/v1/trials/taste/enrolments");
+
+    // Warm-up: connections, prepared statements, page cache.
+    run_clients(&client, &url, &token, "W", 100, clients).await?;
+    let started = Instant::now();
+    let mut latencies = run_clients(&client, &url, &token, "B", n, clients).await?;
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    let enrol_rate = n as f64 / elapsed.as_secs_f64();
+
+    let bare_rate = bare_insert(&store, n, clients).await?;
+    println!(
+        "{name:<11}{enrol_rate:>12.0}{:>10.2}{:>10.2}{:>10.2}{:>12.2}{bare_rate:>14.0}{:>8.2}",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0),
+        enrol_rate / bare_rate
+    );
+    let _ = stop.send(());
+    server.await??;
+    store.close().await;
+    Ok(())
+}
+
+/// `n` enrolments from `clients` concurrent clients; returns each request's latency.
+async fn run_clients(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    prefix: &str,
+    n: usize,
+    clients: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let (client, url, token, prefix) =
+            (client.clone(), url.to_string(), token.to_string(), prefix.to_string());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            for i in (c..n).step_by(clients) {
+                let body = json!({
+                    "record_id": format!("{prefix}{i}"), "subject": format!("{prefix}S{i}"),
+                    "site": SITES[i % SITES.len()],
+                    "fields": {"age": 40 + i % 50, "sex": if i % 3 == 0 { "F" } else { "M" },
+                               "diagnosis": "STEMI", "symptom_onset_hours": 2.5}
+                });
+                let t = Instant::now();
+                let r = client.post(&url).bearer_auth(&token).json(&body).send().await?;
+                anyhow::ensure!(r.status().as_u16() == 201, "unexpected status {}", r.status());
+                r.bytes().await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done??);
+    }
+    Ok(all)
+}
+
+/// The reference: single-row INSERT + COMMIT transactions from the same number of concurrent
+/// tasks, through the same store (same durability settings, same write path).
+async fn bare_insert(store: &Store, n: usize, clients: usize) -> anyhow::Result<f64> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_insert (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)")
+        .execute(store.pool())
+        .await?;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for i in (c..n).step_by(clients) {
+                let mut tx = store.begin_write().await?;
+                sqlx::query("INSERT INTO bench_insert (id, payload) VALUES ($1, $2)")
+                    .bind(i as i64)
+                    .bind("x".repeat(200))
+                    .execute(tx.conn())
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}

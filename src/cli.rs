@@ -1,0 +1,244 @@
+//! The command line (clap). Each command parses its arguments, calls the library and turns
+//! the result into output and an exit code; nothing here decides anything about a trial.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::{self, AppState};
+use crate::service::{auth, trials};
+use crate::store::{audit, Store};
+
+/// Environment variable read when `--database` is not given.
+pub const DATABASE_ENV: &str = "RRCT_DATABASE_URL";
+
+#[derive(Parser, Debug)]
+#[command(name = "rrct", version, about = "Registry-based randomised trial engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DatabaseArg {
+    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
+    #[arg(long, env = DATABASE_ENV)]
+    database: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the end-to-end demonstration on a fresh embedded SQLite database.
+    Demo(crate::demo::DemoArgs),
+    /// Serve the HTTP API for the trials in a protocol directory.
+    Serve {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Directory of protocol files (*.toml), registered at start.
+        #[arg(long, default_value = "protocols")]
+        protocols: PathBuf,
+        /// Address to listen on; port 0 picks a free port (the bound address is logged).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+    },
+    /// Protocol file tools.
+    Protocol {
+        #[command(subcommand)]
+        command: ProtocolCommand,
+    },
+    /// Bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProtocolCommand {
+    /// Validate a protocol file: exit 0, or print `FILE:LINE:COL: message` lines and exit 1.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token and print it alone on stdout (it is stored only as a hash).
+    Create {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// admin, register, sponsor, statistician, dsmb or auditor.
+        #[arg(long)]
+        role: String,
+        /// Restrict the token to one trial.
+        #[arg(long)]
+        trial: Option<String>,
+        /// Restrict the token to one site (needs --trial).
+        #[arg(long)]
+        site: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Recompute the hash chain: `ok: N entries`, or the first broken entry and exit 1.
+    Verify {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Serve {
+            db,
+            protocols,
+            bind,
+        } => {
+            let store = Store::connect(&db.database)
+                .await
+                .with_context(|| format!("cannot open the database {}", redact(&db.database)))?;
+            let registry = trials::load_dir(&store, &protocols).await?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, trials = registry.len(), "serving");
+            // Scripts and tests read the bound address from this line.
+            println!("listening on {addr}");
+            let state = AppState {
+                store: store.clone(),
+                trials: Arc::new(registry),
+            };
+            api::serve(listener, state, shutdown_signal()).await?;
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Protocol {
+            command: ProtocolCommand::Check { file },
+        } => match trials::read_protocol(&file) {
+            Ok((p, _)) => {
+                println!(
+                    "{}: ok: trial `{}` version {} ({} arms, {} sites)",
+                    file.display(),
+                    p.trial_id,
+                    p.version,
+                    p.arms.len(),
+                    p.sites.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    db,
+                    role,
+                    trial,
+                    site,
+                },
+        } => {
+            let store = Store::connect(&db.database).await?;
+            let token =
+                auth::create_token(&store, &role, trial.as_deref(), site.as_deref()).await?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { db },
+        } => {
+            let store = Store::connect(&db.database).await?;
+            match audit::verify(&store).await? {
+                audit::ChainStatus::Intact { entries } => {
+                    println!("ok: {entries} entries");
+                    Ok(ExitCode::SUCCESS)
+                }
+                audit::ChainStatus::Broken { seq, reason } => {
+                    println!("broken: entry {seq}: {reason}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

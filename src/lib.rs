@@ -1,0 +1,24 @@
+//! rrct: the engine behind registry-based randomised trials.
+//!
+//! A quality register posts an enrolment at the moment a clinician registers a patient; rrct
+//! checks eligibility, randomises within the patient's stratum and returns the allocation in
+//! the same HTTP call, having committed allocation, screening-log row and audit entry together.
+//!
+//! # Layout
+//! Layers, each importing only from the layers below it:
+//! - core (pure, no I/O): [`protocol`] (parse and validate protocol files, enrolment fields,
+//!   eligibility, strata), [`randomise`] (allocation procedures and seeded streams);
+//! - store: [`store`] (sqlx on SQLite or PostgreSQL: migrations, transactions, audit chain);
+//! - services: [`service`] (enrol, load trials, tokens);
+//! - interfaces: [`api`] (axum routes and the error code table), [`cli`] (clap commands),
+//!   [`demo`] (the newcomer's end-to-end run);
+//!   `main.rs` only calls [`cli::main`].
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod demo;
+pub mod protocol;
+pub mod randomise;
+pub mod service;
+pub mod store;

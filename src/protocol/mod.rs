@@ -1,0 +1,48 @@
+//! Trial protocols: reading a protocol file into a validated [`Protocol`], and applying it to
+//! an enrolment (typed field values, eligibility, stratum).
+//!
+//! Parsing runs in two phases, as ripgrep does with its configuration: `raw` deserialises the
+//! TOML exactly as written, keeping the span of every value; `validate` then checks names,
+//! types and cross-references (arms, fields, criteria, strata) and reports *every* problem as
+//! `FILE:LINE:COL: message`, so a trial statistician fixes a file in one pass. Once a
+//! [`Protocol`] exists its references are known to resolve, and the enrolment functions rely
+//! on that.
+//!
+//! This module owns the protocol file format (see `protocols/taste.toml` for a commented
+//! example) and the meaning of enrolment fields. It never does I/O: callers pass the file's
+//! text and a name for it, which is what lets the simulator and tests use it freely.
+//!
+//! # File layout
+//! Top level: `id`, `title`, `version`, `status` (default `recruiting`), `target_sample_size`,
+//! `consent`, `ethics_approval` (optional); then `[[sites]]` (`code`, `name`), `[[arms]]`
+//! (`id`, `label`, `ratio`), `[fields.NAME]` (`type`, `label`, `required`, `min`, `max`,
+//! `levels`), `[derived.NAME]` (`from`, `cuts`, `labels`), `[[inclusion]]` and `[[exclusion]]`
+//! (`id`, `text`, `field`, and conditions `eq`, `ne`, `in`, `not_in`, `lt`, `le`, `gt`, `ge`),
+//! and `[randomisation]` (`method`, `block_sizes`, `strata`).
+
+mod eligibility;
+mod enrolment;
+mod error;
+pub mod model;
+mod personal_identity;
+mod raw;
+mod stratum;
+mod validate;
+
+pub use eligibility::*;
+pub use enrolment::*;
+pub use error::{ProtocolError, ProtocolErrors};
+pub use model::*;
+pub use personal_identity::looks_like_personal_identity_number;
+pub use stratum::*;
+
+/// Parse and validate a protocol file. `origin` names the source in error messages (usually
+/// the file path). On failure every problem found is returned, in source order.
+pub fn parse(source: &str, origin: &str) -> Result<Protocol, ProtocolErrors> {
+    let raw: raw::RawProtocol =
+        toml::from_str(source).map_err(|e| error::from_toml(source, origin, &e))?;
+    validate::validate(raw).map_err(|findings| error::locate(source, origin, findings))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

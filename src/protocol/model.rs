@@ -1,0 +1,310 @@
+//! The validated protocol: types that can only be built by [`super::parse`], so holding a
+//! [`Protocol`] means every cross-reference in it (arms, fields, strata, criteria) was checked.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A trial protocol after validation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Protocol {
+    /// Stable trial identifier (`[a-z0-9_-]+`), used in URLs.
+    pub trial_id: String,
+    pub title: String,
+    /// Protocol version as written by the trial team (e.g. `1.0`, `2024-03-01`).
+    pub version: String,
+    pub status: TrialStatus,
+    pub target_sample_size: u32,
+    pub consent: ConsentModel,
+    /// Reference of the ethics approval; a trial without one cannot recruit.
+    pub ethics_approval: Option<String>,
+    pub sites: Vec<Site>,
+    /// Arms in declaration order; an arm's index in this list is its `ArmIndex`.
+    pub arms: Vec<Arm>,
+    /// Enrolment fields sent by the register, in declaration order.
+    pub fields: Vec<FieldSpec>,
+    /// Fields computed from enrolment fields (e.g. age bands).
+    pub derived: Vec<DerivedField>,
+    pub inclusion: Vec<Criterion>,
+    pub exclusion: Vec<Criterion>,
+    pub randomisation: RandomisationSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialStatus {
+    /// Not yet open for enrolment.
+    Planned,
+    Recruiting,
+    Paused,
+    Closed,
+}
+
+impl TrialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Planned => "planned",
+            TrialStatus::Recruiting => "recruiting",
+            TrialStatus::Paused => "paused",
+            TrialStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "planned" => TrialStatus::Planned,
+            "recruiting" => TrialStatus::Recruiting,
+            "paused" => TrialStatus::Paused,
+            "closed" => TrialStatus::Closed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentModel {
+    Oral,
+    Written,
+    OptOut,
+    Waiver,
+}
+
+impl ConsentModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentModel::Oral => "oral",
+            ConsentModel::Written => "written",
+            ConsentModel::OptOut => "opt_out",
+            ConsentModel::Waiver => "waiver",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "oral" => ConsentModel::Oral,
+            "written" => ConsentModel::Written,
+            "opt_out" => ConsentModel::OptOut,
+            "waiver" => ConsentModel::Waiver,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Site {
+    /// Short site code, as the register sends it (e.g. `UPP`).
+    pub code: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Arm {
+    pub id: String,
+    pub label: String,
+    /// Allocation ratio weight (positive integer).
+    pub ratio: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldSpec {
+    pub name: String,
+    pub label: Option<String>,
+    pub kind: FieldKind,
+    /// When false the register may omit the field.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FieldKind {
+    Integer { min: Option<i64>, max: Option<i64> },
+    Number { min: Option<f64>, max: Option<f64> },
+    Category { levels: Vec<String> },
+    Boolean,
+    /// A calendar date `YYYY-MM-DD`, optionally bounded.
+    Date {
+        min: Option<chrono::NaiveDate>,
+        max: Option<chrono::NaiveDate>,
+    },
+}
+
+impl FieldKind {
+    /// The `type` name used in protocol files.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FieldKind::Integer { .. } => "integer",
+            FieldKind::Number { .. } => "number",
+            FieldKind::Category { .. } => "category",
+            FieldKind::Boolean => "boolean",
+            FieldKind::Date { .. } => "date",
+        }
+    }
+}
+
+/// A categorical field computed from a numeric field by cut points:
+/// band `i` holds values in `[cuts[i-1], cuts[i])`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DerivedField {
+    pub name: String,
+    /// The integer or number field it is computed from.
+    pub from: String,
+    /// Strictly increasing cut points.
+    pub cuts: Vec<f64>,
+    /// One label per band: `cuts.len() + 1` labels.
+    pub labels: Vec<String>,
+}
+
+impl DerivedField {
+    /// The label of the band holding `x`.
+    pub fn label_for(&self, x: f64) -> &str {
+        let band = self.cuts.iter().take_while(|&&cut| cut <= x).count();
+        self.labels.get(band).map_or("", String::as_str)
+    }
+}
+
+/// A declarative eligibility criterion over one field (enrolment field, derived field or `site`).
+/// Every condition present must hold for the criterion to be met.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Criterion {
+    pub id: String,
+    /// Human-readable statement of the criterion, shown in refusal reasons.
+    pub text: String,
+    pub field: String,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    Eq(Value),
+    Ne(Value),
+    In(Vec<Value>),
+    NotIn(Vec<Value>),
+    Lt(Value),
+    Le(Value),
+    Gt(Value),
+    Ge(Value),
+}
+
+impl Condition {
+    /// What the condition asks of a value, without the field name: `>= 18`, `one of STEMI, NSTEMI`.
+    pub fn requirement(&self) -> String {
+        match self {
+            Condition::Eq(v) => v.to_string(),
+            Condition::Ne(v) => format!("not {v}"),
+            Condition::In(vs) => format!("one of {}", join(vs)),
+            Condition::NotIn(vs) => format!("not one of {}", join(vs)),
+            Condition::Lt(v) => format!("< {v}"),
+            Condition::Le(v) => format!("<= {v}"),
+            Condition::Gt(v) => format!("> {v}"),
+            Condition::Ge(v) => format!(">= {v}"),
+        }
+    }
+
+    /// The condition as a statement about `field`: `age >= 18`, `diagnosis is one of STEMI`.
+    pub fn statement(&self, field: &str) -> String {
+        match self {
+            Condition::Eq(v) => format!("{field} = {v}"),
+            Condition::Ne(v) => format!("{field} != {v}"),
+            Condition::In(_) | Condition::NotIn(_) => format!("{field} is {}", self.requirement()),
+            _ => format!("{field} {}", self.requirement()),
+        }
+    }
+}
+
+fn join(values: &[Value]) -> String {
+    values
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A typed value of an enrolment, derived or site field.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Integer(i64),
+    Number(f64),
+    Text(String),
+    Boolean(bool),
+    Date(chrono::NaiveDate),
+}
+
+/// Values print as a clinician would write them: `18`, `24.5`, `STEMI`, `true`, `2024-03-01`.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Integer(i) => write!(f, "{i}"),
+            Value::Number(x) => write!(f, "{x}"),
+            Value::Text(s) => f.write_str(s),
+            Value::Boolean(b) => write!(f, "{b}"),
+            Value::Date(d) => write!(f, "{}", d.format("%Y-%m-%d")),
+        }
+    }
+}
+
+/// Parse a calendar date written exactly as `YYYY-MM-DD` (chrono alone would also take `2024-3-1`).
+pub(crate) fn parse_iso_date(s: &str) -> Option<chrono::NaiveDate> {
+    let b = s.as_bytes();
+    let shape_ok = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return None;
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RandomisationSpec {
+    pub method: Method,
+    /// Stratification factors: `site`, category/boolean fields or derived fields, in order.
+    pub strata: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Method {
+    /// Each allocation an independent draw with the arms' ratio weights.
+    Simple,
+    /// Permuted blocks within strata; each block's size drawn at random from `block_sizes`,
+    /// every size a multiple of the sum of the arm ratios.
+    PermutedBlocks { block_sizes: Vec<u32> },
+}
+
+impl Method {
+    /// The `method` name used in protocol files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Method::Simple => "simple",
+            Method::PermutedBlocks { .. } => "permuted_blocks",
+        }
+    }
+}
+
+impl Protocol {
+    pub fn arm_index(&self, id: &str) -> Option<usize> {
+        self.arms.iter().position(|a| a.id == id)
+    }
+
+    pub fn field(&self, name: &str) -> Option<&FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn site(&self, code: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.code == code)
+    }
+
+    pub fn derived_field(&self, name: &str) -> Option<&DerivedField> {
+        self.derived.iter().find(|d| d.name == name)
+    }
+
+    /// Arm ratio weights in arm order.
+    pub fn ratios(&self) -> Vec<u32> {
+        self.arms.iter().map(|a| a.ratio).collect()
+    }
+}

@@ -1,0 +1,310 @@
+//! Phase 2: turn a [`RawProtocol`] into a [`Protocol`], collecting every problem instead of
+//! stopping at the first, each pointing at the value it is about.
+//!
+//! A name that was declared but is itself invalid (a field of unknown type, say) is remembered
+//! as broken, so references to it are not reported a second time as "undeclared".
+
+mod criteria;
+mod fields;
+mod randomisation;
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::error::Finding;
+use super::model::{
+    Arm, ConsentModel, DerivedField, FieldKind, FieldSpec, Protocol, Site, TrialStatus,
+};
+use super::raw::{RawArm, RawProtocol, RawSite};
+
+/// Collects findings while validation carries on past them.
+#[derive(Default)]
+struct Checker {
+    findings: Vec<Finding>,
+    broken: HashSet<String>,
+}
+
+impl Checker {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.findings.push((span, message.into()));
+    }
+
+    fn is_broken(&self, name: &str) -> bool {
+        self.broken.contains(name)
+    }
+}
+
+/// Where a protocol names something a value can be read from: `site`, an enrolment field or a
+/// derived field (criteria and strata refer to these).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Site(&'a [Site]),
+    Field(&'a FieldSpec),
+    Derived(&'a DerivedField),
+}
+
+struct Scope<'a> {
+    sites: &'a [Site],
+    fields: &'a [FieldSpec],
+    derived: &'a [DerivedField],
+}
+
+impl<'a> Scope<'a> {
+    fn resolve(&self, name: &str) -> Option<Source<'a>> {
+        if name == "site" {
+            return Some(Source::Site(self.sites));
+        }
+        if let Some(field) = self.fields.iter().find(|f| f.name == name) {
+            return Some(Source::Field(field));
+        }
+        self.derived
+            .iter()
+            .find(|d| d.name == name)
+            .map(Source::Derived)
+    }
+}
+
+impl Source<'_> {
+    /// How messages refer to it: "`site`", "integer field `age`", "derived field `age_band`".
+    fn describe(&self) -> String {
+        match self {
+            Source::Site(_) => "`site`".to_string(),
+            Source::Field(f) => format!("{} field `{}`", f.kind.type_name(), f.name),
+            Source::Derived(d) => format!("derived field `{}`", d.name),
+        }
+    }
+}
+
+pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
+    let mut c = Checker::default();
+
+    let trial_id = raw.id.get_ref().clone();
+    if !is_trial_id(&trial_id) {
+        c.error(
+            raw.id.span(),
+            format!(
+                "trial id `{trial_id}` must be lower-case letters, digits, `_` and `-`, \
+                 starting with a letter or digit"
+            ),
+        );
+    }
+    let title = non_empty(&mut c, raw.title, "title");
+    let version = non_empty(&mut c, raw.version, "version");
+    let status = match raw.status {
+        None => TrialStatus::Recruiting,
+        Some(s) => TrialStatus::parse(s.get_ref()).unwrap_or_else(|| {
+            c.error(
+                s.span(),
+                format!(
+                    "unknown status `{}`; expected planned, recruiting, paused or closed",
+                    s.get_ref()
+                ),
+            );
+            TrialStatus::Planned
+        }),
+    };
+    let consent = ConsentModel::parse(raw.consent.get_ref()).unwrap_or_else(|| {
+        c.error(
+            raw.consent.span(),
+            format!(
+                "unknown consent model `{}`; expected oral, written, opt_out or waiver",
+                raw.consent.get_ref()
+            ),
+        );
+        ConsentModel::Written
+    });
+    let target_sample_size = match u32::try_from(*raw.target_sample_size.get_ref()) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            c.error(
+                raw.target_sample_size.span(),
+                format!(
+                    "target_sample_size must be a positive whole number, got {}",
+                    raw.target_sample_size.get_ref()
+                ),
+            );
+            0
+        }
+    };
+    let ethics_approval = raw
+        .ethics_approval
+        .map(|e| non_empty(&mut c, e, "ethics_approval"));
+
+    let sites = sites(&mut c, raw.sites);
+    let (arms, arms_valid) = arms(&mut c, raw.arms);
+    let fields = fields::fields(&mut c, raw.fields);
+    let derived = fields::derived(&mut c, raw.derived, &fields);
+    let scope = Scope {
+        sites: &sites,
+        fields: &fields,
+        derived: &derived,
+    };
+    let mut criterion_ids = HashMap::new();
+    let inclusion =
+        criteria::criteria(&mut c, raw.inclusion, "inclusion", &scope, &mut criterion_ids);
+    let exclusion =
+        criteria::criteria(&mut c, raw.exclusion, "exclusion", &scope, &mut criterion_ids);
+    let arms_for_blocks = arms_valid.then_some(arms.as_slice());
+    let randomisation =
+        randomisation::randomisation(&mut c, raw.randomisation, arms_for_blocks, &scope);
+
+    if !c.findings.is_empty() {
+        return Err(c.findings);
+    }
+    Ok(Protocol {
+        trial_id,
+        title,
+        version,
+        status,
+        target_sample_size,
+        consent,
+        ethics_approval,
+        sites,
+        arms,
+        fields,
+        derived,
+        inclusion,
+        exclusion,
+        randomisation,
+    })
+}
+
+fn sites(c: &mut Checker, raw: Option<Spanned<Vec<RawSite>>>) -> Vec<Site> {
+    let Some(raw) = raw else {
+        c.error(0..0, "no sites declared; add a [[sites]] table with a `code` for each site");
+        return Vec::new();
+    };
+    if raw.get_ref().is_empty() {
+        c.error(raw.span(), "`sites` is empty; declare at least one site");
+    }
+    let mut seen = HashSet::new();
+    let mut sites = Vec::new();
+    for site in raw.into_inner() {
+        let code = site.code.get_ref().clone();
+        if !is_site_code(&code) {
+            c.error(
+                site.code.span(),
+                format!("site code `{code}` must be letters, digits, `_` or `-`"),
+            );
+        } else if !seen.insert(code.clone()) {
+            c.error(
+                site.code.span(),
+                format!("site code `{code}` is declared twice"),
+            );
+        }
+        let name = site.name.map(|n| non_empty(c, n, "site name"));
+        sites.push(Site { code, name });
+    }
+    sites
+}
+
+/// The arms, and whether their ratios are all valid (block sizes can only be checked then).
+fn arms(c: &mut Checker, raw: Option<Spanned<Vec<RawArm>>>) -> (Vec<Arm>, bool) {
+    let Some(raw) = raw else {
+        c.error(0..0, "no arms declared; add a [[arms]] table for each of at least 2 arms");
+        return (Vec::new(), false);
+    };
+    let count = raw.get_ref().len();
+    if count < 2 {
+        c.error(
+            raw.span(),
+            format!("a trial needs at least 2 arms, found {count}"),
+        );
+    }
+    let mut valid = true;
+    let mut seen = HashSet::new();
+    let mut arms = Vec::new();
+    for arm in raw.into_inner() {
+        let id = arm.id.get_ref().clone();
+        if !is_arm_id(&id) {
+            c.error(
+                arm.id.span(),
+                format!("arm id `{id}` must be lower-case letters, digits, `_` or `-`"),
+            );
+        } else if !seen.insert(id.clone()) {
+            c.error(arm.id.span(), format!("arm id `{id}` is declared twice"));
+        }
+        let label = match arm.label {
+            Some(label) => non_empty(c, label, "arm label"),
+            None => id.clone(),
+        };
+        let ratio = match arm.ratio {
+            None => 1,
+            Some(r) => match u32::try_from(*r.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    c.error(
+                        r.span(),
+                        format!(
+                            "ratio of arm `{id}` must be a positive whole number, got {}",
+                            r.get_ref()
+                        ),
+                    );
+                    valid = false;
+                    1
+                }
+            },
+        };
+        arms.push(Arm { id, label, ratio });
+    }
+    (arms, valid)
+}
+
+fn non_empty(c: &mut Checker, s: Spanned<String>, what: &str) -> String {
+    if s.get_ref().trim().is_empty() {
+        c.error(s.span(), format!("{what} must not be empty"));
+    }
+    s.into_inner()
+}
+
+fn is_trial_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit())
+        && chars.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
+}
+
+fn is_site_code(s: &str) -> bool {
+    !s.is_empty()
+        && s
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+}
+
+fn is_arm_id(s: &str) -> bool {
+    !s.is_empty()
+        && s
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
+}
+
+/// Field and derived-field names: `[a-z][a-z0-9_]*`, so they are safe as JSON keys, column
+/// names and stratum keys.
+fn is_field_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|first| first.is_ascii_lowercase())
+        && chars.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+}
+
+/// Render a raw TOML value for a message, on one line.
+fn show(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(_) => "a table".to_string(),
+        other => {
+            let text = other.to_string();
+            if text.contains('\n') {
+                "a list of tables".to_string()
+            } else {
+                text
+            }
+        }
+    }
+}
+
+/// Kinds whose values are unordered labels (no `lt`/`ge`..., and usable as strata).
+fn is_categorical(kind: &FieldKind) -> bool {
+    matches!(kind, FieldKind::Category { .. } | FieldKind::Boolean)
+}

@@ -1,0 +1,125 @@
+//! Roles, bearer tokens and what each role may do.
+
+use sha2::{Digest, Sha256};
+
+use crate::store::tokens::{self, TokenGrant};
+use crate::store::{Store, StoreResult};
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    /// A quality register: enrols patients and sends follow-up events; may be scoped to sites.
+    Register,
+    /// Blinded aggregates only.
+    Sponsor,
+    Statistician,
+    Dsmb,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Admin,
+        Role::Register,
+        Role::Sponsor,
+        Role::Statistician,
+        Role::Dsmb,
+        Role::Auditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Register => "register",
+            Role::Sponsor => "sponsor",
+            Role::Statistician => "statistician",
+            Role::Dsmb => "dsmb",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// An authenticated caller and the scope of its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub role: Role,
+    /// When set, the token only works for this trial.
+    pub trial_id: Option<String>,
+    /// When set, the token only works for this site.
+    pub site_code: Option<String>,
+    /// Short, non-secret identifier for audit entries: `token:` + 12 hex of the hash.
+    pub actor: String,
+}
+
+impl Principal {
+    pub fn may_access_trial(&self, trial_id: &str) -> bool {
+        self.trial_id.as_deref().is_none_or(|t| t == trial_id)
+    }
+
+    pub fn may_access_site(&self, site: &str) -> bool {
+        self.site_code.as_deref().is_none_or(|s| s == site)
+    }
+}
+
+/// Why a token could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("unknown role `{0}`: expected one of admin, register, sponsor, statistician, dsmb, auditor")]
+    UnknownRole(String),
+    #[error("a site scope needs a trial scope too (--trial), since site codes belong to a trial")]
+    SiteWithoutTrial,
+    #[error("cannot draw a token from the operating system's random source: {0}")]
+    Entropy(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Create a token; returns the secret, which is shown once and never stored.
+pub async fn create_token(
+    store: &Store,
+    role: &str,
+    trial_id: Option<&str>,
+    site_code: Option<&str>,
+) -> Result<String, TokenError> {
+    let role = Role::parse(role).ok_or_else(|| TokenError::UnknownRole(role.to_string()))?;
+    if site_code.is_some() && trial_id.is_none() {
+        return Err(TokenError::SiteWithoutTrial);
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| TokenError::Entropy(e.to_string()))?;
+    let token = format!("rrct_{}", hex::encode(secret));
+    let grant = TokenGrant {
+        token_hash: hash_token(&token),
+        role: role.as_str().to_string(),
+        trial_id: trial_id.map(str::to_string),
+        site_code: site_code.map(str::to_string),
+    };
+    tokens::insert(store, &grant, "cli").await?;
+    Ok(token)
+}
+
+/// Resolve a bearer token to its principal; `None` when unknown or revoked.
+pub async fn authenticate(store: &Store, token: &str) -> StoreResult<Option<Principal>> {
+    let hash = hash_token(token);
+    let Some(grant) = tokens::find(store, &hash).await? else {
+        return Ok(None);
+    };
+    let Some(role) = Role::parse(&grant.role) else {
+        return Ok(None);
+    };
+    Ok(Some(Principal {
+        role,
+        trial_id: grant.trial_id,
+        site_code: grant.site_code,
+        actor: format!("token:{}", &hash[..12]),
+    }))
+}

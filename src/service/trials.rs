@@ -1,0 +1,197 @@
+//! Loading protocol files into the database and into the running server.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::protocol::{self, Protocol};
+use crate::randomise::{MasterSeed, Scheme, SchemeError};
+use crate::store::trials::{self, RegisterError};
+use crate::store::{Store, StoreError};
+
+/// Environment variable that fixes the master seed of trials created while it is set
+/// (tests and the demo). Production leaves it unset: seeds then come from the OS.
+pub const MASTER_SEED_ENV: &str = "RRCT_MASTER_SEED";
+
+/// A trial as the running server knows it: validated protocol, allocation scheme, secret seed.
+#[derive(Debug)]
+pub struct TrialRuntime {
+    pub protocol: Protocol,
+    pub scheme: Scheme,
+    pub seed: MasterSeed,
+}
+
+/// The trials a server serves, by trial id.
+#[derive(Debug, Default)]
+pub struct TrialRegistry {
+    trials: BTreeMap<String, Arc<TrialRuntime>>,
+}
+
+impl TrialRegistry {
+    pub fn get(&self, trial_id: &str) -> Option<Arc<TrialRuntime>> {
+        self.trials.get(trial_id).cloned()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.trials.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.trials.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.trials.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(protocol::ProtocolErrors),
+    #[error("no protocol files (*.toml) in {0}")]
+    Empty(PathBuf),
+    #[error("trial `{trial}` is declared by both {first} and {second}")]
+    DuplicateTrial {
+        trial: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("{path}: {source}")]
+    Scheme { path: PathBuf, source: SchemeError },
+    #[error("cannot draw a master seed from the operating system: {0}")]
+    Entropy(String),
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Read and validate one protocol file.
+pub fn read_protocol(path: &Path) -> Result<(Protocol, String), LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let protocol =
+        protocol::parse(&source, &path.display().to_string()).map_err(LoadError::Invalid)?;
+    Ok((protocol, source))
+}
+
+/// The master seed for a new trial: from [`MASTER_SEED_ENV`] when set, else 32 bytes from the OS.
+pub fn new_master_seed() -> Result<MasterSeed, LoadError> {
+    if let Ok(phrase) = std::env::var(MASTER_SEED_ENV) {
+        if !phrase.is_empty() {
+            tracing::warn!("{MASTER_SEED_ENV} is set: new trials get a seed fixed by it");
+            return Ok(MasterSeed::from_passphrase(&phrase));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| LoadError::Entropy(e.to_string()))?;
+    Ok(MasterSeed::from_bytes(bytes))
+}
+
+/// Register every `*.toml` protocol in `dir` (sorted by file name) and build the registry.
+/// Any invalid file stops the load: a server must not start with a protocol it misreads.
+#[tracing::instrument(skip_all, fields(dir = %dir.display()), err)]
+pub async fn load_dir(store: &Store, dir: &Path) -> Result<TrialRegistry, LoadError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(LoadError::Empty(dir.to_path_buf()));
+    }
+    let mut loaded: Vec<(PathBuf, Protocol, String)> = Vec::new();
+    for path in paths {
+        let (protocol, source) = read_protocol(&path)?;
+        if let Some((first, _, _)) = loaded
+            .iter()
+            .find(|(_, p, _)| p.trial_id == protocol.trial_id)
+        {
+            return Err(LoadError::DuplicateTrial {
+                trial: protocol.trial_id.clone(),
+                first: first.clone(),
+                second: path,
+            });
+        }
+        loaded.push((path, protocol, source));
+    }
+    let mut registry = TrialRegistry::default();
+    for (path, protocol, source) in loaded {
+        let runtime = register(store, protocol, &source)
+            .await
+            .map_err(|e| match e {
+                LoadError::Scheme { source, .. } => LoadError::Scheme {
+                    path: path.clone(),
+                    source,
+                },
+                other => other,
+            })?;
+        registry
+            .trials
+            .insert(runtime.protocol.trial_id.clone(), Arc::new(runtime));
+    }
+    Ok(registry)
+}
+
+/// Register one validated protocol and return its runtime; a new trial gets a seed from
+/// [`new_master_seed`].
+pub async fn register(
+    store: &Store,
+    protocol: Protocol,
+    source: &str,
+) -> Result<TrialRuntime, LoadError> {
+    register_with_seed(store, protocol, source, new_master_seed()?).await
+}
+
+/// Register one validated protocol; `seed` is stored only if this call creates the trial.
+pub async fn register_with_seed(
+    store: &Store,
+    protocol: Protocol,
+    source: &str,
+    seed: MasterSeed,
+) -> Result<TrialRuntime, LoadError> {
+    let scheme = Scheme::from_protocol(&protocol).map_err(|source| LoadError::Scheme {
+        path: PathBuf::from(&protocol.trial_id),
+        source,
+    })?;
+    let outcome = match trials::register(store, &protocol, source, &seed).await {
+        // Another server created the trial at the same moment: its row stands; register again.
+        Err(RegisterError::Store(e)) if e.is_unique_violation() => {
+            trials::register(store, &protocol, source, &seed).await?
+        }
+        other => other?,
+    };
+    tracing::info!(trial = %protocol.trial_id, version = %protocol.version, ?outcome, "protocol registered");
+    let stored = trials::load(store, &protocol.trial_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("trial `{}` vanished", protocol.trial_id)))?;
+    Ok(TrialRuntime {
+        protocol,
+        scheme,
+        seed: stored.master_seed,
+    })
+}
+
+impl TrialRegistry {
+    /// A registry from runtimes already built (tests, the demo, the simulator).
+    pub fn from_runtimes(runtimes: impl IntoIterator<Item = TrialRuntime>) -> Self {
+        TrialRegistry {
+            trials: runtimes
+                .into_iter()
+                .map(|r| (r.protocol.trial_id.clone(), Arc::new(r)))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The audit log: an append-only hash chain.
+//!
+//! Each entry's hash is SHA-256 over a JSON array of its own fields and the previous entry's
+//! hash, so changing, removing or reordering any entry breaks every hash after it. Appends lock
+//! the single `audit_head` row, which makes the chain one sequence even across several server
+//! processes sharing a PostgreSQL database.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::AnyConnection;
+use sqlx::Row;
+
+use super::{now_text, Store, StoreResult};
+
+/// The hash before the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One stored audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub recorded_at: String,
+    /// Who caused it: `system`, `cli`, or `token:<first 12 hex of the token hash>`.
+    pub actor: String,
+    pub action: String,
+    pub trial_id: Option<String>,
+    /// JSON text describing the event.
+    pub payload: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Compute an entry's hash from its fields and the previous hash.
+pub fn entry_hash(
+    seq: i64,
+    recorded_at: &str,
+    actor: &str,
+    action: &str,
+    trial_id: Option<&str>,
+    payload: &str,
+    prev_hash: &str,
+) -> String {
+    let canonical =
+        serde_json::json!([seq, recorded_at, actor, action, trial_id, payload, prev_hash])
+            .to_string();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Append an entry inside the caller's write transaction.
+pub async fn append(
+    conn: &mut AnyConnection,
+    actor: &str,
+    action: &str,
+    trial_id: Option<&str>,
+    payload: &serde_json::Value,
+) -> StoreResult<AuditEntry> {
+    // The UPDATE takes the head row's lock (PostgreSQL) for the rest of the transaction.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut *conn)
+        .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev_hash: String = head.try_get("hash")?;
+    let recorded_at = now_text();
+    let payload = payload.to_string();
+    let hash = entry_hash(
+        seq,
+        &recorded_at,
+        actor,
+        action,
+        trial_id,
+        &payload,
+        &prev_hash,
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, recorded_at, actor, action, trial_id, payload, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(seq)
+    .bind(&recorded_at)
+    .bind(actor)
+    .bind(action)
+    .bind(trial_id)
+    .bind(&payload)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(AuditEntry {
+        seq,
+        recorded_at,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        trial_id: trial_id.map(str::to_string),
+        payload,
+        prev_hash,
+        hash,
+    })
+}
+
+/// The result of recomputing the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStatus {
+    Intact { entries: u64 },
+    Broken { seq: i64, reason: String },
+}
+
+/// Recompute the whole chain from the first entry.
+#[tracing::instrument(skip_all, err)]
+pub async fn verify(store: &Store) -> StoreResult<ChainStatus> {
+    let rows = sqlx::query(
+        "SELECT seq, recorded_at, actor, action, trial_id, payload, prev_hash, hash \
+         FROM audit_log ORDER BY seq",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let mut expected_prev = GENESIS_HASH.to_string();
+    let mut expected_seq = 1i64;
+    for row in &rows {
+        let e = entry_from_row(row)?;
+        if e.seq != expected_seq {
+            return Ok(ChainStatus::Broken {
+                seq: e.seq,
+                reason: format!("expected entry {expected_seq} next, found {}", e.seq),
+            });
+        }
+        if e.prev_hash != expected_prev {
+            return Ok(ChainStatus::Broken {
+                seq: e.seq,
+                reason: "previous-hash link does not match the entry before it".into(),
+            });
+        }
+        let recomputed = entry_hash(
+            e.seq,
+            &e.recorded_at,
+            &e.actor,
+            &e.action,
+            e.trial_id.as_deref(),
+            &e.payload,
+            &e.prev_hash,
+        );
+        if recomputed != e.hash {
+            return Ok(ChainStatus::Broken {
+                seq: e.seq,
+                reason: "content does not match its hash (entry altered)".into(),
+            });
+        }
+        expected_prev = e.hash;
+        expected_seq += 1;
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(store.pool())
+        .await?;
+    let head_seq: i64 = head.try_get("seq")?;
+    let head_hash: String = head.try_get("hash")?;
+    if head_seq != expected_seq - 1 || head_hash != expected_prev {
+        return Ok(ChainStatus::Broken {
+            seq: head_seq,
+            reason: format!(
+                "chain head says {head_seq} entries but the log holds {} (entries removed?)",
+                expected_seq - 1
+            ),
+        });
+    }
+    Ok(ChainStatus::Intact {
+        entries: rows.len() as u64,
+    })
+}
+
+/// Entries for one trial (or all when `trial_id` is `None`), oldest first.
+pub async fn entries(store: &Store, trial_id: Option<&str>) -> StoreResult<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT seq, recorded_at, actor, action, trial_id, payload, prev_hash, hash \
+         FROM audit_log WHERE ($1 IS NULL OR trial_id = $1) ORDER BY seq",
+    )
+    .bind(trial_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(entry_from_row).collect()
+}
+
+fn entry_from_row(row: &sqlx::any::AnyRow) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        seq: row.try_get("seq")?,
+        recorded_at: row.try_get("recorded_at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        trial_id: row.try_get("trial_id")?,
+        payload: row.try_get("payload")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}

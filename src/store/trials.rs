@@ -1,0 +1,236 @@
+//! Trials, their protocol versions, sites and secret master seeds.
+
+use sqlx::Row;
+
+use super::{audit, now_text, Store, StoreError, StoreResult};
+use crate::protocol::{Protocol, TrialStatus};
+use crate::randomise::{seed_commitment, MasterSeed};
+
+/// What happened when a protocol file was registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// The trial did not exist; it was created with a fresh master seed.
+    Created,
+    /// A new protocol version was recorded and made current.
+    NewVersion,
+    /// This exact protocol version was already there.
+    Unchanged,
+}
+
+/// Why a protocol cannot be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(
+        "protocol `{trial}` version {version} is already registered with different content \
+         (sha256 {stored}); give the changed protocol a new version"
+    )]
+    VersionChanged {
+        trial: String,
+        version: String,
+        stored: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A trial as stored, with its secret seed.
+#[derive(Debug, Clone)]
+pub struct StoredTrial {
+    pub trial_id: String,
+    pub status: TrialStatus,
+    pub current_version: String,
+    pub seed_commitment: String,
+    pub master_seed: MasterSeed,
+}
+
+/// Register a protocol: create the trial (with `new_seed` as its master seed, used only when the
+/// trial does not exist yet) or record a new version. `source` is the protocol file's text, kept verbatim for the record.
+#[tracing::instrument(skip_all, fields(trial = %protocol.trial_id, version = %protocol.version), err)]
+pub async fn register(
+    store: &Store,
+    protocol: &Protocol,
+    source: &str,
+    new_seed: &MasterSeed,
+) -> Result<Registration, RegisterError> {
+    use sha2::{Digest, Sha256};
+    let sha = hex::encode(Sha256::digest(source.as_bytes()));
+    let trial = protocol.trial_id.as_str();
+    let mut tx = store.begin_write().await?;
+    let lock = format!(
+        "SELECT current_version FROM trials WHERE trial_id = $1{}",
+        store.backend().for_update()
+    );
+    let existing: Option<String> = sqlx::query_scalar(&lock)
+        .bind(trial)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(StoreError::from)?;
+    let now = now_text();
+    let outcome = match existing {
+        None => {
+            let commitment = seed_commitment(new_seed);
+            // A second server starting at the same moment may have won the race: then this
+            // insert conflicts and the transaction rolls back; the caller retries and finds it.
+            sqlx::query(
+                "INSERT INTO trials (trial_id, title, status, current_version, seed_commitment, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(trial)
+            .bind(&protocol.title)
+            .bind(protocol.status.as_str())
+            .bind(&protocol.version)
+            .bind(&commitment)
+            .bind(&now)
+            .execute(tx.conn())
+            .await
+            .map_err(StoreError::from)?;
+            sqlx::query("INSERT INTO trial_secrets (trial_id, master_seed) VALUES ($1, $2)")
+                .bind(trial)
+                .bind(new_seed.as_bytes().to_vec())
+                .execute(tx.conn())
+                .await
+                .map_err(StoreError::from)?;
+            audit::append(
+                tx.conn(),
+                "system",
+                "trial_created",
+                Some(trial),
+                &serde_json::json!({
+                    "title": protocol.title,
+                    "seed_commitment": commitment,
+                    "seed_commitment_algorithm": "sha256(master_seed)",
+                }),
+            )
+            .await?;
+            Registration::Created
+        }
+        Some(_) => {
+            let stored: Option<String> = sqlx::query_scalar(
+                "SELECT source_sha256 FROM protocol_versions WHERE trial_id = $1 AND version = $2",
+            )
+            .bind(trial)
+            .bind(&protocol.version)
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(StoreError::from)?;
+            match stored {
+                Some(stored) if stored == sha => {
+                    tx.rollback().await?;
+                    return Ok(Registration::Unchanged);
+                }
+                Some(stored) => {
+                    tx.rollback().await?;
+                    return Err(RegisterError::VersionChanged {
+                        trial: trial.to_string(),
+                        version: protocol.version.clone(),
+                        stored,
+                    });
+                }
+                None => {
+                    sqlx::query(
+                        "UPDATE trials SET title = $2, status = $3, current_version = $4 WHERE trial_id = $1",
+                    )
+                    .bind(trial)
+                    .bind(&protocol.title)
+                    .bind(protocol.status.as_str())
+                    .bind(&protocol.version)
+                    .execute(tx.conn())
+                    .await
+                    .map_err(StoreError::from)?;
+                    Registration::NewVersion
+                }
+            }
+        }
+    };
+    sqlx::query(
+        "INSERT INTO protocol_versions (trial_id, version, source_sha256, source, loaded_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(trial)
+    .bind(&protocol.version)
+    .bind(&sha)
+    .bind(source)
+    .bind(&now)
+    .execute(tx.conn())
+    .await
+    .map_err(StoreError::from)?;
+    for site in &protocol.sites {
+        sqlx::query(
+            "INSERT INTO sites (trial_id, site_code, name) VALUES ($1, $2, $3) \
+             ON CONFLICT (trial_id, site_code) DO UPDATE SET name = excluded.name",
+        )
+        .bind(trial)
+        .bind(&site.code)
+        .bind(site.name.as_deref())
+        .execute(tx.conn())
+        .await
+        .map_err(StoreError::from)?;
+    }
+    audit::append(
+        tx.conn(),
+        "system",
+        "protocol_version_registered",
+        Some(trial),
+        &serde_json::json!({
+            "version": protocol.version,
+            "status": protocol.status.as_str(),
+            "source_sha256": sha,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Load a trial with its seed.
+pub async fn load(store: &Store, trial_id: &str) -> StoreResult<Option<StoredTrial>> {
+    let row = sqlx::query(
+        "SELECT t.trial_id, t.status, t.current_version, t.seed_commitment, s.master_seed \
+         FROM trials t JOIN trial_secrets s ON s.trial_id = t.trial_id WHERE t.trial_id = $1",
+    )
+    .bind(trial_id)
+    .fetch_optional(store.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status: String = row.try_get("status")?;
+    let seed: Vec<u8> = row.try_get("master_seed")?;
+    Ok(Some(StoredTrial {
+        trial_id: row.try_get("trial_id")?,
+        status: TrialStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown trial status `{status}`")))?,
+        current_version: row.try_get("current_version")?,
+        seed_commitment: row.try_get("seed_commitment")?,
+        master_seed: MasterSeed::from_slice(&seed)
+            .ok_or_else(|| StoreError::Corrupt(format!("master seed of `{trial_id}` is not 32 bytes")))?,
+    }))
+}
+
+/// Set a trial's status (e.g. close recruitment), with an audit entry.
+#[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
+pub async fn set_status(
+    store: &Store,
+    trial_id: &str,
+    status: TrialStatus,
+    actor: &str,
+) -> StoreResult<bool> {
+    let mut tx = store.begin_write().await?;
+    let done = sqlx::query("UPDATE trials SET status = $2 WHERE trial_id = $1")
+        .bind(trial_id)
+        .bind(status.as_str())
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+        == 1;
+    if done {
+        audit::append(
+            tx.conn(),
+            actor,
+            "trial_status_changed",
+            Some(trial_id),
+            &serde_json::json!({ "status": status.as_str() }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(done)
+}

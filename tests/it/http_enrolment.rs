@@ -1,0 +1,326 @@
+//! Every status of the enrolment hook, over a real socket, on both backends; each error
+//! checks that nothing was written.
+
+use rrct::store::allocations::{self, write_counts};
+use serde_json::{json, Value};
+
+use crate::support::{patient, taste_variant, TestApp, TestDb, TASTE};
+
+crate::on_both_backends!(
+    created_then_replayed_then_conflicts,
+    not_eligible_is_recorded_once_with_reasons,
+    invalid_enrolments_name_the_field_and_write_nothing,
+    auth_and_scope_errors_write_nothing,
+    transport_errors_use_the_error_body,
+    trial_not_active_when_closed_or_without_ethics_approval,
+    get_enrolment_returns_the_allocation,
+);
+
+const SEED: &str = "http-tests";
+
+fn closed_trial() -> String {
+    taste_variant("taste_closed", &[("status = \"recruiting\"", "status = \"closed\"")])
+}
+
+async fn app(db: &TestDb) -> TestApp {
+    TestApp::spawn(db, &[TASTE, &closed_trial()], SEED).await
+}
+
+fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without message: {body}"
+    );
+}
+
+async fn created_then_replayed_then_conflicts(db: TestDb) {
+    let app = app(&db).await;
+    let token = app.token("register", Some("taste"), None).await;
+    let body = patient(1, "UPP", "F");
+
+    let (status, first) = app.enrol("taste", &token, &body).await;
+    assert_eq!(status, 201, "{first}");
+    for key in [
+        "trial_id",
+        "record_id",
+        "subject",
+        "arm",
+        "arm_label",
+        "randomisation_number",
+        "stratum",
+        "allocated_at",
+        "protocol_version",
+    ] {
+        assert!(!first[key].is_null(), "missing {key} in {first}");
+    }
+    assert_eq!(first["trial_id"], "taste");
+    assert_eq!(first["randomisation_number"], 1);
+    assert_eq!(first["stratum"], "site=UPP;sex=F");
+    assert!(["aspiration", "pci"].contains(&first["arm"].as_str().unwrap()));
+
+    // The same body with its keys in another order is the same request.
+    let reordered = json!({
+        "fields": body["fields"].clone(), "site": "UPP",
+        "subject": body["subject"].clone(), "record_id": body["record_id"].clone(),
+    });
+    let before = write_counts(&app.store).await.unwrap();
+    let (status, replay) = app.enrol("taste", &token, &reordered).await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay, first);
+    assert_eq!(write_counts(&app.store).await.unwrap(), before);
+
+    // Same record id, different body.
+    let mut changed = body.clone();
+    changed["fields"]["age"] = json!(77);
+    let (status, err) = app.enrol("taste", &token, &changed).await;
+    assert_eq!(status, 409);
+    assert_error(&err, "record_conflict");
+    assert_eq!(write_counts(&app.store).await.unwrap(), before);
+
+    // Same subject, another record id.
+    let mut again = body.clone();
+    again["record_id"] = json!("R-other");
+    let (status, err) = app.enrol("taste", &token, &again).await;
+    assert_eq!(status, 409);
+    assert_error(&err, "already_randomised");
+    assert_eq!(err["error"]["record_id"], body["record_id"]);
+    assert_eq!(write_counts(&app.store).await.unwrap(), before);
+
+    let (status, second) = app.enrol("taste", &token, &patient(2, "UPP", "F")).await;
+    assert_eq!(status, 201);
+    assert_eq!(second["randomisation_number"], 2);
+    let after = write_counts(&app.store).await.unwrap();
+    assert_eq!(after.allocations, before.allocations + 1);
+    assert_eq!(after.screening, before.screening + 1);
+    assert_eq!(after.audit, before.audit + 1);
+    app.stop().await;
+}
+
+async fn not_eligible_is_recorded_once_with_reasons(db: TestDb) {
+    let app = app(&db).await;
+    let token = app.token("register", None, None).await;
+    let mut body = patient(3, "LKP", "M");
+    body["fields"]["diagnosis"] = json!("NSTEMI");
+    body["fields"]["symptom_onset_hours"] = json!(30.0);
+    let before = write_counts(&app.store).await.unwrap();
+
+    let (status, err) = app.enrol("taste", &token, &body).await;
+    assert_eq!(status, 422, "{err}");
+    assert_error(&err, "not_eligible");
+    let reasons = err["error"]["reasons"].as_array().expect("reasons list");
+    assert_eq!(reasons.len(), 2, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("NSTEMI") && text.contains("30"), "{text}");
+
+    let after = write_counts(&app.store).await.unwrap();
+    assert_eq!(after.allocations, before.allocations);
+    assert_eq!(after.strata, before.strata);
+    assert_eq!(after.screening, before.screening + 1);
+    assert_eq!(after.audit, before.audit + 1);
+    let log = allocations::screening_log(&app.store, "taste").await.unwrap();
+    let row = log.last().unwrap();
+    assert_eq!(row.outcome, "not_eligible");
+    assert_eq!(row.record_id, "R000003");
+    assert_eq!(serde_json::from_str::<Value>(&row.reasons).unwrap(), json!(reasons));
+
+    // An identical retry gets the same answer and is not logged twice.
+    let (status, again) = app.enrol("taste", &token, &body).await;
+    assert_eq!(status, 422);
+    assert_eq!(again, err);
+    assert_eq!(write_counts(&app.store).await.unwrap(), after);
+
+    // Corrected data under the same record id is screened again and may be randomised.
+    body["fields"]["diagnosis"] = json!("STEMI");
+    body["fields"]["symptom_onset_hours"] = json!(2.0);
+    let (status, ok) = app.enrol("taste", &token, &body).await;
+    assert_eq!(status, 201, "{ok}");
+    app.stop().await;
+}
+
+async fn invalid_enrolments_name_the_field_and_write_nothing(db: TestDb) {
+    let app = app(&db).await;
+    let token = app.token("register", None, None).await;
+    let before = write_counts(&app.store).await.unwrap();
+    let base = patient(4, "SUS", "F");
+    let cases: Vec<(Value, &str)> = vec![
+        ({ let mut b = base.clone(); b["fields"]["age"] = json!(150); b }, "fields.age"),
+        ({ let mut b = base.clone(); b["fields"]["age"] = json!("sixty"); b }, "fields.age"),
+        ({ let mut b = base.clone(); b["fields"].as_object_mut().unwrap().remove("sex"); b }, "fields.sex"),
+        ({ let mut b = base.clone(); b["fields"]["sex"] = json!("X"); b }, "fields.sex"),
+        ({ let mut b = base.clone(); b["fields"]["colour"] = json!("blue"); b }, "fields.colour"),
+        ({ let mut b = base.clone(); b["site"] = json!("NOPE"); b }, "site"),
+        ({ let mut b = base.clone(); b.as_object_mut().unwrap().remove("record_id"); b }, "record_id"),
+        ({ let mut b = base.clone(); b["subject"] = json!(12); b }, "subject"),
+        ({ let mut b = base.clone(); b["subject"] = json!("19121212-1212"); b }, "subject"),
+        ({ let mut b = base.clone(); b["extra"] = json!(true); b }, "extra"),
+        (json!([1, 2, 3]), ""),
+    ];
+    for (body, field) in cases {
+        let (status, err) = app.enrol("taste", &token, &body).await;
+        assert_eq!(status, 422, "{body} -> {err}");
+        assert_error(&err, "invalid_enrolment");
+        let fields = err["error"]["fields"].as_array().expect("fields list");
+        assert!(
+            fields.iter().any(|f| f["field"] == field),
+            "expected an error naming `{field}` for {body}: {err}"
+        );
+    }
+    assert_eq!(write_counts(&app.store).await.unwrap(), before);
+    app.stop().await;
+}
+
+async fn auth_and_scope_errors_write_nothing(db: TestDb) {
+    let app = app(&db).await;
+    let register_upp = app.token("register", Some("taste"), Some("UPP")).await;
+    let register_other_trial = app.token("register", Some("taste_closed"), None).await;
+    let sponsor = app.token("sponsor", None, None).await;
+    let before = write_counts(&app.store).await.unwrap();
+    let body = patient(5, "LKP", "M");
+    let url = app.enrolments_url("taste");
+
+    let r = app.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_error(&r.json().await.unwrap(), "unauthenticated");
+
+    let (status, err) = app.enrol("taste", "rrct_not-a-real-token", &body).await;
+    assert_eq!(status, 401);
+    assert_error(&err, "unauthenticated");
+
+    let (status, err) = app.enrol("taste", &sponsor, &body).await;
+    assert_eq!(status, 403);
+    assert_error(&err, "forbidden");
+
+    let (status, err) = app.enrol("taste", &register_upp, &body).await;
+    assert_eq!(status, 403, "site-scoped token used for another site: {err}");
+    assert_error(&err, "forbidden");
+
+    let (status, err) = app.enrol("taste", &register_other_trial, &body).await;
+    assert_eq!(status, 403);
+    assert_error(&err, "forbidden");
+
+    let (status, err) = app.enrol("no_such_trial", &register_upp, &body).await;
+    assert_eq!(status, 404);
+    assert_error(&err, "trial_not_found");
+
+    assert_eq!(write_counts(&app.store).await.unwrap(), before);
+
+    // The site-scoped token works for its own site.
+    let (status, _) = app.enrol("taste", &register_upp, &patient(6, "UPP", "M")).await;
+    assert_eq!(status, 201);
+    app.stop().await;
+}
+
+async fn transport_errors_use_the_error_body(db: TestDb) {
+    let app = app(&db).await;
+    let token = app.token("register", None, None).await;
+    let before = write_counts(&app.store).await.unwrap();
+    let url = app.enrolments_url("taste");
+
+    let r = app
+        .client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"record_id\": \"R1\", ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_error(&r.json().await.unwrap(), "malformed_json");
+
+    let r = app
+        .client
+        .post(&url)
+        .bearer_auth(&token)
+        .body(patient(7, "UPP", "F").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    assert_error(&r.json().await.unwrap(), "unsupported_media_type");
+
+    let mut big = patient(8, "UPP", "F");
+    big["subject"] = json!("x".repeat(rrct::api::BODY_LIMIT_BYTES + 1));
+    let (status, err) = app.enrol("taste", &token, &big).await;
+    assert_eq!(status, 413);
+    assert_error(&err, "payload_too_large");
+
+    let r = app.client.get(format!("{}/api/v1/nowhere", app.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_error(&r.json().await.unwrap(), "not_found");
+
+    let r = app.client.delete(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_error(&r.json().await.unwrap(), "method_not_allowed");
+
+    let r = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let health: Value = r.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(r#"["taste","taste_closed"]"# == health["trials"].to_string());
+
+    assert_eq!(write_counts(&app.store).await.unwrap(), before);
+    app.stop().await;
+}
+
+async fn trial_not_active_when_closed_or_without_ethics_approval(db: TestDb) {
+    let no_ethics = taste_variant("taste_no_ethics", &[("ethics_approval = ", "# ethics_approval = ")]);
+    let app = TestApp::spawn(&db, &[TASTE, &closed_trial(), &no_ethics], SEED).await;
+    let token = app.token("register", None, None).await;
+    let before = write_counts(&app.store).await.unwrap();
+    for trial in ["taste_closed", "taste_no_ethics"] {
+        let (status, err) = app.enrol(trial, &token, &patient(9, "UPP", "F")).await;
+        assert_eq!(status, 409, "{trial}: {err}");
+        assert_error(&err, "trial_not_active");
+    }
+    assert_eq!(write_counts(&app.store).await.unwrap(), before);
+
+    // Closing a trial after an allocation: the register's retry still gets its allocation.
+    let (status, first) = app.enrol("taste", &token, &patient(10, "UPP", "F")).await;
+    assert_eq!(status, 201);
+    rrct::store::trials::set_status(&app.store, "taste", rrct::protocol::TrialStatus::Closed, "test")
+        .await
+        .unwrap();
+    let (status, replay) = app.enrol("taste", &token, &patient(10, "UPP", "F")).await;
+    assert_eq!(status, 200);
+    assert_eq!(replay, first);
+    let (status, err) = app.enrol("taste", &token, &patient(11, "UPP", "F")).await;
+    assert_eq!(status, 409);
+    assert_error(&err, "trial_not_active");
+    app.stop().await;
+}
+
+async fn get_enrolment_returns_the_allocation(db: TestDb) {
+    let app = app(&db).await;
+    let token = app.token("register", None, None).await;
+    let upp_only = app.token("register", Some("taste"), Some("UPP")).await;
+    let auditor = app.token("auditor", None, None).await;
+    let (status, created) = app.enrol("taste", &token, &patient(12, "LKP", "F")).await;
+    assert_eq!(status, 201);
+    let url = format!("{}/R000012", app.enrolments_url("taste"));
+
+    let r = app.client.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), created);
+
+    // Another site's token cannot even learn that the record exists.
+    let r = app.client.get(&url).bearer_auth(&upp_only).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_error(&r.json().await.unwrap(), "enrolment_not_found");
+
+    let r = app.client.get(&url).bearer_auth(&auditor).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let r = app
+        .client
+        .get(format!("{}/unknown", app.enrolments_url("taste")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_error(&r.json().await.unwrap(), "enrolment_not_found");
+    app.stop().await;
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real service over real sockets on SQLite and, when
+//! `RRCT_TEST_POSTGRES_URL` is set, PostgreSQL (each test in its own fresh database).
+//! One test binary, so the crate links once.
+
+mod support;
+
+mod audit_cli;
+mod concurrency;
+mod crash;
+mod http_enrolment;
+mod reproducibility;

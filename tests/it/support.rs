@@ -1,0 +1,298 @@
+//! Shared test fixtures: fresh databases per test, an in-process app on a real socket, and
+//! `rrct serve` child processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rrct::api::{self, AppState};
+use rrct::protocol;
+use rrct::randomise::MasterSeed;
+use rrct::service::{auth, trials, TrialRegistry};
+use rrct::store::Store;
+use serde_json::Value;
+use sqlx::Connection;
+
+/// Environment variable naming an administrative PostgreSQL URL; tests create their own
+/// databases through it. Unset: PostgreSQL cases are skipped with a message.
+pub const POSTGRES_ENV: &str = "RRCT_TEST_POSTGRES_URL";
+
+pub const TASTE: &str = include_str!("../../protocols/taste.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDb {
+    pub kind: Kind,
+    pub url: String,
+    /// Keeps the SQLite directory alive for the test's duration.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("rrct.db").display());
+        TestDb {
+            kind: Kind::Sqlite,
+            url,
+            dir: Some(dir),
+        }
+    }
+
+    /// A new PostgreSQL database, or `None` (with a message) when the suite is not switched on.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(admin) = std::env::var(POSTGRES_ENV) else {
+            eprintln!("skipping PostgreSQL case: {POSTGRES_ENV} is not set");
+            return None;
+        };
+        let name = format!(
+            "rrct_t{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand_suffix()
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_ENV} is set but PostgreSQL is unreachable: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Some(TestDb {
+            kind: Kind::Postgres,
+            url: format!("{base}/{name}"),
+            dir: None,
+        })
+    }
+
+    pub async fn of(kind: Kind) -> Option<TestDb> {
+        match kind {
+            Kind::Sqlite => Some(TestDb::sqlite()),
+            Kind::Postgres => TestDb::postgres().await,
+        }
+    }
+
+    /// A scratch directory for files the test writes (protocol dirs, logs).
+    pub fn scratch(&self) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "rrct-test-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+}
+
+fn rand_suffix() -> String {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("entropy");
+    hex::encode(b)
+}
+
+/// Generate `#[tokio::test]` functions running one async case on each backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::support::TestDb::of($crate::support::Kind::Sqlite).await.unwrap();
+                    super::$name(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::support::TestDb::of($crate::support::Kind::Postgres).await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// The TASTE protocol with another trial id and extra top-level settings replaced.
+pub fn taste_variant(trial_id: &str, replace: &[(&str, &str)]) -> String {
+    let mut s = TASTE.replacen("id = \"taste\"", &format!("id = \"{trial_id}\""), 1);
+    for (from, to) in replace {
+        assert!(s.contains(from), "taste.toml no longer contains `{from}`");
+        s = s.replacen(from, to, 1);
+    }
+    s
+}
+
+/// An app served in-process on a real socket.
+pub struct TestApp {
+    pub base: String,
+    pub store: Store,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Register the given protocol sources with a fixed seed and serve them on 127.0.0.1:0.
+    pub async fn spawn(db: &TestDb, protocols: &[&str], seed: &str) -> TestApp {
+        let store = Store::connect(&db.url).await.expect("connect");
+        let mut runtimes = Vec::new();
+        for source in protocols {
+            let p = protocol::parse(source, "test.toml").expect("valid protocol");
+            runtimes.push(
+                trials::register_with_seed(&store, p, source, MasterSeed::from_passphrase(seed))
+                    .await
+                    .expect("register"),
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState {
+            store: store.clone(),
+            trials: Arc::new(TrialRegistry::from_runtimes(runtimes)),
+        };
+        let server = tokio::spawn(api::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base,
+            store,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            stop: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub async fn token(&self, role: &str, trial: Option<&str>, site: Option<&str>) -> String {
+        auth::create_token(&self.store, role, trial, site)
+            .await
+            .expect("token")
+    }
+
+    pub fn enrolments_url(&self, trial: &str) -> String {
+        format!("{}/api/v1/trials/{trial}/enrolments", self.base)
+    }
+
+    /// POST an enrolment; returns status and JSON body.
+    pub async fn enrol(&self, trial: &str, token: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.enrolments_url(trial))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.unwrap().unwrap();
+        }
+        self.store.close().await;
+    }
+}
+
+/// A TASTE enrolment body for patient `i` (eligible unless the fields say otherwise).
+pub fn patient(i: usize, site: &str, sex: &str) -> Value {
+    serde_json::json!({
+        "record_id": format!("R{i:06}"),
+        "subject": format!("S{i:06}"),
+        "site": site,
+        "fields": {"age": 40 + (i % 50) as i64, "sex": sex, "diagnosis": "STEMI", "symptom_onset_hours": 3.5}
+    })
+}
+
+/// A running `rrct serve` child process.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Start `rrct serve` on a free port and wait until it says where it listens.
+    pub fn start(db_url: &str, protocols: &Path, seed: Option<&str>) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rrct"));
+        cmd.args(["serve", "--database", db_url, "--bind", "127.0.0.1:0", "--protocols"])
+            .arg(protocols)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        match seed {
+            Some(s) => cmd.env("RRCT_MASTER_SEED", s),
+            None => cmd.env_remove("RRCT_MASTER_SEED"),
+        };
+        let mut child = cmd.spawn().expect("spawn rrct serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read serve output");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from rrct serve: {line:?}"))
+            .to_string();
+        ServerProcess {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL: no graceful shutdown, no flushing.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Write protocol sources into a fresh directory for `rrct serve --protocols`.
+pub fn protocol_dir(db: &TestDb, files: &[(&str, &str)]) -> PathBuf {
+    let dir = db.scratch();
+    for (name, source) in files {
+        std::fs::write(dir.join(name), source).unwrap();
+    }
+    dir
+}
+
+/// Run the `rrct` binary to completion.
+pub fn rrct(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rrct"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rrct")
+}
