@@ -246,12 +246,21 @@ mod tests {
 
     #[test]
     fn comparisons_mix_integers_and_numbers() {
-        assert!(holds(&Condition::Ge(Value::Number(17.5)), &Value::Integer(18)));
-        assert!(holds(&Condition::Eq(Value::Integer(2)), &Value::Number(2.0)));
+        assert!(holds(
+            &Condition::Ge(Value::Number(17.5)),
+            &Value::Integer(18)
+        ));
+        assert!(holds(
+            &Condition::Eq(Value::Integer(2)),
+            &Value::Number(2.0)
+        ));
         assert!(holds(
             &Condition::NotIn(vec![Value::Text("UA".into())]),
             &Value::Text("STEMI".into())
         ));
-        assert!(!holds(&Condition::Lt(Value::Integer(1)), &Value::Text("a".into())));
+        assert!(!holds(
+            &Condition::Lt(Value::Integer(1)),
+            &Value::Text("a".into())
+        ));
     }
 }

@@ -170,7 +170,10 @@ fn typed(spec: &FieldSpec, json: &Json) -> Result<Value, String> {
             .ok_or_else(|| format!("{name} must be true or false, got {}", show(json))),
         FieldKind::Date { min, max } => {
             let date = json.as_str().and_then(parse_iso_date).ok_or_else(|| {
-                format!("{name} must be a date written YYYY-MM-DD, got {}", show(json))
+                format!(
+                    "{name} must be a date written YYYY-MM-DD, got {}",
+                    show(json)
+                )
             })?;
             check_bounds(name, date, *min, *max)?;
             Ok(Value::Date(date))
@@ -184,9 +187,9 @@ fn json_integer(json: &Json) -> Option<i64> {
         return Some(i);
     }
     let x = json.as_f64()?;
-    // 2^63 as f64 is exact; anything at or beyond it does not fit in i64.
-    let in_range = x >= -9_223_372_036_854_775_808.0 && x < 9_223_372_036_854_775_808.0;
-    (x.fract() == 0.0 && in_range).then_some(x as i64)
+    // ±2^63 are exact as f64; i64 holds [-2^63, 2^63).
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (x.fract() == 0.0 && (-LIMIT..LIMIT).contains(&x)).then_some(x as i64)
 }
 
 fn check_bounds<T: PartialOrd + std::fmt::Display>(
@@ -331,7 +334,9 @@ mod tests {
         assert_eq!(v.get("diabetes"), Some(&Value::Boolean(true)));
         assert_eq!(
             v.get("admission_date"),
-            Some(&Value::Date(chrono::NaiveDate::from_ymd_opt(2025, 2, 3).unwrap()))
+            Some(&Value::Date(
+                chrono::NaiveDate::from_ymd_opt(2025, 2, 3).unwrap()
+            ))
         );
         // nt_probnp is optional and was not sent.
         assert_eq!(v.get("nt_probnp"), None);
@@ -344,8 +349,8 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "diabetes must be true or false, got \"yes\"",
                 "admission_date must be a date written YYYY-MM-DD, got \"2025-2-3\"",
+                "diabetes must be true or false, got \"yes\"",
             ]
         );
 

@@ -118,9 +118,17 @@ pub struct FieldSpec {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FieldKind {
-    Integer { min: Option<i64>, max: Option<i64> },
-    Number { min: Option<f64>, max: Option<f64> },
-    Category { levels: Vec<String> },
+    Integer {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    Number {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Category {
+        levels: Vec<String>,
+    },
     Boolean,
     /// A calendar date `YYYY-MM-DD`, optionally bounded.
     Date {

@@ -78,12 +78,16 @@ mod tests {
 
     #[test]
     fn boolean_and_derived_levels() {
-        let source = include_str!("../../protocols/dapa-hf-reg.toml")
-            .replace("strata = [\"site\", \"diabetes\"]", "strata = [\"diabetes\", \"age_band\", \"site\"]");
+        let source = include_str!("../../protocols/dapa-hf-reg.toml").replace(
+            "strata = [\"site\", \"diabetes\"]",
+            "strata = [\"diabetes\", \"age_band\", \"site\"]",
+        );
         let p = crate::protocol::parse(&source, "dapa-hf-reg.toml").unwrap();
-        let f = map(json!({"age": 80, "sex": "M", "ejection_fraction": 30, "nyha_class": "II",
+        let f = map(
+            json!({"age": 80, "sex": "M", "ejection_fraction": 30, "nyha_class": "II",
             "diabetes": false, "egfr": 60, "systolic_bp": 120, "type1_diabetes": false,
-            "sglt2_inhibitor": false, "admission_date": "2025-01-01"}));
+            "sglt2_inhibitor": false, "admission_date": "2025-01-01"}),
+        );
         let v = parse_enrolment(&p, "SAH", &f).unwrap();
         assert_eq!(stratum(&p, &v).key, "diabetes=false;age_band=>=75;site=SAH");
     }

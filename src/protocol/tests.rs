@@ -7,8 +7,8 @@ pub(crate) fn taste() -> Protocol {
     parse(include_str!("../../protocols/taste.toml"), "taste.toml").unwrap()
 }
 
-/// A small valid protocol that tests change one piece of at a time. Sections appended after it
-/// land in new tables, so their line numbers start at 27.
+/// A small valid protocol (28 lines) that tests change one piece of at a time. Sections
+/// appended by [`with`] start with a blank line, so their first line is line 30.
 const BASE: &str = r#"id = "t"
 title = "T"
 version = "1"
@@ -153,7 +153,11 @@ fn shipped_protocols_parse() {
     assert_eq!(taste.consent, ConsentModel::Oral);
     assert_eq!(taste.target_sample_size, 7244);
     assert_eq!(
-        taste.arms.iter().map(|a| (a.id.as_str(), a.ratio)).collect::<Vec<_>>(),
+        taste
+            .arms
+            .iter()
+            .map(|a| (a.id.as_str(), a.ratio))
+            .collect::<Vec<_>>(),
         [("aspiration", 1), ("pci", 1)]
     );
     for code in ["UPP", "LKP", "SUS", "SAH", "KS", "ORE"] {
@@ -203,12 +207,9 @@ le = 99.5
     assert_eq!(
         p.inclusion[0].conditions,
         [
-            Condition::Le(Value::Number(99.5)),
-            Condition::Ge(Value::Integer(18))
+            Condition::Ge(Value::Integer(18)),
+            Condition::Le(Value::Number(99.5))
         ]
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
     );
 }
 
@@ -223,11 +224,14 @@ fn display_format() {
 
 #[test]
 fn unknown_key_points_at_the_key() {
-    let source = BASE.replace("[[arms]]\nid = \"b\"\n", "[[arms]]\nid = \"b\"\nweight = 2\n");
+    let source = BASE.replace(
+        "[[arms]]\nid = \"b\"\n",
+        "[[arms]]\nid = \"b\"\nweight = 2\n",
+    );
     let got = errors(&source);
     assert_eq!(got.len(), 1);
     assert!(
-        got[0].starts_with("14:1: unknown field `weight`, expected one of `id`, `label`, `ratio`"),
+        got[0].starts_with("15:1: unknown field `weight`, expected one of `id`, `label`, `ratio`"),
         "{got:?}"
     );
 }
@@ -252,18 +256,21 @@ fn missing_key_points_at_its_table() {
 #[test]
 fn block_size_not_a_multiple_of_the_ratio_sum() {
     let source = BASE
-        .replace("[[arms]]\nid = \"b\"\n", "[[arms]]\nid = \"b\"\nratio = 2\n")
+        .replace(
+            "[[arms]]\nid = \"b\"\n",
+            "[[arms]]\nid = \"b\"\nratio = 2\n",
+        )
         .replace("block_sizes = [2, 4]", "block_sizes = [3, 4, 6]");
     assert_eq!(
         errors(&source),
-        ["27:19: block size 4 is not a multiple of the arms' ratio sum 3 (a:b = 1:2)"]
+        ["28:19: block size 4 is not a multiple of the arms' ratio sum 3 (a:b = 1:2)"]
     );
     let source = BASE.replace("block_sizes = [2, 4]", "block_sizes = [2, 3, 0]");
     assert_eq!(
         errors(&source),
         [
-            "26:19: block size 3 is not a multiple of the arms' ratio sum 2 (a:b = 1:1)",
-            "26:22: block sizes must be positive whole numbers, got 0",
+            "27:19: block size 3 is not a multiple of the arms' ratio sum 2 (a:b = 1:1)",
+            "27:22: block sizes must be positive whole numbers, got 0",
         ]
     );
 }
@@ -275,15 +282,21 @@ fn undeclared_and_numeric_strata() {
         "strata = [\"site\", \"foo\", \"age\", \"site\"]",
     );
     let got = errors(&source);
-    assert_eq!(got[0], "27:19: stratification factor `foo` is not a declared field");
+    assert_eq!(
+        got[0],
+        "28:19: stratification factor `foo` is not a declared field"
+    );
     assert!(
         got[1].starts_with(
-            "27:26: stratification factor `age` is an integer field and numeric fields cannot \
+            "28:26: stratification factor `age` is an integer field and numeric fields cannot \
              stratify; declare a band such as [derived.age_band]"
         ),
         "{got:?}"
     );
-    assert_eq!(got[2], "27:33: stratification factor `site` is listed twice");
+    assert_eq!(
+        got[2],
+        "28:33: stratification factor `site` is listed twice"
+    );
     assert_eq!(got.len(), 3);
 }
 
@@ -295,8 +308,10 @@ fn optional_fields_cannot_stratify() {
     );
     assert_eq!(
         errors(&source),
-        ["28:19: stratification factor `sex` depends on optional field `sex`; fields used for \
-          stratification must be required (remove `required = false`)"]
+        [
+            "29:19: stratification factor `sex` depends on optional field `sex`; fields used for \
+          stratification must be required (remove `required = false`)"
+        ]
     );
 }
 
@@ -312,7 +327,7 @@ in = ["F", "W"]
     ));
     assert_eq!(
         got,
-        ["32:12: `W` is not a level of category field `sex` (levels: F, M)"]
+        ["33:12: `W` is not a level of category field `sex` (levels: F, M)"]
     );
 }
 
@@ -359,7 +374,10 @@ fn several_errors_are_reported_together_in_source_order() {
 fn top_level_values() {
     let source = BASE
         .replace("version = \"1\"", "version = \" \"\nstatus = \"open\"")
-        .replace("consent = \"oral\"", "consent = \"verbal\"\nethics_approval = \"\"");
+        .replace(
+            "consent = \"oral\"",
+            "consent = \"verbal\"\nethics_approval = \"\"",
+        );
     assert_eq!(
         errors(&source),
         [
@@ -374,7 +392,10 @@ fn top_level_values() {
 #[test]
 fn sites_and_arms() {
     let source = BASE
-        .replace("code = \"A\"", "code = \"A B\"\n\n[[sites]]\ncode = \"A B\"")
+        .replace(
+            "code = \"A\"",
+            "code = \"A B\"\n\n[[sites]]\ncode = \"A B\"",
+        )
         .replace("[[arms]]\nid = \"b\"\n", "");
     assert_eq!(
         errors(&source),
@@ -384,7 +405,10 @@ fn sites_and_arms() {
             "13:1: a trial needs at least 2 arms, found 1",
         ]
     );
-    let source = BASE.replace("[[arms]]\nid = \"a\"\n", "[[arms]]\nid = \"A\"\nratio = 0\n");
+    let source = BASE.replace(
+        "[[arms]]\nid = \"a\"\n",
+        "[[arms]]\nid = \"A\"\nratio = 0\n",
+    );
     assert_eq!(
         errors(&source),
         [
@@ -433,26 +457,31 @@ levels = ["x", "x", ""]
 
 [fields.k]
 type = "category"
+
+[fields.s]
+type = "category"
+levels = ["a;b"]
 "#,
     ));
     assert_eq!(
         got,
         [
-            "29:9: `site` is reserved: every enrolment carries its site as the built-in field \
+            "30:9: `site` is reserved: every enrolment carries its site as the built-in field \
              `site`; choose another field name",
-            "32:9: field name `Weight` must start with a lower-case letter and contain only \
+            "33:9: field name `Weight` must start with a lower-case letter and contain only \
              lower-case letters, digits and `_`",
-            "36:8: unknown type `float` for field `bmi`; expected integer, number, category, \
+            "37:8: unknown type `float` for field `bmi`; expected integer, number, category, \
              boolean or date",
-            "40:7: `min` does not apply to boolean field `flag`; only integer, number and date \
+            "41:7: `min` does not apply to boolean field `flag`; only integer, number and date \
              fields have bounds",
-            "44:10: `levels` does not apply to integer field `n`; only category fields have levels",
-            "45:7: `min` of integer field `n` must be a whole number, got 1.5",
-            "50:7: `min` of date field `day` must be a date written YYYY-MM-DD, got \"2024-13-01\"",
-            "56:7: field `when` has `min` 2024-02-01 greater than `max` 2024-01-31",
-            "60:16: level of `c` `x` is listed twice",
-            "60:21: a level of `c` must not be empty",
-            "63:8: category field `k` needs `levels`, e.g. levels = [\"F\", \"M\"]",
+            "45:10: `levels` does not apply to integer field `n`; only category fields have levels",
+            "46:7: `min` of integer field `n` must be a whole number, got 1.5",
+            "51:7: `min` of date field `day` must be a date written YYYY-MM-DD, got \"2024-13-01\"",
+            "57:7: field `when` has `min` 2024-02-01 greater than `max` 2024-01-31",
+            "61:16: level of `c` `x` is listed twice",
+            "61:21: a level of `c` must not be empty",
+            "64:8: category field `k` needs `levels`, e.g. levels = [\"F\", \"M\"]",
+            "68:11: level of `s` `a;b` must not contain `;`",
         ]
     );
 }
@@ -491,17 +520,16 @@ labels = ["young", "mid", "young"]
     assert_eq!(
         got,
         [
-            "29:10: derived field `sex` has the same name as another field",
-            "34:8: derived field `a` needs an integer or number field in `from`; `sex` is a \
+            "30:10: derived field `sex` has the same name as another field",
+            "35:8: derived field `a` needs an integer or number field in `from`; `sex` is a \
              category field",
-            "38:8: derived field `b` is computed from `bmi`, which is not a declared enrolment \
+            "39:8: derived field `b` is computed from `bmi`, which is not a declared enrolment \
              field",
-            "43:13: cut points of `c` must be whole numbers because its source is an integer \
+            "44:13: cut points of `c` must be whole numbers because its source is an integer \
              field, got 64.5",
-            "43:13: cut points of `c` must be strictly increasing, but 64.5 follows 65",
-            "43:19: cut points of `c` must be strictly increasing, but 65 follows 64.5",
-            "48:8: `cuts` of derived field `d` is empty; give at least one cut point",
-            "53:26: label of `e` `young` is listed twice",
+            "44:13: cut points of `c` must be strictly increasing, but 64.5 follows 65",
+            "49:8: `cuts` of derived field `d` is empty; give at least one cut point",
+            "54:27: label of `e` `young` is listed twice",
         ]
     );
 }
@@ -521,7 +549,7 @@ labels = ["early", "late"]
     ));
     assert_eq!(
         got,
-        ["35:10: derived field `onset_band` has 2 cut(s), so it needs 3 labels, got 2"]
+        ["36:10: derived field `onset_band` has 2 cut(s), so it needs 3 labels, got 2"]
     );
     let p = parse(
         &with("\n[fields.onset]\ntype = \"number\"\n\n[derived.onset_band]\nfrom = \"onset\"\ncuts = [2.5, 6]\n"),
@@ -594,20 +622,20 @@ field = "age"
     assert_eq!(
         got,
         [
-            "41:13: `B` is not a declared site code (sites: A)",
-            "41:18: `in` on `site` takes site codes as strings, got 3",
-            "46:6: `ge` cannot be used on category field `sex`: its values have no order; use \
+            "43:12: `B` is not a declared site code (sites: A)",
+            "43:17: `in` on `site` takes site codes as strings, got 3",
+            "48:6: `ge` cannot be used on category field `sex`: its values have no order; use \
              eq, ne, in or not_in",
-            "47:6: `eq` takes a single value; use `in` for a list",
-            "52:6: `eq` on boolean field `stemi` takes true or false, got \"yes\"",
-            "57:6: `lt` on date field `admitted` takes dates written YYYY-MM-DD, got \
+            "49:6: `eq` takes a single value; use `in` for a list",
+            "54:6: `eq` on boolean field `stemi` takes true or false, got \"yes\"",
+            "59:6: `lt` on date field `admitted` takes dates written YYYY-MM-DD, got \
              \"2024-02-30\"",
-            "63:6: `gt` on integer field `age` takes numbers, got \"18\"",
-            "67:6: criterion id `c1` is already used by an inclusion criterion",
-            "69:15: `65+` is not a band of derived field `age_band` (bands: <65, >=65)",
-            "73:9: exclusion criterion `c6` refers to `weight`, which is not a declared field, \
+            "65:6: `gt` on integer field `age` takes numbers, got \"18\"",
+            "69:6: criterion id `c1` is already used by an inclusion criterion",
+            "71:14: `65+` is not a band of derived field `age_band` (bands: <65, >=65)",
+            "75:9: exclusion criterion `c6` refers to `weight`, which is not a declared field, \
              derived field or `site`",
-            "77:6: exclusion criterion `c7` has no condition; give at least one of eq, ne, in, \
+            "79:6: exclusion criterion `c7` has no condition; give at least one of eq, ne, in, \
              not_in, lt, le, gt, ge",
         ]
     );
@@ -660,7 +688,7 @@ ne = "M"
         [
             "site is not one of A",
             "stemi = true",
-            "admitted < 2025-01-01 and admitted >= 2024-01-01",
+            "admitted >= 2024-01-01 and admitted < 2025-01-01",
             "sex != M",
         ]
     );
@@ -685,8 +713,10 @@ eq = "<25"
     ));
     assert_eq!(
         got,
-        ["30:8: unknown type `float` for field `bmi`; expected integer, number, category, \
-          boolean or date"]
+        [
+            "31:8: unknown type `float` for field `bmi`; expected integer, number, category, \
+          boolean or date"
+        ]
     );
 }
 
@@ -695,16 +725,18 @@ fn method_and_block_sizes() {
     let source = BASE.replace("method = \"permuted_blocks\"", "method = \"simple\"");
     assert_eq!(
         errors(&source),
-        ["26:15: `block_sizes` applies only to method = \"permuted_blocks\"; remove it for \
-          simple randomisation"]
+        [
+            "27:15: `block_sizes` applies only to method = \"permuted_blocks\"; remove it for \
+          simple randomisation"
+        ]
     );
     let source = BASE.replace("block_sizes = [2, 4]\n", "");
     assert_eq!(
         errors(&source),
-        ["25:10: method = \"permuted_blocks\" needs `block_sizes`, e.g. block_sizes = [2, 4]"]
+        ["26:10: method = \"permuted_blocks\" needs `block_sizes`, e.g. block_sizes = [2, 4]"]
     );
     let source = BASE.replace("block_sizes = [2, 4]", "block_sizes = [4, 4]");
-    assert_eq!(errors(&source), ["26:19: block size 4 is listed twice"]);
+    assert_eq!(errors(&source), ["27:19: block size 4 is listed twice"]);
 }
 
 #[test]

@@ -40,12 +40,7 @@ pub(super) fn criteria(
     out
 }
 
-fn one(
-    c: &mut Checker,
-    raw: RawCriterion,
-    list: &str,
-    scope: &Scope<'_>,
-) -> Option<Criterion> {
+fn one(c: &mut Checker, raw: RawCriterion, list: &str, scope: &Scope<'_>) -> Option<Criterion> {
     let id = raw.id.get_ref().clone();
     let field = raw.field.get_ref().clone();
     let source = scope.resolve(&field);
@@ -83,8 +78,9 @@ fn one(
 
     let before = c.findings.len();
     let mut conditions = Vec::new();
-    // Canonical order, so generated texts do not depend on how the file orders its keys.
-    for key in ["eq", "ne", "in", "not_in", "lt", "le", "gt", "ge"] {
+    // Canonical order (lower bounds before upper ones, so texts read `age >= 18 and age <= 80`),
+    // so generated texts do not depend on how the file orders its keys.
+    for key in ["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le"] {
         if let Some((_, Some(value))) = singles.iter().find(|(k, _)| *k == key) {
             if let Some(condition) = single(c, key, value, source) {
                 conditions.push(condition);
@@ -102,7 +98,10 @@ fn one(
     let text = match raw.text {
         Some(text) => {
             if text.get_ref().trim().is_empty() {
-                c.error(text.span(), format!("text of criterion `{id}` must not be empty"));
+                c.error(
+                    text.span(),
+                    format!("text of criterion `{id}` must not be empty"),
+                );
             }
             text.into_inner()
         }
@@ -230,13 +229,13 @@ fn typed(
             FieldKind::Category { levels } => label(value, levels, key, &what, "level"),
             FieldKind::Integer { .. } => match value {
                 toml::Value::Integer(i) => Ok(Value::Integer(*i)),
-                other => toml_number(other).map(Value::Number).ok_or_else(|| {
-                    format!("`{key}` on {what} takes numbers, got {}", show(other))
-                }),
+                other => toml_number(other)
+                    .map(Value::Number)
+                    .ok_or_else(|| format!("`{key}` on {what} takes numbers, got {}", show(other))),
             },
-            FieldKind::Number { .. } => toml_number(value).map(Value::Number).ok_or_else(|| {
-                format!("`{key}` on {what} takes numbers, got {}", show(value))
-            }),
+            FieldKind::Number { .. } => toml_number(value)
+                .map(Value::Number)
+                .ok_or_else(|| format!("`{key}` on {what} takes numbers, got {}", show(value))),
             FieldKind::Boolean => match value {
                 toml::Value::Boolean(b) => Ok(Value::Boolean(*b)),
                 other => Err(format!(
@@ -265,7 +264,9 @@ fn label(
     let listed = labels.join(", ");
     match value {
         toml::Value::String(s) if labels.contains(s) => Ok(Value::Text(s.clone())),
-        toml::Value::String(s) => Err(format!("`{s}` is not a {noun} of {what} ({noun}s: {listed})")),
+        toml::Value::String(s) => Err(format!(
+            "`{s}` is not a {noun} of {what} ({noun}s: {listed})"
+        )),
         other => Err(format!(
             "`{key}` on {what} takes one of {listed} as a string, got {}",
             show(other)
@@ -275,7 +276,6 @@ fn label(
 
 fn is_criterion_id(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
 }

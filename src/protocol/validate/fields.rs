@@ -62,8 +62,14 @@ fn kind(c: &mut Checker, name: &str, f: &RawField) -> Option<FieldKind> {
     match type_name {
         "integer" => {
             forbid_levels(c, name, type_name, f);
-            let min = f.min.as_ref().and_then(|v| integer_bound(c, name, "min", v));
-            let max = f.max.as_ref().and_then(|v| integer_bound(c, name, "max", v));
+            let min = f
+                .min
+                .as_ref()
+                .and_then(|v| integer_bound(c, name, "min", v));
+            let max = f
+                .max
+                .as_ref()
+                .and_then(|v| integer_bound(c, name, "max", v));
             check_order(c, name, f, min, max);
             Some(FieldKind::Integer { min, max })
         }
@@ -253,6 +259,9 @@ fn unique_labels(c: &mut Checker, raw: &SpannedList<String>, what: &str) -> Vec<
         let text = item.get_ref();
         if text.trim().is_empty() {
             c.error(item.span(), format!("a {what} must not be empty"));
+        } else if text.contains(';') {
+            // `;` separates the parts of a stratum key (`site=UPP;sex=F`).
+            c.error(item.span(), format!("{what} `{text}` must not contain `;`"));
         } else if !seen.insert(text.clone()) {
             c.error(item.span(), format!("{what} `{text}` is listed twice"));
         }
@@ -448,7 +457,10 @@ mod tests {
 
     #[test]
     fn default_labels_read_naturally() {
-        assert_eq!(default_labels(&[65.0, 75.0], true), ["<65", "65-74", ">=75"]);
+        assert_eq!(
+            default_labels(&[65.0, 75.0], true),
+            ["<65", "65-74", ">=75"]
+        );
         assert_eq!(default_labels(&[65.0, 66.0], true), ["<65", "65", ">=66"]);
         assert_eq!(default_labels(&[40.0], true), ["<40", ">=40"]);
         assert_eq!(

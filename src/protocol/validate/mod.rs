@@ -142,10 +142,20 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         derived: &derived,
     };
     let mut criterion_ids = HashMap::new();
-    let inclusion =
-        criteria::criteria(&mut c, raw.inclusion, "inclusion", &scope, &mut criterion_ids);
-    let exclusion =
-        criteria::criteria(&mut c, raw.exclusion, "exclusion", &scope, &mut criterion_ids);
+    let inclusion = criteria::criteria(
+        &mut c,
+        raw.inclusion,
+        "inclusion",
+        &scope,
+        &mut criterion_ids,
+    );
+    let exclusion = criteria::criteria(
+        &mut c,
+        raw.exclusion,
+        "exclusion",
+        &scope,
+        &mut criterion_ids,
+    );
     let arms_for_blocks = arms_valid.then_some(arms.as_slice());
     let randomisation =
         randomisation::randomisation(&mut c, raw.randomisation, arms_for_blocks, &scope);
@@ -173,7 +183,10 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
 
 fn sites(c: &mut Checker, raw: Option<Spanned<Vec<RawSite>>>) -> Vec<Site> {
     let Some(raw) = raw else {
-        c.error(0..0, "no sites declared; add a [[sites]] table with a `code` for each site");
+        c.error(
+            0..0,
+            "no sites declared; add a [[sites]] table with a `code` for each site",
+        );
         return Vec::new();
     };
     if raw.get_ref().is_empty() {
@@ -203,7 +216,10 @@ fn sites(c: &mut Checker, raw: Option<Spanned<Vec<RawSite>>>) -> Vec<Site> {
 /// The arms, and whether their ratios are all valid (block sizes can only be checked then).
 fn arms(c: &mut Checker, raw: Option<Spanned<Vec<RawArm>>>) -> (Vec<Arm>, bool) {
     let Some(raw) = raw else {
-        c.error(0..0, "no arms declared; add a [[arms]] table for each of at least 2 arms");
+        c.error(
+            0..0,
+            "no arms declared; add a [[arms]] table for each of at least 2 arms",
+        );
         return (Vec::new(), false);
     };
     let count = raw.get_ref().len();
@@ -269,15 +285,13 @@ fn is_trial_id(s: &str) -> bool {
 
 fn is_site_code(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
 }
 
 fn is_arm_id(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
 }
 

@@ -86,7 +86,7 @@ fn block_sizes(c: &mut Checker, raw: &SpannedList<i64>, arms: Option<&[Arm]>) ->
             c.error(item.span(), format!("block size {size} is listed twice"));
         }
         if let (Some(sum), Some(arms)) = (ratio_sum, arms) {
-            if sum > 0 && u64::from(size) % sum != 0 {
+            if sum > 0 && !u64::from(size).is_multiple_of(sum) {
                 c.error(
                     item.span(),
                     format!(
@@ -109,7 +109,9 @@ fn ratio_description(arms: &[Arm]) -> String {
 }
 
 fn example_sizes(arms: Option<&[Arm]>) -> String {
-    let sum: u32 = arms.map_or(2, |arms| arms.iter().map(|a| a.ratio).sum()).max(1);
+    let sum: u32 = arms
+        .map_or(2, |arms| arms.iter().map(|a| a.ratio).sum())
+        .max(1);
     format!("{}, {}", sum, sum.saturating_mul(2))
 }
 
@@ -153,13 +155,19 @@ fn unusable_factor(c: &Checker, name: &str, scope: &Scope<'_>) -> Option<String>
             .find(|f| f.name == d.from)
             .filter(|f| !f.required)
             .map(|f| optional(&f.name)),
-        Some(Source::Field(f)) if is_categorical(&f.kind) => (!f.required).then(|| optional(&f.name)),
+        Some(Source::Field(f)) if is_categorical(&f.kind) => {
+            (!f.required).then(|| optional(&f.name))
+        }
         Some(Source::Field(f)) => Some(match f.kind {
             FieldKind::Integer { .. } | FieldKind::Number { .. } => format!(
                 "stratification factor `{name}` is {} field and numeric fields cannot \
                  stratify; declare a band such as [derived.{name}_band] with from = \"{name}\" \
                  and cuts, and stratify on that",
-                if matches!(f.kind, FieldKind::Integer { .. }) { "an integer" } else { "a number" }
+                if matches!(f.kind, FieldKind::Integer { .. }) {
+                    "an integer"
+                } else {
+                    "a number"
+                }
             ),
             _ => format!(
                 "stratification factor `{name}` is a {} field; only `site`, category, boolean \
