@@ -6,7 +6,6 @@
 //! default 4000), RRCT_BENCH_CLIENTS (concurrent clients, default 32).
 //! Target: p99 latency under 10 ms at 32 clients; throughput at least half the bare insert's.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rrct::api::{self, AppState};
@@ -20,14 +19,27 @@ const TASTE: &str = include_str!("../protocols/taste.toml");
 const SITES: [&str; 6] = ["UPP", "LKP", "SUS", "SAH", "KS", "ORE"];
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful: run small.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let n = if quick { 200 } else { env_usize("RRCT_BENCH_N", 4000) };
+    let n = if quick {
+        200
+    } else {
+        env_usize("RRCT_BENCH_N", 4000)
+    };
     let clients = env_usize("RRCT_BENCH_CLIENTS", 32);
     println!("enrolment benchmark: {n} enrolments, {clients} concurrent clients, release build");
     println!(
@@ -40,8 +52,12 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(admin) = std::env::var("RRCT_TEST_POSTGRES_URL") {
         let name = format!("rrct_bench_{}", std::process::id());
         let mut conn = sqlx::PgConnection::connect(&admin).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut conn)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
         bench("postgres", &format!("{base}/{name}"), n, clients).await?;
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -55,18 +71,20 @@ async fn main() -> anyhow::Result<()> {
 
 async fn bench(name: &str, url: &str, n: usize, clients: usize) -> anyhow::Result<()> {
     let store = Store::connect(url).await?;
-    let protocol = rrct::protocol::parse(TASTE, "taste.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runtime =
-        trials::register_with_seed(&store, protocol, TASTE, MasterSeed::from_passphrase("bench"))
-            .await?;
+    let protocol =
+        rrct::protocol::parse(TASTE, "taste.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = trials::register_with_seed(
+        &store,
+        protocol,
+        TASTE,
+        MasterSeed::from_passphrase("bench"),
+    )
+    .await?;
     let token = auth::create_token(&store, "register", None, None).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        store: store.clone(),
-        trials: Arc::new(TrialRegistry::from_runtimes([runtime])),
-    };
+    let state = AppState::new(store.clone(), TrialRegistry::from_runtimes([runtime]));
     let server = tokio::spawn(api::serve(listener, state, async {
         let _ = stopped.await;
     }));
@@ -81,7 +99,8 @@ async fn bench(name: &str, url: &str, n: usize, clients: usize) -> anyhow::Resul
     let mut latencies = run_clients(&client, &url, &token, "B", n, clients).await?;
     let elapsed = started.elapsed();
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    let pct =
+        |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     let enrol_rate = n as f64 / elapsed.as_secs_f64();
 
     let bare_rate = bare_insert(&store, n, clients).await?;
@@ -110,8 +129,12 @@ async fn run_clients(
 ) -> anyhow::Result<Vec<Duration>> {
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let (client, url, token, prefix) =
-            (client.clone(), url.to_string(), token.to_string(), prefix.to_string());
+        let (client, url, token, prefix) = (
+            client.clone(),
+            url.to_string(),
+            token.to_string(),
+            prefix.to_string(),
+        );
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             for i in (c..n).step_by(clients) {
@@ -122,8 +145,17 @@ async fn run_clients(
                                "diagnosis": "STEMI", "symptom_onset_hours": 2.5}
                 });
                 let t = Instant::now();
-                let r = client.post(&url).bearer_auth(&token).json(&body).send().await?;
-                anyhow::ensure!(r.status().as_u16() == 201, "unexpected status {}", r.status());
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    r.status().as_u16() == 201,
+                    "unexpected status {}",
+                    r.status()
+                );
                 r.bytes().await?;
                 latencies.push(t.elapsed());
             }
@@ -140,9 +172,11 @@ async fn run_clients(
 /// The reference: single-row INSERT + COMMIT transactions from the same number of concurrent
 /// tasks, through the same store (same durability settings, same write path).
 async fn bare_insert(store: &Store, n: usize, clients: usize) -> anyhow::Result<f64> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS bench_insert (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)")
-        .execute(store.pool())
-        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS bench_insert (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)",
+    )
+    .execute(store.pool())
+    .await?;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -17,7 +16,11 @@ use crate::store::{audit, Store};
 pub const DATABASE_ENV: &str = "RRCT_DATABASE_URL";
 
 #[derive(Parser, Debug)]
-#[command(name = "rrct", version, about = "Registry-based randomised trial engine")]
+#[command(
+    name = "rrct",
+    version,
+    about = "Registry-based randomised trial engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -146,10 +149,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             tracing::info!(%addr, trials = registry.len(), "serving");
             // Scripts and tests read the bound address from this line.
             println!("listening on {addr}");
-            let state = AppState {
-                store: store.clone(),
-                trials: Arc::new(registry),
-            };
+            let state = AppState::new(store.clone(), registry);
             api::serve(listener, state, shutdown_signal()).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)

@@ -91,22 +91,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let trial_id = protocol.trial_id.clone();
-    let registry = Arc::new(TrialRegistry::from_runtimes([runtime]));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        store: store.clone(),
-        trials: registry.clone(),
-    };
+    let state = AppState::new(store.clone(), TrialRegistry::from_runtimes([runtime]));
     let server = tokio::spawn(api::serve(listener, state, async {
         let _ = stop_rx.await;
     }));
 
     let token = auth::create_token(&store, "register", Some(&trial_id), None).await?;
     let base = format!("http://{addr}");
-    println!("rrct demo: trial `{trial_id}` ({}) from {protocol_path}", protocol.title);
+    println!(
+        "rrct demo: trial `{trial_id}` ({}) from {protocol_path}",
+        protocol.title
+    );
     println!(
         "  service listening on {base}; playing {} registrations, {} at a time...",
         args.registrations, args.concurrency
@@ -155,7 +154,8 @@ fn synthetic_feed(protocol: &Protocol, n: usize, seed: u64) -> Vec<FeedItem> {
             })
             .map_or(sites[0], |(s, _)| s);
         // Box–Muller for a roughly normal age around 66.
-        let z = (-2.0 * unit().max(1e-12).ln()).sqrt() * (2.0 * std::f64::consts::PI * unit()).cos();
+        let z =
+            (-2.0 * unit().max(1e-12).ln()).sqrt() * (2.0 * std::f64::consts::PI * unit()).cos();
         let age = (66.0 + 12.0 * z).round().clamp(16.0, 99.0) as i64;
         let sex = if unit() < 0.25 { "F" } else { "M" };
         let d = unit();
@@ -312,7 +312,10 @@ async fn report(
         .collect();
     println!("Randomised: {} ({})", allocations.len(), arms.join(", "));
 
-    let refused: Vec<_> = screening.iter().filter(|s| s.outcome == "not_eligible").collect();
+    let refused: Vec<_> = screening
+        .iter()
+        .filter(|s| s.outcome == "not_eligible")
+        .collect();
     println!("Screened out (not eligible): {}", refused.len());
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for row in &refused {
@@ -331,9 +334,21 @@ async fn report(
     }
 
     println!();
-    println!("Allocation balance per stratum (permuted blocks; difference never exceeds half a block):");
-    let header: Vec<String> = protocol.arms.iter().map(|a| format!("{:>11}", a.id)).collect();
-    println!("  {:<22}{:>6}{}{:>6}", "stratum", "n", header.join(""), "diff");
+    println!(
+        "Allocation balance per stratum (permuted blocks; difference never exceeds half a block):"
+    );
+    let header: Vec<String> = protocol
+        .arms
+        .iter()
+        .map(|a| format!("{:>11}", a.id))
+        .collect();
+    println!(
+        "  {:<22}{:>6}{}{:>6}",
+        "stratum",
+        "n",
+        header.join(""),
+        "diff"
+    );
     let mut strata: BTreeMap<&str, Vec<&allocations::AllocationRow>> = BTreeMap::new();
     for a in &allocations {
         strata.entry(a.stratum.as_str()).or_default().push(a);
@@ -342,7 +357,11 @@ async fn report(
         let counts = by_arm(&mut rows.iter().copied());
         let cells: Vec<String> = counts.iter().map(|n| format!("{n:>11}")).collect();
         let diff = counts.iter().max().unwrap_or(&0) - counts.iter().min().unwrap_or(&0);
-        println!("  {stratum:<22}{:>6}{}{diff:>6}", rows.len(), cells.join(""));
+        println!(
+            "  {stratum:<22}{:>6}{}{diff:>6}",
+            rows.len(),
+            cells.join("")
+        );
     }
 
     println!();

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 
 use super::error::{ApiError, ErrorCode};
 use super::AppState;
-use crate::service::{auth, Principal};
+use crate::service::Principal;
 
 /// The caller, authenticated by `Authorization: Bearer <token>`.
 pub struct Authenticated(pub Principal);
@@ -25,7 +25,12 @@ impl FromRequestParts<AppState> for Authenticated {
                 )
             })?
             .to_str()
-            .map_err(|_| ApiError::new(ErrorCode::Unauthenticated, "unreadable Authorization header"))?;
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "unreadable Authorization header",
+                )
+            })?;
         let token = header
             .strip_prefix("Bearer ")
             .map(str::trim)
@@ -36,7 +41,7 @@ impl FromRequestParts<AppState> for Authenticated {
                     "the Authorization header must be `Bearer <token>`",
                 )
             })?;
-        match auth::authenticate(&state.store, token).await? {
+        match state.auth.authenticate(token).await? {
             Some(principal) => Ok(Authenticated(principal)),
             None => Err(ApiError::new(
                 ErrorCode::Unauthenticated,

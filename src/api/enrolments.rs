@@ -24,7 +24,7 @@ async fn create(
     Path(trial): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let outcome = enrol::enrol(&state.store, &state.trials, &principal, &trial, &body).await?;
+    let outcome = enrol::enrol(&state.enrolments, &state.trials, &principal, &trial, &body).await?;
     Ok(match outcome {
         EnrolOutcome::Created(a) => (StatusCode::CREATED, Json(a)).into_response(),
         EnrolOutcome::Replayed(a) => (StatusCode::OK, Json(a)).into_response(),

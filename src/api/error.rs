@@ -116,7 +116,8 @@ impl IntoResponse for ApiError {
         error.insert("code".into(), json!(self.code.as_str()));
         error.insert("message".into(), json!(self.message));
         error.extend(self.details);
-        let mut response = (self.code.status(), axum::Json(json!({ "error": error }))).into_response();
+        let mut response =
+            (self.code.status(), axum::Json(json!({ "error": error }))).into_response();
         if self.code == ErrorCode::Unauthenticated {
             response
                 .headers_mut()
@@ -143,7 +144,10 @@ impl From<StoreError> for ApiError {
         match &e {
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
                 tracing::error!(error = %e, "database unavailable");
-                ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry later")
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; retry later",
+                )
             }
             _ => {
                 tracing::error!(error = %e, "internal error");
@@ -160,7 +164,10 @@ impl From<EnrolError> for ApiError {
             EnrolError::TrialNotFound(_) => ApiError::new(ErrorCode::TrialNotFound, message),
             EnrolError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
             EnrolError::Invalid(fields) => ApiError::new(ErrorCode::InvalidEnrolment, message)
-                .with("fields", serde_json::to_value(fields).unwrap_or(Value::Null)),
+                .with(
+                    "fields",
+                    serde_json::to_value(fields).unwrap_or(Value::Null),
+                ),
             EnrolError::NotEligible { reasons } => {
                 ApiError::new(ErrorCode::NotEligible, message).with("reasons", reasons)
             }
@@ -170,6 +177,7 @@ impl From<EnrolError> for ApiError {
             }
             EnrolError::RecordConflict(_) => ApiError::new(ErrorCode::RecordConflict, message),
             EnrolError::TrialNotActive { .. } => ApiError::new(ErrorCode::TrialNotActive, message),
+            EnrolError::Unavailable => ApiError::new(ErrorCode::Unavailable, message),
             EnrolError::Store(e) => e.into(),
         }
     }

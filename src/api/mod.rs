@@ -19,6 +19,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::service::auth::Authenticator;
+use crate::service::enrol::EnrolmentQueue;
 use crate::service::TrialRegistry;
 use crate::store::Store;
 use error::{ApiError, ErrorCode};
@@ -31,6 +33,21 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub store: Store,
     pub trials: Arc<TrialRegistry>,
+    pub enrolments: EnrolmentQueue,
+    pub auth: Authenticator,
+}
+
+impl AppState {
+    /// State for serving `trials` from `store`; starts the enrolment queue's task, so it must
+    /// be called inside a tokio runtime.
+    pub fn new(store: Store, trials: TrialRegistry) -> Self {
+        AppState {
+            enrolments: EnrolmentQueue::start(store.clone()),
+            auth: Authenticator::new(store.clone()),
+            store,
+            trials: Arc::new(trials),
+        }
+    }
 }
 
 /// `axum::Json` whose rejections use our error body.
@@ -45,7 +62,10 @@ pub fn app(state: AppState) -> Router {
         .merge(enrolments::router())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn(request_id))

@@ -58,10 +58,7 @@ impl Scheme {
             return Err(SchemeError::NoBlockSizes);
         }
         let ratio_sum: u32 = ratios.iter().sum();
-        if let Some(&size) = block_sizes
-            .iter()
-            .find(|&&s| s == 0 || s % ratio_sum != 0)
-        {
+        if let Some(&size) = block_sizes.iter().find(|&&s| s == 0 || s % ratio_sum != 0) {
             return Err(SchemeError::BlockNotMultiple { size, ratio_sum });
         }
         Ok(Scheme::PermutedBlocks {

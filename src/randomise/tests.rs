@@ -20,8 +20,14 @@ fn run(scheme: &Scheme, stratum: &str, n: usize) -> Vec<Decision> {
 #[test]
 fn same_seed_same_sequence_and_other_seed_differs() {
     let scheme = Scheme::new_blocks(vec![1, 1], vec![2, 4, 6]).unwrap();
-    let a: Vec<usize> = run(&scheme, "site=UPP;sex=F", 200).iter().map(|d| d.arm).collect();
-    let b: Vec<usize> = run(&scheme, "site=UPP;sex=F", 200).iter().map(|d| d.arm).collect();
+    let a: Vec<usize> = run(&scheme, "site=UPP;sex=F", 200)
+        .iter()
+        .map(|d| d.arm)
+        .collect();
+    let b: Vec<usize> = run(&scheme, "site=UPP;sex=F", 200)
+        .iter()
+        .map(|d| d.arm)
+        .collect();
     assert_eq!(a, b);
     let other = MasterSeed::from_passphrase("other");
     let mut state = StratumState::default();
@@ -34,7 +40,10 @@ fn same_seed_same_sequence_and_other_seed_differs() {
         .collect();
     assert_ne!(a, c);
     // Strata draw from independent streams.
-    let d: Vec<usize> = run(&scheme, "site=UPP;sex=M", 200).iter().map(|d| d.arm).collect();
+    let d: Vec<usize> = run(&scheme, "site=UPP;sex=M", 200)
+        .iter()
+        .map(|d| d.arm)
+        .collect();
     assert_ne!(a, d);
 }
 

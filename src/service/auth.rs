@@ -69,7 +69,9 @@ impl Principal {
 /// Why a token could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("unknown role `{0}`: expected one of admin, register, sponsor, statistician, dsmb, auditor")]
+    #[error(
+        "unknown role `{0}`: expected one of admin, register, sponsor, statistician, dsmb, auditor"
+    )]
     UnknownRole(String),
     #[error("a site scope needs a trial scope too (--trial), since site codes belong to a trial")]
     SiteWithoutTrial,
@@ -122,4 +124,47 @@ pub async fn authenticate(store: &Store, token: &str) -> StoreResult<Option<Prin
         site_code: grant.site_code,
         actor: format!("token:{}", &hash[..12]),
     }))
+}
+
+/// How long a verified token is trusted without asking the database again; a revoked token
+/// stops working at most this long after revocation.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Token verification with a short-lived cache of known tokens, so the enrolment hot path does
+/// not read the tokens table on every request. Unknown tokens are never cached: a token
+/// created a moment ago works at once.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    known: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, (Principal, std::time::Instant)>>,
+    >,
+}
+
+impl Authenticator {
+    pub fn new(store: Store) -> Self {
+        Authenticator {
+            store,
+            known: Default::default(),
+        }
+    }
+
+    pub async fn authenticate(&self, token: &str) -> StoreResult<Option<Principal>> {
+        let hash = hash_token(token);
+        if let Ok(known) = self.known.lock() {
+            if let Some((principal, at)) = known.get(&hash) {
+                if at.elapsed() < TOKEN_CACHE_TTL {
+                    return Ok(Some(principal.clone()));
+                }
+            }
+        }
+        let found = authenticate(&self.store, token).await?;
+        if let (Some(principal), Ok(mut known)) = (&found, self.known.lock()) {
+            if known.len() > 10_000 {
+                known.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            }
+            known.insert(hash, (principal.clone(), std::time::Instant::now()));
+        }
+        Ok(found)
+    }
 }

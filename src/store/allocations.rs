@@ -5,12 +5,14 @@
 //! processes on one PostgreSQL database unable to hand out the same block slot or
 //! randomisation number twice.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::{FromRow, Row};
 
-use super::{Backend, Store, StoreError, StoreResult};
+use super::{Store, StoreError, StoreResult, WriteTx};
 use crate::randomise::StratumState;
 
 /// One stored allocation.
@@ -57,21 +59,22 @@ const ALLOCATION_COLUMNS: &str = "trial_id, randomisation_number, record_id, sub
 
 /// The trial's status and next randomisation number, locking the trial row until the
 /// transaction ends. `None` when the trial does not exist.
-pub async fn lock_trial(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    trial_id: &str,
-) -> StoreResult<Option<(String, i64)>> {
+pub async fn lock_trial(tx: &mut WriteTx, trial_id: &str) -> StoreResult<Option<(String, i64)>> {
     let sql = format!(
         "SELECT status, next_randomisation_number FROM trials WHERE trial_id = $1{}",
-        backend.for_update()
+        tx.backend().for_update()
     );
     let row = sqlx::query(&sql)
         .bind(trial_id)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(tx.conn())
         .await?;
-    row.map(|r| Ok((r.try_get("status")?, r.try_get("next_randomisation_number")?)))
-        .transpose()
+    row.map(|r| {
+        Ok((
+            r.try_get("status")?,
+            r.try_get("next_randomisation_number")?,
+        ))
+    })
+    .transpose()
 }
 
 pub async fn by_record(
@@ -79,25 +82,12 @@ pub async fn by_record(
     trial_id: &str,
     record_id: &str,
 ) -> StoreResult<Option<AllocationRow>> {
-    let sql =
-        format!("SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND record_id = $2");
+    let sql = format!(
+        "SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND record_id = $2"
+    );
     Ok(sqlx::query_as(&sql)
         .bind(trial_id)
         .bind(record_id)
-        .fetch_optional(&mut *conn)
-        .await?)
-}
-
-pub async fn by_subject(
-    conn: &mut AnyConnection,
-    trial_id: &str,
-    subject: &str,
-) -> StoreResult<Option<AllocationRow>> {
-    let sql =
-        format!("SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND subject = $2");
-    Ok(sqlx::query_as(&sql)
-        .bind(trial_id)
-        .bind(subject)
         .fetch_optional(&mut *conn)
         .await?)
 }
@@ -123,81 +113,176 @@ pub async fn get(
     by_record(&mut conn, trial_id, record_id).await
 }
 
-pub async fn stratum_state(
-    conn: &mut AnyConnection,
+/// Allocations of a trial whose `column` (`record_id` or `subject`) is among `keys`.
+async fn where_in(
+    tx: &mut WriteTx,
     trial_id: &str,
-    stratum: &str,
-) -> StoreResult<StratumState> {
-    let row = sqlx::query(
-        "SELECT block_number, position, allocated FROM strata WHERE trial_id = $1 AND stratum = $2",
-    )
-    .bind(trial_id)
-    .bind(stratum)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
-        return Ok(StratumState::default());
-    };
-    let number = |name: &str| -> StoreResult<u64> {
-        let v: i64 = row.try_get(name)?;
-        u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("strata.{name} is negative")))
-    };
-    Ok(StratumState {
-        block_number: number("block_number")?,
-        position: u32::try_from(number("position")?)
-            .map_err(|_| StoreError::Corrupt("strata.position out of range".into()))?,
-        allocated: number("allocated")?,
-    })
+    column: &str,
+    keys: &[&str],
+) -> StoreResult<Vec<AllocationRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND {column} IN ({})",
+        tx.backend().json_strings(2)
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(trial_id)
+        .bind(json_list(keys))
+        .fetch_all(tx.conn())
+        .await?)
 }
 
-/// Store the allocation, the stratum's new position and the trial's next randomisation number.
-pub async fn insert(
-    conn: &mut AnyConnection,
-    row: &AllocationRow,
-    next_state: StratumState,
+fn json_list(keys: &[&str]) -> String {
+    serde_json::Value::from(keys.to_vec()).to_string()
+}
+
+/// Existing allocations for any of these record ids.
+pub async fn by_records(
+    tx: &mut WriteTx,
+    trial_id: &str,
+    record_ids: &[&str],
+) -> StoreResult<Vec<AllocationRow>> {
+    where_in(tx, trial_id, "record_id", record_ids).await
+}
+
+/// Existing allocations for any of these subjects.
+pub async fn by_subjects(
+    tx: &mut WriteTx,
+    trial_id: &str,
+    subjects: &[&str],
+) -> StoreResult<Vec<AllocationRow>> {
+    where_in(tx, trial_id, "subject", subjects).await
+}
+
+/// Stored positions of these strata (absent strata have not started).
+pub async fn stratum_states(
+    tx: &mut WriteTx,
+    trial_id: &str,
+    strata: &[&str],
+) -> StoreResult<HashMap<String, StratumState>> {
+    if strata.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT stratum, block_number, position, allocated FROM strata \
+         WHERE trial_id = $1 AND stratum IN ({})",
+        tx.backend().json_strings(2)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(trial_id)
+        .bind(json_list(strata))
+        .fetch_all(tx.conn())
+        .await?;
+    let mut states = HashMap::new();
+    for row in rows {
+        let number = |name: &str| -> StoreResult<u64> {
+            let v: i64 = row.try_get(name)?;
+            u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("strata.{name} is negative")))
+        };
+        let state = StratumState {
+            block_number: number("block_number")?,
+            position: u32::try_from(number("position")?)
+                .map_err(|_| StoreError::Corrupt("strata.position out of range".into()))?,
+            allocated: number("allocated")?,
+        };
+        states.insert(row.try_get("stratum")?, state);
+    }
+    Ok(states)
+}
+
+/// Store new stratum positions (insert or overwrite).
+pub async fn save_stratum_states(
+    tx: &mut WriteTx,
+    states: &[(&str, &str, StratumState)],
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO strata (trial_id, stratum, block_number, position, allocated) \
-         VALUES ($1, $2, $3, $4, $5) \
+    if states.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = states
+        .iter()
+        .map(|(trial, stratum, state)| {
+            serde_json::json!({
+                "trial_id": trial, "stratum": stratum, "block_number": state.block_number,
+                "position": state.position, "allocated": state.allocated,
+            })
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO strata (trial_id, stratum, block_number, position, allocated) {} \
          ON CONFLICT (trial_id, stratum) DO UPDATE SET block_number = excluded.block_number, \
          position = excluded.position, allocated = excluded.allocated",
-    )
-    .bind(&row.trial_id)
-    .bind(&row.stratum)
-    .bind(to_i64(next_state.block_number)?)
-    .bind(i64::from(next_state.position))
-    .bind(to_i64(next_state.allocated)?)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(&format!(
-        "INSERT INTO allocations ({ALLOCATION_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))
-    .bind(&row.trial_id)
-    .bind(row.randomisation_number)
-    .bind(&row.record_id)
-    .bind(&row.subject)
-    .bind(&row.site_code)
-    .bind(&row.arm)
-    .bind(&row.stratum)
-    .bind(row.block_number)
-    .bind(row.block_size)
-    .bind(row.block_position)
-    .bind(&row.protocol_version)
-    .bind(&row.request_sha256)
-    .bind(&row.allocated_at)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE trials SET next_randomisation_number = $2 WHERE trial_id = $1")
-        .bind(&row.trial_id)
-        .bind(row.randomisation_number + 1)
-        .execute(&mut *conn)
+        tx.backend().json_rows(
+            1,
+            &[
+                ("trial_id", false),
+                ("stratum", false),
+                ("block_number", true),
+                ("position", true),
+                ("allocated", true),
+            ]
+        )
+    );
+    sqlx::query(&sql)
+        .bind(serde_json::Value::from(rows).to_string())
+        .execute(tx.conn())
         .await?;
     Ok(())
 }
 
-fn to_i64(v: u64) -> StoreResult<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit in BIGINT")))
+/// The allocation columns with whether each is an integer, for [`Backend::json_rows`].
+const ALLOCATION_COLUMN_TYPES: [(&str, bool); 13] = [
+    ("trial_id", false),
+    ("randomisation_number", true),
+    ("record_id", false),
+    ("subject", false),
+    ("site_code", false),
+    ("arm", false),
+    ("stratum", false),
+    ("block_number", true),
+    ("block_size", true),
+    ("block_position", true),
+    ("protocol_version", false),
+    ("request_sha256", false),
+    ("allocated_at", false),
+];
+
+/// Store allocations (one multi-row insert).
+pub async fn insert_many(tx: &mut WriteTx, rows: &[AllocationRow]) -> StoreResult<()> {
+    insert_json_rows(tx, "allocations", &ALLOCATION_COLUMN_TYPES, rows).await
+}
+
+/// `INSERT INTO table (columns) SELECT ... FROM json` with all `rows` as one JSON parameter.
+pub(crate) async fn insert_json_rows<T: Serialize>(
+    tx: &mut WriteTx,
+    table: &str,
+    columns: &[(&str, bool)],
+    rows: &[T],
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) {}",
+        names.join(", "),
+        tx.backend().json_rows(1, columns)
+    );
+    let json = serde_json::to_string(rows)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode {table} rows: {e}")))?;
+    sqlx::query(&sql).bind(json).execute(tx.conn()).await?;
+    Ok(())
+}
+
+/// Set a trial's next randomisation number.
+pub async fn set_next_number(tx: &mut WriteTx, trial_id: &str, next: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE trials SET next_randomisation_number = $2 WHERE trial_id = $1")
+        .bind(trial_id)
+        .bind(next)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
 }
 
 /// One row of the screening log: every enrolment attempt that reached a decision.
@@ -219,44 +304,52 @@ pub struct ScreeningRow {
     pub screened_at: String,
 }
 
-pub async fn insert_screening(conn: &mut AnyConnection, row: &ScreeningRow) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO screening_log (trial_id, record_id, subject, site_code, outcome, reasons, \
-         fields, request_sha256, protocol_version, randomisation_number, screened_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&row.trial_id)
-    .bind(&row.record_id)
-    .bind(&row.subject)
-    .bind(&row.site_code)
-    .bind(&row.outcome)
-    .bind(&row.reasons)
-    .bind(&row.fields)
-    .bind(&row.request_sha256)
-    .bind(&row.protocol_version)
-    .bind(row.randomisation_number)
-    .bind(&row.screened_at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// Append screening-log rows (one multi-row insert), in order.
+pub async fn insert_screenings(tx: &mut WriteTx, rows: &[ScreeningRow]) -> StoreResult<()> {
+    const COLUMNS: [(&str, bool); 11] = [
+        ("trial_id", false),
+        ("record_id", false),
+        ("subject", false),
+        ("site_code", false),
+        ("outcome", false),
+        ("reasons", false),
+        ("fields", false),
+        ("request_sha256", false),
+        ("protocol_version", false),
+        ("randomisation_number", true),
+        ("screened_at", false),
+    ];
+    insert_json_rows(tx, "screening_log", &COLUMNS, rows).await
 }
 
-/// The reasons of an earlier identical refusal (same record and same request body), if any.
-pub async fn earlier_refusal(
-    conn: &mut AnyConnection,
+/// Earlier refusals of these records: `(record_id, request_sha256) → reasons` (JSON text),
+/// the latest refusal winning.
+pub async fn refusals(
+    tx: &mut WriteTx,
     trial_id: &str,
-    record_id: &str,
-    request_sha256: &str,
-) -> StoreResult<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT reasons FROM screening_log WHERE trial_id = $1 AND record_id = $2 \
-         AND request_sha256 = $3 AND outcome = 'not_eligible' ORDER BY screening_id DESC LIMIT 1",
-    )
-    .bind(trial_id)
-    .bind(record_id)
-    .bind(request_sha256)
-    .fetch_optional(&mut *conn)
-    .await?)
+    record_ids: &[&str],
+) -> StoreResult<HashMap<(String, String), String>> {
+    if record_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT record_id, request_sha256, reasons FROM screening_log WHERE trial_id = $1 \
+         AND outcome = 'not_eligible' AND record_id IN ({}) ORDER BY screening_id",
+        tx.backend().json_strings(2)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(trial_id)
+        .bind(json_list(record_ids))
+        .fetch_all(tx.conn())
+        .await?;
+    let mut found = HashMap::new();
+    for row in rows {
+        found.insert(
+            (row.try_get("record_id")?, row.try_get("request_sha256")?),
+            row.try_get("reasons")?,
+        );
+    }
+    Ok(found)
 }
 
 /// The whole screening log of a trial, oldest first.

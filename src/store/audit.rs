@@ -7,10 +7,10 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::AnyConnection;
 use sqlx::Row;
 
-use super::{now_text, Store, StoreResult};
+use super::allocations::insert_json_rows;
+use super::{now_text, Store, StoreResult, WriteTx};
 
 /// The hash before the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -40,65 +40,103 @@ pub fn entry_hash(
     payload: &str,
     prev_hash: &str,
 ) -> String {
-    let canonical =
-        serde_json::json!([seq, recorded_at, actor, action, trial_id, payload, prev_hash])
-            .to_string();
+    let canonical = serde_json::json!([
+        seq,
+        recorded_at,
+        actor,
+        action,
+        trial_id,
+        payload,
+        prev_hash
+    ])
+    .to_string();
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
-/// Append an entry inside the caller's write transaction.
+/// An entry to append: the parts the caller decides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntry {
+    pub actor: String,
+    pub action: String,
+    pub trial_id: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+/// Append one entry inside the caller's write transaction.
 pub async fn append(
-    conn: &mut AnyConnection,
+    tx: &mut WriteTx,
     actor: &str,
     action: &str,
     trial_id: Option<&str>,
     payload: &serde_json::Value,
-) -> StoreResult<AuditEntry> {
-    // The UPDATE takes the head row's lock (PostgreSQL) for the rest of the transaction.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *conn)
-        .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let prev_hash: String = head.try_get("hash")?;
-    let recorded_at = now_text();
-    let payload = payload.to_string();
-    let hash = entry_hash(
-        seq,
-        &recorded_at,
-        actor,
-        action,
-        trial_id,
-        &payload,
-        &prev_hash,
-    );
-    sqlx::query(
-        "INSERT INTO audit_log (seq, recorded_at, actor, action, trial_id, payload, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+) -> StoreResult<()> {
+    append_many(
+        tx,
+        &[NewEntry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            trial_id: trial_id.map(str::to_string),
+            payload: payload.clone(),
+        }],
     )
-    .bind(seq)
-    .bind(&recorded_at)
-    .bind(actor)
-    .bind(action)
-    .bind(trial_id)
-    .bind(&payload)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
-        .execute(&mut *conn)
+    .await
+}
+
+/// Append entries, in order, inside the caller's write transaction: one head update reserves
+/// their sequence numbers, one multi-row insert stores them.
+pub async fn append_many(tx: &mut WriteTx, entries: &[NewEntry]) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let count = entries.len() as i64;
+    // The UPDATE takes the head row's lock (PostgreSQL) for the rest of the transaction.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(count)
+        .fetch_one(tx.conn())
         .await?;
-    Ok(AuditEntry {
-        seq,
-        recorded_at,
-        actor: actor.to_string(),
-        action: action.to_string(),
-        trial_id: trial_id.map(str::to_string),
-        payload,
-        prev_hash,
-        hash,
-    })
+    let last_seq: i64 = head.try_get("seq")?;
+    let mut prev_hash: String = head.try_get("hash")?;
+    let recorded_at = now_text();
+    let mut rows = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let seq = last_seq - count + 1 + i as i64;
+        let payload = entry.payload.to_string();
+        let hash = entry_hash(
+            seq,
+            &recorded_at,
+            &entry.actor,
+            &entry.action,
+            entry.trial_id.as_deref(),
+            &payload,
+            &prev_hash,
+        );
+        rows.push(AuditEntry {
+            seq,
+            recorded_at: recorded_at.clone(),
+            actor: entry.actor.clone(),
+            action: entry.action.clone(),
+            trial_id: entry.trial_id.clone(),
+            payload,
+            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+            hash,
+        });
+    }
+    const COLUMNS: [(&str, bool); 8] = [
+        ("seq", true),
+        ("recorded_at", false),
+        ("actor", false),
+        ("action", false),
+        ("trial_id", false),
+        ("payload", false),
+        ("prev_hash", false),
+        ("hash", false),
+    ];
+    insert_json_rows(tx, "audit_log", &COLUMNS, &rows).await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&prev_hash)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
 }
 
 /// The result of recomputing the chain.

@@ -65,6 +65,42 @@ impl Backend {
             Backend::Postgres => " FOR UPDATE",
         }
     }
+
+    /// A subquery listing the strings of the JSON array bound as parameter `$n`, for
+    /// `column IN (...)`. Passing a batch's keys as one JSON parameter keeps the SQL text fixed
+    /// whatever the batch size, so the statement is prepared once per connection.
+    pub fn json_strings(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
+        }
+    }
+
+    /// `SELECT col, ... FROM` the objects of the JSON array bound as parameter `$n`, in array
+    /// order: the source of a multi-row `INSERT ... SELECT` with fixed SQL text. Columns are
+    /// `(name, is_integer)`.
+    pub fn json_rows(self, n: usize, columns: &[(&str, bool)]) -> String {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|&(name, integer)| match (self, integer) {
+                (Backend::Sqlite, _) => format!("json_extract(value, '$.{name}')"),
+                (Backend::Postgres, false) => format!("e.v->>'{name}'"),
+                (Backend::Postgres, true) => format!("(e.v->>'{name}')::bigint"),
+            })
+            .collect();
+        // `WHERE true` lets SQLite parse a following ON CONFLICT clause.
+        match self {
+            Backend::Sqlite => format!(
+                "SELECT {} FROM json_each(${n}) WHERE true ORDER BY key",
+                cols.join(", ")
+            ),
+            Backend::Postgres => format!(
+                "SELECT {} FROM json_array_elements(${n}::json) WITH ORDINALITY AS e(v, ord) \
+                 WHERE true ORDER BY e.ord",
+                cols.join(", ")
+            ),
+        }
+    }
 }
 
 /// A handle on the database; cheap to clone.
@@ -81,12 +117,17 @@ pub struct Store {
 /// A write transaction. On SQLite it also holds the in-process write gate until it ends.
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
+    backend: Backend,
     _gate: Option<OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
     pub fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub async fn commit(self) -> StoreResult<()> {
@@ -129,20 +170,22 @@ impl Store {
         };
 
         let options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(8)
-                .after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        // WAL lets readers run beside the writer; synchronous=FULL makes every
-                        // commit durable before the allocation is acknowledged.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the writer; synchronous=FULL makes every
+                            // commit durable before the allocation is acknowledged.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                        Ok(())
+                            )
+                            .await?;
+                            Ok(())
+                        })
                     })
-                }),
+            }
             Backend::Postgres => AnyPoolOptions::new().max_connections(32),
         };
         let pool = options
@@ -180,7 +223,11 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(WriteTx { tx, _gate: gate })
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            _gate: gate,
+        })
     }
 
     pub async fn close(&self) {

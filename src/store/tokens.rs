@@ -28,7 +28,7 @@ pub async fn insert(store: &Store, grant: &TokenGrant, actor: &str) -> StoreResu
     .execute(tx.conn())
     .await?;
     audit::append(
-        tx.conn(),
+        &mut tx,
         actor,
         "token_created",
         grant.trial_id.as_deref(),

@@ -91,7 +91,7 @@ pub async fn register(
                 .await
                 .map_err(StoreError::from)?;
             audit::append(
-                tx.conn(),
+                &mut tx,
                 "system",
                 "trial_created",
                 Some(trial),
@@ -167,7 +167,7 @@ pub async fn register(
         .map_err(StoreError::from)?;
     }
     audit::append(
-        tx.conn(),
+        &mut tx,
         "system",
         "protocol_version_registered",
         Some(trial),
@@ -200,8 +200,9 @@ pub async fn load(store: &Store, trial_id: &str) -> StoreResult<Option<StoredTri
             .ok_or_else(|| StoreError::Corrupt(format!("unknown trial status `{status}`")))?,
         current_version: row.try_get("current_version")?,
         seed_commitment: row.try_get("seed_commitment")?,
-        master_seed: MasterSeed::from_slice(&seed)
-            .ok_or_else(|| StoreError::Corrupt(format!("master seed of `{trial_id}` is not 32 bytes")))?,
+        master_seed: MasterSeed::from_slice(&seed).ok_or_else(|| {
+            StoreError::Corrupt(format!("master seed of `{trial_id}` is not 32 bytes"))
+        })?,
     }))
 }
 
@@ -223,7 +224,7 @@ pub async fn set_status(
         == 1;
     if done {
         audit::append(
-            tx.conn(),
+            &mut tx,
             actor,
             "trial_status_changed",
             Some(trial_id),

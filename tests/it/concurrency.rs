@@ -71,7 +71,11 @@ async fn run(db: TestDb, n: usize, in_flight: usize) {
                     .expect("request");
                 let status = r.status().as_u16();
                 let answer: Value = r.json().await.expect("json");
-                (body["record_id"].as_str().unwrap().to_string(), status, answer)
+                (
+                    body["record_id"].as_str().unwrap().to_string(),
+                    status,
+                    answer,
+                )
             });
         }
     }
@@ -83,16 +87,29 @@ async fn run(db: TestDb, n: usize, in_flight: usize) {
     assert_eq!(answers.len(), n);
     for (record, got) in &answers {
         let created = got.iter().filter(|(s, _)| *s == 201).count();
-        assert_eq!(created, 1, "{record}: exactly one 201 expected, got {got:?}");
-        assert!(got.iter().all(|(s, _)| *s == 201 || *s == 200), "{record}: {got:?}");
+        assert_eq!(
+            created, 1,
+            "{record}: exactly one 201 expected, got {got:?}"
+        );
+        assert!(
+            got.iter().all(|(s, _)| *s == 201 || *s == 200),
+            "{record}: {got:?}"
+        );
         // Both answers to a doubled request carry the same allocation.
-        assert!(got.windows(2).all(|w| w[0].1 == w[1].1), "{record}: {got:?}");
+        assert!(
+            got.windows(2).all(|w| w[0].1 == w[1].1),
+            "{record}: {got:?}"
+        );
     }
 
     let rows = allocations::list(&store, "taste").await.unwrap();
     assert_eq!(rows.len(), n);
     let numbers: Vec<i64> = rows.iter().map(|r| r.randomisation_number).collect();
-    assert_eq!(numbers, (1..=n as i64).collect::<Vec<_>>(), "numbers unique, no gaps");
+    assert_eq!(
+        numbers,
+        (1..=n as i64).collect::<Vec<_>>(),
+        "numbers unique, no gaps"
+    );
     let mut subjects: Vec<&str> = rows.iter().map(|r| r.subject.as_str()).collect();
     subjects.sort();
     subjects.dedup();
@@ -106,7 +123,10 @@ async fn run(db: TestDb, n: usize, in_flight: usize) {
     // Blocks: positions 0..size-1 each used once; completed blocks hold exactly 1:1.
     let mut blocks: BTreeMap<(String, i64), Vec<&allocations::AllocationRow>> = BTreeMap::new();
     for r in &rows {
-        blocks.entry((r.stratum.clone(), r.block_number)).or_default().push(r);
+        blocks
+            .entry((r.stratum.clone(), r.block_number))
+            .or_default()
+            .push(r);
     }
     let mut last_block: BTreeMap<&str, i64> = BTreeMap::new();
     for (stratum, number) in blocks.keys() {
@@ -118,9 +138,17 @@ async fn run(db: TestDb, n: usize, in_flight: usize) {
         let size = members[0].block_size;
         let mut positions: Vec<i64> = members.iter().map(|m| m.block_position).collect();
         positions.sort();
-        assert_eq!(positions, (0..members.len() as i64).collect::<Vec<_>>(), "{stratum} block {number}");
+        assert_eq!(
+            positions,
+            (0..members.len() as i64).collect::<Vec<_>>(),
+            "{stratum} block {number}"
+        );
         if *number < last_block[stratum.as_str()] {
-            assert_eq!(members.len() as i64, size, "{stratum}: block {number} left incomplete");
+            assert_eq!(
+                members.len() as i64,
+                size,
+                "{stratum}: block {number} left incomplete"
+            );
         }
         if members.len() as i64 == size {
             completed += 1;

@@ -16,7 +16,14 @@ async fn kill_9_loses_no_acknowledged_allocation(db: TestDb) {
     let dir = protocol_dir(&db, &[("taste.toml", TASTE)]);
     let mut server = ServerProcess::start(&db.url, &dir, None);
     let token = {
-        let out = rrct(&["token", "create", "--database", &db.url, "--role", "register"]);
+        let out = rrct(&[
+            "token",
+            "create",
+            "--database",
+            &db.url,
+            "--role",
+            "register",
+        ]);
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
@@ -69,12 +76,18 @@ async fn kill_9_loses_no_acknowledged_allocation(db: TestDb) {
     }
     assert!(killed, "the server was never killed");
     assert!(acknowledged.len() >= 150);
-    assert!(acknowledged.len() < 401, "the kill came too late to interrupt anything");
+    assert!(
+        acknowledged.len() < 401,
+        "the kill came too late to interrupt anything"
+    );
 
     let restarted = ServerProcess::start(&db.url, &dir, None);
     for (record, answer) in &acknowledged {
         let r = client
-            .get(format!("{}/api/v1/trials/taste/enrolments/{record}", restarted.base))
+            .get(format!(
+                "{}/api/v1/trials/taste/enrolments/{record}",
+                restarted.base
+            ))
             .bearer_auth(&token)
             .send()
             .await

@@ -14,12 +14,16 @@ crate::on_both_backends!(
     transport_errors_use_the_error_body,
     trial_not_active_when_closed_or_without_ethics_approval,
     get_enrolment_returns_the_allocation,
+    simultaneous_duplicates_are_resolved_within_one_batch,
 );
 
 const SEED: &str = "http-tests";
 
 fn closed_trial() -> String {
-    taste_variant("taste_closed", &[("status = \"recruiting\"", "status = \"closed\"")])
+    taste_variant(
+        "taste_closed",
+        &[("status = \"recruiting\"", "status = \"closed\"")],
+    )
 }
 
 async fn app(db: &TestDb) -> TestApp {
@@ -29,7 +33,9 @@ async fn app(db: &TestDb) -> TestApp {
 fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "body: {body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "error without message: {body}"
     );
 }
@@ -118,11 +124,16 @@ async fn not_eligible_is_recorded_once_with_reasons(db: TestDb) {
     assert_eq!(after.strata, before.strata);
     assert_eq!(after.screening, before.screening + 1);
     assert_eq!(after.audit, before.audit + 1);
-    let log = allocations::screening_log(&app.store, "taste").await.unwrap();
+    let log = allocations::screening_log(&app.store, "taste")
+        .await
+        .unwrap();
     let row = log.last().unwrap();
     assert_eq!(row.outcome, "not_eligible");
     assert_eq!(row.record_id, "R000003");
-    assert_eq!(serde_json::from_str::<Value>(&row.reasons).unwrap(), json!(reasons));
+    assert_eq!(
+        serde_json::from_str::<Value>(&row.reasons).unwrap(),
+        json!(reasons)
+    );
 
     // An identical retry gets the same answer and is not logged twice.
     let (status, again) = app.enrol("taste", &token, &body).await;
@@ -144,16 +155,86 @@ async fn invalid_enrolments_name_the_field_and_write_nothing(db: TestDb) {
     let before = write_counts(&app.store).await.unwrap();
     let base = patient(4, "SUS", "F");
     let cases: Vec<(Value, &str)> = vec![
-        ({ let mut b = base.clone(); b["fields"]["age"] = json!(150); b }, "fields.age"),
-        ({ let mut b = base.clone(); b["fields"]["age"] = json!("sixty"); b }, "fields.age"),
-        ({ let mut b = base.clone(); b["fields"].as_object_mut().unwrap().remove("sex"); b }, "fields.sex"),
-        ({ let mut b = base.clone(); b["fields"]["sex"] = json!("X"); b }, "fields.sex"),
-        ({ let mut b = base.clone(); b["fields"]["colour"] = json!("blue"); b }, "fields.colour"),
-        ({ let mut b = base.clone(); b["site"] = json!("NOPE"); b }, "site"),
-        ({ let mut b = base.clone(); b.as_object_mut().unwrap().remove("record_id"); b }, "record_id"),
-        ({ let mut b = base.clone(); b["subject"] = json!(12); b }, "subject"),
-        ({ let mut b = base.clone(); b["subject"] = json!("19121212-1212"); b }, "subject"),
-        ({ let mut b = base.clone(); b["extra"] = json!(true); b }, "extra"),
+        (
+            {
+                let mut b = base.clone();
+                b["fields"]["age"] = json!(150);
+                b
+            },
+            "fields.age",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["fields"]["age"] = json!("sixty");
+                b
+            },
+            "fields.age",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["fields"].as_object_mut().unwrap().remove("sex");
+                b
+            },
+            "fields.sex",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["fields"]["sex"] = json!("X");
+                b
+            },
+            "fields.sex",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["fields"]["colour"] = json!("blue");
+                b
+            },
+            "fields.colour",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["site"] = json!("NOPE");
+                b
+            },
+            "site",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b.as_object_mut().unwrap().remove("record_id");
+                b
+            },
+            "record_id",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["subject"] = json!(12);
+                b
+            },
+            "subject",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["subject"] = json!("19121212-1212");
+                b
+            },
+            "subject",
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["extra"] = json!(true);
+                b
+            },
+            "extra",
+        ),
         (json!([1, 2, 3]), ""),
     ];
     for (body, field) in cases {
@@ -193,7 +274,10 @@ async fn auth_and_scope_errors_write_nothing(db: TestDb) {
     assert_error(&err, "forbidden");
 
     let (status, err) = app.enrol("taste", &register_upp, &body).await;
-    assert_eq!(status, 403, "site-scoped token used for another site: {err}");
+    assert_eq!(
+        status, 403,
+        "site-scoped token used for another site: {err}"
+    );
     assert_error(&err, "forbidden");
 
     let (status, err) = app.enrol("taste", &register_other_trial, &body).await;
@@ -207,7 +291,9 @@ async fn auth_and_scope_errors_write_nothing(db: TestDb) {
     assert_eq!(write_counts(&app.store).await.unwrap(), before);
 
     // The site-scoped token works for its own site.
-    let (status, _) = app.enrol("taste", &register_upp, &patient(6, "UPP", "M")).await;
+    let (status, _) = app
+        .enrol("taste", &register_upp, &patient(6, "UPP", "M"))
+        .await;
     assert_eq!(status, 201);
     app.stop().await;
 }
@@ -247,26 +333,45 @@ async fn transport_errors_use_the_error_body(db: TestDb) {
     assert_eq!(status, 413);
     assert_error(&err, "payload_too_large");
 
-    let r = app.client.get(format!("{}/api/v1/nowhere", app.base)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/api/v1/nowhere", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_error(&r.json().await.unwrap(), "not_found");
 
-    let r = app.client.delete(&url).bearer_auth(&token).send().await.unwrap();
+    let r = app
+        .client
+        .delete(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert_error(&r.json().await.unwrap(), "method_not_allowed");
 
-    let r = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let health: Value = r.json().await.unwrap();
     assert_eq!(health["status"], "ok");
-    assert!(r#"["taste","taste_closed"]"# == health["trials"].to_string());
+    assert_eq!(health["trials"], json!(["taste", "taste_closed"]));
 
     assert_eq!(write_counts(&app.store).await.unwrap(), before);
     app.stop().await;
 }
 
 async fn trial_not_active_when_closed_or_without_ethics_approval(db: TestDb) {
-    let no_ethics = taste_variant("taste_no_ethics", &[("ethics_approval = ", "# ethics_approval = ")]);
+    let no_ethics = taste_variant(
+        "taste_no_ethics",
+        &[("ethics_approval = ", "# ethics_approval = ")],
+    );
     let app = TestApp::spawn(&db, &[TASTE, &closed_trial(), &no_ethics], SEED).await;
     let token = app.token("register", None, None).await;
     let before = write_counts(&app.store).await.unwrap();
@@ -280,9 +385,14 @@ async fn trial_not_active_when_closed_or_without_ethics_approval(db: TestDb) {
     // Closing a trial after an allocation: the register's retry still gets its allocation.
     let (status, first) = app.enrol("taste", &token, &patient(10, "UPP", "F")).await;
     assert_eq!(status, 201);
-    rrct::store::trials::set_status(&app.store, "taste", rrct::protocol::TrialStatus::Closed, "test")
-        .await
-        .unwrap();
+    rrct::store::trials::set_status(
+        &app.store,
+        "taste",
+        rrct::protocol::TrialStatus::Closed,
+        "test",
+    )
+    .await
+    .unwrap();
     let (status, replay) = app.enrol("taste", &token, &patient(10, "UPP", "F")).await;
     assert_eq!(status, 200);
     assert_eq!(replay, first);
@@ -301,16 +411,34 @@ async fn get_enrolment_returns_the_allocation(db: TestDb) {
     assert_eq!(status, 201);
     let url = format!("{}/R000012", app.enrolments_url("taste"));
 
-    let r = app.client.get(&url).bearer_auth(&token).send().await.unwrap();
+    let r = app
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), created);
 
     // Another site's token cannot even learn that the record exists.
-    let r = app.client.get(&url).bearer_auth(&upp_only).send().await.unwrap();
+    let r = app
+        .client
+        .get(&url)
+        .bearer_auth(&upp_only)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_error(&r.json().await.unwrap(), "enrolment_not_found");
 
-    let r = app.client.get(&url).bearer_auth(&auditor).send().await.unwrap();
+    let r = app
+        .client
+        .get(&url)
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 
     let r = app
@@ -322,5 +450,76 @@ async fn get_enrolment_returns_the_allocation(db: TestDb) {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_error(&r.json().await.unwrap(), "enrolment_not_found");
+    app.stop().await;
+}
+
+/// Copies of one request, and one subject under several records, arriving together: they land
+/// in the same group-commit batch and must still get one allocation.
+async fn simultaneous_duplicates_are_resolved_within_one_batch(db: TestDb) {
+    let app = app(&db).await;
+    let token = app.token("register", None, None).await;
+    let same = patient(20, "KS", "F");
+    let mut sends = Vec::new();
+    for i in 0..24 {
+        let body = if i % 2 == 0 {
+            same.clone()
+        } else {
+            let mut b = patient(21, "KS", "M");
+            b["record_id"] = json!(format!("R-subject-21-{i}"));
+            b
+        };
+        let (client, url, token) = (
+            app.client.clone(),
+            app.enrolments_url("taste"),
+            token.clone(),
+        );
+        sends.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap(), body)
+        }));
+    }
+    let mut same_answers = Vec::new();
+    let mut subject_statuses = Vec::new();
+    for s in sends {
+        let (status, answer, body) = s.await.unwrap();
+        if body == same {
+            same_answers.push((status, answer));
+        } else {
+            subject_statuses.push((status, answer));
+        }
+    }
+    assert_eq!(
+        same_answers.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{same_answers:?}"
+    );
+    assert!(same_answers
+        .iter()
+        .all(|(s, a)| (*s == 201 || *s == 200) && a == &same_answers[0].1));
+    assert_eq!(
+        subject_statuses.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{subject_statuses:?}"
+    );
+    for (status, answer) in &subject_statuses {
+        assert!(
+            *status == 201 || (*status == 409 && answer["error"]["code"] == "already_randomised")
+        );
+    }
+    let rows = allocations::list(&app.store, "taste").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.randomisation_number)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     app.stop().await;
 }

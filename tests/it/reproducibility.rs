@@ -5,7 +5,10 @@ use serde_json::json;
 
 use crate::support::{Kind, TestApp, TestDb, TASTE};
 
-async fn allocate_in_order(db: &TestDb, seed: &str) -> Vec<(String, String, i64, String, i64, i64)> {
+async fn allocate_in_order(
+    db: &TestDb,
+    seed: &str,
+) -> Vec<(String, String, i64, String, i64, i64)> {
     let app = TestApp::spawn(db, &[TASTE], seed).await;
     let token = app.token("register", None, None).await;
     let sites = ["UPP", "LKP", "SUS"];
@@ -22,7 +25,16 @@ async fn allocate_in_order(db: &TestDb, seed: &str) -> Vec<(String, String, i64,
     let rows = allocations::list(&app.store, "taste").await.unwrap();
     app.stop().await;
     rows.into_iter()
-        .map(|r| (r.record_id, r.arm, r.randomisation_number, r.stratum, r.block_number, r.block_position))
+        .map(|r| {
+            (
+                r.record_id,
+                r.arm,
+                r.randomisation_number,
+                r.stratum,
+                r.block_number,
+                r.block_position,
+            )
+        })
         .collect()
 }
 
@@ -33,7 +45,10 @@ async fn two_fresh_databases_same_seed_same_allocations() {
     assert_eq!(first.len(), 150);
     assert_eq!(first, second);
     let other = allocate_in_order(&TestDb::sqlite(), "another seed").await;
-    assert_ne!(first, other, "a different seed must give a different sequence");
+    assert_ne!(
+        first, other,
+        "a different seed must give a different sequence"
+    );
     if let Some(pg) = TestDb::of(Kind::Postgres).await {
         let on_postgres = allocate_in_order(&pg, "reproducible").await;
         assert_eq!(first, on_postgres, "SQLite and PostgreSQL disagree");

@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rrct::api::{self, AppState};
@@ -33,7 +32,7 @@ pub struct TestDb {
     pub kind: Kind,
     pub url: String,
     /// Keeps the SQLite directory alive for the test's duration.
-    pub dir: Option<tempfile::TempDir>,
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -45,7 +44,7 @@ impl TestDb {
         TestDb {
             kind: Kind::Sqlite,
             url,
-            dir: Some(dir),
+            _dir: Some(dir),
         }
     }
 
@@ -73,7 +72,7 @@ impl TestDb {
         Some(TestDb {
             kind: Kind::Postgres,
             url: format!("{base}/{name}"),
-            dir: None,
+            _dir: None,
         })
     }
 
@@ -164,10 +163,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState {
-            store: store.clone(),
-            trials: Arc::new(TrialRegistry::from_runtimes(runtimes)),
-        };
+        let state = AppState::new(store.clone(), TrialRegistry::from_runtimes(runtimes));
         let server = tokio::spawn(api::serve(listener, state, async {
             let _ = rx.await;
         }));
@@ -238,12 +234,19 @@ impl ServerProcess {
     /// Start `rrct serve` on a free port and wait until it says where it listens.
     pub fn start(db_url: &str, protocols: &Path, seed: Option<&str>) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rrct"));
-        cmd.args(["serve", "--database", db_url, "--bind", "127.0.0.1:0", "--protocols"])
-            .arg(protocols)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "serve",
+            "--database",
+            db_url,
+            "--bind",
+            "127.0.0.1:0",
+            "--protocols",
+        ])
+        .arg(protocols)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         match seed {
             Some(s) => cmd.env("RRCT_MASTER_SEED", s),
             None => cmd.env_remove("RRCT_MASTER_SEED"),
