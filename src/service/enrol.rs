@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Principal, Role, TrialRegistry, TrialRuntime};
 use crate::protocol::{self, FieldError, TrialStatus};
 use crate::randomise::{self, StratumState};
-use crate::store::allocations::{self, AllocationRow, ScreeningRow};
-use crate::store::audit::{self, NewEntry};
+use crate::store::allocations::{self, AllocationRow, BatchWrite, ScreeningRow};
+use crate::store::audit::NewEntry;
 use crate::store::{now_text, Store, StoreError};
 
 /// Longest accepted `record_id`, `subject` or `site`.
@@ -395,19 +395,22 @@ struct TrialSlice {
 }
 
 /// Decide a batch of enrolments in one transaction, in arrival order, and commit.
+#[tracing::instrument(skip_all, fields(size = items.len()), err)]
 async fn decide_batch(
     store: &Store,
     items: &[Pending],
 ) -> Result<Vec<Result<EnrolOutcome, EnrolError>>, StoreError> {
+    // Holds the chain head's lock, so everything read below is current until commit.
     let mut tx = store.begin_write().await?;
     let trial_ids: BTreeSet<&str> = items
         .iter()
         .map(|p| p.runtime.protocol.trial_id.as_str())
         .collect();
-    // Locks are taken in trial-id order, so concurrent batches cannot deadlock.
+    let trial_ids: Vec<&str> = trial_ids.into_iter().collect();
+    let mut trial_rows = allocations::trial_states(&mut tx, &trial_ids).await?;
     let mut slices: HashMap<&str, TrialSlice> = HashMap::new();
     for &trial in &trial_ids {
-        let Some((status, next_number)) = allocations::lock_trial(&mut tx, trial).await? else {
+        let Some((status, next_number)) = trial_rows.remove(trial) else {
             continue;
         };
         let mine: Vec<&Pending> = items
@@ -423,8 +426,7 @@ async fn decide_batch(
             .filter(|p| !p.refusals.is_empty())
             .map(|p| p.request.record_id.as_str())
             .collect();
-        let by_record = allocations::by_records(&mut tx, trial, &records).await?;
-        let by_subject = allocations::by_subjects(&mut tx, trial, &subjects).await?;
+        let existing = allocations::existing(&mut tx, trial, &records, &subjects).await?;
         slices.insert(
             trial,
             TrialSlice {
@@ -432,13 +434,13 @@ async fn decide_batch(
                     StoreError::Corrupt(format!("unknown trial status `{status}`"))
                 })?,
                 next_number,
-                by_record: by_record
+                by_subject: existing
+                    .iter()
+                    .map(|a| (a.subject.clone(), a.record_id.clone()))
+                    .collect(),
+                by_record: existing
                     .into_iter()
                     .map(|a| (a.record_id.clone(), a))
-                    .collect(),
-                by_subject: by_subject
-                    .into_iter()
-                    .map(|a| (a.subject, a.record_id))
                     .collect(),
                 refusals: allocations::refusals(&mut tx, trial, &refused).await?,
                 strata: allocations::stratum_states(&mut tx, trial, &strata).await?,
@@ -449,42 +451,30 @@ async fn decide_batch(
 
     let now = now_text();
     let mut outcomes = Vec::with_capacity(items.len());
-    let mut new_allocations = Vec::new();
-    let mut screening = Vec::new();
-    let mut audit_entries = Vec::new();
+    let mut writes = BatchWrite::default();
     for item in items {
         let trial = item.runtime.protocol.trial_id.as_str();
         let outcome = match slices.get_mut(trial) {
             None => Err(EnrolError::TrialNotFound(trial.to_string())),
-            Some(slice) => decide_one(
-                item,
-                slice,
-                &now,
-                &mut new_allocations,
-                &mut screening,
-                &mut audit_entries,
-            ),
+            Some(slice) => decide_one(item, slice, &now, &mut writes),
         };
         outcomes.push(outcome);
     }
-
-    allocations::insert_many(&mut tx, &new_allocations).await?;
-    let mut states = Vec::new();
     for (&trial, slice) in &slices {
         for stratum in &slice.touched_strata {
             if let Some(state) = slice.strata.get(stratum) {
-                states.push((trial, stratum.as_str(), *state));
+                writes
+                    .strata
+                    .push((trial.to_string(), stratum.clone(), *state));
             }
         }
-    }
-    allocations::save_stratum_states(&mut tx, &states).await?;
-    for (&trial, slice) in &slices {
         if !slice.touched_strata.is_empty() {
-            allocations::set_next_number(&mut tx, trial, slice.next_number).await?;
+            writes
+                .next_numbers
+                .push((trial.to_string(), slice.next_number));
         }
     }
-    allocations::insert_screenings(&mut tx, &screening).await?;
-    audit::append_many(&mut tx, &audit_entries).await?;
+    allocations::write_batch(&mut tx, &writes).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -494,9 +484,7 @@ fn decide_one(
     item: &Pending,
     slice: &mut TrialSlice,
     now: &str,
-    new_allocations: &mut Vec<AllocationRow>,
-    screening: &mut Vec<ScreeningRow>,
-    audit_entries: &mut Vec<NewEntry>,
+    writes: &mut BatchWrite,
 ) -> Result<EnrolOutcome, EnrolError> {
     let runtime = &item.runtime;
     let protocol = &runtime.protocol;
@@ -547,7 +535,7 @@ fn decide_one(
         let reasons = serde_json::to_value(&item.refusals)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode reasons: {e}")))?;
         slice.refusals.insert(key, reasons.to_string());
-        screening.push(ScreeningRow {
+        writes.screening.push(ScreeningRow {
             trial_id: trial_id.to_string(),
             record_id: request.record_id.clone(),
             subject: request.subject.clone(),
@@ -560,7 +548,7 @@ fn decide_one(
             randomisation_number: None,
             screened_at: now.to_string(),
         });
-        audit_entries.push(NewEntry {
+        writes.audit.push(NewEntry {
             actor: item.actor.clone(),
             action: "screened_not_eligible".into(),
             trial_id: Some(trial_id.to_string()),
@@ -612,7 +600,7 @@ fn decide_one(
     slice
         .by_record
         .insert(request.record_id.clone(), row.clone());
-    screening.push(ScreeningRow {
+    writes.screening.push(ScreeningRow {
         trial_id: trial_id.to_string(),
         record_id: request.record_id.clone(),
         subject: request.subject.clone(),
@@ -625,7 +613,7 @@ fn decide_one(
         randomisation_number: Some(row.randomisation_number),
         screened_at: now.to_string(),
     });
-    audit_entries.push(NewEntry {
+    writes.audit.push(NewEntry {
         actor: item.actor.clone(),
         action: "randomised".into(),
         trial_id: Some(trial_id.to_string()),
@@ -644,7 +632,7 @@ fn decide_one(
             "protocol_version": row.protocol_version,
         }),
     });
-    new_allocations.push(row.clone());
+    writes.allocations.push(row.clone());
     Ok(EnrolOutcome::Created(Allocation::from_row(row, runtime)))
 }
 

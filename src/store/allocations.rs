@@ -1,9 +1,9 @@
 //! Allocations, stratum positions and the screening log.
 //!
-//! These functions run inside the caller's write transaction (see `service::enrol`), which holds
-//! the trial row's lock from [`lock_trial`] to commit: that lock is what makes two server
-//! processes on one PostgreSQL database unable to hand out the same block slot or
-//! randomisation number twice.
+//! The batch functions run inside the caller's write transaction (see `service::enrol`), which
+//! holds the audit chain head's lock from its first statement to commit (see the `store`
+//! module): that lock is what makes two server processes on one PostgreSQL database unable to
+//! hand out the same block slot or randomisation number twice.
 
 use std::collections::HashMap;
 
@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::{FromRow, Row};
 
-use super::{Store, StoreError, StoreResult, WriteTx};
+use super::{Backend, Store, StoreError, StoreResult, WriteTx};
 use crate::randomise::StratumState;
 
 /// One stored allocation.
@@ -57,26 +57,33 @@ const ALLOCATION_COLUMNS: &str = "trial_id, randomisation_number, record_id, sub
      arm, stratum, block_number, block_size, block_position, protocol_version, request_sha256, \
      allocated_at";
 
-/// The trial's status and next randomisation number, locking the trial row until the
-/// transaction ends. `None` when the trial does not exist.
-pub async fn lock_trial(tx: &mut WriteTx, trial_id: &str) -> StoreResult<Option<(String, i64)>> {
+/// Status and next randomisation number of each of these trials that exists.
+pub async fn trial_states(
+    tx: &mut WriteTx,
+    trial_ids: &[&str],
+) -> StoreResult<HashMap<String, (String, i64)>> {
     let sql = format!(
-        "SELECT status, next_randomisation_number FROM trials WHERE trial_id = $1{}",
-        tx.backend().for_update()
+        "SELECT trial_id, status, next_randomisation_number FROM trials WHERE trial_id IN ({})",
+        tx.backend().json_strings(1)
     );
-    let row = sqlx::query(&sql)
-        .bind(trial_id)
-        .fetch_optional(tx.conn())
+    let rows = sqlx::query(&sql)
+        .bind(json_list(trial_ids))
+        .fetch_all(tx.conn())
         .await?;
-    row.map(|r| {
-        Ok((
-            r.try_get("status")?,
-            r.try_get("next_randomisation_number")?,
-        ))
-    })
-    .transpose()
+    let mut states = HashMap::new();
+    for r in rows {
+        states.insert(
+            r.try_get("trial_id")?,
+            (
+                r.try_get("status")?,
+                r.try_get("next_randomisation_number")?,
+            ),
+        );
+    }
+    Ok(states)
 }
 
+/// Read one allocation by record id.
 pub async fn by_record(
     conn: &mut AnyConnection,
     trial_id: &str,
@@ -113,47 +120,32 @@ pub async fn get(
     by_record(&mut conn, trial_id, record_id).await
 }
 
-/// Allocations of a trial whose `column` (`record_id` or `subject`) is among `keys`.
-async fn where_in(
+/// Existing allocations of a trial for any of these record ids or subjects.
+pub async fn existing(
     tx: &mut WriteTx,
     trial_id: &str,
-    column: &str,
-    keys: &[&str],
+    record_ids: &[&str],
+    subjects: &[&str],
 ) -> StoreResult<Vec<AllocationRow>> {
-    if keys.is_empty() {
+    if record_ids.is_empty() && subjects.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND {column} IN ({})",
-        tx.backend().json_strings(2)
+        "SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 \
+         AND (record_id IN ({}) OR subject IN ({}))",
+        tx.backend().json_strings(2),
+        tx.backend().json_strings(3)
     );
     Ok(sqlx::query_as(&sql)
         .bind(trial_id)
-        .bind(json_list(keys))
+        .bind(json_list(record_ids))
+        .bind(json_list(subjects))
         .fetch_all(tx.conn())
         .await?)
 }
 
 fn json_list(keys: &[&str]) -> String {
     serde_json::Value::from(keys.to_vec()).to_string()
-}
-
-/// Existing allocations for any of these record ids.
-pub async fn by_records(
-    tx: &mut WriteTx,
-    trial_id: &str,
-    record_ids: &[&str],
-) -> StoreResult<Vec<AllocationRow>> {
-    where_in(tx, trial_id, "record_id", record_ids).await
-}
-
-/// Existing allocations for any of these subjects.
-pub async fn by_subjects(
-    tx: &mut WriteTx,
-    trial_id: &str,
-    subjects: &[&str],
-) -> StoreResult<Vec<AllocationRow>> {
-    where_in(tx, trial_id, "subject", subjects).await
 }
 
 /// Stored positions of these strata (absent strata have not started).
@@ -192,45 +184,6 @@ pub async fn stratum_states(
     Ok(states)
 }
 
-/// Store new stratum positions (insert or overwrite).
-pub async fn save_stratum_states(
-    tx: &mut WriteTx,
-    states: &[(&str, &str, StratumState)],
-) -> StoreResult<()> {
-    if states.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<serde_json::Value> = states
-        .iter()
-        .map(|(trial, stratum, state)| {
-            serde_json::json!({
-                "trial_id": trial, "stratum": stratum, "block_number": state.block_number,
-                "position": state.position, "allocated": state.allocated,
-            })
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO strata (trial_id, stratum, block_number, position, allocated) {} \
-         ON CONFLICT (trial_id, stratum) DO UPDATE SET block_number = excluded.block_number, \
-         position = excluded.position, allocated = excluded.allocated",
-        tx.backend().json_rows(
-            1,
-            &[
-                ("trial_id", false),
-                ("stratum", false),
-                ("block_number", true),
-                ("position", true),
-                ("allocated", true),
-            ]
-        )
-    );
-    sqlx::query(&sql)
-        .bind(serde_json::Value::from(rows).to_string())
-        .execute(tx.conn())
-        .await?;
-    Ok(())
-}
-
 /// The allocation columns with whether each is an integer, for [`Backend::json_rows`].
 const ALLOCATION_COLUMN_TYPES: [(&str, bool); 13] = [
     ("trial_id", false),
@@ -247,11 +200,6 @@ const ALLOCATION_COLUMN_TYPES: [(&str, bool); 13] = [
     ("request_sha256", false),
     ("allocated_at", false),
 ];
-
-/// Store allocations (one multi-row insert).
-pub async fn insert_many(tx: &mut WriteTx, rows: &[AllocationRow]) -> StoreResult<()> {
-    insert_json_rows(tx, "allocations", &ALLOCATION_COLUMN_TYPES, rows).await
-}
 
 /// `INSERT INTO table (columns) SELECT ... FROM json` with all `rows` as one JSON parameter.
 pub(crate) async fn insert_json_rows<T: Serialize>(
@@ -275,13 +223,125 @@ pub(crate) async fn insert_json_rows<T: Serialize>(
     Ok(())
 }
 
-/// Set a trial's next randomisation number.
-pub async fn set_next_number(tx: &mut WriteTx, trial_id: &str, next: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE trials SET next_randomisation_number = $2 WHERE trial_id = $1")
-        .bind(trial_id)
-        .bind(next)
-        .execute(tx.conn())
-        .await?;
+/// Everything a batch of enrolment decisions writes.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    pub allocations: Vec<AllocationRow>,
+    /// New positions of the strata the batch allocated in: (trial, stratum, state).
+    pub strata: Vec<(String, String, StratumState)>,
+    /// New next randomisation number of each trial the batch allocated in.
+    pub next_numbers: Vec<(String, i64)>,
+    pub screening: Vec<ScreeningRow>,
+    pub audit: Vec<super::audit::NewEntry>,
+}
+
+/// The statements of a batch write, each reading its rows from one JSON parameter `$n`.
+fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
+    let rows = |columns: &[(&str, bool)]| backend.json_rows(n, columns);
+    match part {
+        0 => format!(
+            "INSERT INTO allocations ({ALLOCATION_COLUMNS}) {}",
+            rows(&ALLOCATION_COLUMN_TYPES)
+        ),
+        1 => format!(
+            "INSERT INTO strata (trial_id, stratum, block_number, position, allocated) {} \
+             ON CONFLICT (trial_id, stratum) DO UPDATE SET block_number = excluded.block_number, \
+             position = excluded.position, allocated = excluded.allocated",
+            rows(&[
+                ("trial_id", false),
+                ("stratum", false),
+                ("block_number", true),
+                ("position", true),
+                ("allocated", true),
+            ])
+        ),
+        2 => format!(
+            "UPDATE trials SET next_randomisation_number = x.next_randomisation_number \
+             FROM ({}) AS x WHERE trials.trial_id = x.trial_id",
+            rows(&[("trial_id", false), ("next_randomisation_number", true)])
+        ),
+        3 => format!(
+            "INSERT INTO screening_log ({}) {}",
+            SCREENING_COLUMNS.map(|(c, _)| c).join(", "),
+            rows(&SCREENING_COLUMNS)
+        ),
+        4 => format!(
+            "INSERT INTO audit_log ({}) {}",
+            super::audit::COLUMNS.map(|(c, _)| c).join(", "),
+            rows(&super::audit::COLUMNS)
+        ),
+        _ => super::audit::head_update_sql(backend, n),
+    }
+}
+
+const BATCH_PARTS: usize = 6;
+
+/// Write a batch's decisions (chaining its audit entries onto the transaction's head). On
+/// PostgreSQL this is one statement of data-modifying CTEs, so a batch costs one round trip
+/// however many enrolments it holds; SQLite, in-process, runs the same statements one by one.
+pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()> {
+    let encode = |v: serde_json::Result<String>| {
+        v.map_err(|e| StoreError::Corrupt(format!("cannot encode a batch: {e}")))
+    };
+    let audit_rows = super::audit::chain(tx, &batch.audit);
+    let strata: Vec<serde_json::Value> = batch
+        .strata
+        .iter()
+        .map(|(trial, stratum, state)| {
+            serde_json::json!({
+                "trial_id": trial, "stratum": stratum, "block_number": state.block_number,
+                "position": state.position, "allocated": state.allocated,
+            })
+        })
+        .collect();
+    let numbers: Vec<serde_json::Value> = batch
+        .next_numbers
+        .iter()
+        .map(|(trial, next)| serde_json::json!({"trial_id": trial, "next_randomisation_number": next}))
+        .collect();
+    let params: [(bool, String); BATCH_PARTS] = [
+        (
+            batch.allocations.is_empty(),
+            encode(serde_json::to_string(&batch.allocations))?,
+        ),
+        (strata.is_empty(), encode(serde_json::to_string(&strata))?),
+        (numbers.is_empty(), encode(serde_json::to_string(&numbers))?),
+        (
+            batch.screening.is_empty(),
+            encode(serde_json::to_string(&batch.screening))?,
+        ),
+        (
+            audit_rows.is_empty(),
+            encode(serde_json::to_string(&audit_rows))?,
+        ),
+        (audit_rows.is_empty(), super::audit::head_json(&tx.head)),
+    ];
+    match tx.backend() {
+        Backend::Postgres => {
+            // Fixed text (empty arrays write nothing), so the statement is prepared once.
+            let ctes: Vec<String> = (0..BATCH_PARTS - 1)
+                .map(|i| format!("w{i} AS ({})", batch_statement(Backend::Postgres, i, i + 1)))
+                .collect();
+            let sql = format!(
+                "WITH {} {}",
+                ctes.join(", "),
+                batch_statement(Backend::Postgres, BATCH_PARTS - 1, BATCH_PARTS)
+            );
+            let mut query = sqlx::query(&sql);
+            for (_, json) in params {
+                query = query.bind(json);
+            }
+            query.execute(tx.conn()).await?;
+        }
+        Backend::Sqlite => {
+            for (i, (empty, json)) in params.into_iter().enumerate() {
+                if !empty {
+                    let sql = batch_statement(Backend::Sqlite, i, 1);
+                    sqlx::query(&sql).bind(json).execute(tx.conn()).await?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -304,23 +364,20 @@ pub struct ScreeningRow {
     pub screened_at: String,
 }
 
-/// Append screening-log rows (one multi-row insert), in order.
-pub async fn insert_screenings(tx: &mut WriteTx, rows: &[ScreeningRow]) -> StoreResult<()> {
-    const COLUMNS: [(&str, bool); 11] = [
-        ("trial_id", false),
-        ("record_id", false),
-        ("subject", false),
-        ("site_code", false),
-        ("outcome", false),
-        ("reasons", false),
-        ("fields", false),
-        ("request_sha256", false),
-        ("protocol_version", false),
-        ("randomisation_number", true),
-        ("screened_at", false),
-    ];
-    insert_json_rows(tx, "screening_log", &COLUMNS, rows).await
-}
+/// The screening-log columns with whether each is an integer, for [`Backend::json_rows`].
+const SCREENING_COLUMNS: [(&str, bool); 11] = [
+    ("trial_id", false),
+    ("record_id", false),
+    ("subject", false),
+    ("site_code", false),
+    ("outcome", false),
+    ("reasons", false),
+    ("fields", false),
+    ("request_sha256", false),
+    ("protocol_version", false),
+    ("randomisation_number", true),
+    ("screened_at", false),
+];
 
 /// Earlier refusals of these records: `(record_id, request_sha256) → reasons` (JSON text),
 /// the latest refusal winning.

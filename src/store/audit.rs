@@ -1,16 +1,17 @@
 //! The audit log: an append-only hash chain.
 //!
 //! Each entry's hash is SHA-256 over a JSON array of its own fields and the previous entry's
-//! hash, so changing, removing or reordering any entry breaks every hash after it. Appends lock
-//! the single `audit_head` row, which makes the chain one sequence even across several server
-//! processes sharing a PostgreSQL database.
+//! hash, so changing, removing or reordering any entry breaks every hash after it. The single
+//! `audit_head` row holds the newest entry; every write transaction locks it first (see the
+//! `store` module), which makes the chain one sequence even across several server processes
+//! sharing a PostgreSQL database.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::allocations::insert_json_rows;
-use super::{now_text, Store, StoreResult, WriteTx};
+use super::{now_text, Backend, Store, StoreResult, WriteTx};
 
 /// The hash before the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -82,60 +83,98 @@ pub async fn append(
     .await
 }
 
-/// Append entries, in order, inside the caller's write transaction: one head update reserves
-/// their sequence numbers, one multi-row insert stores them.
+/// The newest entry's sequence number and hash (0 and [`GENESIS_HASH`] for an empty log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Read and lock the chain head: the first statement of every write transaction.
+pub(crate) async fn lock_head(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> StoreResult<ChainHead> {
+    let sql = format!(
+        "SELECT seq, hash FROM audit_head WHERE id = 1{}",
+        backend.for_update()
+    );
+    let row = sqlx::query(&sql).fetch_one(&mut *conn).await?;
+    Ok(ChainHead {
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// Chain entries onto the transaction's head, in order, without writing them yet: returns the
+/// complete entries and advances the head in memory. [`write`] stores them.
+pub fn chain(tx: &mut WriteTx, entries: &[NewEntry]) -> Vec<AuditEntry> {
+    let recorded_at = now_text();
+    entries
+        .iter()
+        .map(|entry| {
+            let seq = tx.head.seq + 1;
+            let payload = entry.payload.to_string();
+            let hash = entry_hash(
+                seq,
+                &recorded_at,
+                &entry.actor,
+                &entry.action,
+                entry.trial_id.as_deref(),
+                &payload,
+                &tx.head.hash,
+            );
+            let prev_hash = std::mem::replace(&mut tx.head.hash, hash.clone());
+            tx.head.seq = seq;
+            AuditEntry {
+                seq,
+                recorded_at: recorded_at.clone(),
+                actor: entry.actor.clone(),
+                action: entry.action.clone(),
+                trial_id: entry.trial_id.clone(),
+                payload,
+                prev_hash,
+                hash,
+            }
+        })
+        .collect()
+}
+
+/// The audit columns with whether each is an integer, for [`Backend::json_rows`].
+pub(crate) const COLUMNS: [(&str, bool); 8] = [
+    ("seq", true),
+    ("recorded_at", false),
+    ("actor", false),
+    ("action", false),
+    ("trial_id", false),
+    ("payload", false),
+    ("prev_hash", false),
+    ("hash", false),
+];
+
+/// SQL that moves the stored head to the values of a one-element JSON array at `$n`.
+pub(crate) fn head_update_sql(backend: Backend, n: usize) -> String {
+    format!(
+        "UPDATE audit_head SET seq = x.seq, hash = x.hash FROM ({}) AS x WHERE audit_head.id = 1",
+        backend.json_rows(n, &[("seq", true), ("hash", false)])
+    )
+}
+
+/// JSON parameter for [`head_update_sql`].
+pub(crate) fn head_json(head: &ChainHead) -> String {
+    serde_json::json!([{ "seq": head.seq, "hash": head.hash }]).to_string()
+}
+
+/// Chain and store entries, and move the stored head, inside the caller's transaction.
 pub async fn append_many(tx: &mut WriteTx, entries: &[NewEntry]) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    let count = entries.len() as i64;
-    // The UPDATE takes the head row's lock (PostgreSQL) for the rest of the transaction.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-        .bind(count)
-        .fetch_one(tx.conn())
-        .await?;
-    let last_seq: i64 = head.try_get("seq")?;
-    let mut prev_hash: String = head.try_get("hash")?;
-    let recorded_at = now_text();
-    let mut rows = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        let seq = last_seq - count + 1 + i as i64;
-        let payload = entry.payload.to_string();
-        let hash = entry_hash(
-            seq,
-            &recorded_at,
-            &entry.actor,
-            &entry.action,
-            entry.trial_id.as_deref(),
-            &payload,
-            &prev_hash,
-        );
-        rows.push(AuditEntry {
-            seq,
-            recorded_at: recorded_at.clone(),
-            actor: entry.actor.clone(),
-            action: entry.action.clone(),
-            trial_id: entry.trial_id.clone(),
-            payload,
-            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-            hash,
-        });
-    }
-    const COLUMNS: [(&str, bool); 8] = [
-        ("seq", true),
-        ("recorded_at", false),
-        ("actor", false),
-        ("action", false),
-        ("trial_id", false),
-        ("payload", false),
-        ("prev_hash", false),
-        ("hash", false),
-    ];
+    let rows = chain(tx, entries);
     insert_json_rows(tx, "audit_log", &COLUMNS, &rows).await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&prev_hash)
-        .execute(tx.conn())
-        .await?;
+    let sql = head_update_sql(tx.backend(), 1);
+    let head = head_json(&tx.head);
+    sqlx::query(&sql).bind(head).execute(tx.conn()).await?;
     Ok(())
 }
 

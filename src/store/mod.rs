@@ -5,6 +5,14 @@
 //! driver; where the dialects differ the difference sits in [`Backend`] and nowhere else.
 //! It knows nothing of HTTP, and it never decides anything about a trial: the services decide,
 //! the store makes the decision durable.
+//!
+//! # Concurrency
+//! Every write transaction ([`Store::begin_write`]) starts by locking the audit chain's head
+//! row (`audit_head`, `SELECT ... FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already
+//! holds its single write lock). The chain is one sequence, so its head is a natural single
+//! point of order: whatever a transaction reads after taking it is current, and no two
+//! transactions — in this process or any other sharing the database — interleave their writes.
+//! Taking it first in every writer also rules out lock-order deadlocks.
 
 pub mod allocations;
 pub mod audit;
@@ -76,16 +84,16 @@ impl Backend {
         }
     }
 
-    /// `SELECT col, ... FROM` the objects of the JSON array bound as parameter `$n`, in array
+    /// `SELECT col AS col, ... FROM` the objects of the JSON array bound as parameter `$n`, in array
     /// order: the source of a multi-row `INSERT ... SELECT` with fixed SQL text. Columns are
     /// `(name, is_integer)`.
     pub fn json_rows(self, n: usize, columns: &[(&str, bool)]) -> String {
         let cols: Vec<String> = columns
             .iter()
             .map(|&(name, integer)| match (self, integer) {
-                (Backend::Sqlite, _) => format!("json_extract(value, '$.{name}')"),
-                (Backend::Postgres, false) => format!("e.v->>'{name}'"),
-                (Backend::Postgres, true) => format!("(e.v->>'{name}')::bigint"),
+                (Backend::Sqlite, _) => format!("json_extract(value, '$.{name}') AS {name}"),
+                (Backend::Postgres, false) => format!("e.v->>'{name}' AS {name}"),
+                (Backend::Postgres, true) => format!("(e.v->>'{name}')::bigint AS {name}"),
             })
             .collect();
         // `WHERE true` lets SQLite parse a following ON CONFLICT clause.
@@ -118,6 +126,9 @@ pub struct Store {
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
     backend: Backend,
+    /// The audit chain's head as of this transaction (locked); advanced in memory as entries are
+    /// chained and written back with them.
+    pub(crate) head: audit::ChainHead,
     _gate: Option<OwnedMutexGuard<()>>,
 }
 
@@ -219,13 +230,15 @@ impl Store {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        let tx = match self.backend {
+        let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
+        let head = audit::lock_head(&mut tx, self.backend).await?;
         Ok(WriteTx {
             tx,
             backend: self.backend,
+            head,
             _gate: gate,
         })
     }
