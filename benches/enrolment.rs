@@ -6,12 +6,13 @@
 //! default 4000), RRCT_BENCH_CLIENTS (concurrent clients, default 32).
 //! Target: p99 latency under 10 ms at 32 clients; throughput at least half the bare insert's.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rrct::api::{self, AppState};
 use rrct::randomise::MasterSeed;
 use rrct::service::{auth, trials, TrialRegistry};
-use rrct::store::Store;
+use rrct::store::{Backend, Store};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -170,24 +171,38 @@ async fn run_clients(
 }
 
 /// The reference: single-row INSERT + COMMIT transactions from the same number of concurrent
-/// tasks, through the same store (same durability settings, same write path).
+/// tasks on the same pool (same durability settings), with no application locking: on
+/// PostgreSQL plain concurrent transactions (which the server group-commits); on SQLite, whose
+/// single writer makes concurrent writers spin in its busy handler, the writers queue on an
+/// in-process mutex, as the store's own write path does.
 async fn bare_insert(store: &Store, n: usize, clients: usize) -> anyhow::Result<f64> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS bench_insert (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)",
     )
     .execute(store.pool())
     .await?;
+    let sqlite = store.backend() == Backend::Sqlite;
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let store = store.clone();
+        let (pool, gate) = (store.pool().clone(), gate.clone());
         tasks.spawn(async move {
             for i in (c..n).step_by(clients) {
-                let mut tx = store.begin_write().await?;
+                let _turn = if sqlite {
+                    Some(gate.lock().await)
+                } else {
+                    None
+                };
+                let mut tx = if sqlite {
+                    pool.begin_with("BEGIN IMMEDIATE").await?
+                } else {
+                    pool.begin().await?
+                };
                 sqlx::query("INSERT INTO bench_insert (id, payload) VALUES ($1, $2)")
                     .bind(i as i64)
                     .bind("x".repeat(200))
-                    .execute(tx.conn())
+                    .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
             }

@@ -166,13 +166,9 @@ pub async fn register_with_seed(
         path: PathBuf::from(&protocol.trial_id),
         source,
     })?;
-    let outcome = match trials::register(store, &protocol, source, &seed).await {
-        // Another server created the trial at the same moment: its row stands; register again.
-        Err(RegisterError::Store(e)) if e.is_unique_violation() => {
-            trials::register(store, &protocol, source, &seed).await?
-        }
-        other => other?,
-    };
+    // Servers starting together are serialised by the store's writer lock: the first creates
+    // the trial, the others find it.
+    let outcome = trials::register(store, &protocol, source, &seed).await?;
     tracing::info!(trial = %protocol.trial_id, version = %protocol.version, ?outcome, "protocol registered");
     let stored = trials::load(store, &protocol.trial_id)
         .await?

@@ -57,13 +57,16 @@ const ALLOCATION_COLUMNS: &str = "trial_id, randomisation_number, record_id, sub
      arm, stratum, block_number, block_size, block_position, protocol_version, request_sha256, \
      allocated_at";
 
-/// Status and next randomisation number of each of these trials that exists.
+/// Status and next randomisation number of each of these trials that exists. The same round
+/// trip reads the audit chain head into the transaction, which a batch needs next.
 pub async fn trial_states(
     tx: &mut WriteTx,
     trial_ids: &[&str],
 ) -> StoreResult<HashMap<String, (String, i64)>> {
     let sql = format!(
-        "SELECT trial_id, status, next_randomisation_number FROM trials WHERE trial_id IN ({})",
+        "SELECT trial_id, status, next_randomisation_number AS number, NULL AS hash \
+         FROM trials WHERE trial_id IN ({}) \
+         UNION ALL SELECT NULL, NULL, seq, hash FROM audit_head WHERE id = 1",
         tx.backend().json_strings(1)
     );
     let rows = sqlx::query(&sql)
@@ -72,13 +75,19 @@ pub async fn trial_states(
         .await?;
     let mut states = HashMap::new();
     for r in rows {
-        states.insert(
-            r.try_get("trial_id")?,
-            (
-                r.try_get("status")?,
-                r.try_get("next_randomisation_number")?,
-            ),
-        );
+        let number: i64 = r.try_get("number")?;
+        match r.try_get::<Option<String>, _>("trial_id")? {
+            Some(trial) => {
+                states.insert(trial, (r.try_get("status")?, number));
+            }
+            None if tx.head.is_none() => {
+                tx.head = Some(super::audit::ChainHead {
+                    seq: number,
+                    hash: r.try_get("hash")?,
+                });
+            }
+            None => {}
+        }
     }
     Ok(states)
 }
@@ -283,7 +292,8 @@ pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()
     let encode = |v: serde_json::Result<String>| {
         v.map_err(|e| StoreError::Corrupt(format!("cannot encode a batch: {e}")))
     };
-    let audit_rows = super::audit::chain(tx, &batch.audit);
+    let audit_rows = super::audit::chain(tx, &batch.audit).await?;
+    let head = super::audit::head_json(super::audit::head(tx).await?);
     let strata: Vec<serde_json::Value> = batch
         .strata
         .iter()
@@ -314,7 +324,7 @@ pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()
             audit_rows.is_empty(),
             encode(serde_json::to_string(&audit_rows))?,
         ),
-        (audit_rows.is_empty(), super::audit::head_json(&tx.head)),
+        (audit_rows.is_empty(), head),
     ];
     match tx.backend() {
         Backend::Postgres => {

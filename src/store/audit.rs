@@ -90,30 +90,32 @@ pub struct ChainHead {
     pub hash: String,
 }
 
-/// Read and lock the chain head: the first statement of every write transaction.
-pub(crate) async fn lock_head(
-    conn: &mut sqlx::AnyConnection,
-    backend: Backend,
-) -> StoreResult<ChainHead> {
-    let sql = format!(
-        "SELECT seq, hash FROM audit_head WHERE id = 1{}",
-        backend.for_update()
-    );
-    let row = sqlx::query(&sql).fetch_one(&mut *conn).await?;
-    Ok(ChainHead {
-        seq: row.try_get("seq")?,
-        hash: row.try_get("hash")?,
-    })
+/// The transaction's view of the chain head, read on first use (the writer lock keeps it
+/// current until commit).
+pub(crate) async fn head(tx: &mut WriteTx) -> StoreResult<&mut ChainHead> {
+    if tx.head.is_none() {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(tx.conn())
+            .await?;
+        tx.head = Some(ChainHead {
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
+        });
+    }
+    tx.head
+        .as_mut()
+        .ok_or_else(|| crate::store::StoreError::Corrupt("audit head not loaded".into()))
 }
 
 /// Chain entries onto the transaction's head, in order, without writing them yet: returns the
-/// complete entries and advances the head in memory. [`write`] stores them.
-pub fn chain(tx: &mut WriteTx, entries: &[NewEntry]) -> Vec<AuditEntry> {
+/// complete entries and advances the head in memory.
+pub async fn chain(tx: &mut WriteTx, entries: &[NewEntry]) -> StoreResult<Vec<AuditEntry>> {
     let recorded_at = now_text();
-    entries
+    let head = head(tx).await?;
+    Ok(entries
         .iter()
         .map(|entry| {
-            let seq = tx.head.seq + 1;
+            let seq = head.seq + 1;
             let payload = entry.payload.to_string();
             let hash = entry_hash(
                 seq,
@@ -122,10 +124,10 @@ pub fn chain(tx: &mut WriteTx, entries: &[NewEntry]) -> Vec<AuditEntry> {
                 &entry.action,
                 entry.trial_id.as_deref(),
                 &payload,
-                &tx.head.hash,
+                &head.hash,
             );
-            let prev_hash = std::mem::replace(&mut tx.head.hash, hash.clone());
-            tx.head.seq = seq;
+            let prev_hash = std::mem::replace(&mut head.hash, hash.clone());
+            head.seq = seq;
             AuditEntry {
                 seq,
                 recorded_at: recorded_at.clone(),
@@ -137,7 +139,7 @@ pub fn chain(tx: &mut WriteTx, entries: &[NewEntry]) -> Vec<AuditEntry> {
                 hash,
             }
         })
-        .collect()
+        .collect())
 }
 
 /// The audit columns with whether each is an integer, for [`Backend::json_rows`].
@@ -170,10 +172,10 @@ pub async fn append_many(tx: &mut WriteTx, entries: &[NewEntry]) -> StoreResult<
     if entries.is_empty() {
         return Ok(());
     }
-    let rows = chain(tx, entries);
+    let rows = chain(tx, entries).await?;
     insert_json_rows(tx, "audit_log", &COLUMNS, &rows).await?;
     let sql = head_update_sql(tx.backend(), 1);
-    let head = head_json(&tx.head);
+    let head = head_json(head(tx).await?);
     sqlx::query(&sql).bind(head).execute(tx.conn()).await?;
     Ok(())
 }

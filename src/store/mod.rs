@@ -7,12 +7,15 @@
 //! the store makes the decision durable.
 //!
 //! # Concurrency
-//! Every write transaction ([`Store::begin_write`]) starts by locking the audit chain's head
-//! row (`audit_head`, `SELECT ... FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already
-//! holds its single write lock). The chain is one sequence, so its head is a natural single
-//! point of order: whatever a transaction reads after taking it is current, and no two
-//! transactions — in this process or any other sharing the database — interleave their writes.
-//! Taking it first in every writer also rules out lock-order deadlocks.
+//! Every write transaction ([`Store::begin_write`]) takes the database's writer lock in the
+//! same round trip as its `BEGIN`: on PostgreSQL a transaction-scoped advisory lock
+//! ([`WRITER_LOCK_KEY`]), on SQLite `BEGIN IMMEDIATE`, its single write lock. Writers hold
+//! the audit chain's head, and the chain is one sequence, so one writer at a time is what the
+//! design needs anyway: whatever a transaction reads after taking the lock is current until it
+//! commits, no two transactions — in this process or any other sharing the database —
+//! interleave their writes, and with a single lock there is no lock order to get wrong.
+//! Throughput comes from batching many decisions into one transaction, not from parallel
+//! writers (see `service::enrol`).
 
 pub mod allocations;
 pub mod audit;
@@ -65,22 +68,13 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Row-lock suffix for a `SELECT` inside a write transaction. SQLite has no row locks: its
-    /// `BEGIN IMMEDIATE` already holds the database's single write lock.
-    pub fn for_update(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
-        }
-    }
-
     /// A subquery listing the strings of the JSON array bound as parameter `$n`, for
     /// `column IN (...)`. Passing a batch's keys as one JSON parameter keeps the SQL text fixed
     /// whatever the batch size, so the statement is prepared once per connection.
     pub fn json_strings(self, n: usize) -> String {
         match self {
             Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
-            Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
+            Backend::Postgres => format!("SELECT jsonb_array_elements_text(${n}::jsonb)"),
         }
     }
 
@@ -103,13 +97,16 @@ impl Backend {
                 cols.join(", ")
             ),
             Backend::Postgres => format!(
-                "SELECT {} FROM json_array_elements(${n}::json) WITH ORDINALITY AS e(v, ord) \
+                "SELECT {} FROM jsonb_array_elements(${n}::jsonb) WITH ORDINALITY AS e(v, ord) \
                  WHERE true ORDER BY e.ord",
                 cols.join(", ")
             ),
         }
     }
 }
+
+/// Key of the PostgreSQL advisory lock every write transaction holds ("rrct" in ASCII).
+pub const WRITER_LOCK_KEY: i64 = 0x7272_6374;
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
@@ -126,9 +123,9 @@ pub struct Store {
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
     backend: Backend,
-    /// The audit chain's head as of this transaction (locked); advanced in memory as entries are
-    /// chained and written back with them.
-    pub(crate) head: audit::ChainHead,
+    /// The audit chain's head as of this transaction, once read; advanced in memory as entries
+    /// are chained and written back with them.
+    pub(crate) head: Option<audit::ChainHead>,
     _gate: Option<OwnedMutexGuard<()>>,
 }
 
@@ -230,15 +227,15 @@ impl Store {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE".to_string(),
+            Backend::Postgres => format!("BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"),
         };
-        let head = audit::lock_head(&mut tx, self.backend).await?;
+        let tx = self.pool.begin_with(begin).await?;
         Ok(WriteTx {
             tx,
             backend: self.backend,
-            head,
+            head: None,
             _gate: gate,
         })
     }

@@ -56,21 +56,16 @@ pub async fn register(
     let sha = hex::encode(Sha256::digest(source.as_bytes()));
     let trial = protocol.trial_id.as_str();
     let mut tx = store.begin_write().await?;
-    let lock = format!(
-        "SELECT current_version FROM trials WHERE trial_id = $1{}",
-        store.backend().for_update()
-    );
-    let existing: Option<String> = sqlx::query_scalar(&lock)
-        .bind(trial)
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(StoreError::from)?;
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT current_version FROM trials WHERE trial_id = $1")
+            .bind(trial)
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(StoreError::from)?;
     let now = now_text();
     let outcome = match existing {
         None => {
             let commitment = seed_commitment(new_seed);
-            // A second server starting at the same moment may have won the race: then this
-            // insert conflicts and the transaction rolls back; the caller retries and finds it.
             sqlx::query(
                 "INSERT INTO trials (trial_id, title, status, current_version, seed_commitment, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
