@@ -70,25 +70,72 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the server thread reports once it is listening.
+struct Serving {
+    base: String,
+    token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Run the server on its own runtime and OS threads, as a separate server process would, so
+/// the load generator's tasks do not queue in front of the server's. After the load it
+/// measures the bare-insert reference on the same database and returns that rate.
+fn spawn_server(
+    url: String,
+    n: usize,
+    clients: usize,
+    ready: std::sync::mpsc::Sender<anyhow::Result<Serving>>,
+) -> std::thread::JoinHandle<anyhow::Result<f64>> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let setup = async {
+                let store = Store::connect(&url).await?;
+                let protocol = rrct::protocol::parse(TASTE, "taste.toml")
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let trial = trials::register_with_seed(
+                    &store,
+                    protocol,
+                    TASTE,
+                    MasterSeed::from_passphrase("bench"),
+                )
+                .await?;
+                let token = auth::create_token(&store, "register", None, None).await?;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                Ok::<_, anyhow::Error>((store, trial, token, listener))
+            };
+            let (store, trial, token, listener) = match setup.await {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = ready.send(Err(anyhow::anyhow!("{e:#}")));
+                    return Err(e);
+                }
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let _ = ready.send(Ok(Serving {
+                base: format!("http://{}", listener.local_addr()?),
+                token,
+                stop,
+            }));
+            let state = AppState::new(store.clone(), TrialRegistry::from_runtimes([trial]));
+            api::serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await?;
+            let bare = bare_insert(&store, n, clients).await?;
+            store.close().await;
+            Ok(bare)
+        })
+    })
+}
+
 async fn bench(name: &str, url: &str, n: usize, clients: usize) -> anyhow::Result<()> {
-    let store = Store::connect(url).await?;
-    let protocol =
-        rrct::protocol::parse(TASTE, "taste.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runtime = trials::register_with_seed(
-        &store,
-        protocol,
-        TASTE,
-        MasterSeed::from_passphrase("bench"),
-    )
-    .await?;
-    let token = auth::create_token(&store, "register", None, None).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(store.clone(), TrialRegistry::from_runtimes([runtime]));
-    let server = tokio::spawn(api::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let (ready, serving) = std::sync::mpsc::channel();
+    let server = spawn_server(url.to_string(), n, clients, ready);
+    let Serving { base, token, stop } = serving.recv()??;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
@@ -103,8 +150,10 @@ async fn bench(name: &str, url: &str, n: usize, clients: usize) -> anyhow::Resul
     let pct =
         |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     let enrol_rate = n as f64 / elapsed.as_secs_f64();
-
-    let bare_rate = bare_insert(&store, n, clients).await?;
+    let _ = stop.send(());
+    let bare_rate = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
     println!(
         "{name:<11}{enrol_rate:>12.0}{:>10.2}{:>10.2}{:>10.2}{:>12.2}{bare_rate:>14.0}{:>8.2}",
         pct(0.50),
@@ -113,9 +162,6 @@ async fn bench(name: &str, url: &str, n: usize, clients: usize) -> anyhow::Resul
         pct(1.0),
         enrol_rate / bare_rate
     );
-    let _ = stop.send(());
-    server.await??;
-    store.close().await;
     Ok(())
 }
 

@@ -60,7 +60,9 @@ CREATE TABLE allocations (
     PRIMARY KEY (trial_id, randomisation_number),
     UNIQUE (trial_id, record_id),
     UNIQUE (trial_id, subject),
-    UNIQUE (trial_id, stratum, block_number, block_position)
+    -- A block slot is handed out once. trial_id comes last so that, before statistics exist,
+    -- the planner is not tempted to answer `trial_id = ?` lookups through this index.
+    UNIQUE (stratum, block_number, block_position, trial_id)
 );
 
 CREATE TABLE screening_log (

@@ -65,9 +65,9 @@ pub async fn trial_states(
 ) -> StoreResult<HashMap<String, (String, i64)>> {
     let sql = format!(
         "SELECT trial_id, status, next_randomisation_number AS number, NULL AS hash \
-         FROM trials WHERE trial_id IN ({}) \
+         FROM trials WHERE trial_id {} \
          UNION ALL SELECT NULL, NULL, seq, hash FROM audit_head WHERE id = 1",
-        tx.backend().json_strings(1)
+        tx.backend().in_json(1)
     );
     let rows = sqlx::query(&sql)
         .bind(json_list(trial_ids))
@@ -140,10 +140,10 @@ pub async fn existing(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 \
-         AND (record_id IN ({}) OR subject IN ({}))",
-        tx.backend().json_strings(2),
-        tx.backend().json_strings(3)
+        "SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND record_id {} \
+         UNION SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND subject {}",
+        tx.backend().in_json(2),
+        tx.backend().in_json(3)
     );
     Ok(sqlx::query_as(&sql)
         .bind(trial_id)
@@ -168,8 +168,8 @@ pub async fn stratum_states(
     }
     let sql = format!(
         "SELECT stratum, block_number, position, allocated FROM strata \
-         WHERE trial_id = $1 AND stratum IN ({})",
-        tx.backend().json_strings(2)
+         WHERE trial_id = $1 AND stratum {}",
+        tx.backend().in_json(2)
     );
     let rows = sqlx::query(&sql)
         .bind(trial_id)
@@ -401,8 +401,8 @@ pub async fn refusals(
     }
     let sql = format!(
         "SELECT record_id, request_sha256, reasons FROM screening_log WHERE trial_id = $1 \
-         AND outcome = 'not_eligible' AND record_id IN ({}) ORDER BY screening_id",
-        tx.backend().json_strings(2)
+         AND outcome = 'not_eligible' AND record_id {} ORDER BY screening_id",
+        tx.backend().in_json(2)
     );
     let rows = sqlx::query(&sql)
         .bind(trial_id)

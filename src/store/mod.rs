@@ -68,13 +68,17 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// A subquery listing the strings of the JSON array bound as parameter `$n`, for
-    /// `column IN (...)`. Passing a batch's keys as one JSON parameter keeps the SQL text fixed
-    /// whatever the batch size, so the statement is prepared once per connection.
-    pub fn json_strings(self, n: usize) -> String {
+    /// `IN`-style membership test against the strings of the JSON array bound as parameter
+    /// `$n`: `column {in_json(n)}`. Passing a batch's keys as one JSON parameter keeps the SQL
+    /// text fixed whatever the batch size, so the statement is prepared once per connection.
+    /// On PostgreSQL the list becomes an array (`= ANY(ARRAY(...))`), which the planner can
+    /// drive an index scan with, rather than a semi-join that may scan the whole table.
+    pub fn in_json(self, n: usize) -> String {
         match self {
-            Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
-            Backend::Postgres => format!("SELECT jsonb_array_elements_text(${n}::jsonb)"),
+            Backend::Sqlite => format!("IN (SELECT value FROM json_each(${n}))"),
+            Backend::Postgres => {
+                format!("= ANY(ARRAY(SELECT jsonb_array_elements_text(${n}::jsonb)))")
+            }
         }
     }
 
@@ -194,7 +198,20 @@ impl Store {
                         })
                     })
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(32),
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(32)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // A trial's tables start empty and grow fast; a generic plan cached
+                            // while they were empty would keep scanning the whole trial long after.
+                            // Custom plans see the tables as they are at each execution.
+                            conn.execute("SET plan_cache_mode = force_custom_plan")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+            }
         };
         let pool = options
             .acquire_timeout(Duration::from_secs(30))
