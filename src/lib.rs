@@ -7,7 +7,8 @@
 //! # Layout
 //! Layers, each importing only from the layers below it:
 //! - core (pure, no I/O): [`protocol`] (parse and validate protocol files, enrolment fields,
-//!   eligibility, strata), [`randomise`] (allocation procedures and seeded streams);
+//!   eligibility, strata), [`randomise`] (allocation procedures and seeded streams),
+//!   [`endpoints`] (per-subject outcomes from register events as of a data cut-off);
 //! - store: [`store`] (sqlx on SQLite or PostgreSQL: migrations, transactions, audit chain);
 //! - services: [`service`] (enrol, load trials, tokens);
 //! - interfaces: [`api`] (axum routes and the error code table), [`cli`] (clap commands),
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod cli;
 pub mod demo;
+pub mod endpoints;
 pub mod protocol;
 pub mod randomise;
 pub mod service;

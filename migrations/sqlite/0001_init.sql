@@ -71,7 +71,8 @@ CREATE TABLE screening_log (
     record_id TEXT NOT NULL,
     subject TEXT NOT NULL,
     site_code TEXT NOT NULL,
-    outcome TEXT NOT NULL CHECK (outcome IN ('randomised', 'not_eligible')),
+    -- not_randomised: eligible, reported by the register as not randomised (reason in reasons).
+    outcome TEXT NOT NULL CHECK (outcome IN ('randomised', 'not_eligible', 'not_randomised')),
     reasons TEXT NOT NULL,
     fields TEXT NOT NULL,
     request_sha256 TEXT NOT NULL,

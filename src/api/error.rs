@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use crate::service::enrol::EnrolError;
+use crate::service::events::IngestError;
 use crate::store::StoreError;
 
 /// Every error code the API returns. Codes are stable: clients branch on them.
@@ -40,6 +41,10 @@ pub enum ErrorCode {
     NotEligible,
     /// 422: a field is missing, of the wrong type or out of range.
     InvalidEnrolment,
+    /// 422: rows of an event batch are invalid (each listed); nothing was stored.
+    InvalidEvents,
+    /// 409: event ids of the batch were stored before with other content; nothing was stored.
+    EventConflict,
     /// 500: a fault on our side; details are in the server log.
     Internal,
     /// 503: the database cannot be reached.
@@ -55,10 +60,12 @@ impl ErrorCode {
             Forbidden => StatusCode::FORBIDDEN,
             TrialNotFound | EnrolmentNotFound | NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AlreadyRandomised | RecordConflict | TrialNotActive => StatusCode::CONFLICT,
+            AlreadyRandomised | RecordConflict | TrialNotActive | EventConflict => {
+                StatusCode::CONFLICT
+            }
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            NotEligible | InvalidEnrolment => StatusCode::UNPROCESSABLE_ENTITY,
+            NotEligible | InvalidEnrolment | InvalidEvents => StatusCode::UNPROCESSABLE_ENTITY,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -81,6 +88,8 @@ impl ErrorCode {
             UnsupportedMediaType => "unsupported_media_type",
             NotEligible => "not_eligible",
             InvalidEnrolment => "invalid_enrolment",
+            InvalidEvents => "invalid_events",
+            EventConflict => "event_conflict",
             Internal => "internal",
             Unavailable => "unavailable",
         }
@@ -153,6 +162,20 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "internal error");
                 ApiError::new(ErrorCode::Internal, "internal error; see the server log")
             }
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        let message = e.to_string();
+        match e {
+            IngestError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
+            IngestError::Invalid(rows) => ApiError::new(ErrorCode::InvalidEvents, message)
+                .with("rows", serde_json::to_value(rows).unwrap_or(Value::Null)),
+            IngestError::Conflict(rows) => ApiError::new(ErrorCode::EventConflict, message)
+                .with("rows", serde_json::to_value(rows).unwrap_or(Value::Null)),
+            IngestError::Store(e) => e.into(),
         }
     }
 }

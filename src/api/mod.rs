@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod enrolments;
 pub mod error;
+pub mod events;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(enrolments::router())
+        .merge(events::router())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -18,7 +18,17 @@
 //! (`id`, `label`, `ratio`), `[fields.NAME]` (`type`, `label`, `required`, `min`, `max`,
 //! `levels`), `[derived.NAME]` (`from`, `cuts`, `labels`), `[[inclusion]]` and `[[exclusion]]`
 //! (`id`, `text`, `field`, and conditions `eq`, `ne`, `in`, `not_in`, `lt`, `le`, `gt`, `ge`),
-//! and `[randomisation]` (`method`, `block_sizes`, `strata`).
+//! `[randomisation]` (`method`, `block_sizes`, `strata`), `[follow_up]` (`censor_on`, default
+//! `[]`; `reporting_lag_days`, default 0) and `[endpoints.ID]` (`label`, `kind`, `events`,
+//! `codes`, `horizon_days`, `primary`, `window`, `target_day`).
+//!
+//! An endpoint's `kind` decides which keys it takes: `time_to_event` (`horizon_days`
+//! optional), `binary` (`horizon_days` required), `count` (`window = [from, to]` required) and
+//! `continuous` (`window` and a `target_day` inside it required, exactly one event type).
+//! `events` lists event types (several make a composite: the first counts); `codes`, when
+//! given, keeps only events whose code starts with one of its prefixes, for every listed type.
+//! Days count from randomisation (day 0). When endpoints are declared exactly one has
+//! `primary = true`, and no `censor_on` type may also be an endpoint's event type.
 
 mod eligibility;
 mod enrolment;

@@ -28,6 +28,86 @@ pub struct Protocol {
     pub inclusion: Vec<Criterion>,
     pub exclusion: Vec<Criterion>,
     pub randomisation: RandomisationSpec,
+    /// How follow-up data from the registers is cut off and censored.
+    pub follow_up: FollowUp,
+    /// Outcome definitions, in declaration order; exactly one is primary when any are declared.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Follow-up rules shared by every endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct FollowUp {
+    /// Event types that end follow-up (emigration, loss to follow-up): a subject is censored
+    /// at the first of them.
+    pub censor_on: Vec<String>,
+    /// Days the registers need to report events: follow-up is administratively censored at the
+    /// data cut-off minus this lag.
+    pub reporting_lag_days: u32,
+}
+
+/// One outcome, derived per subject from register events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Endpoint {
+    /// Identifier used on the command line and in exports (`[a-z][a-z0-9_]*`).
+    pub id: String,
+    pub label: Option<String>,
+    pub primary: bool,
+    pub kind: EndpointKind,
+}
+
+/// Which events count for an endpoint: any of `types`, and when `codes` is not empty only
+/// events whose code starts with one of them (ICD-10 prefixes such as `I21`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventSelector {
+    pub types: Vec<String>,
+    pub codes: Vec<String>,
+}
+
+/// Days after randomisation, both ends included (day 0 is the randomisation day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DayWindow {
+    pub from_day: u32,
+    pub to_day: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EndpointKind {
+    /// Time to the first selected event (several types make a composite), censored at the
+    /// horizon, at a censoring event or at the cut-off minus the reporting lag.
+    TimeToEvent {
+        events: EventSelector,
+        horizon_days: Option<u32>,
+    },
+    /// Whether a selected event happened within `horizon_days`; subjects not followed for the
+    /// whole horizon without an event are incomplete, not event-free.
+    Binary {
+        events: EventSelector,
+        horizon_days: u32,
+    },
+    /// Number of selected events within the window.
+    Count {
+        events: EventSelector,
+        window: DayWindow,
+    },
+    /// The `value` of the selected event within the window closest to `target_day` (earliest
+    /// on a tie), e.g. LDL cholesterol at the one-year visit.
+    Continuous {
+        events: EventSelector,
+        window: DayWindow,
+        target_day: u32,
+    },
+}
+
+impl Endpoint {
+    pub fn events(&self) -> &EventSelector {
+        match &self.kind {
+            EndpointKind::TimeToEvent { events, .. }
+            | EndpointKind::Binary { events, .. }
+            | EndpointKind::Count { events, .. }
+            | EndpointKind::Continuous { events, .. } => events,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -309,6 +389,14 @@ impl Protocol {
 
     pub fn derived_field(&self, name: &str) -> Option<&DerivedField> {
         self.derived.iter().find(|d| d.name == name)
+    }
+
+    pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.id == id)
+    }
+
+    pub fn primary_endpoint(&self) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.primary)
     }
 
     /// Arm ratio weights in arm order.

@@ -42,6 +42,10 @@ pub(super) struct RawProtocol {
     #[serde(default)]
     pub exclusion: Vec<RawCriterion>,
     pub randomisation: RawRandomisation,
+    #[serde(default)]
+    pub follow_up: RawFollowUp,
+    #[serde(default)]
+    pub endpoints: Entries<RawEndpoint>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +106,28 @@ pub(super) struct RawRandomisation {
     pub method: Spanned<String>,
     pub block_sizes: Option<SpannedList<i64>>,
     pub strata: Option<SpannedList<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFollowUp {
+    pub censor_on: Option<SpannedList<String>>,
+    pub reporting_lag_days: Option<Spanned<i64>>,
+}
+
+/// One `[endpoints.ID]` table. Which of the optional keys are allowed depends on `kind`, so
+/// they are all optional here and phase 2 reports the ones that do not apply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEndpoint {
+    pub label: Option<Spanned<String>>,
+    pub kind: Spanned<String>,
+    pub events: SpannedList<String>,
+    pub codes: Option<SpannedList<String>>,
+    pub horizon_days: Option<Spanned<i64>>,
+    pub primary: Option<Spanned<bool>>,
+    pub window: Option<SpannedList<i64>>,
+    pub target_day: Option<Spanned<i64>>,
 }
 
 /// A TOML table read as `(key, value)` pairs in the order written, keys with their spans.

@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod endpoints;
+
 /// The shipped TASTE protocol, parsed (shared by the enrolment, eligibility and stratum tests).
 pub(crate) fn taste() -> Protocol {
     parse(include_str!("../../protocols/taste.toml"), "taste.toml").unwrap()

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod enrol;
+pub mod events;
 pub mod trials;
 
 pub use auth::{Principal, Role};

@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::{FromRow, Row};
 
-use super::{Backend, Store, StoreError, StoreResult, WriteTx};
+use super::{Backend, SqlType, Store, StoreError, StoreResult, WriteTx};
 use crate::randomise::StratumState;
 
 /// One stored allocation.
@@ -194,27 +194,27 @@ pub async fn stratum_states(
 }
 
 /// The allocation columns with whether each is an integer, for [`Backend::json_rows`].
-const ALLOCATION_COLUMN_TYPES: [(&str, bool); 13] = [
-    ("trial_id", false),
-    ("randomisation_number", true),
-    ("record_id", false),
-    ("subject", false),
-    ("site_code", false),
-    ("arm", false),
-    ("stratum", false),
-    ("block_number", true),
-    ("block_size", true),
-    ("block_position", true),
-    ("protocol_version", false),
-    ("request_sha256", false),
-    ("allocated_at", false),
+const ALLOCATION_COLUMN_TYPES: [(&str, SqlType); 13] = [
+    ("trial_id", SqlType::Text),
+    ("randomisation_number", SqlType::Integer),
+    ("record_id", SqlType::Text),
+    ("subject", SqlType::Text),
+    ("site_code", SqlType::Text),
+    ("arm", SqlType::Text),
+    ("stratum", SqlType::Text),
+    ("block_number", SqlType::Integer),
+    ("block_size", SqlType::Integer),
+    ("block_position", SqlType::Integer),
+    ("protocol_version", SqlType::Text),
+    ("request_sha256", SqlType::Text),
+    ("allocated_at", SqlType::Text),
 ];
 
 /// `INSERT INTO table (columns) SELECT ... FROM json` with all `rows` as one JSON parameter.
 pub(crate) async fn insert_json_rows<T: Serialize>(
     tx: &mut WriteTx,
     table: &str,
-    columns: &[(&str, bool)],
+    columns: &[(&str, SqlType)],
     rows: &[T],
 ) -> StoreResult<()> {
     if rows.is_empty() {
@@ -246,7 +246,7 @@ pub struct BatchWrite {
 
 /// The statements of a batch write, each reading its rows from one JSON parameter `$n`.
 fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
-    let rows = |columns: &[(&str, bool)]| backend.json_rows(n, columns);
+    let rows = |columns: &[(&str, SqlType)]| backend.json_rows(n, columns);
     match part {
         0 => format!(
             "INSERT INTO allocations ({ALLOCATION_COLUMNS}) {}",
@@ -257,17 +257,17 @@ fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
              ON CONFLICT (trial_id, stratum) DO UPDATE SET block_number = excluded.block_number, \
              position = excluded.position, allocated = excluded.allocated",
             rows(&[
-                ("trial_id", false),
-                ("stratum", false),
-                ("block_number", true),
-                ("position", true),
-                ("allocated", true),
+                ("trial_id", SqlType::Text),
+                ("stratum", SqlType::Text),
+                ("block_number", SqlType::Integer),
+                ("position", SqlType::Integer),
+                ("allocated", SqlType::Integer),
             ])
         ),
         2 => format!(
             "UPDATE trials SET next_randomisation_number = x.next_randomisation_number \
              FROM ({}) AS x WHERE trials.trial_id = x.trial_id",
-            rows(&[("trial_id", false), ("next_randomisation_number", true)])
+            rows(&[("trial_id", SqlType::Text), ("next_randomisation_number", SqlType::Integer)])
         ),
         3 => format!(
             "INSERT INTO screening_log ({}) {}",
@@ -375,18 +375,18 @@ pub struct ScreeningRow {
 }
 
 /// The screening-log columns with whether each is an integer, for [`Backend::json_rows`].
-const SCREENING_COLUMNS: [(&str, bool); 11] = [
-    ("trial_id", false),
-    ("record_id", false),
-    ("subject", false),
-    ("site_code", false),
-    ("outcome", false),
-    ("reasons", false),
-    ("fields", false),
-    ("request_sha256", false),
-    ("protocol_version", false),
-    ("randomisation_number", true),
-    ("screened_at", false),
+const SCREENING_COLUMNS: [(&str, SqlType); 11] = [
+    ("trial_id", SqlType::Text),
+    ("record_id", SqlType::Text),
+    ("subject", SqlType::Text),
+    ("site_code", SqlType::Text),
+    ("outcome", SqlType::Text),
+    ("reasons", SqlType::Text),
+    ("fields", SqlType::Text),
+    ("request_sha256", SqlType::Text),
+    ("protocol_version", SqlType::Text),
+    ("randomisation_number", SqlType::Integer),
+    ("screened_at", SqlType::Text),
 ];
 
 /// Earlier refusals of these records: `(record_id, request_sha256) → reasons` (JSON text),

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::allocations::insert_json_rows;
-use super::{now_text, Backend, Store, StoreResult, WriteTx};
+use super::{now_text, Backend, SqlType, Store, StoreResult, WriteTx};
 
 /// The hash before the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -143,22 +143,22 @@ pub async fn chain(tx: &mut WriteTx, entries: &[NewEntry]) -> StoreResult<Vec<Au
 }
 
 /// The audit columns with whether each is an integer, for [`Backend::json_rows`].
-pub(crate) const COLUMNS: [(&str, bool); 8] = [
-    ("seq", true),
-    ("recorded_at", false),
-    ("actor", false),
-    ("action", false),
-    ("trial_id", false),
-    ("payload", false),
-    ("prev_hash", false),
-    ("hash", false),
+pub(crate) const COLUMNS: [(&str, SqlType); 8] = [
+    ("seq", SqlType::Integer),
+    ("recorded_at", SqlType::Text),
+    ("actor", SqlType::Text),
+    ("action", SqlType::Text),
+    ("trial_id", SqlType::Text),
+    ("payload", SqlType::Text),
+    ("prev_hash", SqlType::Text),
+    ("hash", SqlType::Text),
 ];
 
 /// SQL that moves the stored head to the values of a one-element JSON array at `$n`.
 pub(crate) fn head_update_sql(backend: Backend, n: usize) -> String {
     format!(
         "UPDATE audit_head SET seq = x.seq, hash = x.hash FROM ({}) AS x WHERE audit_head.id = 1",
-        backend.json_rows(n, &[("seq", true), ("hash", false)])
+        backend.json_rows(n, &[("seq", SqlType::Integer), ("hash", SqlType::Text)])
     )
 }
 

@@ -19,6 +19,7 @@
 
 pub mod allocations;
 pub mod audit;
+pub mod events;
 pub mod tokens;
 pub mod trials;
 
@@ -60,6 +61,14 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Column types for [`Backend::json_rows`]: how a JSON value becomes a column value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    Text,
+    Integer,
+    Real,
+}
+
 /// Which SQL engine is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -83,15 +92,19 @@ impl Backend {
     }
 
     /// `SELECT col AS col, ... FROM` the objects of the JSON array bound as parameter `$n`, in array
-    /// order: the source of a multi-row `INSERT ... SELECT` with fixed SQL text. Columns are
-    /// `(name, is_integer)`.
-    pub fn json_rows(self, n: usize, columns: &[(&str, bool)]) -> String {
+    /// order: the source of a multi-row `INSERT ... SELECT` with fixed SQL text.
+    pub fn json_rows(self, n: usize, columns: &[(&str, SqlType)]) -> String {
         let cols: Vec<String> = columns
             .iter()
-            .map(|&(name, integer)| match (self, integer) {
+            .map(|&(name, kind)| match (self, kind) {
                 (Backend::Sqlite, _) => format!("json_extract(value, '$.{name}') AS {name}"),
-                (Backend::Postgres, false) => format!("e.v->>'{name}' AS {name}"),
-                (Backend::Postgres, true) => format!("(e.v->>'{name}')::bigint AS {name}"),
+                (Backend::Postgres, SqlType::Text) => format!("e.v->>'{name}' AS {name}"),
+                (Backend::Postgres, SqlType::Integer) => {
+                    format!("(e.v->>'{name}')::bigint AS {name}")
+                }
+                (Backend::Postgres, SqlType::Real) => {
+                    format!("(e.v->>'{name}')::double precision AS {name}")
+                }
             })
             .collect();
         // `WHERE true` lets SQLite parse a following ON CONFLICT clause.

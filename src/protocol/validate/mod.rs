@@ -5,6 +5,7 @@
 //! as broken, so references to it are not reported a second time as "undeclared".
 
 mod criteria;
+mod endpoints;
 mod fields;
 mod randomisation;
 
@@ -159,6 +160,8 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
     let arms_for_blocks = arms_valid.then_some(arms.as_slice());
     let randomisation =
         randomisation::randomisation(&mut c, raw.randomisation, arms_for_blocks, &scope);
+    let declared = endpoints::endpoints(&mut c, raw.endpoints);
+    let follow_up = endpoints::follow_up(&mut c, raw.follow_up, &declared);
 
     if !c.findings.is_empty() {
         return Err(c.findings);
@@ -178,6 +181,8 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         inclusion,
         exclusion,
         randomisation,
+        follow_up,
+        endpoints: declared.endpoints,
     })
 }
 

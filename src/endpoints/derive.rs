@@ -1,0 +1,307 @@
+//! Deriving one endpoint for every randomised subject.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::{DataCutoff, Event, Subject};
+use crate::protocol::{Endpoint, EndpointKind, EventSelector, FollowUp};
+
+/// An event together with the day it was received, which decides whether it is known as of a
+/// cut-off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReceivedEvent {
+    pub event: Event,
+    pub received_on: NaiveDate,
+}
+
+/// Why follow-up ended without the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CensorReason {
+    /// Reached the endpoint's horizon event-free.
+    Horizon,
+    /// Reached the data cut-off (minus the reporting lag).
+    Administrative,
+    /// A censoring event of this type (e.g. `emigration`).
+    Event(String),
+    /// Followed through the window but no value was recorded (continuous endpoints).
+    Missing,
+}
+
+impl CensorReason {
+    /// The text written to exports.
+    pub fn as_text(&self) -> &str {
+        match self {
+            CensorReason::Horizon => "horizon",
+            CensorReason::Administrative => "administrative",
+            CensorReason::Event(t) => t,
+            CensorReason::Missing => "missing",
+        }
+    }
+}
+
+/// A subject's value of one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `time_days` to the event (`event`) or to censoring.
+    TimeToEvent { time_days: i64, event: bool },
+    /// `event` is `None` when the subject was not followed for the whole horizon
+    /// event-free (incomplete, never counted as a survivor).
+    Binary { time_days: i64, event: Option<bool> },
+    /// Events in the window; `time_days` is the last day of the window observed.
+    Count {
+        time_days: i64,
+        count: u32,
+        complete: bool,
+    },
+    /// The value closest to the target day, with the day it was measured.
+    Continuous {
+        time_days: Option<i64>,
+        value: Option<f64>,
+    },
+}
+
+/// One subject's row for one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointRow {
+    #[serde(flatten)]
+    pub subject: Subject,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Why follow-up ended without the outcome, when it did.
+    pub censor_reason: Option<CensorReason>,
+}
+
+impl EndpointRow {
+    /// `time_days` as exported (empty for a continuous endpoint with no value).
+    pub fn time_days(&self) -> Option<i64> {
+        match self.outcome {
+            Outcome::TimeToEvent { time_days, .. }
+            | Outcome::Binary { time_days, .. }
+            | Outcome::Count { time_days, .. } => Some(time_days),
+            Outcome::Continuous { time_days, .. } => time_days,
+        }
+    }
+
+    /// The `event` column as exported: 1/0 for time-to-event and binary (empty when
+    /// incomplete), the count, or the continuous value.
+    pub fn event_text(&self) -> String {
+        match self.outcome {
+            Outcome::TimeToEvent { event, .. } => u8::from(event).to_string(),
+            Outcome::Binary { event, .. } => {
+                event.map(|e| u8::from(e).to_string()).unwrap_or_default()
+            }
+            Outcome::Count { count, .. } => count.to_string(),
+            Outcome::Continuous { value, .. } => value.map(|v| v.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Derive `endpoint` for every subject randomised on or before the cut-off, in the order given.
+pub fn derive(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    subjects: &[Subject],
+    events: &[ReceivedEvent],
+    cutoff: DataCutoff,
+) -> Vec<EndpointRow> {
+    let mut by_subject: HashMap<&str, Vec<&ReceivedEvent>> = HashMap::new();
+    for e in events {
+        if e.received_on <= cutoff.0 {
+            by_subject
+                .entry(e.event.subject.as_str())
+                .or_default()
+                .push(e);
+        }
+    }
+    for list in by_subject.values_mut() {
+        list.sort_by(|a, b| {
+            (a.event.date, &a.event.event_id).cmp(&(b.event.date, &b.event.event_id))
+        });
+        // The same event delivered twice counts once.
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|e| seen.insert(e.event.event_id.as_str()));
+    }
+    let admin_end = cutoff.0 - chrono::Days::new(u64::from(follow_up.reporting_lag_days));
+    subjects
+        .iter()
+        .filter(|s| s.randomised_on <= cutoff.0)
+        .map(|s| {
+            let known = by_subject
+                .get(s.subject.as_str())
+                .map_or(&[][..], |v| v.as_slice());
+            derive_one(follow_up, endpoint, s, known, admin_end)
+        })
+        .collect()
+}
+
+fn selects(selector: &EventSelector, e: &Event) -> bool {
+    selector.types.contains(&e.event_type)
+        && (selector.codes.is_empty()
+            || e.code
+                .as_deref()
+                .is_some_and(|c| selector.codes.iter().any(|p| c.starts_with(p.as_str()))))
+}
+
+fn days(from: NaiveDate, to: NaiveDate) -> i64 {
+    (to - from).num_days()
+}
+
+/// Where follow-up ends for a subject (without a horizon), and why.
+fn follow_up_end(
+    follow_up: &FollowUp,
+    subject: &Subject,
+    known: &[&ReceivedEvent],
+    admin_end: NaiveDate,
+) -> (NaiveDate, CensorReason) {
+    let censoring = known.iter().find(|e| {
+        e.event.date >= subject.randomised_on
+            && follow_up.censor_on.contains(&e.event.event_type)
+    });
+    match censoring {
+        Some(e) if e.event.date < admin_end => (
+            e.event.date,
+            CensorReason::Event(e.event.event_type.clone()),
+        ),
+        _ => (admin_end, CensorReason::Administrative),
+    }
+}
+
+fn derive_one(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    subject: &Subject,
+    known: &[&ReceivedEvent],
+    admin_end: NaiveDate,
+) -> EndpointRow {
+    let rand = subject.randomised_on;
+    let (end, end_reason) = follow_up_end(follow_up, subject, known, admin_end);
+    // Days of follow-up available (negative when randomised after the administrative end).
+    let followed = days(rand, end);
+    let outcomes = |selector: &EventSelector| {
+        known
+            .iter()
+            .filter(|e| e.event.date >= rand && selects(selector, &e.event))
+            .map(|e| (days(rand, e.event.date), &e.event))
+            .collect::<Vec<_>>()
+    };
+    let (outcome, censor_reason) = match &endpoint.kind {
+        EndpointKind::TimeToEvent {
+            events,
+            horizon_days,
+        } => {
+            let limit = horizon_days.map(i64::from);
+            let (stop, reason) = match limit {
+                Some(h) if h <= followed => (h, CensorReason::Horizon),
+                _ => (followed.max(0), end_reason),
+            };
+            match outcomes(events).into_iter().find(|(d, _)| *d <= stop) {
+                Some((d, _)) => (
+                    Outcome::TimeToEvent {
+                        time_days: d,
+                        event: true,
+                    },
+                    None,
+                ),
+                None => (
+                    Outcome::TimeToEvent {
+                        time_days: stop,
+                        event: false,
+                    },
+                    Some(reason),
+                ),
+            }
+        }
+        EndpointKind::Binary {
+            events,
+            horizon_days,
+        } => {
+            let h = i64::from(*horizon_days);
+            let stop = h.min(followed.max(0));
+            match outcomes(events).into_iter().find(|(d, _)| *d <= stop) {
+                Some((d, _)) => (
+                    Outcome::Binary {
+                        time_days: d,
+                        event: Some(true),
+                    },
+                    None,
+                ),
+                None if followed >= h => (
+                    Outcome::Binary {
+                        time_days: h,
+                        event: Some(false),
+                    },
+                    None,
+                ),
+                None => (
+                    Outcome::Binary {
+                        time_days: stop,
+                        event: None,
+                    },
+                    Some(end_reason),
+                ),
+            }
+        }
+        EndpointKind::Count { events, window } => {
+            let (from, to) = (i64::from(window.from_day), i64::from(window.to_day));
+            let observed_to = to.min(followed);
+            let count = outcomes(events)
+                .iter()
+                .filter(|(d, _)| *d >= from && *d <= observed_to)
+                .count();
+            let complete = observed_to >= to;
+            (
+                Outcome::Count {
+                    time_days: observed_to.max(0),
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    complete,
+                },
+                (!complete).then_some(end_reason),
+            )
+        }
+        EndpointKind::Continuous {
+            events,
+            window,
+            target_day,
+        } => {
+            let (from, to) = (i64::from(window.from_day), i64::from(window.to_day));
+            let target = i64::from(*target_day);
+            let observed_to = to.min(followed);
+            let best = outcomes(events)
+                .into_iter()
+                .filter(|(d, e)| *d >= from && *d <= observed_to && e.value.is_some())
+                .min_by_key(|(d, _)| ((d - target).abs(), *d));
+            match best {
+                Some((d, e)) => (
+                    Outcome::Continuous {
+                        time_days: Some(d),
+                        value: e.value,
+                    },
+                    None,
+                ),
+                None => (
+                    Outcome::Continuous {
+                        time_days: None,
+                        value: None,
+                    },
+                    Some(if observed_to >= to {
+                        CensorReason::Missing
+                    } else {
+                        end_reason
+                    }),
+                ),
+            }
+        }
+    };
+    EndpointRow {
+        subject: subject.clone(),
+        outcome,
+        censor_reason,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,453 @@
+//! Hand-computed rows for every endpoint kind and the edge cases of follow-up.
+
+use super::*;
+use crate::protocol::DayWindow;
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn subject(id: &str, randomised_on: &str) -> Subject {
+    Subject {
+        record_id: format!("R-{id}"),
+        subject: id.to_string(),
+        site: "UPP".into(),
+        arm: "pci".into(),
+        stratum: "site=UPP;sex=F".into(),
+        randomised_on: d(randomised_on),
+    }
+}
+
+fn ev(id: &str, subject: &str, kind: &str, date: &str, received: &str) -> ReceivedEvent {
+    ReceivedEvent {
+        event: Event {
+            event_id: id.into(),
+            subject: subject.into(),
+            event_type: kind.into(),
+            date: d(date),
+            code: None,
+            value: None,
+            source: None,
+        },
+        received_on: d(received),
+    }
+}
+
+fn selector(types: &[&str]) -> EventSelector {
+    EventSelector {
+        types: types.iter().map(|s| s.to_string()).collect(),
+        codes: vec![],
+    }
+}
+
+fn tte(types: &[&str], horizon: Option<u32>) -> Endpoint {
+    Endpoint {
+        id: "tte".into(),
+        label: None,
+        primary: true,
+        kind: EndpointKind::TimeToEvent {
+            events: selector(types),
+            horizon_days: horizon,
+        },
+    }
+}
+
+fn binary(types: &[&str], horizon: u32) -> Endpoint {
+    Endpoint {
+        id: "bin".into(),
+        label: None,
+        primary: false,
+        kind: EndpointKind::Binary {
+            events: selector(types),
+            horizon_days: horizon,
+        },
+    }
+}
+
+fn follow_up(lag: u32) -> FollowUp {
+    FollowUp {
+        censor_on: vec!["emigration".into()],
+        reporting_lag_days: lag,
+    }
+}
+
+const CUTOFF: &str = "2024-12-31";
+
+fn one(
+    endpoint: &Endpoint,
+    lag: u32,
+    s: Subject,
+    events: &[ReceivedEvent],
+) -> (Outcome, Option<CensorReason>) {
+    let rows = derive(
+        &follow_up(lag),
+        endpoint,
+        &[s],
+        events,
+        DataCutoff(d(CUTOFF)),
+    );
+    assert_eq!(rows.len(), 1);
+    (rows[0].outcome.clone(), rows[0].censor_reason.clone())
+}
+
+fn tte_outcome(time_days: i64, event: bool) -> Outcome {
+    Outcome::TimeToEvent { time_days, event }
+}
+
+#[test]
+fn event_on_the_randomisation_day_counts_at_day_zero() {
+    let got = one(
+        &tte(&["death"], Some(365)),
+        0,
+        subject("A", "2024-03-01"),
+        &[ev("e1", "A", "death", "2024-03-01", "2024-03-02")],
+    );
+    assert_eq!(got, (tte_outcome(0, true), None));
+}
+
+#[test]
+fn event_before_randomisation_is_history_not_outcome() {
+    let got = one(
+        &tte(&["mi"], Some(365)),
+        0,
+        subject("A", "2023-03-01"),
+        &[ev("e1", "A", "mi", "2023-02-28", "2023-02-28")],
+    );
+    // Followed from 2023-03-01 to the horizon (365 days) without an MI after randomisation.
+    assert_eq!(got, (tte_outcome(365, false), Some(CensorReason::Horizon)));
+}
+
+#[test]
+fn administrative_censoring_at_cutoff_minus_lag() {
+    // Randomised 2024-10-01; cut-off 2024-12-31 with a 14-day lag ⇒ followed to 2024-12-17.
+    let got = one(
+        &tte(&["death"], Some(365)),
+        14,
+        subject("A", "2024-10-01"),
+        &[],
+    );
+    assert_eq!(
+        got,
+        (tte_outcome(77, false), Some(CensorReason::Administrative))
+    );
+    // An event dated inside the lag period is beyond follow-up, even if already received.
+    let got = one(
+        &tte(&["death"], Some(365)),
+        14,
+        subject("A", "2024-10-01"),
+        &[ev("e1", "A", "death", "2024-12-20", "2024-12-21")],
+    );
+    assert_eq!(
+        got,
+        (tte_outcome(77, false), Some(CensorReason::Administrative))
+    );
+}
+
+#[test]
+fn event_received_after_the_cutoff_is_not_yet_known() {
+    let events = [ev("e1", "A", "death", "2024-12-01", "2025-01-05")];
+    let got = one(
+        &tte(&["death"], None),
+        0,
+        subject("A", "2024-11-01"),
+        &events,
+    );
+    assert_eq!(
+        got,
+        (tte_outcome(60, false), Some(CensorReason::Administrative))
+    );
+    // As of a later cut-off it is known: the same inputs give the new answer.
+    let rows = derive(
+        &follow_up(0),
+        &tte(&["death"], None),
+        &[subject("A", "2024-11-01")],
+        &events,
+        DataCutoff(d("2025-01-31")),
+    );
+    assert_eq!(rows[0].outcome, tte_outcome(30, true));
+}
+
+#[test]
+fn event_dated_after_the_cutoff_does_not_count() {
+    let got = one(
+        &tte(&["death"], None),
+        0,
+        subject("A", "2024-12-01"),
+        &[ev("e1", "A", "death", "2025-01-02", "2024-12-31")],
+    );
+    assert_eq!(
+        got,
+        (tte_outcome(30, false), Some(CensorReason::Administrative))
+    );
+}
+
+#[test]
+fn censoring_event_ends_follow_up_but_same_day_outcome_counts() {
+    let s = subject("A", "2024-01-01");
+    let got = one(
+        &tte(&["death"], Some(365)),
+        0,
+        s.clone(),
+        &[
+            ev("x", "A", "emigration", "2024-02-10", "2024-02-11"),
+            ev("e", "A", "death", "2024-05-01", "2024-05-02"),
+        ],
+    );
+    assert_eq!(
+        got,
+        (
+            tte_outcome(40, false),
+            Some(CensorReason::Event("emigration".into()))
+        )
+    );
+    let got = one(
+        &tte(&["death"], Some(365)),
+        0,
+        s,
+        &[
+            ev("x", "A", "emigration", "2024-02-10", "2024-02-11"),
+            ev("e", "A", "death", "2024-02-10", "2024-02-12"),
+        ],
+    );
+    assert_eq!(got, (tte_outcome(40, true), None));
+}
+
+#[test]
+fn event_after_the_horizon_is_censored_at_the_horizon() {
+    let got = one(
+        &tte(&["death"], Some(30)),
+        0,
+        subject("A", "2024-01-01"),
+        &[ev("e", "A", "death", "2024-03-01", "2024-03-01")],
+    );
+    assert_eq!(got, (tte_outcome(30, false), Some(CensorReason::Horizon)));
+    let got = one(
+        &tte(&["death"], Some(30)),
+        0,
+        subject("A", "2024-01-01"),
+        &[ev("e", "A", "death", "2024-01-31", "2024-03-01")],
+    );
+    assert_eq!(
+        got,
+        (tte_outcome(30, true), None),
+        "day 30 is inside a 30-day horizon"
+    );
+}
+
+#[test]
+fn two_records_of_the_same_event_first_one_counts_duplicates_ignored() {
+    let events = [
+        ev("pop-1", "A", "death", "2024-04-03", "2024-04-05"),
+        ev("cod-7", "A", "death", "2024-04-02", "2024-06-01"),
+        ev("cod-7", "A", "death", "2024-04-02", "2024-06-01"),
+    ];
+    let got = one(
+        &tte(&["death"], Some(365)),
+        0,
+        subject("A", "2024-04-01"),
+        &events,
+    );
+    assert_eq!(got, (tte_outcome(1, true), None));
+    let count = Endpoint {
+        id: "n".into(),
+        label: None,
+        primary: false,
+        kind: EndpointKind::Count {
+            events: selector(&["death"]),
+            window: DayWindow {
+                from_day: 0,
+                to_day: 30,
+            },
+        },
+    };
+    let got = one(&count, 0, subject("A", "2024-04-01"), &events);
+    assert_eq!(
+        got,
+        (
+            Outcome::Count {
+                time_days: 30,
+                count: 2,
+                complete: true
+            },
+            None
+        )
+    );
+}
+
+#[test]
+fn composite_with_simultaneous_events_is_one_event_that_day() {
+    let events = [
+        ev("m", "A", "mi", "2024-02-01", "2024-02-02"),
+        ev("d", "A", "death", "2024-02-01", "2024-02-03"),
+        ev("m2", "A", "mi", "2024-03-01", "2024-03-02"),
+    ];
+    let got = one(
+        &tte(&["death", "mi"], Some(365)),
+        0,
+        subject("A", "2024-01-01"),
+        &events,
+    );
+    assert_eq!(got, (tte_outcome(31, true), None));
+}
+
+#[test]
+fn binary_incomplete_is_not_a_survivor() {
+    let e = binary(&["death"], 30);
+    // Randomised 10 days before the cut-off, no event: incomplete.
+    let got = one(&e, 0, subject("A", "2024-12-21"), &[]);
+    assert_eq!(
+        got,
+        (
+            Outcome::Binary {
+                time_days: 10,
+                event: None
+            },
+            Some(CensorReason::Administrative)
+        )
+    );
+    // Followed for the whole 30 days: a survivor.
+    let got = one(&e, 0, subject("A", "2024-11-01"), &[]);
+    assert_eq!(
+        got,
+        (
+            Outcome::Binary {
+                time_days: 30,
+                event: Some(false)
+            },
+            None
+        )
+    );
+    // Died on day 3, even though the horizon is not over yet.
+    let got = one(
+        &e,
+        0,
+        subject("A", "2024-12-21"),
+        &[ev("e", "A", "death", "2024-12-24", "2024-12-25")],
+    );
+    assert_eq!(
+        got,
+        (
+            Outcome::Binary {
+                time_days: 3,
+                event: Some(true)
+            },
+            None
+        )
+    );
+    // Emigrated on day 12: incomplete, with the reason.
+    let got = one(
+        &e,
+        0,
+        subject("A", "2024-06-01"),
+        &[ev("x", "A", "emigration", "2024-06-13", "2024-06-20")],
+    );
+    assert_eq!(
+        got,
+        (
+            Outcome::Binary {
+                time_days: 12,
+                event: None
+            },
+            Some(CensorReason::Event("emigration".into()))
+        )
+    );
+}
+
+#[test]
+fn codes_filter_by_prefix() {
+    let mut e = tte(&["hospitalisation"], None);
+    if let EndpointKind::TimeToEvent { events, .. } = &mut e.kind {
+        events.codes = vec!["I50".into()];
+    }
+    let mut other = ev("h1", "A", "hospitalisation", "2024-02-01", "2024-02-02");
+    other.event.code = Some("J18.9".into());
+    let mut hf = ev("h2", "A", "hospitalisation", "2024-03-01", "2024-03-02");
+    hf.event.code = Some("I50.1".into());
+    let got = one(&e, 0, subject("A", "2024-01-01"), &[other, hf]);
+    assert_eq!(got, (tte_outcome(60, true), None));
+}
+
+#[test]
+fn continuous_takes_the_value_closest_to_target_then_earliest() {
+    let e = Endpoint {
+        id: "ldl".into(),
+        label: None,
+        primary: false,
+        kind: EndpointKind::Continuous {
+            events: selector(&["ldl"]),
+            window: DayWindow {
+                from_day: 330,
+                to_day: 400,
+            },
+            target_day: 365,
+        },
+    };
+    let val = |id: &str, date: &str, v: f64| {
+        let mut x = ev(id, "A", "ldl", date, date);
+        x.event.value = Some(v);
+        x
+    };
+    // Days 360 and 370 are equally close to 365: the earlier wins.
+    let events = [
+        val("a", "2023-12-28", 2.9),
+        val("b", "2024-01-07", 3.1),
+        val("c", "2023-01-02", 5.0),
+    ];
+    let got = one(&e, 0, subject("A", "2023-01-02"), &events);
+    assert_eq!(
+        got,
+        (
+            Outcome::Continuous {
+                time_days: Some(360),
+                value: Some(2.9)
+            },
+            None
+        )
+    );
+    let got = one(&e, 0, subject("A", "2023-01-02"), &[]);
+    assert_eq!(
+        got,
+        (
+            Outcome::Continuous {
+                time_days: None,
+                value: None
+            },
+            Some(CensorReason::Missing)
+        )
+    );
+}
+
+#[test]
+fn subjects_randomised_after_the_cutoff_are_left_out_and_order_is_kept() {
+    let subjects = [
+        subject("B", "2024-05-01"),
+        subject("C", "2025-01-01"),
+        subject("A", "2024-02-01"),
+    ];
+    let rows = derive(
+        &follow_up(0),
+        &tte(&["death"], None),
+        &subjects,
+        &[],
+        DataCutoff(d(CUTOFF)),
+    );
+    let ids: Vec<&str> = rows.iter().map(|r| r.subject.subject.as_str()).collect();
+    assert_eq!(ids, ["B", "A"]);
+}
+
+#[test]
+fn same_inputs_same_rows_whatever_the_event_order() {
+    let subjects = [subject("A", "2024-01-01"), subject("B", "2024-01-05")];
+    let mut events = vec![
+        ev("1", "A", "mi", "2024-03-01", "2024-03-02"),
+        ev("2", "B", "death", "2024-02-01", "2024-02-02"),
+        ev("3", "A", "death", "2024-03-01", "2024-03-02"),
+        ev("4", "B", "emigration", "2024-01-20", "2024-01-21"),
+    ];
+    let e = tte(&["death", "mi"], Some(365));
+    let first = derive(&follow_up(0), &e, &subjects, &events, DataCutoff(d(CUTOFF)));
+    events.reverse();
+    let second = derive(&follow_up(0), &e, &subjects, &events, DataCutoff(d(CUTOFF)));
+    assert_eq!(first, second);
+    assert_eq!(first[1].outcome, tte_outcome(15, false));
+}

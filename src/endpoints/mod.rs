@@ -1,0 +1,43 @@
+//! Endpoints: per-subject outcomes derived from register events as of a data cut-off.
+//!
+//! Owns the meaning of an endpoint definition (see `protocol::Endpoint`) applied to the events
+//! the registers sent: which events count, when follow-up ends, how a subject is censored. The
+//! derivation is a pure function of (randomised subjects, events, cut-off): the same inputs give
+//! the same rows, so an interim analysis repeated next month for the same cut-off reproduces
+//! today's. It never reads the database or the clock; the caller passes both the data and the
+//! cut-off.
+//!
+//! # Rules
+//! - As of cut-off date `C`, the known events are those *received* on or before `C`
+//!   (`recorded_at`), whatever their clinical date; an event dated before `C` but received later
+//!   is not yet known.
+//! - Follow-up ends at the earliest of: `C` minus the protocol's reporting lag (administrative
+//!   censoring), the first censoring event (e.g. emigration), and the endpoint's horizon.
+//! - Only events dated on or after the randomisation day count (day 0 is the randomisation day);
+//!   earlier events are history, never outcomes. An outcome event on the same day as a
+//!   censoring event counts: the subject was followed that day.
+//! - Subjects randomised after `C` are not in the data set as of `C`.
+
+mod derive;
+mod event;
+
+pub use derive::{derive, CensorReason, EndpointRow, Outcome, ReceivedEvent};
+pub use event::{is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+/// The date data are taken as of: events received up to and including this day count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DataCutoff(pub NaiveDate);
+
+/// A randomised subject as the endpoint derivation needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    pub record_id: String,
+    pub subject: String,
+    pub site: String,
+    pub arm: String,
+    pub stratum: String,
+    pub randomised_on: NaiveDate,
+}

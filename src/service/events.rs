@@ -1,0 +1,237 @@
+//! Intake of follow-up events from the registers, by HTTP batch or CSV file.
+//!
+//! A batch is all-or-nothing: every row is validated first and every problem reported (by row,
+//! with the field and reason); only a clean batch reaches the store, in one transaction, where
+//! a replayed event (same id, same content) changes nothing and a resubmitted id with other
+//! content fails the whole batch.
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{Principal, Role};
+use crate::endpoints::{parse_event, Event, EventFields};
+use crate::store::audit;
+use crate::store::events::{self, EventRow};
+use crate::store::{now_text, Store, StoreError};
+
+/// Largest number of events in one HTTP batch.
+pub const MAX_HTTP_EVENTS: usize = 10_000;
+
+/// A problem with one row of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    /// 0-based position in the HTTP batch's `events` array, or the 1-based line of a CSV file.
+    pub row: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// What an accepted batch did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    pub received: usize,
+    /// Newly stored.
+    pub stored: u64,
+    /// Already stored with identical content (replays).
+    pub already_present: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{} invalid row(s); nothing was stored", .0.len())]
+    Invalid(Vec<RowError>),
+    #[error("{} event id(s) were already stored with different content; nothing was stored", .0.len())]
+    Conflict(Vec<RowError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Validate the HTTP body `{"events":[{...}]}`.
+pub fn parse_json_batch(body: &Value) -> Result<Vec<Event>, Vec<RowError>> {
+    let whole = |message: &str| {
+        vec![RowError {
+            row: 0,
+            event_id: None,
+            field: Some("events".into()),
+            message: message.into(),
+        }]
+    };
+    let Some(obj) = body.as_object() else {
+        return Err(whole("the body must be an object {\"events\": [...]}"));
+    };
+    if let Some(key) = obj.keys().find(|k| *k != "events") {
+        return Err(whole(&format!("unknown key `{key}`: the body holds only `events`")));
+    }
+    let Some(items) = obj.get("events").and_then(Value::as_array) else {
+        return Err(whole("`events` must be an array of events"));
+    };
+    if items.len() > MAX_HTTP_EVENTS {
+        return Err(whole(&format!(
+            "{} events in one batch; send at most {MAX_HTTP_EVENTS} per request",
+            items.len()
+        )));
+    }
+    let mut events = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (row, item) in items.iter().enumerate() {
+        match event_from_json(item) {
+            Ok(e) => events.push(e),
+            Err(errs) => errors.extend(errs.into_iter().map(|(field, message)| RowError {
+                row,
+                event_id: item.get("event_id").and_then(Value::as_str).map(str::to_string),
+                field,
+                message,
+            })),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(errors)
+    }
+}
+
+const EVENT_KEYS: [&str; 7] = ["event_id", "subject", "type", "date", "code", "value", "source"];
+
+fn event_from_json(item: &Value) -> Result<Event, Vec<(Option<String>, String)>> {
+    let Some(obj) = item.as_object() else {
+        return Err(vec![(None, "each event must be an object".into())]);
+    };
+    let mut errors = Vec::new();
+    for key in obj.keys() {
+        if !EVENT_KEYS.contains(&key.as_str()) {
+            errors.push((
+                Some(key.clone()),
+                format!("unknown key `{key}`: expected {}", EVENT_KEYS.join(", ")),
+            ));
+        }
+    }
+    // Text fields must be JSON strings; `value` may be a number (or a numeric string).
+    let mut texts: Vec<Option<String>> = Vec::new();
+    for key in EVENT_KEYS {
+        texts.push(match obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) if key == "value" => Some(n.to_string()),
+            Some(other) => {
+                errors.push((
+                    Some(key.to_string()),
+                    format!("{key} must be a {}, got {other}", if key == "value" { "number" } else { "string" }),
+                ));
+                None
+            }
+        });
+    }
+    let fields = EventFields {
+        event_id: texts[0].as_deref(),
+        subject: texts[1].as_deref(),
+        event_type: texts[2].as_deref(),
+        date: texts[3].as_deref(),
+        code: texts[4].as_deref(),
+        value: texts[5].as_deref(),
+        source: texts[6].as_deref(),
+    };
+    match parse_event(&fields) {
+        Ok(e) if errors.is_empty() => Ok(e),
+        Ok(_) => Err(errors),
+        Err(errs) => {
+            errors.extend(errs.into_iter().map(|e| (Some(e.field), e.message)));
+            Err(errors)
+        }
+    }
+}
+
+/// May this caller send events?
+pub fn authorise(principal: &Principal) -> Result<(), IngestError> {
+    match principal.role {
+        Role::Register | Role::Admin => Ok(()),
+        other => Err(IngestError::Forbidden(format!(
+            "role `{}` cannot send events; a `register` token is needed",
+            other.as_str()
+        ))),
+    }
+}
+
+/// The stored form of an event, with its content hash.
+fn to_row(e: &Event, recorded_at: &str) -> EventRow {
+    let content = serde_json::json!([
+        e.subject, e.event_type, e.date.to_string(), e.code, e.value, e.source
+    ])
+    .to_string();
+    EventRow {
+        event_id: e.event_id.clone(),
+        subject: e.subject.clone(),
+        event_type: e.event_type.clone(),
+        event_date: e.date.to_string(),
+        code: e.code.clone(),
+        value: e.value,
+        source: e.source.clone(),
+        content_sha256: hex::encode(Sha256::digest(content.as_bytes())),
+        recorded_at: recorded_at.to_string(),
+    }
+}
+
+/// Store a validated batch in one transaction. `rows` gives each event's row number for error
+/// reports (index in the batch, or CSV line); `progress` is told how many rows are stored.
+#[tracing::instrument(skip_all, fields(events = events.len()), err(level = tracing::Level::DEBUG))]
+pub async fn ingest(
+    store: &Store,
+    events: &[Event],
+    rows: &[usize],
+    actor: &str,
+    progress: impl FnMut(usize),
+) -> Result<IngestReport, IngestError> {
+    let recorded_at = now_text();
+    let stored_rows: Vec<EventRow> = events.iter().map(|e| to_row(e, &recorded_at)).collect();
+    let mut tx = store.begin_write().await?;
+    let outcome = events::insert(&mut tx, &stored_rows, progress).await?;
+    if !outcome.conflicts.is_empty() {
+        tx.rollback().await?;
+        let errors = events
+            .iter()
+            .zip(rows)
+            .filter(|(e, _)| outcome.conflicts.contains(&e.event_id))
+            .map(|(e, &row)| RowError {
+                row,
+                event_id: Some(e.event_id.clone()),
+                field: None,
+                message: format!(
+                    "event `{}` was already received with different content; send corrections under a new event id",
+                    e.event_id
+                ),
+            })
+            .collect();
+        return Err(IngestError::Conflict(errors));
+    }
+    if outcome.stored > 0 {
+        let digest = hex::encode(Sha256::digest(
+            stored_rows
+                .iter()
+                .map(|r| format!("{}:{}", r.event_id, r.content_sha256))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_bytes(),
+        ));
+        audit::append(
+            &mut tx,
+            actor,
+            "events_received",
+            None,
+            &serde_json::json!({"received": events.len(), "stored": outcome.stored, "batch_sha256": digest}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(IngestReport {
+        received: events.len(),
+        stored: outcome.stored,
+        already_present: events.len() as u64 - outcome.stored,
+    })
+}

@@ -1,0 +1,145 @@
+//! Register events: idempotent bulk intake and the reads endpoint derivation needs.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{SqlType, Store, StoreError, StoreResult, WriteTx};
+use crate::endpoints::{Event, ReceivedEvent};
+
+/// Rows per insert statement: large enough to amortise a statement, small enough for the
+/// JSON parameter to stay a few megabytes.
+const CHUNK: usize = 5_000;
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRow {
+    pub event_id: String,
+    pub subject: String,
+    pub event_type: String,
+    pub event_date: String,
+    pub code: Option<String>,
+    pub value: Option<f64>,
+    pub source: Option<String>,
+    pub content_sha256: String,
+    pub recorded_at: String,
+}
+
+const COLUMNS: [(&str, SqlType); 9] = [
+    ("event_id", SqlType::Text),
+    ("subject", SqlType::Text),
+    ("event_type", SqlType::Text),
+    ("event_date", SqlType::Text),
+    ("code", SqlType::Text),
+    ("value", SqlType::Real),
+    ("source", SqlType::Text),
+    ("content_sha256", SqlType::Text),
+    ("recorded_at", SqlType::Text),
+];
+
+/// What an insert did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    /// Rows newly stored.
+    pub stored: u64,
+    /// Event ids already stored with different content (the caller should roll back).
+    pub conflicts: Vec<String>,
+}
+
+/// Insert events, skipping ids already stored with the same content and reporting ids stored
+/// with different content. `progress` is called after each chunk with the rows done so far.
+pub async fn insert(
+    tx: &mut WriteTx,
+    rows: &[EventRow],
+    mut progress: impl FnMut(usize),
+) -> StoreResult<InsertOutcome> {
+    let mut outcome = InsertOutcome::default();
+    let select = tx.backend().json_rows(1, &COLUMNS);
+    let sql = format!(
+        "INSERT INTO events ({}) {select} ON CONFLICT (event_id) DO NOTHING",
+        COLUMNS.map(|(c, _)| c).join(", ")
+    );
+    let mut done = 0;
+    for chunk in rows.chunks(CHUNK) {
+        let json = serde_json::to_string(chunk)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode events: {e}")))?;
+        let affected = sqlx::query(&sql)
+            .bind(json)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        outcome.stored += affected;
+        if (affected as usize) < chunk.len() {
+            outcome.conflicts.extend(conflicts(tx, chunk).await?);
+        }
+        done += chunk.len();
+        progress(done);
+    }
+    Ok(outcome)
+}
+
+/// Ids in `chunk` stored with another content hash.
+async fn conflicts(tx: &mut WriteTx, chunk: &[EventRow]) -> StoreResult<Vec<String>> {
+    let ids: Vec<&str> = chunk.iter().map(|r| r.event_id.as_str()).collect();
+    let sql = format!(
+        "SELECT event_id, content_sha256 FROM events WHERE event_id {}",
+        tx.backend().in_json(1)
+    );
+    let stored: HashMap<String, String> = sqlx::query(&sql)
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(tx.conn())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("event_id")?, r.try_get("content_sha256")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let mut found: Vec<String> = chunk
+        .iter()
+        .filter(|r| stored.get(&r.event_id).is_some_and(|h| *h != r.content_sha256))
+        .map(|r| r.event_id.clone())
+        .collect();
+    found.dedup();
+    Ok(found)
+}
+
+/// Every event of the subjects randomised in a trial, with the day each was received.
+pub async fn for_trial(store: &Store, trial_id: &str) -> StoreResult<Vec<ReceivedEvent>> {
+    let rows = sqlx::query(
+        "SELECT e.event_id, e.subject, e.event_type, e.event_date, e.code, e.value, e.source, \
+         e.recorded_at FROM events e JOIN allocations a ON a.subject = e.subject \
+         WHERE a.trial_id = $1 ORDER BY e.subject, e.event_date, e.event_id",
+    )
+    .bind(trial_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let date: String = r.try_get("event_date")?;
+            let recorded: String = r.try_get("recorded_at")?;
+            let parse = |s: &str, what: &str| {
+                crate::endpoints::parse_event_date(s.get(..10).unwrap_or(s)).ok_or_else(|| {
+                    StoreError::Corrupt(format!("events.{what} `{s}` is not a date"))
+                })
+            };
+            Ok(ReceivedEvent {
+                event: Event {
+                    event_id: r.try_get("event_id")?,
+                    subject: r.try_get("subject")?,
+                    event_type: r.try_get("event_type")?,
+                    date: parse(&date, "event_date")?,
+                    code: r.try_get("code")?,
+                    value: r.try_get("value")?,
+                    source: r.try_get("source")?,
+                },
+                received_on: parse(&recorded, "recorded_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Number of stored events (tests and reports).
+pub async fn count(store: &Store) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(store.pool())
+        .await?)
+}
