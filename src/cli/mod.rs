@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod data;
+
 use crate::api::{self, AppState};
 use crate::service::{auth, trials};
 use crate::store::{audit, Store};
@@ -27,10 +29,10 @@ struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
-struct DatabaseArg {
+pub struct DatabaseArg {
     /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
     #[arg(long, env = DATABASE_ENV)]
-    database: String,
+    pub database: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,6 +59,16 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Bring register data in (follow-up events).
+    Import {
+        #[command(subcommand)]
+        command: data::ImportCommand,
+    },
+    /// Analysis data sets as CSV on stdout.
+    Export {
+        #[command(subcommand)]
+        command: data::ExportCommand,
     },
     /// The audit log.
     Audit {
@@ -188,6 +200,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import { command } => data::import(command).await,
+        Command::Export { command } => data::export(command).await,
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {

@@ -158,8 +158,7 @@ fn follow_up_end(
     admin_end: NaiveDate,
 ) -> (NaiveDate, CensorReason) {
     let censoring = known.iter().find(|e| {
-        e.event.date >= subject.randomised_on
-            && follow_up.censor_on.contains(&e.event.event_type)
+        e.event.date >= subject.randomised_on && follow_up.censor_on.contains(&e.event.event_type)
     });
     match censoring {
         Some(e) if e.event.date < admin_end => (

@@ -22,7 +22,9 @@ mod derive;
 mod event;
 
 pub use derive::{derive, CensorReason, EndpointRow, Outcome, ReceivedEvent};
-pub use event::{is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields};
+pub use event::{
+    is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields,
+};
 
 use chrono::NaiveDate;
 use serde::Serialize;

@@ -67,7 +67,9 @@ pub fn parse_json_batch(body: &Value) -> Result<Vec<Event>, Vec<RowError>> {
         return Err(whole("the body must be an object {\"events\": [...]}"));
     };
     if let Some(key) = obj.keys().find(|k| *k != "events") {
-        return Err(whole(&format!("unknown key `{key}`: the body holds only `events`")));
+        return Err(whole(&format!(
+            "unknown key `{key}`: the body holds only `events`"
+        )));
     }
     let Some(items) = obj.get("events").and_then(Value::as_array) else {
         return Err(whole("`events` must be an array of events"));
@@ -83,11 +85,16 @@ pub fn parse_json_batch(body: &Value) -> Result<Vec<Event>, Vec<RowError>> {
     for (row, item) in items.iter().enumerate() {
         match event_from_json(item) {
             Ok(e) => events.push(e),
-            Err(errs) => errors.extend(errs.into_iter().map(|(field, message)| RowError {
-                row,
-                event_id: item.get("event_id").and_then(Value::as_str).map(str::to_string),
-                field,
-                message,
+            Err(errs) => errors.extend(errs.into_iter().map(|(field, message)| {
+                RowError {
+                    row,
+                    event_id: item
+                        .get("event_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    field,
+                    message,
+                }
             })),
         }
     }
@@ -98,7 +105,9 @@ pub fn parse_json_batch(body: &Value) -> Result<Vec<Event>, Vec<RowError>> {
     }
 }
 
-const EVENT_KEYS: [&str; 7] = ["event_id", "subject", "type", "date", "code", "value", "source"];
+const EVENT_KEYS: [&str; 7] = [
+    "event_id", "subject", "type", "date", "code", "value", "source",
+];
 
 fn event_from_json(item: &Value) -> Result<Event, Vec<(Option<String>, String)>> {
     let Some(obj) = item.as_object() else {
@@ -123,7 +132,10 @@ fn event_from_json(item: &Value) -> Result<Event, Vec<(Option<String>, String)>>
             Some(other) => {
                 errors.push((
                     Some(key.to_string()),
-                    format!("{key} must be a {}, got {other}", if key == "value" { "number" } else { "string" }),
+                    format!(
+                        "{key} must be a {}, got {other}",
+                        if key == "value" { "number" } else { "string" }
+                    ),
                 ));
                 None
             }
@@ -162,7 +174,12 @@ pub fn authorise(principal: &Principal) -> Result<(), IngestError> {
 /// The stored form of an event, with its content hash.
 fn to_row(e: &Event, recorded_at: &str) -> EventRow {
     let content = serde_json::json!([
-        e.subject, e.event_type, e.date.to_string(), e.code, e.value, e.source
+        e.subject,
+        e.event_type,
+        e.date.to_string(),
+        e.code,
+        e.value,
+        e.source
     ])
     .to_string();
     EventRow {

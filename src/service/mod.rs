@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod enrol;
 pub mod events;
+pub mod export;
 pub mod trials;
 
 pub use auth::{Principal, Role};

@@ -267,7 +267,10 @@ fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
         2 => format!(
             "UPDATE trials SET next_randomisation_number = x.next_randomisation_number \
              FROM ({}) AS x WHERE trials.trial_id = x.trial_id",
-            rows(&[("trial_id", SqlType::Text), ("next_randomisation_number", SqlType::Integer)])
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("next_randomisation_number", SqlType::Integer)
+            ])
         ),
         3 => format!(
             "INSERT INTO screening_log ({}) {}",

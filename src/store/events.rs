@@ -95,7 +95,11 @@ async fn conflicts(tx: &mut WriteTx, chunk: &[EventRow]) -> StoreResult<Vec<Stri
         .collect::<Result<_, sqlx::Error>>()?;
     let mut found: Vec<String> = chunk
         .iter()
-        .filter(|r| stored.get(&r.event_id).is_some_and(|h| *h != r.content_sha256))
+        .filter(|r| {
+            stored
+                .get(&r.event_id)
+                .is_some_and(|h| *h != r.content_sha256)
+        })
         .map(|r| r.event_id.clone())
         .collect();
     found.dedup();

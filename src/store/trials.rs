@@ -230,3 +230,19 @@ pub async fn set_status(
     tx.commit().await?;
     Ok(done)
 }
+
+/// The current protocol version of a trial and its source text, as registered.
+pub async fn current_protocol(
+    store: &Store,
+    trial_id: &str,
+) -> StoreResult<Option<(String, String)>> {
+    let row = sqlx::query(
+        "SELECT p.version, p.source FROM trials t JOIN protocol_versions p \
+         ON p.trial_id = t.trial_id AND p.version = t.current_version WHERE t.trial_id = $1",
+    )
+    .bind(trial_id)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| Ok((r.try_get("version")?, r.try_get("source")?)))
+        .transpose()
+}

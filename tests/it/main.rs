@@ -7,5 +7,6 @@ mod support;
 mod audit_cli;
 mod concurrency;
 mod crash;
+mod events;
 mod http_enrolment;
 mod reproducibility;

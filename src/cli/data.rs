@@ -1,0 +1,239 @@
+//! `rrct import events` and `rrct export adtte|adsl`: moving register data in and analysis
+//! data sets out.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::DatabaseArg;
+use crate::endpoints::{parse_event, DataCutoff, EventFields};
+use crate::service::events::{self, IngestError, RowError};
+use crate::service::export::{self, TrialData};
+use crate::store::Store;
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Import follow-up events from CSV (header: event_id,subject,type,date[,code,value,source]);
+    /// all rows or none; idempotent by event_id.
+    Events {
+        #[command(flatten)]
+        db: DatabaseArg,
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// One row per randomised subject for one endpoint, as CSV on stdout.
+    Adtte {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long)]
+        trial: String,
+        #[arg(long)]
+        endpoint: String,
+        /// Data cut-off YYYY-MM-DD (default: today, UTC).
+        #[arg(long, value_parser = parse_cutoff)]
+        cutoff: Option<DataCutoff>,
+    },
+    /// One row per randomised subject with stratification factors and data-error flags.
+    Adsl {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long)]
+        trial: String,
+        /// Data cut-off YYYY-MM-DD (default: today, UTC).
+        #[arg(long, value_parser = parse_cutoff)]
+        cutoff: Option<DataCutoff>,
+    },
+}
+
+/// Parse `--cutoff`.
+pub fn parse_cutoff(s: &str) -> Result<DataCutoff, String> {
+    crate::endpoints::parse_event_date(s)
+        .map(DataCutoff)
+        .ok_or_else(|| format!("`{s}` is not a date YYYY-MM-DD"))
+}
+
+fn today() -> DataCutoff {
+    DataCutoff(chrono::Utc::now().date_naive())
+}
+
+pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
+    let ImportCommand::Events { db, file } = command;
+    let (events, lines) = match read_events_csv(&file)? {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            report_rows(&file, &errors, "nothing was imported");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let store = Store::connect(&db.database).await?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(events.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let outcome = events::ingest(&store, &events, &lines, "cli", |done| {
+        bar.set_position(done as u64)
+    })
+    .await;
+    bar.finish_and_clear();
+    store.close().await;
+    match outcome {
+        Ok(report) => {
+            println!(
+                "{}: {} events read, {} stored, {} already present",
+                file.display(),
+                report.received,
+                report.stored,
+                report.already_present
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(IngestError::Conflict(errors)) | Err(IngestError::Invalid(errors)) => {
+            report_rows(&file, &errors, "nothing was imported");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Print row errors as `FILE:LINE: field: message`, at most 50, then how many more.
+fn report_rows(file: &Path, errors: &[RowError], tail: &str) {
+    const SHOWN: usize = 50;
+    for e in errors.iter().take(SHOWN) {
+        match &e.field {
+            Some(field) => eprintln!("{}:{}: {field}: {}", file.display(), e.row, e.message),
+            None => eprintln!("{}:{}: {}", file.display(), e.row, e.message),
+        }
+    }
+    if errors.len() > SHOWN {
+        eprintln!("... and {} more", errors.len() - SHOWN);
+    }
+    eprintln!("{} error(s); {tail}", errors.len());
+}
+
+type ParsedCsv = (Vec<crate::endpoints::Event>, Vec<usize>);
+
+/// Read and validate every row; errors carry the file line.
+fn read_events_csv(path: &Path) -> anyhow::Result<Result<ParsedCsv, Vec<RowError>>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let header = reader
+        .headers()
+        .with_context(|| format!("cannot read the header of {}", path.display()))?
+        .clone();
+    let column = |name: &str| header.iter().position(|h| h.trim() == name);
+    let mut errors = Vec::new();
+    let known = [
+        "event_id", "subject", "type", "date", "code", "value", "source",
+    ];
+    for (i, h) in header.iter().enumerate() {
+        if !known.contains(&h.trim()) {
+            errors.push(RowError {
+                row: 1,
+                event_id: None,
+                field: Some(h.to_string()),
+                message: format!(
+                    "unknown column `{h}` (column {}): expected {}",
+                    i + 1,
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    for required in ["event_id", "subject", "type", "date"] {
+        if column(required).is_none() {
+            errors.push(RowError {
+                row: 1,
+                event_id: None,
+                field: Some(required.into()),
+                message: format!("the header has no `{required}` column"),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    let idx: Vec<Option<usize>> = known.iter().map(|k| column(k)).collect();
+    let mut events = Vec::new();
+    let mut lines = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                errors.push(RowError {
+                    row: line,
+                    event_id: None,
+                    field: None,
+                    message: format!("unreadable CSV: {e}"),
+                });
+                if errors.len() > 10_000 {
+                    break;
+                }
+                continue;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let get = |k: usize| idx[k].and_then(|i| record.get(i));
+        let fields = EventFields {
+            event_id: get(0),
+            subject: get(1),
+            event_type: get(2),
+            date: get(3),
+            code: get(4),
+            value: get(5),
+            source: get(6),
+        };
+        match parse_event(&fields) {
+            Ok(e) => {
+                events.push(e);
+                lines.push(line);
+            }
+            Err(errs) => errors.extend(errs.into_iter().map(|e| RowError {
+                row: line,
+                event_id: get(0).map(str::to_string),
+                field: Some(e.field),
+                message: e.message,
+            })),
+        }
+    }
+    Ok(if errors.is_empty() {
+        Ok((events, lines))
+    } else {
+        Err(errors)
+    })
+}
+
+pub async fn export(command: ExportCommand) -> anyhow::Result<ExitCode> {
+    let (db, trial, cutoff) = match &command {
+        ExportCommand::Adtte {
+            db, trial, cutoff, ..
+        }
+        | ExportCommand::Adsl { db, trial, cutoff } => (db, trial, cutoff.unwrap_or_else(today)),
+    };
+    let store = Store::connect(&db.database).await?;
+    let data = TrialData::load(&store, trial).await?;
+    store.close().await;
+    let csv = match &command {
+        ExportCommand::Adtte { endpoint, .. } => export::adtte(&data, endpoint, cutoff)?,
+        ExportCommand::Adsl { .. } => export::adsl(&data, cutoff)?,
+    };
+    std::io::stdout().lock().write_all(&csv)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,288 @@
+//! Follow-up events in (HTTP batches and CSV import) and analysis data sets out.
+
+use rrct::store::events;
+use serde_json::{json, Value};
+
+use crate::support::{patient, rrct, Kind, TestApp, TestDb, TASTE};
+
+crate::on_both_backends!(
+    http_batches_are_all_or_nothing_and_idempotent,
+    csv_import_reports_lines_and_stores_nothing_on_error
+);
+
+fn day(offset: i64) -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).to_string()
+}
+
+fn event(id: &str, subject: &str, kind: &str, offset: i64) -> Value {
+    json!({"event_id": id, "subject": subject, "type": kind, "date": day(offset), "source": "test"})
+}
+
+async fn post_events(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
+    let r = app
+        .client
+        .post(format!("{}/api/v1/events", app.base))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "events").await;
+    let token = app.token("register", None, None).await;
+    let sponsor = app.token("sponsor", None, None).await;
+    let batch = json!({"events": [
+        event("E1", "S000001", "death", 3),
+        event("E2", "S000002", "mi", 1),
+        event("E3", "NOT-ENROLLED", "death", 2),
+    ]});
+    let (status, report) = post_events(&app, &token, &batch).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report,
+        json!({"received": 3, "stored": 3, "already_present": 0})
+    );
+
+    // Replaying the batch changes nothing.
+    let audit_before = rrct::store::audit::entries(&app.store, None)
+        .await
+        .unwrap()
+        .len();
+    let (status, report) = post_events(&app, &token, &batch).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        report,
+        json!({"received": 3, "stored": 0, "already_present": 3})
+    );
+    assert_eq!(events::count(&app.store).await.unwrap(), 3);
+    assert_eq!(
+        rrct::store::audit::entries(&app.store, None)
+            .await
+            .unwrap()
+            .len(),
+        audit_before
+    );
+
+    // One bad row: every bad row reported, nothing stored, not even the good rows.
+    let bad = json!({"events": [
+        event("E4", "S000003", "death", 1),
+        {"event_id": "E5", "subject": "S000004", "type": "death", "date": "2024-02-30"},
+        {"event_id": "E6", "type": "Death", "date": day(1)},
+    ]});
+    let (status, err) = post_events(&app, &token, &bad).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_events");
+    let rows: Vec<(u64, String)> = err["error"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_u64().unwrap(),
+                r["field"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "date".to_string()),
+            (2, "subject".to_string()),
+            (2, "type".to_string())
+        ]
+    );
+    assert_eq!(events::count(&app.store).await.unwrap(), 3);
+
+    // A known id with other content is a conflict; the batch's new rows are not stored either.
+    let conflict =
+        json!({"events": [event("E7", "S000005", "mi", 1), event("E1", "S000001", "death", 9)]});
+    let (status, err) = post_events(&app, &token, &conflict).await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["error"]["code"], "event_conflict");
+    assert_eq!(err["error"]["rows"][0]["row"], 1);
+    assert_eq!(err["error"]["rows"][0]["event_id"], "E1");
+    assert_eq!(events::count(&app.store).await.unwrap(), 3);
+
+    let (status, err) = post_events(&app, &sponsor, &batch).await;
+    assert_eq!(status, 403, "{err}");
+    app.stop().await;
+}
+
+async fn csv_import_reports_lines_and_stores_nothing_on_error(db: TestDb) {
+    let store = rrct::store::Store::connect(&db.url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "event_id,subject,type,date,code,value\nA1,S1,death,2024-01-05,,\nA2,S2,death,2024-13-01,,\nA3,S3,ldl,2024-01-05,,high\n",
+    )
+    .unwrap();
+    let out = rrct(&[
+        "import",
+        "events",
+        "--database",
+        &db.url,
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3: date:", bad.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:4: value:", bad.display())),
+        "{stderr}"
+    );
+    assert_eq!(events::count(&store).await.unwrap(), 0);
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "subject,event_id,date,type,code\nS1,A1,2024-01-05,death,I21.4\nS2,A2,2024-01-06,mi,\n",
+    )
+    .unwrap();
+    for expected in ["2 stored, 0 already present", "0 stored, 2 already present"] {
+        let out = rrct(&[
+            "import",
+            "events",
+            "--database",
+            &db.url,
+            good.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(expected), "{stdout}");
+    }
+    assert_eq!(events::count(&store).await.unwrap(), 2);
+    store.close().await;
+}
+
+/// Enrol the same patients and import the same events into a fresh database; export.
+async fn exports(db: &TestDb) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let app = TestApp::spawn(db, &[TASTE], "exports").await;
+    let token = app.token("register", None, None).await;
+    for i in 0..40 {
+        let (status, _) = app
+            .enrol(
+                "taste",
+                &token,
+                &patient(i, ["UPP", "KS"][i % 2], ["F", "M"][i % 3 % 2]),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let mut csv = String::from("event_id,subject,type,date\n");
+    for i in 0..40usize {
+        match i % 5 {
+            0 => csv += &format!("D{i},S{i:06},death,{}\n", day(10 + i as i64)),
+            1 => {
+                csv += &format!("M{i},S{i:06},mi,{}\n", day(3));
+                csv += &format!("D{i},S{i:06},death,{}\n", day(3));
+            }
+            2 => csv += &format!("X{i},S{i:06},emigration,{}\n", day(20)),
+            3 if i == 3 => csv += &format!("D{i},S{i:06},death,{}\n", day(-2)),
+            _ => {}
+        }
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), csv).unwrap();
+    let out = rrct(&[
+        "import",
+        "events",
+        "--database",
+        &db.url,
+        file.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.stop().await;
+    let cutoff = day(400);
+    let run = |args: &[&str]| {
+        let out = rrct(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let base = [
+        "export",
+        "adtte",
+        "--database",
+        &db.url,
+        "--trial",
+        "taste",
+        "--cutoff",
+        &cutoff,
+    ];
+    let primary = run(&[&base[..], &["--endpoint", "death_1y"]].concat());
+    let composite = run(&[&base[..], &["--endpoint", "death_or_mi_1y"]].concat());
+    let adsl = run(&[
+        "export",
+        "adsl",
+        "--database",
+        &db.url,
+        "--trial",
+        "taste",
+        "--cutoff",
+        &cutoff,
+    ]);
+    (primary, composite, adsl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_are_byte_identical_across_runs_and_backends() {
+    let first = exports(&TestDb::sqlite()).await;
+    let second = exports(&TestDb::sqlite()).await;
+    assert_eq!(first, second, "two runs differ");
+    let text = String::from_utf8(first.0.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "record_id,subject,site,arm,stratum,randomised_on,time_days,event,censor_reason"
+    );
+    assert_eq!(lines.len(), 41);
+    // Patient 0 died on day 10; patient 2 emigrated on day 20; patient 4 is followed to the horizon.
+    assert!(
+        lines[1].starts_with("R000000,S000000,UPP,") && lines[1].ends_with(",10,1,"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[3].ends_with(",20,0,emigration"), "{}", lines[3]);
+    assert!(lines[5].ends_with(",365,0,horizon"), "{}", lines[5]);
+    // Patient 1: MI and death the same day count once in the composite.
+    let composite = String::from_utf8(first.1.clone()).unwrap();
+    assert!(
+        composite.lines().nth(2).unwrap().ends_with(",3,1,"),
+        "{composite}"
+    );
+    // Patient 3 died before randomisation: flagged in ADSL, not an outcome.
+    let adsl = String::from_utf8(first.2.clone()).unwrap();
+    assert!(
+        adsl.lines()
+            .next()
+            .unwrap()
+            .contains("strat_site,strat_sex,"),
+        "{adsl}"
+    );
+    let row3 = adsl.lines().find(|l| l.starts_with("R000003,")).unwrap();
+    assert!(row3.contains(",1,death on "), "{row3}");
+    assert!(lines[4].ends_with(",365,0,horizon"), "{}", lines[4]);
+    if let Some(pg) = TestDb::of(Kind::Postgres).await {
+        let on_postgres = exports(&pg).await;
+        assert_eq!(first, on_postgres, "SQLite and PostgreSQL exports differ");
+    }
+}
