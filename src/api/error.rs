@@ -15,6 +15,8 @@ use crate::store::StoreError;
 pub enum ErrorCode {
     /// 400: the body is not valid JSON.
     MalformedJson,
+    /// 400: a query parameter is malformed.
+    InvalidQuery,
     /// 401: no bearer token, or an unknown or revoked one.
     Unauthenticated,
     /// 403: the token's role or scope does not allow this.
@@ -55,7 +57,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            MalformedJson => StatusCode::BAD_REQUEST,
+            MalformedJson | InvalidQuery => StatusCode::BAD_REQUEST,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             TrialNotFound | EnrolmentNotFound | NotFound => StatusCode::NOT_FOUND,
@@ -75,6 +77,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             MalformedJson => "malformed_json",
+            InvalidQuery => "invalid_query",
             Unauthenticated => "unauthenticated",
             Forbidden => "forbidden",
             TrialNotFound => "trial_not_found",

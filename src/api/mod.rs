@@ -5,6 +5,7 @@ pub mod auth;
 pub mod enrolments;
 pub mod error;
 pub mod events;
+pub mod trials;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(enrolments::router())
         .merge(events::router())
+        .merge(trials::router())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -237,3 +237,46 @@ pub async fn export(command: ExportCommand) -> anyhow::Result<ExitCode> {
     std::io::stdout().lock().write_all(&csv)?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Output formats of `rrct analyse`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Json,
+    Html,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AnalyseArgs {
+    #[command(flatten)]
+    db: DatabaseArg,
+    #[arg(long)]
+    trial: String,
+    /// Data cut-off YYYY-MM-DD (default: today, UTC).
+    #[arg(long, value_parser = parse_cutoff)]
+    cutoff: Option<DataCutoff>,
+    #[arg(long, value_enum, default_value = "json")]
+    format: ReportFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `rrct analyse`: the unblinded analysis (whoever can open the database sees everything).
+pub async fn analyse(args: AnalyseArgs) -> anyhow::Result<ExitCode> {
+    if args.format == ReportFormat::Html {
+        anyhow::bail!("--format html is not available in this version; use --format json");
+    }
+    let store = Store::connect(&args.db.database).await?;
+    let analysis =
+        crate::service::analyse::analyse(&store, &args.trial, args.cutoff.unwrap_or_else(today))
+            .await?;
+    store.close().await;
+    let mut json = serde_json::to_vec_pretty(&analysis)?;
+    json.push(b'\n');
+    match &args.out {
+        Some(path) => std::fs::write(path, &json)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(&json)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

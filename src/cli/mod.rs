@@ -65,6 +65,8 @@ enum Command {
         #[command(subcommand)]
         command: data::ImportCommand,
     },
+    /// The analysis as of a data cut-off: participant flow, completeness, endpoints by arm.
+    Analyse(data::AnalyseArgs),
     /// Analysis data sets as CSV on stdout.
     Export {
         #[command(subcommand)]
@@ -202,6 +204,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Import { command } => data::import(command).await,
         Command::Export { command } => data::export(command).await,
+        Command::Analyse(args) => data::analyse(args).await,
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {

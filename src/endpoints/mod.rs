@@ -20,6 +20,7 @@
 
 mod derive;
 mod event;
+pub mod flow;
 
 pub use derive::{derive, CensorReason, EndpointRow, Outcome, ReceivedEvent};
 pub use event::{

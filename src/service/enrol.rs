@@ -49,6 +49,12 @@ pub struct EnrolmentRequest {
 impl EnrolmentRequest {
     /// Check the body's shape: `{"record_id","subject","site","fields":{...}}` and nothing else.
     pub fn from_json(body: &Value) -> Result<Self, Vec<FieldError>> {
+        Self::from_json_with(body, &[])
+    }
+
+    /// As [`Self::from_json`], also allowing the top-level keys in `extra` (checked by the
+    /// caller).
+    pub fn from_json_with(body: &Value, extra: &[&str]) -> Result<Self, Vec<FieldError>> {
         let err = |field: &str, message: String| FieldError {
             field: field.to_string(),
             message,
@@ -61,10 +67,14 @@ impl EnrolmentRequest {
         };
         let mut errors = Vec::new();
         for key in obj.keys() {
-            if !matches!(key.as_str(), "record_id" | "subject" | "site" | "fields") {
+            if !matches!(key.as_str(), "record_id" | "subject" | "site" | "fields")
+                && !extra.contains(&key.as_str())
+            {
+                let mut expected = vec!["record_id", "subject", "site", "fields"];
+                expected.extend_from_slice(extra);
                 errors.push(err(
                     key,
-                    format!("unknown key `{key}`: expected record_id, subject, site and fields"),
+                    format!("unknown key `{key}`: expected {}", expected.join(", ")),
                 ));
             }
         }

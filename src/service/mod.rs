@@ -4,10 +4,12 @@
 //! them durable through the store in one transaction. Services know nothing of HTTP status
 //! codes or the command line; the interfaces map their typed errors.
 
+pub mod analyse;
 pub mod auth;
 pub mod enrol;
 pub mod events;
 pub mod export;
+pub mod screening;
 pub mod trials;
 
 pub use auth::{Principal, Role};

@@ -47,6 +47,25 @@ pub const DEFAULT_CONF_LEVEL: f64 = 0.95;
 /// and of `survfit`'s median rule (a survival this close to 0.5 counts as equal to it).
 pub const SQRT_DOUBLE_EPS: f64 = 1.490_116_119_384_765_6e-8;
 
+/// Cox convergence: stop when `|1 - loglik_old / loglik_new| <= COX_EPS` (R's
+/// `coxph.control(eps = 1e-9)`).
+pub const COX_EPS: f64 = 1e-9;
+
+/// Cox: most Newton–Raphson iterations (R's `coxph.control(iter.max = 20)`).
+pub const COX_ITER_MAX: usize = 20;
+
+/// Cox: a Cholesky pivot below this fraction of the largest diagonal marks a covariate as
+/// redundant (R's `toler.chol = .Machine$double.eps^0.75`, exactly `2^-39`).
+pub const COX_TOLER_CHOL: f64 = 1.818_989_403_545_856_5e-12;
+
+/// Cox: a coefficient is flagged as possibly infinite when the next Newton step for it exceeds
+/// both [`COX_EPS`] and this fraction of the coefficient (R's `toler.inf = sqrt(eps)`).
+pub const COX_TOLER_INF: f64 = 3.162_277_660_168_379_5e-5;
+
+/// Fisher's exact test: tables whose probability is at most the observed one times this
+/// factor count as "as or more extreme" (R's `relErr <- 1 + 10^(-7)` in `fisher.test`).
+pub const FISHER_RELATIVE_ERROR: f64 = 1.0 + 1e-7;
+
 /// A test statistic with its degrees of freedom and upper-tail p-value.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ChiSquareTest {
@@ -103,6 +122,9 @@ pub enum StatsError {
     /// A comparison needs at least two groups with observations.
     #[error("{what} needs at least 2 groups, found {found}")]
     TooFewGroups { what: String, found: usize },
+    /// A model or test that needs events got none.
+    #[error("{0}: there are no events")]
+    NoEvents(String),
     /// A model without covariates.
     #[error("the Cox model needs at least one covariate")]
     NoCovariates,

@@ -476,3 +476,30 @@ pub async fn write_counts(store: &Store) -> StoreResult<WriteCounts> {
         strata: count("strata").await?,
     })
 }
+
+/// Screening-log entries of one record: `(outcome, request_sha256, reasons, screened_at)`,
+/// oldest first.
+pub async fn screenings_of_record(
+    tx: &mut WriteTx,
+    trial_id: &str,
+    record_id: &str,
+) -> StoreResult<Vec<(String, String, String, String)>> {
+    let rows = sqlx::query(
+        "SELECT outcome, request_sha256, reasons, screened_at FROM screening_log \
+         WHERE trial_id = $1 AND record_id = $2 ORDER BY screening_id",
+    )
+    .bind(trial_id)
+    .bind(record_id)
+    .fetch_all(tx.conn())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("outcome")?,
+                r.try_get("request_sha256")?,
+                r.try_get("reasons")?,
+                r.try_get("screened_at")?,
+            ))
+        })
+        .collect()
+}

@@ -8,5 +8,6 @@ mod audit_cli;
 mod concurrency;
 mod crash;
 mod events;
+mod flow;
 mod http_enrolment;
 mod reproducibility;

@@ -1,0 +1,210 @@
+//! The trial's analysis as of a data cut-off: participant flow, data completeness and
+//! timeliness, and each endpoint per arm. [`Analysis::blinded`] is what sponsors and register
+//! hosts may see.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::export::{ExportError, TrialData};
+use crate::endpoints::flow::{self, Flow, Screening};
+use crate::endpoints::{self, DataCutoff, EndpointRow, Outcome};
+use crate::store::{allocations, Store};
+
+/// One endpoint summarised for a group of subjects (an arm, or everyone when blinded).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EndpointGroup {
+    pub subjects: u64,
+    /// Subjects with the event (time-to-event, binary), or events counted (count).
+    pub events: u64,
+    /// Binary/count/continuous subjects without a usable value yet.
+    pub incomplete: u64,
+    /// Continuous endpoints: mean of the values available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_value: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointSummary {
+    pub id: String,
+    pub label: Option<String>,
+    pub kind: &'static str,
+    pub primary: bool,
+    /// By arm (unblinded) or a single `all` group (blinded).
+    pub groups: BTreeMap<String, EndpointGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    pub trial_id: String,
+    pub title: String,
+    pub protocol_version: String,
+    pub blinded: bool,
+    pub flow: Flow,
+    pub endpoints: Vec<EndpointSummary>,
+}
+
+impl Analysis {
+    /// Without any per-arm figure.
+    pub fn blinded(self) -> Analysis {
+        Analysis {
+            blinded: true,
+            flow: self.flow.blinded(),
+            endpoints: self
+                .endpoints
+                .into_iter()
+                .map(|e| {
+                    let mut all = EndpointGroup::default();
+                    let mut sum = 0.0;
+                    let mut valued = 0u64;
+                    for g in e.groups.values() {
+                        all.subjects += g.subjects;
+                        all.events += g.events;
+                        all.incomplete += g.incomplete;
+                        if let Some(m) = g.mean_value {
+                            let n = g.subjects - g.incomplete;
+                            sum += m * n as f64;
+                            valued += n;
+                        }
+                    }
+                    all.mean_value = (valued > 0).then(|| sum / valued as f64);
+                    EndpointSummary {
+                        groups: BTreeMap::from([("all".to_string(), all)]),
+                        ..e
+                    }
+                })
+                .collect(),
+            ..self
+        }
+    }
+}
+
+fn kind_name(e: &crate::protocol::Endpoint) -> &'static str {
+    match e.kind {
+        crate::protocol::EndpointKind::TimeToEvent { .. } => "time_to_event",
+        crate::protocol::EndpointKind::Binary { .. } => "binary",
+        crate::protocol::EndpointKind::Count { .. } => "count",
+        crate::protocol::EndpointKind::Continuous { .. } => "continuous",
+    }
+}
+
+fn summarise(rows: &[EndpointRow]) -> BTreeMap<String, EndpointGroup> {
+    let mut groups: BTreeMap<String, EndpointGroup> = BTreeMap::new();
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for r in rows {
+        let g = groups.entry(r.subject.arm.clone()).or_default();
+        g.subjects += 1;
+        match r.outcome {
+            Outcome::TimeToEvent { event, .. } => g.events += u64::from(event),
+            Outcome::Binary { event, .. } => match event {
+                Some(e) => g.events += u64::from(e),
+                None => g.incomplete += 1,
+            },
+            Outcome::Count {
+                count, complete, ..
+            } => {
+                g.events += u64::from(count);
+                g.incomplete += u64::from(!complete);
+            }
+            Outcome::Continuous { value, .. } => match value {
+                Some(v) => *sums.entry(r.subject.arm.clone()).or_default() += v,
+                None => g.incomplete += 1,
+            },
+        }
+    }
+    for (arm, sum) in sums {
+        if let Some(g) = groups.get_mut(&arm) {
+            let n = g.subjects - g.incomplete;
+            g.mean_value = (n > 0).then(|| sum / n as f64);
+        }
+    }
+    groups
+}
+
+/// Compute the unblinded analysis from loaded trial data.
+pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
+    let subjects = data.subjects();
+    let derived: Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)> = data
+        .protocol
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e,
+                endpoints::derive(&data.protocol.follow_up, e, &subjects, &data.events, cutoff),
+            )
+        })
+        .collect();
+    let arms: Vec<(String, String, String)> = data
+        .allocations
+        .iter()
+        .filter(|a| a.allocated_at.get(..10).unwrap_or("") <= cutoff.0.to_string().as_str())
+        .map(|a| (a.record_id.clone(), a.arm.clone(), a.site_code.clone()))
+        .collect();
+    let primary = derived.iter().find(|(e, _)| e.primary);
+    let flow = flow::flow(
+        cutoff,
+        screening,
+        &arms,
+        primary.map(|(e, _)| e.id.as_str()),
+        primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
+        &data.events,
+    );
+    Analysis {
+        trial_id: data.protocol.trial_id.clone(),
+        title: data.protocol.title.clone(),
+        protocol_version: data.protocol.version.clone(),
+        blinded: false,
+        flow,
+        endpoints: derived
+            .iter()
+            .map(|(e, rows)| EndpointSummary {
+                id: e.id.clone(),
+                label: e.label.clone(),
+                kind: kind_name(e),
+                primary: e.primary,
+                groups: summarise(rows),
+            })
+            .collect(),
+    }
+}
+
+/// Load everything and analyse (unblinded; callers blind it for blinded roles).
+#[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
+pub async fn analyse(
+    store: &Store,
+    trial_id: &str,
+    cutoff: DataCutoff,
+) -> Result<Analysis, ExportError> {
+    let data = TrialData::load(store, trial_id).await?;
+    let screening = allocations::screening_log(store, trial_id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let reasons: serde_json::Value =
+                serde_json::from_str(&s.reasons).unwrap_or(serde_json::Value::Null);
+            Screening {
+                reasons: reasons
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| {
+                        r.get("criterion")
+                            .or_else(|| r.get("reason"))
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string)
+                    })
+                    .collect(),
+                record_id: s.record_id,
+                site: s.site_code,
+                outcome: s.outcome,
+                screened_on: s
+                    .screened_at
+                    .get(..10)
+                    .and_then(endpoints::parse_event_date)
+                    .unwrap_or(chrono::NaiveDate::MIN),
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(analyse_data(&data, &screening, cutoff))
+}

@@ -1,0 +1,139 @@
+//! Screening reports, the CONSORT-ROUTINE flow and the blinded/unblinded views of it.
+
+use serde_json::{json, Value};
+
+use crate::support::{patient, TestApp, TestDb, TASTE};
+
+crate::on_both_backends!(screenings_flow_and_blinding);
+
+async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
+    let r = app
+        .client
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn screenings_flow_and_blinding(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "flow").await;
+    let register = app.token("register", None, None).await;
+    let upp_host = app.token("register", Some("taste"), Some("UPP")).await;
+    let sponsor = app.token("sponsor", None, None).await;
+    let statistician = app.token("statistician", None, None).await;
+    for i in 0..6 {
+        let site = ["UPP", "KS"][i % 2];
+        let (status, _) = app.enrol("taste", &register, &patient(i, site, "M")).await;
+        assert_eq!(status, 201);
+    }
+    let mut ineligible = patient(10, "UPP", "F");
+    ineligible["fields"]["diagnosis"] = json!("UA");
+    assert_eq!(app.enrol("taste", &register, &ineligible).await.0, 422);
+
+    let url = format!("{}/api/v1/trials/taste/screenings", app.base);
+    let post = |token: &str, body: Value| {
+        let (client, url, token) = (app.client.clone(), url.clone(), token.to_string());
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let mut declined = patient(20, "UPP", "F");
+    declined["reason"] = json!("consent_declined");
+    let (status, first) = post(&register, declined.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["outcome"], "not_randomised");
+    let (status, again) = post(&register, declined.clone()).await;
+    assert_eq!((status, &again), (200, &first));
+    let mut changed = declined.clone();
+    changed["reason"] = json!("clinician_decision");
+    assert_eq!(post(&register, changed).await.0, 409);
+    let mut bad_reason = patient(21, "UPP", "F");
+    bad_reason["reason"] = json!("forgot");
+    let (status, err) = post(&register, bad_reason).await;
+    assert_eq!(status, 422);
+    assert_eq!(err["error"]["fields"][0]["field"], "reason");
+    let mut randomised_record = patient(0, "UPP", "M");
+    randomised_record["reason"] = json!("other");
+    let (status, err) = post(&register, randomised_record).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("already_randomised"))
+    );
+    let mut by_sponsor = patient(22, "UPP", "F");
+    by_sponsor["reason"] = json!("other");
+    assert_eq!(post(&sponsor, by_sponsor).await.0, 403);
+
+    // Unblinded analysis: the statistician only.
+    let (status, analysis) = get(&app, &statistician, "/api/v1/trials/taste/analysis").await;
+    assert_eq!(status, 200, "{analysis}");
+    let flow = &analysis["flow"];
+    assert_eq!(flow["screened"], 8);
+    assert_eq!(flow["not_eligible"], 1);
+    assert_eq!(flow["not_eligible_by_criterion"], json!({"stemi": 1}));
+    assert_eq!(flow["eligible"], 7);
+    assert_eq!(
+        flow["not_randomised_by_reason"],
+        json!({"consent_declined": 1})
+    );
+    assert_eq!(flow["randomised"], 6);
+    assert!((flow["inclusion_rate"].as_f64().unwrap() - 6.0 / 7.0).abs() < 1e-12);
+    let by_arm = flow["randomised_by_arm"].as_object().unwrap();
+    assert_eq!(by_arm.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 6);
+    assert_eq!(analysis["endpoints"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        get(&app, &sponsor, "/api/v1/trials/taste/analysis").await.0,
+        403
+    );
+    assert_eq!(
+        get(&app, &register, "/api/v1/trials/taste/analysis")
+            .await
+            .0,
+        403
+    );
+
+    // Blinded summary: no arm anywhere.
+    let (status, summary) = get(&app, &sponsor, "/api/v1/trials/taste/summary").await;
+    assert_eq!(status, 200);
+    let text = summary.to_string();
+    for arm in ["aspiration", "pci", "by_arm"] {
+        assert!(
+            !text.contains(arm),
+            "sponsor summary mentions `{arm}`: {text}"
+        );
+    }
+    assert_eq!(summary["flow"]["randomised"], 6);
+    // A site-scoped register host sees its own site only.
+    let (status, own) = get(&app, &upp_host, "/api/v1/trials/taste/summary").await;
+    assert_eq!(status, 200);
+    let sites: Vec<&str> = own["flow"]["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["site"].as_str().unwrap())
+        .collect();
+    assert_eq!(sites, ["UPP"]);
+    assert!(!own.to_string().contains("\"KS\""), "{own}");
+    assert_eq!(own["flow"]["randomised"], 3);
+    let (status, err) = get(
+        &app,
+        &sponsor,
+        "/api/v1/trials/taste/summary?cutoff=2024-13-01",
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    app.stop().await;
+}
