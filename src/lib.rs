@@ -9,6 +9,7 @@
 //! - core (pure, no I/O): [`protocol`] (parse and validate protocol files, enrolment fields,
 //!   eligibility, strata), [`randomise`] (allocation procedures and seeded streams),
 //!   [`endpoints`] (per-subject outcomes from register events as of a data cut-off);
+//!   [`stats`] (Kaplan–Meier, log-rank, Cox, RMST, subgroups, 2×2: R `survival`'s numbers);
 //! - store: [`store`] (sqlx on SQLite or PostgreSQL: migrations, transactions, audit chain);
 //! - services: [`service`] (enrol, load trials, tokens);
 //! - interfaces: [`api`] (axum routes and the error code table), [`cli`] (clap commands),
@@ -23,4 +24,5 @@ pub mod endpoints;
 pub mod protocol;
 pub mod randomise;
 pub mod service;
+pub mod stats;
 pub mod store;

@@ -280,3 +280,111 @@ pub async fn analyse(args: AnalyseArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct FeasibilityArgs {
+    /// The protocol file to assess.
+    #[arg(long)]
+    protocol: PathBuf,
+    /// Register extract of past index registrations: columns `site`, `date` (YYYY-MM-DD) and
+    /// the protocol's enrolment fields by name.
+    #[arg(long)]
+    registrations: PathBuf,
+    /// Share of eligible patients expected to be randomised (TASTE reached about 0.6).
+    #[arg(long, default_value_t = 0.6)]
+    inclusion_rate: f64,
+    /// Count rows with unusable values instead of stopping at them.
+    #[arg(long)]
+    skip_invalid: bool,
+}
+
+/// `rrct feasibility`: eligible registrations per site and month, and time to target.
+pub async fn feasibility(args: FeasibilityArgs) -> anyhow::Result<ExitCode> {
+    use crate::service::feasibility::{self, Registration};
+    if !(args.inclusion_rate > 0.0 && args.inclusion_rate <= 1.0) {
+        anyhow::bail!(
+            "--inclusion-rate must be in (0, 1], got {}",
+            args.inclusion_rate
+        );
+    }
+    let (protocol, _) = crate::service::trials::read_protocol(&args.protocol)?;
+    let path = &args.registrations;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
+    let header = reader.headers()?.clone();
+    let col = |name: &str| header.iter().position(|h| h.trim() == name);
+    let (Some(site_col), Some(date_col)) = (col("site"), col("date")) else {
+        eprintln!(
+            "{}:1: the header needs `site` and `date` columns",
+            path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                bad.push(format!("{}:{line}: unreadable CSV: {e}", path.display()));
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let date_text = record.get(date_col).unwrap_or("").trim();
+        let Some(date) = crate::endpoints::parse_event_date(date_text) else {
+            bad.push(format!(
+                "{}:{line}:{}: date: `{date_text}` is not a date YYYY-MM-DD",
+                path.display(),
+                date_col + 1
+            ));
+            continue;
+        };
+        rows.push(Registration {
+            line,
+            site: record.get(site_col).unwrap_or("").trim().to_string(),
+            date,
+            fields: header
+                .iter()
+                .zip(record.iter())
+                .enumerate()
+                .filter(|(i, _)| *i != site_col && *i != date_col)
+                .map(|(_, (h, v))| (h.trim().to_string(), v.to_string()))
+                .collect(),
+        });
+    }
+    let column_of = |field: &str| {
+        header
+            .iter()
+            .position(|h| h.trim() == field.trim_start_matches("fields."))
+            .map_or_else(String::new, |i| format!("{}:", i + 1))
+    };
+    let result = feasibility::assess(&protocol, &rows, args.inclusion_rate, args.skip_invalid);
+    match result {
+        Ok(report) if bad.is_empty() || args.skip_invalid => {
+            let mut json = serde_json::to_value(&report)?;
+            json["unreadable_rows"] = serde_json::json!(bad.len());
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        result => {
+            for line in &bad {
+                eprintln!("{line}");
+            }
+            for e in result.err().unwrap_or_default() {
+                eprintln!(
+                    "{}:{}:{} {}: {}",
+                    path.display(),
+                    e.line,
+                    column_of(&e.field),
+                    e.field,
+                    e.message
+                );
+            }
+            eprintln!("rows with unusable values; fix them or pass --skip-invalid to count them");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

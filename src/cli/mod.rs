@@ -67,6 +67,9 @@ enum Command {
     },
     /// The analysis as of a data cut-off: participant flow, completeness, endpoints by arm.
     Analyse(data::AnalyseArgs),
+    /// Before go-live: eligible registrations per site and month in a register extract, and the
+    /// projected time to the target sample size.
+    Feasibility(data::FeasibilityArgs),
     /// Analysis data sets as CSV on stdout.
     Export {
         #[command(subcommand)]
@@ -205,6 +208,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Import { command } => data::import(command).await,
         Command::Export { command } => data::export(command).await,
         Command::Analyse(args) => data::analyse(args).await,
+        Command::Feasibility(args) => data::feasibility(args).await,
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod enrol;
 pub mod events;
 pub mod export;
+pub mod feasibility;
 pub mod screening;
 pub mod trials;
 

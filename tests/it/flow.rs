@@ -137,3 +137,61 @@ async fn screenings_flow_and_blinding(db: TestDb) {
     );
     app.stop().await;
 }
+
+#[test]
+fn feasibility_counts_an_extract_and_locates_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("extract.csv");
+    std::fs::write(
+        &good,
+        "site,date,age,sex,diagnosis,symptom_onset_hours,smoker\n\
+         UPP,2024-01-03,64,F,STEMI,3.0,yes\n\
+         UPP,2024-02-11,80,M,NSTEMI,5,no\n\
+         KS,2024-03-30,55,M,STEMI,30,no\n\
+         KS,2024-03-31,59,M,STEMI,1.5,\n",
+    )
+    .unwrap();
+    let out = crate::support::rrct(&[
+        "feasibility",
+        "--protocol",
+        "protocols/taste.toml",
+        "--registrations",
+        good.to_str().unwrap(),
+        "--inclusion-rate",
+        "0.5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["eligible"], 2);
+    assert_eq!(
+        report["not_eligible_by_criterion"],
+        json!({"early": 1, "stemi": 1})
+    );
+    assert_eq!(report["months"], 3);
+    // 7244 / (2/3 per month × 0.5) = 21732 months.
+    assert!((report["projected_months_to_target"].as_f64().unwrap() - 21732.0).abs() < 1e-6);
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "site,date,age,sex,diagnosis,symptom_onset_hours\nUPP,2024-01-03,sixty,F,STEMI,3\nUPP,2024-14-01,60,F,STEMI,3\n").unwrap();
+    let out = crate::support::rrct(&[
+        "feasibility",
+        "--protocol",
+        "protocols/taste.toml",
+        "--registrations",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:3: age:", bad.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:3:2: date:", bad.display())),
+        "{stderr}"
+    );
+}
