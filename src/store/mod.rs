@@ -204,7 +204,8 @@ impl Store {
                             // commit durable before the allocation is acknowledged.
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                             PRAGMA cache_size = -65536;",
                             )
                             .await?;
                             Ok(())
