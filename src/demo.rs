@@ -44,7 +44,10 @@ pub struct DemoArgs {
 /// What the feed sends for one registration.
 #[derive(Debug, Clone)]
 struct FeedItem {
+    /// Enrolment body; with `screening_reason` set, a report of an eligible patient who was
+    /// not randomised (sent to the screenings endpoint instead).
     body: Value,
+    screening_reason: Option<&'static str>,
     /// Send the identical request again after the answer, as a register retrying a timeout.
     retry: bool,
 }
@@ -117,7 +120,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
 
     report(&store, &protocol, &tally, elapsed).await?;
-    println!("  database: {}", db_path.display());
+    let dir = std::fs::canonicalize(&args.dir)?;
+    follow_up(&base, &token, &store, &protocol, &dir).await?;
+    println!();
+    println!("Database: {}", db_path.display());
 
     if args.serve {
         println!();
@@ -180,16 +186,40 @@ fn synthetic_feed(protocol: &Protocol, n: usize, seed: u64) -> Vec<FeedItem> {
             "site": site,
             "fields": fields,
         });
+        // About a third of eligible patients are not randomised (TASTE reached about two
+        // thirds); the register reports them with a reason.
+        let eligible = diagnosis == "STEMI" && onset <= 24.0 && (18..=120).contains(&age);
+        let screening_reason = (eligible && unit() < 0.33).then(|| {
+            let r = unit();
+            if r < 0.45 {
+                "clinician_decision"
+            } else if r < 0.75 {
+                "system_not_used"
+            } else if r < 0.9 {
+                "consent_declined"
+            } else {
+                "other"
+            }
+        });
+        let mut body = body;
+        if let Some(reason) = screening_reason {
+            body["reason"] = json!(reason);
+        }
         feed.push(FeedItem {
             body: body.clone(),
+            screening_reason,
             retry: unit() < 0.05,
         });
+        if screening_reason.is_some() {
+            continue;
+        }
         if unit() < 0.01 {
             // The same patient registered again under a new record (e.g. a transfer).
             let mut again = body;
             again["record_id"] = json!(format!("SCAAR-{:06}-T", i + 1));
             feed.push(FeedItem {
                 body: again,
+                screening_reason: None,
                 retry: false,
             });
         }
@@ -205,12 +235,18 @@ async fn play(
     concurrency: usize,
 ) -> anyhow::Result<FeedTally> {
     let client = reqwest::Client::new();
-    let url = format!("{base}/api/v1/trials/{trial_id}/enrolments");
+    let enrolments = format!("{base}/api/v1/trials/{trial_id}/enrolments");
+    let screenings = format!("{base}/api/v1/trials/{trial_id}/screenings");
     let gate = Arc::new(Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for item in feed {
         let permit = gate.clone().acquire_owned().await?;
-        let (client, url, token) = (client.clone(), url.clone(), token.to_string());
+        let url = if item.screening_reason.is_some() {
+            screenings.clone()
+        } else {
+            enrolments.clone()
+        };
+        let (client, token) = (client.clone(), token.to_string());
         tasks.spawn(async move {
             let _permit = permit;
             let send = |body: &Value| {
@@ -373,5 +409,163 @@ async fn report(
             println!("Audit chain: BROKEN at entry {seq}: {reason}")
         }
     }
+    Ok(())
+}
+
+/// Simulate a year of register follow-up for the randomised patients, send it through the
+/// events endpoint, and print the analysis as of a cut-off one year after today.
+async fn follow_up(
+    base: &str,
+    token: &str,
+    store: &Store,
+    protocol: &Protocol,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let trial = protocol.trial_id.as_str();
+    let randomised = allocations::list(store, trial).await?;
+    let today = chrono::Utc::now().date_naive();
+    let mut rng = ChaCha20Rng::seed_from_u64(7244);
+    let mut unit = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut events = Vec::new();
+    let mut push = |id: String, subject: &str, kind: &str, day: i64, source: &str| {
+        events.push(json!({
+            "event_id": id, "subject": subject, "type": kind,
+            "date": (today + chrono::Duration::days(day)).to_string(), "source": source,
+        }));
+    };
+    for (n, a) in randomised.iter().enumerate() {
+        // About 5.5% die within a year (half of them within 30 days), 2% have a new
+        // infarction, 0.5% emigrate; a few have an infarction before randomisation (history).
+        if unit() < 0.055 {
+            let day = if unit() < 0.5 {
+                unit() * 30.0
+            } else {
+                30.0 + unit() * 335.0
+            };
+            push(
+                format!("POP-{n}"),
+                &a.subject,
+                "death",
+                day as i64,
+                "population_register",
+            );
+        }
+        if unit() < 0.02 {
+            push(
+                format!("MI-{n}"),
+                &a.subject,
+                "mi",
+                (unit() * 365.0) as i64,
+                "swedeheart",
+            );
+        }
+        if unit() < 0.005 {
+            push(
+                format!("EMI-{n}"),
+                &a.subject,
+                "emigration",
+                (unit() * 365.0) as i64,
+                "population_register",
+            );
+        }
+        if unit() < 0.03 {
+            push(
+                format!("OLD-{n}"),
+                &a.subject,
+                "mi",
+                -((unit() * 3000.0) as i64) - 1,
+                "swedeheart",
+            );
+        }
+    }
+    let client = reqwest::Client::new();
+    let mut stored = 0;
+    for batch in events.chunks(1000) {
+        let r = client
+            .post(format!("{base}/api/v1/events"))
+            .bearer_auth(token)
+            .json(&json!({ "events": batch }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "event batch refused: {}",
+            r.text().await?
+        );
+        stored += r.json::<Value>().await?["stored"].as_u64().unwrap_or(0);
+    }
+    let cutoff = crate::endpoints::DataCutoff(today + chrono::Duration::days(365));
+    println!();
+    println!(
+        "Follow-up: {stored} register events (deaths, infarctions, emigrations) for the next year, \
+         sent through /api/v1/events; analysis as of cut-off {}",
+        cutoff.0
+    );
+    let analysis = crate::service::analyse::analyse(store, trial, cutoff).await?;
+    let flow = &analysis.flow;
+    println!(
+        "  CONSORT-ROUTINE flow: {} screened, {} not eligible, {} eligible, {} not randomised, {} randomised \
+         (inclusion rate {:.0}%), {} lost to follow-up, {} analysed",
+        flow.total.screened,
+        flow.total.not_eligible,
+        flow.total.eligible,
+        flow.total.not_randomised,
+        flow.total.randomised,
+        100.0 * flow.total.inclusion_rate.unwrap_or(0.0),
+        flow.total.lost_to_follow_up,
+        flow.total.analysed
+    );
+    let reasons: Vec<String> = flow
+        .total
+        .not_randomised_by_reason
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    println!("  not randomised: {}", reasons.join(", "));
+    println!("  inclusion rate per site (randomised / eligible):");
+    for site in &flow.sites {
+        println!(
+            "    {:<6}{:>5} /{:>5}  {:>5.1}%",
+            site.site,
+            site.counts.randomised,
+            site.counts.eligible,
+            100.0 * site.counts.inclusion_rate.unwrap_or(0.0)
+        );
+    }
+    println!("  endpoints by arm (unblinded: this is the statistician's view):");
+    for e in &analysis.endpoints {
+        let groups: Vec<String> = e
+            .groups
+            .iter()
+            .map(|(arm, g)| {
+                format!(
+                    "{arm} {}/{} events{}",
+                    g.events,
+                    g.subjects,
+                    if g.incomplete > 0 {
+                        format!(", {} incomplete", g.incomplete)
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+            .collect();
+        println!(
+            "    {:<16}{}{}",
+            e.id,
+            groups.join("; "),
+            if e.primary { "  (primary)" } else { "" }
+        );
+    }
+    let data = crate::service::export::TrialData::load(store, trial).await?;
+    if let Some(primary) = data.protocol.primary_endpoint() {
+        let csv = crate::service::export::adtte(&data, &primary.id, cutoff)?;
+        let path = dir.join(format!("adtte_{}.csv", primary.id));
+        std::fs::write(&path, csv)?;
+        println!("  ADTTE of the primary endpoint: {}", path.display());
+    }
+    let path = dir.join("analysis.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&analysis)?)?;
+    println!("  analysis (JSON): {}", path.display());
     Ok(())
 }
