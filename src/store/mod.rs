@@ -122,6 +122,9 @@ impl Backend {
     }
 }
 
+/// The page cache every SQLite connection gets (64 MiB).
+pub(crate) const SQLITE_CACHE_PRAGMA: &str = "PRAGMA cache_size = -65536";
+
 /// Key of the PostgreSQL advisory lock every write transaction holds ("rrct" in ASCII).
 pub const WRITER_LOCK_KEY: i64 = 0x7272_6374;
 
@@ -204,10 +207,10 @@ impl Store {
                             // commit durable before the allocation is acknowledged.
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                             PRAGMA cache_size = -65536;",
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
                             )
                             .await?;
+                            conn.execute(SQLITE_CACHE_PRAGMA).await?;
                             Ok(())
                         })
                     })
