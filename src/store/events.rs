@@ -65,14 +65,6 @@ pub async fn insert(
         // parameters up by a linear scan, which is quadratic in a statement this size), and no
         // JSON for SQLite to parse per column.
         Backend::Sqlite => {
-            // A large import touches more index pages than the normal page cache holds; a
-            // bigger cache for this transaction keeps SQLite from spilling and re-reading them.
-            let big = rows.len() > SQLITE_CHUNK;
-            if big {
-                sqlx::query("PRAGMA cache_size = -524288")
-                    .execute(tx.conn())
-                    .await?;
-            }
             let row = format!("({})", vec!["?"; COLUMNS.len()].join(", "));
             for chunk in rows.chunks(SQLITE_CHUNK) {
                 let sql = format!(
@@ -99,11 +91,6 @@ pub async fn insert(
                 }
                 done += chunk.len();
                 progress(done);
-            }
-            if big {
-                sqlx::query(super::SQLITE_CACHE_PRAGMA)
-                    .execute(tx.conn())
-                    .await?;
             }
         }
         // PostgreSQL: the whole chunk as one jsonb parameter, fixed statement text.
