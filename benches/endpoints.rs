@@ -12,8 +12,13 @@ const TASTE: &str = include_str!("../protocols/taste.toml");
 
 fn main() -> anyhow::Result<()> {
     let quick = !std::env::args().any(|a| a == "--bench");
-    let (n_subjects, n_events) = if quick { (1_000, 10_000) } else { (100_000, 1_000_000) };
-    let protocol = rrct::protocol::parse(TASTE, "taste.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (n_subjects, n_events) = if quick {
+        (1_000, 10_000)
+    } else {
+        (100_000, 1_000_000)
+    };
+    let protocol =
+        rrct::protocol::parse(TASTE, "taste.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let start = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default();
     let day = |rng: &mut ChaCha20Rng, span: u64| start + chrono::Days::new(rng.next_u64() % span);
@@ -55,7 +60,10 @@ fn main() -> anyhow::Result<()> {
             rows = derive(&protocol.follow_up, endpoint, &subjects, &events, cutoff).len();
             best = best.min(t.elapsed().as_secs_f64());
         }
-        println!("  {:<16} {rows} rows in {:.3} s (best of 5)", endpoint.id, best);
+        println!(
+            "  {:<16} {rows} rows in {:.3} s (best of 5)",
+            endpoint.id, best
+        );
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod stats;
 
 use crate::api::{self, AppState};
 use crate::service::{auth, trials};
@@ -70,6 +71,12 @@ enum Command {
     /// Before go-live: eligible registrations per site and month in a register extract, and the
     /// projected time to the target sample size.
     Feasibility(data::FeasibilityArgs),
+    /// Statistics on a CSV file, as R's `survival` computes them: km, logrank, cox, binary,
+    /// rmst, subgroups (JSON on stdout).
+    Stats {
+        #[command(subcommand)]
+        command: stats::StatsCommand,
+    },
     /// Analysis data sets as CSV on stdout.
     Export {
         #[command(subcommand)]
@@ -209,6 +216,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Export { command } => data::export(command).await,
         Command::Analyse(args) => data::analyse(args).await,
         Command::Feasibility(args) => data::feasibility(args).await,
+        Command::Stats { command } => stats::run(command),
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {

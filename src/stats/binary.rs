@@ -65,10 +65,19 @@ pub fn two_by_two(events: [u64; 2], n: [u64; 2]) -> Result<TwoByTwo, StatsError>
 }
 
 /// [`two_by_two`] at any confidence level in `(0, 1)`.
+///
+/// ```
+/// let t90 = rrct::stats::binary::two_by_two_at([15, 30], [100, 100], 0.90).unwrap();
+/// let t95 = rrct::stats::binary::two_by_two([15, 30], [100, 100]).unwrap();
+/// assert!(t90.rd_upper < t95.rd_upper);
+/// ```
 pub fn two_by_two_at(events: [u64; 2], n: [u64; 2], level: f64) -> Result<TwoByTwo, StatsError> {
     for arm in 0..2 {
         if n[arm] == 0 {
-            return Err(StatsError::InvalidTable(format!("arm {} has no subjects", arm + 1)));
+            return Err(StatsError::InvalidTable(format!(
+                "arm {} has no subjects",
+                arm + 1
+            )));
         }
         if events[arm] > n[arm] {
             return Err(StatsError::InvalidTable(format!(
@@ -163,9 +172,11 @@ fn pearson(a: f64, b: f64, na: f64, nb: f64) -> (Option<f64>, Option<f64>) {
 
 /// Fisher's exact two-sided p-value (R's `fisher.test` for a 2×2 table, `or = 1`).
 ///
-/// The hypergeometric probabilities of all tables with the observed margins are computed
+/// The hypergeometric probabilities of the tables with the observed margins are computed
 /// relative to the mode by the ratio recurrence `d(x+1)/d(x) = (m-x)(k-x) / ((x+1)(n-k+x+1))`,
-/// which needs no factorials and keeps full relative precision.
+/// which needs no factorials and keeps full relative precision. Walking out from the mode
+/// stops where the probabilities underflow to 0 (they add nothing), so even tables with
+/// billions of subjects cost only the width of the distribution's bulk.
 fn fisher_two_sided(events: [u64; 2], n: [u64; 2]) -> f64 {
     // R's layout: m = first-column total (events), nn = second-column total, k = first-row
     // total (arm 1), x = the top-left cell.
@@ -175,22 +186,43 @@ fn fisher_two_sided(events: [u64; 2], n: [u64; 2]) -> f64 {
     let x = events[0] as f64;
     let lo = (k - nn).max(0.0);
     let hi = k.min(m);
-    let count = (hi - lo) as usize + 1;
+    // d(v + 1) / d(v), positive and finite for lo <= v < hi.
     let ratio = |v: f64| (m - v) * (k - v) / ((v + 1.0) * (nn - k + v + 1.0));
-    // The mode of the hypergeometric distribution.
-    let mode = (((k + 1.0) * (m + 1.0)) / (m + nn + 2.0)).floor().clamp(lo, hi);
-    let mode_index = (mode - lo) as usize;
-    let mut d = vec![0.0f64; count];
-    d[mode_index] = 1.0;
-    for i in mode_index..count - 1 {
-        d[i + 1] = d[i] * ratio(lo + i as f64);
+    // The mode of the hypergeometric distribution, where d is largest (taken as 1).
+    let mode = (((k + 1.0) * (m + 1.0)) / (m + nn + 2.0))
+        .floor()
+        .clamp(lo, hi);
+    let mut up = vec![1.0f64]; // d(mode), d(mode + 1), ...
+    let (mut v, mut d) = (mode, 1.0f64);
+    while v < hi {
+        d *= ratio(v);
+        if d == 0.0 {
+            break;
+        }
+        v += 1.0;
+        up.push(d);
     }
-    for i in (0..mode_index).rev() {
-        d[i] = d[i + 1] / ratio(lo + i as f64);
+    let mut down = Vec::new(); // d(mode - 1), d(mode - 2), ...
+    let (mut v, mut d) = (mode, 1.0f64);
+    while v > lo {
+        d /= ratio(v - 1.0);
+        if d == 0.0 {
+            break;
+        }
+        v -= 1.0;
+        down.push(d);
     }
-    let total: f64 = d.iter().sum();
-    let observed = d[(x - lo) as usize] * FISHER_RELATIVE_ERROR;
-    let tail: f64 = d.iter().filter(|&&v| v <= observed).sum();
+    let at = |x: f64| {
+        if x >= mode {
+            up.get((x - mode) as usize).copied()
+        } else {
+            down.get((mode - x - 1.0) as usize).copied()
+        }
+        .unwrap_or(0.0)
+    };
+    let total: f64 = up.iter().chain(&down).sum();
+    let observed = at(x) * FISHER_RELATIVE_ERROR;
+    let tail: f64 = up.iter().chain(&down).filter(|&&v| v <= observed).sum();
     (tail / total).min(1.0)
 }
 
@@ -214,6 +246,15 @@ mod tests {
         assert_eq!(t.chisq, None);
         assert_eq!(t.rr, None);
         assert!((t.fisher_p - 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn huge_tables_are_quick() {
+        let t = two_by_two([10_000_000, 10_005_000], [40_000_000, 40_000_000]);
+        let p = t.unwrap().fisher_p;
+        assert!(p > 0.0 && p < 1.0, "{p}");
+        let far = fisher_two_sided([1_000_000, 2_000_000], [4_000_000, 4_000_000]);
+        assert_eq!(far, 0.0);
     }
 
     #[test]

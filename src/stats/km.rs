@@ -33,6 +33,12 @@ pub enum ConfType {
 
 impl ConfType {
     /// Parses R's spelling: `log`, `log-log` or `plain`.
+    ///
+    /// ```
+    /// use rrct::stats::ConfType;
+    /// assert_eq!(ConfType::parse("log-log"), Some(ConfType::LogLog));
+    /// assert_eq!(ConfType::parse("logit"), None);
+    /// ```
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "log" => Some(Self::Log),
@@ -173,9 +179,17 @@ pub fn kaplan_meier(
         .collect())
 }
 
+/// Checks the survival columns: present, equally long, times finite and non-negative.
 pub(crate) fn check_inputs(time: &[f64], event: &[bool]) -> Result<(), StatsError> {
     if time.is_empty() {
         return Err(StatsError::NoObservations);
+    }
+    if time.len() > u32::MAX as usize {
+        return Err(StatsError::InvalidArgument(format!(
+            "{} observations: at most {} are supported",
+            time.len(),
+            u32::MAX
+        )));
     }
     if event.len() != time.len() {
         return Err(StatsError::LengthMismatch {
@@ -201,7 +215,11 @@ fn curve(
     let mut events = 0usize;
     let mut pending = sorted.next();
     while let Some((t, first_event)) = pending {
-        let (mut d, mut c) = if first_event { (1usize, 0usize) } else { (0, 1) };
+        let (mut d, mut c) = if first_event {
+            (1usize, 0usize)
+        } else {
+            (0, 1)
+        };
         pending = None;
         for (u, e) in sorted.by_ref() {
             if u != t {
@@ -304,6 +322,14 @@ fn first_below_half(points: impl Iterator<Item = (f64, Option<f64>)>) -> Option<
 
 impl KaplanMeier {
     /// Median survival and its confidence interval, as printed by `print(survfit(...))`.
+    ///
+    /// ```
+    /// use rrct::stats::km::{kaplan_meier, KmOptions};
+    /// let time = [1.0, 2.0, 4.0, 5.0];
+    /// let km = &kaplan_meier(&time, &[true; 4], None, &KmOptions::default()).unwrap()[0];
+    /// // Survival is exactly 1/2 from 2 to 4: R takes the midpoint.
+    /// assert_eq!(km.median().median, Some(3.0));
+    /// ```
     pub fn median(&self) -> Median {
         let steps = || self.steps.iter();
         Median {
@@ -317,6 +343,16 @@ impl KaplanMeier {
     /// skipped), with `summary(fit, times = , extend = FALSE)` semantics: before the first
     /// observed time survival is 1 with the whole group at risk; beyond the group's last
     /// observed time R drops the row, and it is returned with `None` values and nobody at risk.
+    ///
+    /// ```
+    /// use rrct::stats::km::{kaplan_meier, KmOptions};
+    /// let time = [1.0, 2.0, 2.0, 3.0, 4.0];
+    /// let event = [true, true, false, true, false];
+    /// let km = &kaplan_meier(&time, &event, None, &KmOptions::default()).unwrap()[0];
+    /// let at = km.survival_at(&[2.5, 10.0]);
+    /// assert_eq!((at[0].survival, at[0].n_risk), (Some(0.6000000000000001), 2));
+    /// assert_eq!((at[1].survival, at[1].n_risk), (None, 0));
+    /// ```
     pub fn survival_at(&self, times: &[f64]) -> Vec<SurvivalAt> {
         let mut times: Vec<f64> = times.iter().copied().filter(|t| t.is_finite()).collect();
         times.sort_by(f64::total_cmp);
@@ -357,7 +393,11 @@ impl KaplanMeier {
                 SurvivalAt {
                     time: t,
                     survival: Some(survival),
-                    std_err: if std_err.is_nan() { None } else { Some(std_err) },
+                    std_err: if std_err.is_nan() {
+                        None
+                    } else {
+                        Some(std_err)
+                    },
                     lower,
                     upper,
                     n_risk,
@@ -397,9 +437,7 @@ mod tests {
             conf_type,
             ..KmOptions::default()
         };
-        kaplan_meier(time, event, None, &options)
-            .unwrap()
-            .remove(0)
+        kaplan_meier(time, event, None, &options).unwrap().remove(0)
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! unit lower-triangular `L`; a pivot below `toler` times the largest diagonal marks the column
 //! as redundant (its `D` is set to 0, and solves and inverses give 0 there). The log-rank test
 //! needs an ordinary solve, done as R's `solve()` does: LU with partial pivoting.
+//!
+//! The loops keep the index form of the C originals so that they can be checked line by line.
+#![allow(clippy::needless_range_loop)]
 
 /// A square matrix stored row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,16 +17,19 @@ pub(crate) struct Square {
 }
 
 impl Square {
+    /// An `n × n` matrix of zeros.
     pub fn zeros(n: usize) -> Self {
         Self {
             n,
             a: vec![0.0; n * n],
         }
     }
+    /// Element `(i, j)`.
     #[inline]
     pub fn get(&self, i: usize, j: usize) -> f64 {
         self.a[i * self.n + j]
     }
+    /// Sets element `(i, j)`.
     #[inline]
     pub fn set(&mut self, i: usize, j: usize, v: f64) {
         self.a[i * self.n + j] = v;
@@ -183,7 +189,9 @@ pub(crate) fn lu_solve(mut m: Square, mut b: Vec<f64>) -> Option<Vec<f64>> {
         }
     }
     // A cheap condition check: the smallest |U_ii| relative to the 1-norm.
-    let min_pivot = (0..n).map(|i| m.get(i, i).abs()).fold(f64::INFINITY, f64::min);
+    let min_pivot = (0..n)
+        .map(|i| m.get(i, i).abs())
+        .fold(f64::INFINITY, f64::min);
     if n > 0 && min_pivot / norm1 < f64::EPSILON {
         return None;
     }

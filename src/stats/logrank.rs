@@ -108,8 +108,7 @@ pub fn log_rank(
                 if nrisk > 1.0 {
                     // survdiff2: var[j][j] += tmp; var[j][l] -= tmp * risk[l] / nrisk.
                     for j in 0..k {
-                        let tmp =
-                            deaths * risk[j] * (nrisk - deaths) / (nrisk * (nrisk - 1.0));
+                        let tmp = deaths * risk[j] * (nrisk - deaths) / (nrisk * (nrisk - 1.0));
                         var[j * k + j] += tmp;
                         for l in 0..k {
                             var[j * k + l] -= tmp * risk[l] / nrisk;

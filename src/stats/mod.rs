@@ -31,7 +31,7 @@ pub mod subgroups;
 mod timeline;
 
 pub use binary::{two_by_two, TwoByTwo};
-pub use cox::{cox_ph, CoxData, CoxFit, CoxOptions, Covariate, Ties};
+pub use cox::{cox_ph, Covariate, CoxData, CoxFit, CoxOptions, Ties};
 pub use km::{kaplan_meier, ConfType, KaplanMeier, KmOptions};
 pub use logrank::{log_rank, LogRank};
 pub use rmst::{rmst, RmstComparison};
@@ -79,6 +79,11 @@ pub struct ChiSquareTest {
 
 impl ChiSquareTest {
     /// The statistic with its p-value from [`dist::chisq_sf`].
+    ///
+    /// ```
+    /// let t = rrct::stats::ChiSquareTest::new(3.841458820694124, 1);
+    /// assert!((t.p - 0.05).abs() < 1e-15);
+    /// ```
     pub fn new(chisq: f64, df: usize) -> Self {
         Self {
             chisq,

@@ -68,12 +68,22 @@ pub struct RmstComparison {
     pub groups: Vec<RmstGroup>,
     /// Each group after the first against the first.
     pub differences: Vec<RmstDifference>,
-    /// Groups whose follow-up ends before τ (their curve is extended flat, as R does).
-    pub warnings: Vec<String>,
+    /// Codes of the groups whose follow-up ends before τ (their curve is extended flat to τ,
+    /// as R does; a statistician will want to know).
+    pub extended: Vec<usize>,
 }
 
 impl KaplanMeier {
     /// RMST up to `tau` with R's standard error (`survmean` with `rmean = tau`).
+    ///
+    /// ```
+    /// use rrct::stats::km::{kaplan_meier, KmOptions};
+    /// let time = [1.0, 2.0, 2.0, 3.0, 4.0];
+    /// let event = [true, true, false, true, false];
+    /// let km = &kaplan_meier(&time, &event, None, &KmOptions::default()).unwrap()[0];
+    /// // 1 + 0.8 + 0.6 + 0.3: one unit of time at each level of the curve.
+    /// assert!((km.restricted_mean(4.0).rmst - 2.7).abs() < 1e-12);
+    /// ```
     pub fn restricted_mean(&self, tau: f64) -> RestrictedMean {
         // survmean: keep the curve's times <= tau, close with tau.
         let kept: Vec<_> = self.steps.iter().take_while(|s| s.time <= tau).collect();
@@ -97,7 +107,11 @@ impl KaplanMeier {
         for (j, s) in kept.iter().enumerate().rev() {
             after += rectangles[j + 1];
             let (nr, d) = (s.n_risk as f64, s.n_event as f64);
-            let h = if nr - d == 0.0 { 0.0 } else { d / (nr * (nr - d)) };
+            let h = if nr - d == 0.0 {
+                0.0
+            } else {
+                d / (nr * (nr - d))
+            };
             var += after * after * h;
         }
         RestrictedMean {
@@ -134,7 +148,9 @@ pub fn rmst(
     };
     let curves = kaplan_meier(time, event, Some((group, levels)), &options)?;
     if !tau.is_finite() {
-        return Err(StatsError::InvalidArgument(format!("tau {tau} is not finite")));
+        return Err(StatsError::InvalidArgument(format!(
+            "tau {tau} is not finite"
+        )));
     }
     let first = time.iter().copied().fold(f64::INFINITY, f64::min);
     if tau < first {
@@ -144,15 +160,13 @@ pub fn rmst(
         )));
     }
     let z = z_for_level(conf_level);
-    let mut warnings = Vec::new();
+    let mut extended = Vec::new();
     let groups: Vec<RmstGroup> = curves
         .iter()
         .enumerate()
         .map(|(g, km)| {
             if km.steps.last().is_some_and(|s| s.time < tau) {
-                warnings.push(format!(
-                    "group {g}: follow-up ends before tau; the curve is extended flat to tau"
-                ));
+                extended.push(g);
             }
             let r = km.restricted_mean(tau);
             RmstGroup {
@@ -185,6 +199,6 @@ pub fn rmst(
         tau,
         groups,
         differences,
-        warnings,
+        extended,
     })
 }

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::cox::{cox_ph, CoxData, CoxFit, CoxOptions, Covariate};
+use super::cox::{cox_ph, Covariate, CoxData, CoxFit, CoxOptions};
 use super::km::check_inputs;
 use super::timeline::check_codes;
 use super::{ChiSquareTest, StatsError};
@@ -99,7 +99,11 @@ pub fn subgroup_analysis(
     if let Some((s, l)) = data.strata {
         check_codes("stratum", s, n, l)?;
     }
-    let trt: Vec<f64> = data.treatment.iter().map(|&t| f64::from(u8::from(t))).collect();
+    let trt: Vec<f64> = data
+        .treatment
+        .iter()
+        .map(|&t| f64::from(u8::from(t)))
+        .collect();
 
     let all: Vec<usize> = (0..n).collect();
     let overall = effect(data, &trt, &all, options);

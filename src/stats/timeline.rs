@@ -1,8 +1,9 @@
 //! Observations ordered by stratum and time, with R's near-tie fix applied.
 //!
 //! Every survival statistic walks its data in time order within strata. Sorting is the one
-//! super-linear step, so it is done once here with a stable LSD radix sort on the bit patterns
-//! of the (non-negative) times: integer-day data touch only the two or three bytes that vary.
+//! step that is not a plain linear pass, so it is done once here, and in linear time: a
+//! counting sort for whole-number times (days, months), else a stable LSD radix sort on the
+//! bit patterns of the (non-negative) times.
 //! R's `aeqSurv` (applied by `survfit`, `survdiff` and `coxph` by default) then merges times
 //! that differ by no more than [`SQRT_DOUBLE_EPS`], absolutely or relative to the mean
 //! absolute unique time, into the first time of their run, so that `0.1 + 0.2` and `0.3` tie.
@@ -61,14 +62,13 @@ impl Timeline {
     /// `0..levels` (all one stratum when `None`), applying the `aeqSurv` tie fix over all
     /// times together, as R does before splitting by stratum.
     pub(crate) fn build(time: &[f64], strata: Option<(&[usize], usize)>) -> Self {
-        let by_time = radix_argsort(time);
-        let mut sorted: Vec<f64> = by_time.iter().map(|&i| time[i as usize]).collect();
+        let (by_time, mut sorted) = argsort(time);
         fix_near_ties(&mut sorted);
         match strata {
             None => Timeline {
                 order: by_time,
                 time: sorted,
-                strata: vec![0..time.len()],
+                strata: std::iter::once(0..time.len()).collect(),
             },
             Some((codes, levels)) => {
                 // Stable counting sort by stratum keeps time order inside each stratum.
@@ -99,10 +99,49 @@ impl Timeline {
     }
 }
 
-/// Stable argsort of non-negative finite times by an LSD radix sort over the bytes of their
-/// IEEE bit patterns (which order like the values for non-negative doubles); bytes on which
-/// all keys agree are skipped.
-fn radix_argsort(time: &[f64]) -> Vec<u32> {
+/// Stable argsort of non-negative finite times; returns the order and the sorted times.
+///
+/// Whole-number times in a range no wider than the number of observations (days, months:
+/// the usual register data) take a counting sort, two linear passes; anything else an LSD
+/// radix sort over the bytes of the IEEE bit patterns, which order like the values for
+/// non-negative doubles, skipping bytes on which all keys agree.
+fn argsort(time: &[f64]) -> (Vec<u32>, Vec<f64>) {
+    let n = time.len();
+    let (lo, hi) = time
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &t| {
+            (lo.min(t), hi.max(t))
+        });
+    let whole = time.iter().all(|t| t.fract() == 0.0);
+    if n > 0 && whole && hi - lo < (n.max(1 << 16)) as f64 {
+        return counting_argsort(time, lo, (hi - lo) as usize + 1);
+    }
+    radix_argsort(time)
+}
+
+fn counting_argsort(time: &[f64], lo: f64, width: usize) -> (Vec<u32>, Vec<f64>) {
+    let bucket = |t: f64| (t - lo) as usize;
+    let mut start = vec![0usize; width + 1];
+    for &t in time {
+        start[bucket(t) + 1] += 1;
+    }
+    for b in 0..width {
+        start[b + 1] += start[b];
+    }
+    let mut sorted = vec![0f64; time.len()];
+    for b in 0..width {
+        sorted[start[b]..start[b + 1]].fill(lo + b as f64);
+    }
+    let mut order = vec![0u32; time.len()];
+    for (i, &t) in time.iter().enumerate() {
+        let b = bucket(t);
+        order[start[b]] = i as u32;
+        start[b] += 1;
+    }
+    (order, sorted)
+}
+
+fn radix_argsort(time: &[f64]) -> (Vec<u32>, Vec<f64>) {
     // -0.0 has the sign bit set: map it to +0.0 so that it sorts first.
     let key = |t: f64| if t == 0.0 { 0u64 } else { t.to_bits() };
     let mut items: Vec<(u64, u32)> = time
@@ -119,7 +158,7 @@ fn radix_argsort(time: &[f64]) -> Vec<u32> {
     }
     let mut buffer = vec![(0u64, 0u32); n];
     for (b, c) in counts.iter().enumerate() {
-        if c.iter().any(|&x| x == n) {
+        if c.contains(&n) {
             continue;
         }
         let mut offset = [0usize; 256];
@@ -135,7 +174,10 @@ fn radix_argsort(time: &[f64]) -> Vec<u32> {
         }
         std::mem::swap(&mut items, &mut buffer);
     }
-    items.into_iter().map(|(_, i)| i).collect()
+    items
+        .into_iter()
+        .map(|(k, i)| (i, f64::from_bits(k)))
+        .unzip()
 }
 
 /// R's `aeqSurv` on sorted times: consecutive unique times `y[i] < y[i+1]` are tied when
@@ -181,10 +223,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn radix_sort_is_stable_and_ordered() {
+    fn sorts_are_stable_and_ordered() {
         let t = [3.0, 1.0, 2.5, 1.0, 0.0, 1e9, 2.5, -0.0];
-        let order = radix_argsort(&t);
+        let (order, sorted) = argsort(&t);
         assert_eq!(order, vec![4, 7, 1, 3, 2, 6, 0, 5]);
+        assert_eq!(sorted, vec![0.0, 0.0, 1.0, 1.0, 2.5, 2.5, 3.0, 1e9]);
+        let days = [3.0, 1.0, 7.0, 1.0, 0.0, 3.0];
+        let (order, sorted) = argsort(&days);
+        assert_eq!(order, vec![4, 1, 3, 0, 5, 2]);
+        assert_eq!(sorted, vec![0.0, 1.0, 1.0, 3.0, 3.0, 7.0]);
+        assert_eq!(radix_argsort(&days).0, order);
     }
 
     #[test]

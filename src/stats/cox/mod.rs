@@ -39,6 +39,12 @@ pub enum Ties {
 
 impl Ties {
     /// Parses `efron` or `breslow`.
+    ///
+    /// ```
+    /// use rrct::stats::Ties;
+    /// assert_eq!(Ties::parse("breslow"), Some(Ties::Breslow));
+    /// assert_eq!(Ties::parse("exact"), None);
+    /// ```
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "efron" => Some(Self::Efron),
@@ -144,7 +150,8 @@ pub struct CoxFit {
     pub events: usize,
     /// Tie handling.
     pub ties: Ties,
-    /// Newton–Raphson iterations (R's `fit$iter`).
+    /// Newton–Raphson iterations (R's `fit$iter` on convergence; when the limit is reached
+    /// first this is the limit, where R reports the limit plus one).
     pub iterations: usize,
     /// False when the iteration limit was reached first.
     pub converged: bool,
@@ -371,9 +378,13 @@ fn prepare(data: &CoxData<'_>) -> (RiskSets, Vec<f64>) {
     }
 
     let timeline = Timeline::build(data.time, data.strata);
-    let mut x = Vec::with_capacity(n * p);
+    // Each observation's row in processing order: strata in turn, tied-time groups from the
+    // latest, censored rows before events inside a group. Rows are then scattered there in
+    // one sequential pass over the columns (one random write per row instead of one random
+    // read per covariate).
+    let mut dest = vec![0u32; n];
     let mut groups = Vec::new();
-    let mut dead = Vec::new();
+    let mut row = 0usize;
     for range in &timeline.strata {
         let mut new_stratum = true;
         let mut end = range.end;
@@ -383,35 +394,36 @@ fn prepare(data: &CoxData<'_>) -> (RiskSets, Vec<f64>) {
             while start > range.start && timeline.time[start - 1] == t {
                 start -= 1;
             }
-            dead.clear();
-            for pos in start..end {
-                let i = timeline.order[pos] as usize;
-                if data.event[i] {
-                    dead.push(i);
+            let members = &timeline.order[start..end];
+            let n_dead = members.iter().filter(|&&i| data.event[i as usize]).count();
+            let (mut censored, mut dead) = (row, row + members.len() - n_dead);
+            for &i in members {
+                let slot = if data.event[i as usize] {
+                    &mut dead
                 } else {
-                    push_row(&mut x, data, i, &mean, &scale);
-                }
+                    &mut censored
+                };
+                dest[i as usize] = *slot as u32;
+                *slot += 1;
             }
-            for &i in &dead {
-                push_row(&mut x, data, i, &mean, &scale);
-            }
+            row += members.len();
             groups.push(TieGroup {
-                end: (x.len() / p) as u32,
-                n_dead: dead.len() as u32,
+                end: row as u32,
+                n_dead: n_dead as u32,
                 new_stratum,
             });
             new_stratum = false;
             end = start;
         }
     }
-    (RiskSets { p, x, groups }, scale)
-}
-
-#[inline]
-fn push_row(x: &mut Vec<f64>, data: &CoxData<'_>, i: usize, mean: &[f64], scale: &[f64]) {
-    for (k, c) in data.covariates.iter().enumerate() {
-        x.push((c.values[i] - mean[k]) * scale[k]);
+    let mut x = vec![0.0f64; n * p];
+    for (i, &d) in dest.iter().enumerate() {
+        let target = &mut x[d as usize * p..d as usize * p + p];
+        for (k, c) in data.covariates.iter().enumerate() {
+            target[k] = (c.values[i] - mean[k]) * scale[k];
+        }
     }
+    (RiskSets { p, x, groups }, scale)
 }
 
 #[cfg(test)]

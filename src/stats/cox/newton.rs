@@ -26,6 +26,7 @@ pub(crate) struct Newton {
     pub rank: i64,
 }
 
+/// The options of the iteration (see [`crate::stats::CoxOptions`]).
 pub(crate) struct Settings {
     pub ties: Ties,
     pub max_iter: usize,
@@ -48,6 +49,7 @@ fn all_finite(d: &Derivatives) -> bool {
         && d.imat.iter().all(|v| v.is_finite())
 }
 
+/// Runs `coxfit6`'s Newton–Raphson from 0 on the prepared risk sets.
 pub(crate) fn iterate(rs: &RiskSets, s: &Settings) -> Newton {
     let p = rs.p;
     let mut d = Derivatives {

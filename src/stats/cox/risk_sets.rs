@@ -76,6 +76,10 @@ impl RiskSets {
         let mut a2 = vec![0.0f64; p];
         let mut c2 = vec![0.0f64; p * p];
         let x = &self.x;
+        // At the start (beta = 0) every risk score is exp(0) = 1 exactly: skip the exp calls.
+        let at_zero = beta.iter().all(|&b| b == 0.0);
+        let eta_of = |xr: &[f64]| if at_zero { 0.0 } else { dot(xr, beta) };
+        let risk_of = |eta: f64| if at_zero { 1.0 } else { eta.exp() };
         let mut row = 0usize;
         for g in &self.groups {
             if g.new_stratum {
@@ -87,7 +91,7 @@ impl RiskSets {
             let censored_end = end - g.n_dead as usize;
             for r in row..censored_end {
                 let xr = &x[r * p..r * p + p];
-                let risk = dot(xr, beta).exp();
+                let risk = risk_of(eta_of(xr));
                 denom += risk;
                 add_outer(risk, xr, &mut a, &mut c);
             }
@@ -97,8 +101,8 @@ impl RiskSets {
                 c2.iter_mut().for_each(|v| *v = 0.0);
                 for r in censored_end..end {
                     let xr = &x[r * p..r * p + p];
-                    let eta = dot(xr, beta);
-                    let risk = eta.exp();
+                    let eta = eta_of(xr);
+                    let risk = risk_of(eta);
                     loglik += eta;
                     for i in 0..p {
                         u[i] += xr[i];

@@ -1,0 +1,817 @@
+//! `rrct stats ...`: the statistics of [`crate::stats`] on a CSV file, as JSON on stdout.
+//!
+//! This is the interface edge: it reads the CSV (header row required; numeric columns for
+//! times, events and covariates; group, strata, treatment and subgroup columns may be text),
+//! drops rows with a missing value (`""`, `NA` or `NaN`) in any column the command uses and
+//! counts them as `n_dropped`, and refuses a value that should be a number but is not, naming
+//! the data row (1-based, header excluded), the file line and the column. Nothing here
+//! computes a statistic.
+//!
+//! Group levels are ordered numerically when every value of the column is a number and by
+//! bytes otherwise (R's factor order in the C locale); the first level is the reference.
+//! Event columns follow R's `Surv`: 0/1, TRUE/FALSE, or 1/2 (2 = event) when the largest
+//! value is 2.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::stats::{
+    self,
+    cox::{CoxCoefficient, CoxFit},
+    km::{ConfType, KmOptions, SurvivalAt},
+    subgroups::{SubgroupData, TreatmentEffect},
+    ChiSquareTest, Covariate, CoxData, CoxOptions, Ties,
+};
+
+/// The statistics commands.
+#[derive(Subcommand, Debug)]
+pub enum StatsCommand {
+    /// Kaplan–Meier per group: median with CI and survival at chosen times.
+    Km(KmArgs),
+    /// Log-rank test of two or more groups, optionally stratified.
+    Logrank(LogrankArgs),
+    /// Cox proportional hazards regression.
+    Cox(CoxArgs),
+    /// A binary endpoint in two arms: RR, RD, OR, chi-square and Fisher's exact test.
+    Binary(BinaryArgs),
+    /// Restricted mean survival time at tau per group, and differences from the first group.
+    Rmst(RmstArgs),
+    /// Treatment hazard ratio within each level of a factor, and the interaction test.
+    Subgroups(SubgroupArgs),
+}
+
+/// The CSV file and its survival columns.
+#[derive(Args, Debug)]
+pub struct SurvivalColumns {
+    /// CSV file with a header row.
+    #[arg(long)]
+    csv: PathBuf,
+    /// Column of follow-up times (numbers >= 0).
+    #[arg(long)]
+    time: String,
+    /// Column of event indicators: 0/1, TRUE/FALSE, or 1/2 with 2 = event.
+    #[arg(long)]
+    event: String,
+}
+
+/// `rrct stats km`.
+#[derive(Args, Debug)]
+pub struct KmArgs {
+    #[command(flatten)]
+    columns: SurvivalColumns,
+    /// Column defining the groups (one curve per level).
+    #[arg(long)]
+    group: Option<String>,
+    /// Confidence-interval transform: log (R's default), log-log or plain.
+    #[arg(long, default_value = "log")]
+    conf_type: String,
+    /// Times at which to report survival, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    at: Vec<String>,
+}
+
+/// `rrct stats logrank`.
+#[derive(Args, Debug)]
+pub struct LogrankArgs {
+    #[command(flatten)]
+    columns: SurvivalColumns,
+    /// Column defining the groups.
+    #[arg(long)]
+    group: String,
+    /// Column defining the strata.
+    #[arg(long)]
+    strata: Option<String>,
+}
+
+/// `rrct stats cox`.
+#[derive(Args, Debug)]
+pub struct CoxArgs {
+    #[command(flatten)]
+    columns: SurvivalColumns,
+    /// Numeric covariate columns, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    covariates: Vec<String>,
+    /// Column defining the strata (separate baseline hazards).
+    #[arg(long)]
+    strata: Option<String>,
+    /// Tie handling: efron (R's default) or breslow.
+    #[arg(long, default_value = "efron")]
+    ties: String,
+}
+
+/// `rrct stats binary`.
+#[derive(Args, Debug)]
+pub struct BinaryArgs {
+    /// Events in the first and second arm: A,B.
+    #[arg(long)]
+    events: String,
+    /// Size of the first and second arm: NA,NB.
+    #[arg(long)]
+    n: String,
+}
+
+/// `rrct stats rmst`.
+#[derive(Args, Debug)]
+pub struct RmstArgs {
+    #[command(flatten)]
+    columns: SurvivalColumns,
+    /// Column defining the groups (the first level is the reference).
+    #[arg(long)]
+    group: String,
+    /// Horizon tau.
+    #[arg(long)]
+    tau: f64,
+}
+
+/// `rrct stats subgroups`.
+#[derive(Args, Debug)]
+pub struct SubgroupArgs {
+    #[command(flatten)]
+    columns: SurvivalColumns,
+    /// Column of the randomised arm (exactly two levels).
+    #[arg(long)]
+    treatment: String,
+    /// The control level of the treatment column (default: its first level).
+    #[arg(long)]
+    control: Option<String>,
+    /// Column defining the subgroups.
+    #[arg(long)]
+    by: String,
+    /// Column defining the strata of every model.
+    #[arg(long)]
+    strata: Option<String>,
+    /// Tie handling: efron (R's default) or breslow.
+    #[arg(long, default_value = "efron")]
+    ties: String,
+}
+
+/// Runs one statistics command, printing its JSON on stdout.
+pub fn run(command: StatsCommand) -> anyhow::Result<ExitCode> {
+    let json = match command {
+        StatsCommand::Km(args) => km(args)?,
+        StatsCommand::Logrank(args) => logrank(args)?,
+        StatsCommand::Cox(args) => cox(args)?,
+        StatsCommand::Binary(args) => binary(args)?,
+        StatsCommand::Rmst(args) => rmst(args)?,
+        StatsCommand::Subgroups(args) => subgroups(args)?,
+    };
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn to_json<T: Serialize>(value: &T) -> anyhow::Result<String> {
+    serde_json::to_string_pretty(value).context("cannot write the result as JSON")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands.
+
+#[derive(Serialize)]
+struct KmOutput {
+    n_dropped: usize,
+    conf_type: ConfType,
+    conf_level: f64,
+    groups: Vec<KmGroup>,
+}
+
+#[derive(Serialize)]
+struct KmGroup {
+    group: Option<String>,
+    n: usize,
+    events: usize,
+    median: Option<f64>,
+    median_lower: Option<f64>,
+    median_upper: Option<f64>,
+    at: Vec<SurvivalAt>,
+}
+
+fn km(args: KmArgs) -> anyhow::Result<String> {
+    let conf_type = ConfType::parse(&args.conf_type).with_context(|| {
+        format!(
+            "--conf-type `{}`: expected log, log-log or plain",
+            args.conf_type
+        )
+    })?;
+    let at = parse_numbers("--at", &args.at)?;
+    let table = read(
+        &args.columns,
+        &[],
+        &args.group.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    let options = KmOptions {
+        conf_type,
+        ..KmOptions::default()
+    };
+    let group = args.group.as_deref().map(|g| table.labels(g));
+    let curves = stats::kaplan_meier(
+        &table.time,
+        &table.event,
+        group.map(|g| (g.codes.as_slice(), g.levels.len())),
+        &options,
+    )?;
+    let groups = curves
+        .iter()
+        .enumerate()
+        .map(|(i, curve)| {
+            let median = curve.median();
+            KmGroup {
+                group: group.map(|g| g.levels[i].clone()),
+                n: curve.n,
+                events: curve.events,
+                median: median.median,
+                median_lower: median.lower,
+                median_upper: median.upper,
+                at: curve.survival_at(&at),
+            }
+        })
+        .collect();
+    to_json(&KmOutput {
+        n_dropped: table.n_dropped,
+        conf_type,
+        conf_level: options.conf_level,
+        groups,
+    })
+}
+
+#[derive(Serialize)]
+struct LogrankOutput {
+    n_dropped: usize,
+    chisq: f64,
+    df: usize,
+    p: f64,
+    groups: Vec<LogrankGroup>,
+}
+
+#[derive(Serialize)]
+struct LogrankGroup {
+    group: String,
+    n: usize,
+    observed: f64,
+    expected: f64,
+}
+
+fn logrank(args: LogrankArgs) -> anyhow::Result<String> {
+    let mut labels = vec![args.group.as_str()];
+    labels.extend(args.strata.as_deref());
+    let table = read(&args.columns, &[], &labels)?;
+    let group = table.labels(&args.group);
+    let strata = args.strata.as_deref().map(|s| table.labels(s));
+    let test = stats::log_rank(
+        &table.time,
+        &table.event,
+        &group.codes,
+        group.levels.len(),
+        strata.map(|s| (s.codes.as_slice(), s.levels.len())),
+    )?;
+    to_json(&LogrankOutput {
+        n_dropped: table.n_dropped,
+        chisq: test.chisq,
+        df: test.df,
+        p: test.p,
+        groups: test
+            .groups
+            .iter()
+            .zip(&group.levels)
+            .map(|(g, label)| LogrankGroup {
+                group: label.clone(),
+                n: g.n,
+                observed: g.observed,
+                expected: g.expected,
+            })
+            .collect(),
+    })
+}
+
+#[derive(Serialize)]
+struct CoxOutput<'a> {
+    n: usize,
+    events: usize,
+    n_dropped: usize,
+    ties: Ties,
+    iterations: usize,
+    converged: bool,
+    coefficients: &'a [CoxCoefficient],
+    loglik_null: f64,
+    loglik: f64,
+    lr_test: ChiSquareTest,
+    wald_test: ChiSquareTest,
+    score_test: ChiSquareTest,
+    warnings: &'a [String],
+}
+
+fn cox(args: CoxArgs) -> anyhow::Result<String> {
+    let ties = parse_ties(&args.ties)?;
+    let numbers: Vec<&str> = args.covariates.iter().map(String::as_str).collect();
+    let labels: Vec<&str> = args.strata.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let table = read(&args.columns, &numbers, &labels)?;
+    let read_done = Instant::now();
+    let strata = args.strata.as_deref().map(|s| table.labels(s));
+    let data = CoxData {
+        time: &table.time,
+        event: &table.event,
+        covariates: args
+            .covariates
+            .iter()
+            .map(|name| Covariate {
+                name,
+                values: table.numbers(name),
+            })
+            .collect(),
+        strata: strata.map(|s| (s.codes.as_slice(), s.levels.len())),
+    };
+    let fit: CoxFit = stats::cox_ph(
+        &data,
+        &CoxOptions {
+            ties,
+            ..CoxOptions::default()
+        },
+    )?;
+    tracing::debug!(
+        rows = table.time.len(),
+        read_seconds = (read_done - started).as_secs_f64(),
+        fit_seconds = read_done.elapsed().as_secs_f64(),
+        "stats cox"
+    );
+    to_json(&CoxOutput {
+        n: fit.n,
+        events: fit.events,
+        n_dropped: table.n_dropped,
+        ties: fit.ties,
+        iterations: fit.iterations,
+        converged: fit.converged,
+        coefficients: &fit.coefficients,
+        loglik_null: fit.loglik_null,
+        loglik: fit.loglik,
+        lr_test: fit.lr_test,
+        wald_test: fit.wald_test,
+        score_test: fit.score_test,
+        warnings: &fit.warnings,
+    })
+}
+
+fn binary(args: BinaryArgs) -> anyhow::Result<String> {
+    let events = parse_pair("--events", &args.events)?;
+    let n = parse_pair("--n", &args.n)?;
+    to_json(&stats::two_by_two(events, n)?)
+}
+
+#[derive(Serialize)]
+struct RmstOutput {
+    n_dropped: usize,
+    tau: f64,
+    groups: Vec<RmstGroupOutput>,
+    differences: Vec<RmstDifferenceOutput>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RmstGroupOutput {
+    group: String,
+    #[serde(flatten)]
+    value: stats::rmst::RmstGroup,
+}
+
+#[derive(Serialize)]
+struct RmstDifferenceOutput {
+    group: String,
+    reference: String,
+    difference: f64,
+    se: f64,
+    lower: f64,
+    upper: f64,
+    p: f64,
+}
+
+fn rmst(args: RmstArgs) -> anyhow::Result<String> {
+    let table = read(&args.columns, &[], &[args.group.as_str()])?;
+    let group = table.labels(&args.group);
+    let r = stats::rmst(
+        &table.time,
+        &table.event,
+        &group.codes,
+        group.levels.len(),
+        args.tau,
+        stats::DEFAULT_CONF_LEVEL,
+    )?;
+    let label = |code: usize| group.levels.get(code).cloned().unwrap_or_default();
+    to_json(&RmstOutput {
+        n_dropped: table.n_dropped,
+        tau: r.tau,
+        groups: r
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| RmstGroupOutput {
+                group: label(i),
+                value: *g,
+            })
+            .collect(),
+        differences: r
+            .differences
+            .iter()
+            .map(|d| RmstDifferenceOutput {
+                group: label(d.group),
+                reference: label(d.reference),
+                difference: d.difference,
+                se: d.se,
+                lower: d.lower,
+                upper: d.upper,
+                p: d.p,
+            })
+            .collect(),
+        warnings: r
+            .extended
+            .iter()
+            .map(|&g| {
+                format!(
+                    "group `{}`: follow-up ends before tau; its curve is extended flat to tau",
+                    label(g)
+                )
+            })
+            .collect(),
+    })
+}
+
+#[derive(Serialize)]
+struct SubgroupOutput {
+    n_dropped: usize,
+    treatment: TreatmentColumn,
+    by: String,
+    overall: TreatmentEffect,
+    subgroups: Vec<SubgroupLevel>,
+    interaction: Option<ChiSquareTest>,
+}
+
+#[derive(Serialize)]
+struct TreatmentColumn {
+    column: String,
+    control: String,
+    experimental: String,
+}
+
+#[derive(Serialize)]
+struct SubgroupLevel {
+    level: String,
+    #[serde(flatten)]
+    effect: TreatmentEffect,
+}
+
+fn subgroups(args: SubgroupArgs) -> anyhow::Result<String> {
+    let ties = parse_ties(&args.ties)?;
+    let mut labels = vec![args.treatment.as_str(), args.by.as_str()];
+    labels.extend(args.strata.as_deref());
+    let table = read(&args.columns, &[], &labels)?;
+    let arm = table.labels(&args.treatment);
+    if arm.levels.len() != 2 {
+        bail!(
+            "column `{}` must have exactly two arms, found {}: {}",
+            args.treatment,
+            arm.levels.len(),
+            arm.levels.join(", ")
+        );
+    }
+    let control = match &args.control {
+        None => 0,
+        Some(c) => arm.find(c).with_context(|| {
+            format!(
+                "--control `{c}` is not a value of column `{}` ({})",
+                args.treatment,
+                arm.levels.join(", ")
+            )
+        })?,
+    };
+    let treatment: Vec<bool> = arm.codes.iter().map(|&c| c != control).collect();
+    let by = table.labels(&args.by);
+    let strata = args.strata.as_deref().map(|s| table.labels(s));
+    let analysis = stats::subgroup_analysis(
+        &SubgroupData {
+            time: &table.time,
+            event: &table.event,
+            treatment: &treatment,
+            factor: (&by.codes, by.levels.len()),
+            strata: strata.map(|s| (s.codes.as_slice(), s.levels.len())),
+        },
+        &CoxOptions {
+            ties,
+            ..CoxOptions::default()
+        },
+    )?;
+    to_json(&SubgroupOutput {
+        n_dropped: table.n_dropped,
+        treatment: TreatmentColumn {
+            column: args.treatment.clone(),
+            control: arm.levels[control].clone(),
+            experimental: arm.levels[1 - control].clone(),
+        },
+        by: args.by.clone(),
+        overall: analysis.overall,
+        subgroups: analysis
+            .subgroups
+            .into_iter()
+            .zip(&by.levels)
+            .map(|(effect, level)| SubgroupLevel {
+                level: level.clone(),
+                effect,
+            })
+            .collect(),
+        interaction: analysis.interaction,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arguments.
+
+fn parse_ties(s: &str) -> anyhow::Result<Ties> {
+    Ties::parse(s).with_context(|| format!("--ties `{s}`: expected efron or breslow"))
+}
+
+fn parse_numbers(flag: &str, values: &[String]) -> anyhow::Result<Vec<f64>> {
+    values
+        .iter()
+        .map(|v| match v.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            _ => bail!("{flag}: `{v}` is not a finite number"),
+        })
+        .collect()
+}
+
+fn parse_pair(flag: &str, value: &str) -> anyhow::Result<[u64; 2]> {
+    let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    let [a, b] = parts.as_slice() else {
+        bail!("{flag} `{value}`: expected two counts separated by a comma");
+    };
+    let count = |s: &str| {
+        s.parse::<u64>()
+            .with_context(|| format!("{flag} `{value}`: `{s}` is not a non-negative integer"))
+    };
+    Ok([count(a)?, count(b)?])
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV reading.
+
+/// The complete rows of the columns a command uses.
+struct Table {
+    time: Vec<f64>,
+    event: Vec<bool>,
+    numbers: HashMap<String, Vec<f64>>,
+    labels: HashMap<String, Labels>,
+    n_dropped: usize,
+}
+
+/// A text (or numeric) column read as levels.
+struct Labels {
+    /// Level of each kept row, an index into `levels`.
+    codes: Vec<usize>,
+    /// Level names in order: numeric when all parse as numbers, else by bytes.
+    levels: Vec<String>,
+}
+
+impl Labels {
+    /// The level equal to `value`, as text or as a number.
+    fn find(&self, value: &str) -> Option<usize> {
+        let value = value.trim();
+        self.levels.iter().position(|l| l == value).or_else(|| {
+            let v = value.parse::<f64>().ok()?;
+            self.levels
+                .iter()
+                .position(|l| l.parse::<f64>().ok() == Some(v))
+        })
+    }
+}
+
+impl Table {
+    fn numbers(&self, name: &str) -> &[f64] {
+        self.numbers.get(name).map_or(&[], Vec::as_slice)
+    }
+    fn labels(&self, name: &str) -> &Labels {
+        // Every label column asked for here was read by `read`, which fails otherwise.
+        static EMPTY: Labels = Labels {
+            codes: Vec::new(),
+            levels: Vec::new(),
+        };
+        self.labels.get(name).unwrap_or(&EMPTY)
+    }
+}
+
+/// A field as trimmed text; a missing trailing field reads as empty.
+fn field_text(record: &csv::ByteRecord, col: usize) -> Result<&str, std::str::Utf8Error> {
+    std::str::from_utf8(record.get(col).unwrap_or(b"")).map(str::trim)
+}
+
+fn is_missing(field: &str) -> bool {
+    matches!(field, "" | "NA" | "NaN")
+}
+
+enum Role {
+    Time,
+    Event,
+    Number(usize),
+    Label(usize),
+}
+
+/// Reads the survival columns, the numeric columns `numbers` and the label columns `labels`.
+fn read(columns: &SurvivalColumns, numbers: &[&str], labels: &[&str]) -> anyhow::Result<Table> {
+    let path: &Path = &columns.csv;
+    // Fields are trimmed one by one below: the csv crate's own trimming rebuilds every record
+    // and costs more than the parsing.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: cannot read the header row", path.display()))?
+        .clone();
+    let find = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}').trim() == name)
+            .with_context(|| format!("{}: no column `{name}` in the header", path.display()))
+    };
+    let mut roles: Vec<(usize, Role, &str)> = vec![
+        (find(&columns.time)?, Role::Time, columns.time.as_str()),
+        (find(&columns.event)?, Role::Event, columns.event.as_str()),
+    ];
+    for (i, name) in numbers.iter().enumerate() {
+        roles.push((find(name)?, Role::Number(i), name));
+    }
+    for (i, name) in labels.iter().enumerate() {
+        roles.push((find(name)?, Role::Label(i), name));
+    }
+
+    let mut time = Vec::new();
+    let mut event_raw = Vec::new();
+    let mut event_row = Vec::new();
+    let mut number_values: Vec<Vec<f64>> = vec![Vec::new(); numbers.len()];
+    let mut label_codes: Vec<Vec<usize>> = vec![Vec::new(); labels.len()];
+    let mut label_index: Vec<HashMap<String, usize>> = vec![HashMap::new(); labels.len()];
+    let mut label_names: Vec<Vec<String>> = vec![Vec::new(); labels.len()];
+    let mut n_dropped = 0usize;
+    let mut parsed: Vec<f64> = vec![0.0; roles.len()];
+    let mut record = csv::ByteRecord::new();
+    let mut row = 0usize;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                // The csv crate counts the header as record 0, so its record is our data row.
+                let at = e.position().map_or_else(String::new, |p| {
+                    format!(" at data row {} (line {})", p.record(), p.line())
+                });
+                bail!("{}{at}: {e}", path.display())
+            }
+        }
+        row += 1;
+        let line = record.position().map_or(row as u64 + 1, |p| p.line());
+        let mut missing = false;
+        for (k, (col, role, name)) in roles.iter().enumerate() {
+            let at = || {
+                format!(
+                    "{}: data row {row} (line {line}), column `{name}`",
+                    path.display()
+                )
+            };
+            let Ok(field) = field_text(&record, *col) else {
+                bail!("{}: the value is not valid UTF-8", at());
+            };
+            if is_missing(field) {
+                missing = true;
+                continue;
+            }
+            match role {
+                Role::Label(_) => {}
+                Role::Event => {
+                    parsed[k] = match field {
+                        "TRUE" | "T" | "true" => 1.0,
+                        "FALSE" | "F" | "false" => 0.0,
+                        _ => match field.parse::<f64>() {
+                            Ok(v) if v.is_finite() => v,
+                            _ => bail!(
+                                "{}: `{field}` is not an event indicator (0/1, 1/2 or TRUE/FALSE)",
+                                at()
+                            ),
+                        },
+                    }
+                }
+                Role::Time | Role::Number(_) => {
+                    parsed[k] = match field.parse::<f64>() {
+                        Ok(v) if v.is_finite() => v,
+                        _ => bail!("{}: `{field}` is not a finite number", at()),
+                    };
+                    if matches!(role, Role::Time) && parsed[k] < 0.0 {
+                        bail!("{}: time `{field}` is negative", at());
+                    }
+                }
+            }
+        }
+        if missing {
+            n_dropped += 1;
+            continue;
+        }
+        for (k, (col, role, _)) in roles.iter().enumerate() {
+            match role {
+                Role::Time => time.push(parsed[k]),
+                Role::Event => {
+                    event_raw.push(parsed[k]);
+                    event_row.push((row, line));
+                }
+                Role::Number(i) => number_values[*i].push(parsed[k]),
+                Role::Label(i) => {
+                    let field = field_text(&record, *col).unwrap_or("");
+                    let code = match label_index[*i].get(field) {
+                        Some(&code) => code,
+                        None => {
+                            let code = label_names[*i].len();
+                            label_index[*i].insert(field.to_string(), code);
+                            label_names[*i].push(field.to_string());
+                            code
+                        }
+                    };
+                    label_codes[*i].push(code);
+                }
+            }
+        }
+    }
+    if time.is_empty() {
+        bail!(
+            "{}: no complete rows ({n_dropped} dropped for missing values)",
+            path.display()
+        );
+    }
+    let event = event_indicators(&event_raw, &event_row, path, &columns.event)?;
+    let labels_out = labels
+        .iter()
+        .zip(label_codes.into_iter().zip(label_names))
+        .map(|(name, (codes, names))| (name.to_string(), ordered(codes, names)))
+        .collect();
+    let numbers_out = numbers
+        .iter()
+        .zip(number_values)
+        .map(|(name, values)| (name.to_string(), values))
+        .collect();
+    Ok(Table {
+        time,
+        event,
+        numbers: numbers_out,
+        labels: labels_out,
+        n_dropped,
+    })
+}
+
+/// R's `Surv` rule: values 0/1, or 1/2 when the largest value is 2.
+fn event_indicators(
+    raw: &[f64],
+    rows: &[(usize, u64)],
+    path: &Path,
+    column: &str,
+) -> anyhow::Result<Vec<bool>> {
+    let shift = if raw.iter().copied().fold(f64::NEG_INFINITY, f64::max) == 2.0 {
+        1.0
+    } else {
+        0.0
+    };
+    raw.iter()
+        .zip(rows)
+        .map(|(&v, &(row, line))| {
+            let x = v - shift;
+            if x == 0.0 {
+                return Ok(false);
+            }
+            if x == 1.0 {
+                return Ok(true);
+            }
+            bail!(
+                "{}: data row {row} (line {line}), column `{column}`: `{v}` is not an event \
+                 indicator (0/1, or 1/2 with 2 = event)",
+                path.display()
+            )
+        })
+        .collect()
+}
+
+/// Renumbers first-appearance codes into level order.
+fn ordered(codes: Vec<usize>, names: Vec<String>) -> Labels {
+    let numeric: Option<Vec<f64>> = names.iter().map(|n| n.parse::<f64>().ok()).collect();
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    match &numeric {
+        Some(values) => order.sort_by(|&a, &b| values[a].total_cmp(&values[b])),
+        None => order.sort_by(|&a, &b| names[a].as_bytes().cmp(names[b].as_bytes())),
+    }
+    let mut rank = vec![0usize; names.len()];
+    for (r, &old) in order.iter().enumerate() {
+        rank[old] = r;
+    }
+    Labels {
+        codes: codes.into_iter().map(|c| rank[c]).collect(),
+        levels: order.into_iter().map(|i| names[i].clone()).collect(),
+    }
+}
