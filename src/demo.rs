@@ -557,6 +557,34 @@ async fn follow_up(
             if e.primary { "  (primary)" } else { "" }
         );
     }
+    if let Some(primary) = analysis.endpoints.iter().find(|e| e.primary) {
+        use crate::service::analyse::Comparison;
+        match &primary.comparison {
+            Some(Comparison::Survival {
+                reference_arm,
+                hazard_ratios,
+                logrank,
+                ..
+            }) => {
+                for hr in hazard_ratios {
+                    if let (Some(h), Some(lo), Some(hi)) = (hr.hr, hr.hr_lower, hr.hr_upper) {
+                        println!(
+                            "  primary analysis ({}): hazard ratio {} {h:.2} (95% CI {lo:.2}-{hi:.2}), \
+                             log-rank p = {:.3}; reference arm {reference_arm}",
+                            primary.id, hr.name, logrank.p
+                        );
+                    }
+                }
+            }
+            Some(Comparison::NotEstimable { reason }) => {
+                println!(
+                    "  primary analysis ({}): not estimable: {reason}",
+                    primary.id
+                )
+            }
+            _ => {}
+        }
+    }
     let data = crate::service::export::TrialData::load(store, trial).await?;
     if let Some(primary) = data.protocol.primary_endpoint() {
         let csv = crate::service::export::adtte(&data, &primary.id, cutoff)?;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::export::{ExportError, TrialData};
 use crate::endpoints::flow::{self, Flow, Screening};
 use crate::endpoints::{self, DataCutoff, EndpointRow, Outcome};
+use crate::stats;
 use crate::store::{allocations, Store};
 
 /// One endpoint summarised for a group of subjects (an arm, or everyone when blinded).
@@ -32,6 +33,53 @@ pub struct EndpointSummary {
     pub primary: bool,
     /// By arm (unblinded) or a single `all` group (blinded).
     pub groups: BTreeMap<String, EndpointGroup>,
+    /// The comparison between arms (unblinded only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+}
+
+/// Kaplan–Meier summary of one arm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmCurve {
+    pub arm: String,
+    pub n: usize,
+    pub events: usize,
+    pub median: stats::km::Median,
+    /// Survival at the endpoint's horizon, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_horizon: Option<stats::km::SurvivalAt>,
+}
+
+/// The primary comparison of an endpoint between arms. Hazard ratios, risk ratios and
+/// differences compare each arm with the reference arm, the last one declared in the protocol
+/// (by convention the control arm).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Comparison {
+    /// Time to event: Kaplan–Meier per arm, log-rank test, Cox model with arm indicators.
+    Survival {
+        reference_arm: String,
+        curves: Vec<ArmCurve>,
+        logrank: stats::ChiSquareTest,
+        hazard_ratios: Vec<stats::cox::CoxCoefficient>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
+    /// Binary at a horizon, among subjects with complete follow-up: each arm against the
+    /// reference arm.
+    Binary {
+        reference_arm: String,
+        tables: Vec<BinaryComparison>,
+    },
+    /// The data do not support the comparison yet (e.g. no events).
+    NotEstimable { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BinaryComparison {
+    pub arm: String,
+    #[serde(flatten)]
+    pub table: stats::binary::TwoByTwo,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -70,6 +118,7 @@ impl Analysis {
                     all.mean_value = (valued > 0).then(|| sum / valued as f64);
                     EndpointSummary {
                         groups: BTreeMap::from([("all".to_string(), all)]),
+                        comparison: None,
                         ..e
                     }
                 })
@@ -164,6 +213,7 @@ pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutof
                 kind: kind_name(e),
                 primary: e.primary,
                 groups: summarise(rows),
+                comparison: compare(&data.protocol, e, rows),
             })
             .collect(),
     }
@@ -207,4 +257,131 @@ pub async fn analyse(
         })
         .collect::<Vec<_>>();
     Ok(analyse_data(&data, &screening, cutoff))
+}
+
+/// Compare arms on one endpoint's rows; `None` for count and continuous endpoints, which are
+/// summarised descriptively only.
+fn compare(
+    protocol: &crate::protocol::Protocol,
+    endpoint: &crate::protocol::Endpoint,
+    rows: &[EndpointRow],
+) -> Option<Comparison> {
+    use crate::protocol::EndpointKind;
+    let arms: Vec<&str> = protocol.arms.iter().map(|a| a.id.as_str()).collect();
+    let reference = arms.len().checked_sub(1)?;
+    let arm_index = |r: &EndpointRow| arms.iter().position(|a| *a == r.subject.arm);
+    let not_estimable = |e: stats::StatsError| Comparison::NotEstimable {
+        reason: e.to_string(),
+    };
+    match &endpoint.kind {
+        EndpointKind::TimeToEvent { horizon_days, .. } => {
+            let mut time = Vec::with_capacity(rows.len());
+            let mut event = Vec::with_capacity(rows.len());
+            let mut group = Vec::with_capacity(rows.len());
+            for r in rows {
+                if let (
+                    Outcome::TimeToEvent {
+                        time_days,
+                        event: e,
+                    },
+                    Some(g),
+                ) = (&r.outcome, arm_index(r))
+                {
+                    time.push(*time_days as f64);
+                    event.push(*e);
+                    group.push(g);
+                }
+            }
+            if !event.iter().any(|e| *e) {
+                return Some(Comparison::NotEstimable {
+                    reason: "no events yet".into(),
+                });
+            }
+            let result = (|| {
+                let curves = stats::km::kaplan_meier(
+                    &time,
+                    &event,
+                    Some((&group, arms.len())),
+                    &stats::km::KmOptions::default(),
+                )?;
+                let logrank = stats::logrank::log_rank(&time, &event, &group, arms.len(), None)?;
+                let indicators: Vec<(String, Vec<f64>)> = (0..arms.len())
+                    .filter(|&a| a != reference)
+                    .map(|a| {
+                        (
+                            format!("{} vs {}", arms[a], arms[reference]),
+                            group.iter().map(|&g| f64::from(u8::from(g == a))).collect(),
+                        )
+                    })
+                    .collect();
+                let cox = stats::cox::cox_ph(
+                    &stats::cox::CoxData {
+                        time: &time,
+                        event: &event,
+                        covariates: indicators
+                            .iter()
+                            .map(|(name, values)| stats::cox::Covariate { name, values })
+                            .collect(),
+                        strata: None,
+                    },
+                    &stats::cox::CoxOptions::default(),
+                )?;
+                Ok::<_, stats::StatsError>(Comparison::Survival {
+                    reference_arm: arms[reference].to_string(),
+                    curves: curves
+                        .iter()
+                        .zip(&arms)
+                        .map(|(c, arm)| ArmCurve {
+                            arm: arm.to_string(),
+                            n: c.n,
+                            events: c.events,
+                            median: c.median(),
+                            at_horizon: horizon_days
+                                .and_then(|h| c.survival_at(&[f64::from(h)]).into_iter().next()),
+                        })
+                        .collect(),
+                    logrank: stats::ChiSquareTest {
+                        chisq: logrank.chisq,
+                        df: logrank.df,
+                        p: logrank.p,
+                    },
+                    hazard_ratios: cox.coefficients,
+                    warnings: cox.warnings,
+                })
+            })();
+            Some(result.unwrap_or_else(not_estimable))
+        }
+        EndpointKind::Binary { .. } => {
+            let mut events = vec![0u64; arms.len()];
+            let mut n = vec![0u64; arms.len()];
+            for r in rows {
+                if let (Outcome::Binary { event: Some(e), .. }, Some(g)) =
+                    (&r.outcome, arm_index(r))
+                {
+                    n[g] += 1;
+                    events[g] += u64::from(*e);
+                }
+            }
+            let tables: Result<Vec<BinaryComparison>, stats::StatsError> = (0..arms.len())
+                .filter(|&a| a != reference)
+                .map(|a| {
+                    Ok(BinaryComparison {
+                        arm: arms[a].to_string(),
+                        table: stats::binary::two_by_two(
+                            [events[a], events[reference]],
+                            [n[a], n[reference]],
+                        )?,
+                    })
+                })
+                .collect();
+            Some(match tables {
+                Ok(tables) => Comparison::Binary {
+                    reference_arm: arms[reference].to_string(),
+                    tables,
+                },
+                Err(e) => not_estimable(e),
+            })
+        }
+        EndpointKind::Count { .. } | EndpointKind::Continuous { .. } => None,
+    }
 }
