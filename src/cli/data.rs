@@ -30,25 +30,33 @@ pub enum ExportCommand {
     /// One row per randomised subject for one endpoint, as CSV on stdout.
     Adtte {
         #[command(flatten)]
-        db: DatabaseArg,
-        #[arg(long)]
-        trial: String,
+        at: TrialAsOf,
         #[arg(long)]
         endpoint: String,
-        /// Data cut-off YYYY-MM-DD (default: today, UTC).
-        #[arg(long, value_parser = parse_cutoff)]
-        cutoff: Option<DataCutoff>,
     },
     /// One row per randomised subject with stratification factors and data-error flags.
     Adsl {
         #[command(flatten)]
-        db: DatabaseArg,
-        #[arg(long)]
-        trial: String,
-        /// Data cut-off YYYY-MM-DD (default: today, UTC).
-        #[arg(long, value_parser = parse_cutoff)]
-        cutoff: Option<DataCutoff>,
+        at: TrialAsOf,
     },
+}
+
+/// Which trial, in which database, as of which data cut-off.
+#[derive(clap::Args, Debug)]
+pub struct TrialAsOf {
+    #[command(flatten)]
+    db: DatabaseArg,
+    #[arg(long)]
+    trial: String,
+    /// Data cut-off YYYY-MM-DD (default: today, UTC).
+    #[arg(long, value_parser = parse_cutoff)]
+    cutoff: Option<DataCutoff>,
+}
+
+impl TrialAsOf {
+    fn cutoff(&self) -> DataCutoff {
+        self.cutoff.unwrap_or_else(today)
+    }
 }
 
 /// Parse `--cutoff`.
@@ -221,14 +229,10 @@ fn read_events_csv(path: &Path) -> anyhow::Result<Result<ParsedCsv, Vec<RowError
 }
 
 pub async fn export(command: ExportCommand) -> anyhow::Result<ExitCode> {
-    let (db, trial, cutoff) = match &command {
-        ExportCommand::Adtte {
-            db, trial, cutoff, ..
-        }
-        | ExportCommand::Adsl { db, trial, cutoff } => (db, trial, cutoff.unwrap_or_else(today)),
-    };
-    let store = Store::connect(&db.database).await?;
-    let data = TrialData::load(&store, trial).await?;
+    let (ExportCommand::Adtte { at, .. } | ExportCommand::Adsl { at }) = &command;
+    let cutoff = at.cutoff();
+    let store = Store::connect(&at.db.database).await?;
+    let data = TrialData::load(&store, &at.trial).await?;
     store.close().await;
     let csv = match &command {
         ExportCommand::Adtte { endpoint, .. } => export::adtte(&data, endpoint, cutoff)?,
@@ -248,12 +252,7 @@ pub enum ReportFormat {
 #[derive(clap::Args, Debug)]
 pub struct AnalyseArgs {
     #[command(flatten)]
-    db: DatabaseArg,
-    #[arg(long)]
-    trial: String,
-    /// Data cut-off YYYY-MM-DD (default: today, UTC).
-    #[arg(long, value_parser = parse_cutoff)]
-    cutoff: Option<DataCutoff>,
+    at: TrialAsOf,
     #[arg(long, value_enum, default_value = "json")]
     format: ReportFormat,
     /// Write to this file instead of stdout.
@@ -266,10 +265,9 @@ pub async fn analyse(args: AnalyseArgs) -> anyhow::Result<ExitCode> {
     if args.format == ReportFormat::Html {
         anyhow::bail!("--format html is not available in this version; use --format json");
     }
-    let store = Store::connect(&args.db.database).await?;
+    let store = Store::connect(&args.at.db.database).await?;
     let analysis =
-        crate::service::analyse::analyse(&store, &args.trial, args.cutoff.unwrap_or_else(today))
-            .await?;
+        crate::service::analyse::analyse(&store, &args.at.trial, args.at.cutoff()).await?;
     store.close().await;
     let mut json = serde_json::to_vec_pretty(&analysis)?;
     json.push(b'\n');

@@ -18,19 +18,6 @@ fn event(id: &str, subject: &str, kind: &str, offset: i64) -> Value {
     json!({"event_id": id, "subject": subject, "type": kind, "date": day(offset), "source": "test"})
 }
 
-async fn post_events(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
-    let r = app
-        .client
-        .post(format!("{}/api/v1/events", app.base))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
 async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "events").await;
     let token = app.token("register", None, None).await;
@@ -40,7 +27,7 @@ async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
         event("E2", "S000002", "mi", 1),
         event("E3", "NOT-ENROLLED", "death", 2),
     ]});
-    let (status, report) = post_events(&app, &token, &batch).await;
+    let (status, report) = app.post("/api/v1/events", &token, &batch).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(
         report,
@@ -52,7 +39,7 @@ async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
         .await
         .unwrap()
         .len();
-    let (status, report) = post_events(&app, &token, &batch).await;
+    let (status, report) = app.post("/api/v1/events", &token, &batch).await;
     assert_eq!(status, 200);
     assert_eq!(
         report,
@@ -73,7 +60,7 @@ async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
         {"event_id": "E5", "subject": "S000004", "type": "death", "date": "2024-02-30"},
         {"event_id": "E6", "type": "Death", "date": day(1)},
     ]});
-    let (status, err) = post_events(&app, &token, &bad).await;
+    let (status, err) = app.post("/api/v1/events", &token, &bad).await;
     assert_eq!(status, 422, "{err}");
     assert_eq!(err["error"]["code"], "invalid_events");
     let rows: Vec<(u64, String)> = err["error"]["rows"]
@@ -100,14 +87,14 @@ async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
     // A known id with other content is a conflict; the batch's new rows are not stored either.
     let conflict =
         json!({"events": [event("E7", "S000005", "mi", 1), event("E1", "S000001", "death", 9)]});
-    let (status, err) = post_events(&app, &token, &conflict).await;
+    let (status, err) = app.post("/api/v1/events", &token, &conflict).await;
     assert_eq!(status, 409, "{err}");
     assert_eq!(err["error"]["code"], "event_conflict");
     assert_eq!(err["error"]["rows"][0]["row"], 1);
     assert_eq!(err["error"]["rows"][0]["event_id"], "E1");
     assert_eq!(events::count(&app.store).await.unwrap(), 3);
 
-    let (status, err) = post_events(&app, &sponsor, &batch).await;
+    let (status, err) = app.post("/api/v1/events", &sponsor, &batch).await;
     assert_eq!(status, 403, "{err}");
     app.stop().await;
 }

@@ -6,16 +6,9 @@ use crate::support::{patient, TestApp, TestDb, TASTE};
 
 crate::on_both_backends!(screenings_flow_and_blinding);
 
-async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
-    let r = app
-        .client
-        .get(format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .send()
+async fn report(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    app.post("/api/v1/trials/taste/screenings", token, &body)
         .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn screenings_flow_and_blinding(db: TestDb) {
@@ -33,49 +26,36 @@ async fn screenings_flow_and_blinding(db: TestDb) {
     ineligible["fields"]["diagnosis"] = json!("UA");
     assert_eq!(app.enrol("taste", &register, &ineligible).await.0, 422);
 
-    let url = format!("{}/api/v1/trials/taste/screenings", app.base);
-    let post = |token: &str, body: Value| {
-        let (client, url, token) = (app.client.clone(), url.clone(), token.to_string());
-        async move {
-            let r = client
-                .post(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap())
-        }
-    };
     let mut declined = patient(20, "UPP", "F");
     declined["reason"] = json!("consent_declined");
-    let (status, first) = post(&register, declined.clone()).await;
+    let (status, first) = report(&app, &register, declined.clone()).await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["outcome"], "not_randomised");
-    let (status, again) = post(&register, declined.clone()).await;
+    let (status, again) = report(&app, &register, declined.clone()).await;
     assert_eq!((status, &again), (200, &first));
     let mut changed = declined.clone();
     changed["reason"] = json!("clinician_decision");
-    assert_eq!(post(&register, changed).await.0, 409);
+    assert_eq!(report(&app, &register, changed).await.0, 409);
     let mut bad_reason = patient(21, "UPP", "F");
     bad_reason["reason"] = json!("forgot");
-    let (status, err) = post(&register, bad_reason).await;
+    let (status, err) = report(&app, &register, bad_reason).await;
     assert_eq!(status, 422);
     assert_eq!(err["error"]["fields"][0]["field"], "reason");
     let mut randomised_record = patient(0, "UPP", "M");
     randomised_record["reason"] = json!("other");
-    let (status, err) = post(&register, randomised_record).await;
+    let (status, err) = report(&app, &register, randomised_record).await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (409, Some("already_randomised"))
     );
     let mut by_sponsor = patient(22, "UPP", "F");
     by_sponsor["reason"] = json!("other");
-    assert_eq!(post(&sponsor, by_sponsor).await.0, 403);
+    assert_eq!(report(&app, &sponsor, by_sponsor).await.0, 403);
 
     // Unblinded analysis: the statistician only.
-    let (status, analysis) = get(&app, &statistician, "/api/v1/trials/taste/analysis").await;
+    let (status, analysis) = app
+        .get("/api/v1/trials/taste/analysis", &statistician)
+        .await;
     assert_eq!(status, 200, "{analysis}");
     let flow = &analysis["flow"];
     assert_eq!(flow["screened"], 8);
@@ -92,18 +72,16 @@ async fn screenings_flow_and_blinding(db: TestDb) {
     assert_eq!(by_arm.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 6);
     assert_eq!(analysis["endpoints"].as_array().unwrap().len(), 3);
     assert_eq!(
-        get(&app, &sponsor, "/api/v1/trials/taste/analysis").await.0,
+        app.get("/api/v1/trials/taste/analysis", &sponsor).await.0,
         403
     );
     assert_eq!(
-        get(&app, &register, "/api/v1/trials/taste/analysis")
-            .await
-            .0,
+        app.get("/api/v1/trials/taste/analysis", &register).await.0,
         403
     );
 
     // Blinded summary: no arm anywhere.
-    let (status, summary) = get(&app, &sponsor, "/api/v1/trials/taste/summary").await;
+    let (status, summary) = app.get("/api/v1/trials/taste/summary", &sponsor).await;
     assert_eq!(status, 200);
     let text = summary.to_string();
     for arm in ["aspiration", "pci", "by_arm"] {
@@ -114,7 +92,7 @@ async fn screenings_flow_and_blinding(db: TestDb) {
     }
     assert_eq!(summary["flow"]["randomised"], 6);
     // A site-scoped register host sees its own site only.
-    let (status, own) = get(&app, &upp_host, "/api/v1/trials/taste/summary").await;
+    let (status, own) = app.get("/api/v1/trials/taste/summary", &upp_host).await;
     assert_eq!(status, 200);
     let sites: Vec<&str> = own["flow"]["sites"]
         .as_array()
@@ -125,12 +103,9 @@ async fn screenings_flow_and_blinding(db: TestDb) {
     assert_eq!(sites, ["UPP"]);
     assert!(!own.to_string().contains("\"KS\""), "{own}");
     assert_eq!(own["flow"]["randomised"], 3);
-    let (status, err) = get(
-        &app,
-        &sponsor,
-        "/api/v1/trials/taste/summary?cutoff=2024-13-01",
-    )
-    .await;
+    let (status, err) = app
+        .get("/api/v1/trials/taste/summary?cutoff=2024-13-01", &sponsor)
+        .await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (400, Some("invalid_query"))

@@ -189,11 +189,11 @@ impl TestApp {
         format!("{}/api/v1/trials/{trial}/enrolments", self.base)
     }
 
-    /// POST an enrolment; returns status and JSON body.
-    pub async fn enrol(&self, trial: &str, token: &str, body: &Value) -> (u16, Value) {
+    /// POST JSON to a path of the API; returns status and JSON body (null when none).
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
         let r = self
             .client
-            .post(self.enrolments_url(trial))
+            .post(format!("{}{path}", self.base))
             .bearer_auth(token)
             .json(body)
             .send()
@@ -201,6 +201,25 @@ impl TestApp {
             .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET a path of the API; returns status and JSON body (null when none).
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST an enrolment; returns status and JSON body.
+    pub async fn enrol(&self, trial: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.post(&format!("/api/v1/trials/{trial}/enrolments"), token, body)
+            .await
     }
 
     pub async fn stop(mut self) {
