@@ -11,3 +11,4 @@ mod events;
 mod flow;
 mod http_enrolment;
 mod reproducibility;
+mod serve;

@@ -1,0 +1,82 @@
+//! `rrct serve` registering protocol files: a new trial, an unchanged restart, a new version, and
+//! a changed file that kept its version (refused).
+
+use std::process::{Command, Stdio};
+
+use crate::support::{protocol_dir, ServerProcess, TestDb, TASTE};
+
+crate::on_both_backends!(protocol_versions_are_registered_and_silent_edits_refused);
+
+async fn protocol_versions_are_registered_and_silent_edits_refused(db: TestDb) {
+    let dir = protocol_dir(&db, &[("taste.toml", TASTE)]);
+    let store = rrct::store::Store::connect(&db.url).await.unwrap();
+    let versions = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT version FROM protocol_versions WHERE trial_id = 'taste' ORDER BY version",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    };
+    drop(ServerProcess::start(&db.url, &dir, None));
+    drop(ServerProcess::start(&db.url, &dir, None));
+    assert_eq!(
+        versions().await,
+        ["1.0"],
+        "a restart must not register again"
+    );
+
+    // Changing the file without a new version is refused, and the server does not start.
+    let edited = TASTE.replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
+    assert_ne!(edited, TASTE);
+    std::fs::write(dir.join("taste.toml"), &edited).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rrct"))
+        .args([
+            "serve",
+            "--database",
+            &db.url,
+            "--bind",
+            "127.0.0.1:0",
+            "--protocols",
+        ])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("version 1.0 is already registered with different content"),
+        "{stderr}"
+    );
+
+    // With a new version it is registered and becomes current.
+    std::fs::write(
+        dir.join("taste.toml"),
+        edited.replacen("version = \"1.0\"", "version = \"1.1\"", 1),
+    )
+    .unwrap();
+    drop(ServerProcess::start(&db.url, &dir, None));
+    assert_eq!(versions().await, ["1.0", "1.1"]);
+    let current: String =
+        sqlx::query_scalar("SELECT current_version FROM trials WHERE trial_id = 'taste'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(current, "1.1");
+    let actions: Vec<String> = rrct::store::audit::entries(&store, Some("taste"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "trial_created",
+            "protocol_version_registered",
+            "protocol_version_registered"
+        ]
+    );
+    store.close().await;
+}
