@@ -127,6 +127,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     if args.serve {
         println!();
+        let sponsor = auth::create_token(&store, "sponsor", Some(&trial_id), None).await?;
+        let statistician =
+            auth::create_token(&store, "statistician", Some(&trial_id), None).await?;
+        println!();
+        println!("Dashboards: open {base}/ in a browser and sign in with");
+        println!("  sponsor (blinded):        {sponsor}");
+        println!("  statistician (unblinded): {statistician}");
         println!("Serving on {base} until Ctrl-C. Try:");
         println!(
             "  curl -s -X POST {base}/api/v1/trials/{trial_id}/enrolments \\\n    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n    -d '{{\"record_id\":\"R-1\",\"subject\":\"P-1\",\"site\":\"UPP\",\"fields\":{{\"age\":64,\"sex\":\"F\",\"diagnosis\":\"STEMI\",\"symptom_onset_hours\":3.5}}}}'"
@@ -595,5 +602,12 @@ async fn follow_up(
     let path = dir.join("analysis.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&analysis)?)?;
     println!("  analysis (JSON): {}", path.display());
+    let snapshot = crate::dashboard::page::TrialSnapshot::load(store, trial, cutoff).await?;
+    let path = dir.join("report.html");
+    std::fs::write(&path, crate::dashboard::closed_report(&snapshot)?)?;
+    println!(
+        "  closed report for the DSMB (HTML, unblinded): {}",
+        path.display()
+    );
     Ok(())
 }

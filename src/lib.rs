@@ -10,16 +10,20 @@
 //!   eligibility, strata), [`randomise`] (allocation procedures and seeded streams),
 //!   [`endpoints`] (per-subject outcomes from register events as of a data cut-off);
 //!   [`stats`] (Kaplan–Meier, log-rank, Cox, RMST, subgroups, 2×2: R `survival`'s numbers);
+//!   [`design`] (group-sequential boundaries, conditional power, sample sizes: `rpact`'s numbers);
 //! - store: [`store`] (sqlx on SQLite or PostgreSQL: migrations, transactions, audit chain);
 //! - services: [`service`] (enrol, load trials, tokens);
-//! - interfaces: [`api`] (axum routes and the error code table), [`cli`] (clap commands),
+//! - interfaces: [`api`] (axum routes and the error code table), [`dashboard`] (HTML pages
+//!   per role with SVG charts, and the closed report), [`cli`] (clap commands),
 //!   [`demo`] (the newcomer's end-to-end run);
 //!   `main.rs` only calls [`cli::main`].
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod cli;
+pub mod dashboard;
 pub mod demo;
+pub mod design;
 pub mod endpoints;
 pub mod protocol;
 pub mod randomise;

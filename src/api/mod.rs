@@ -64,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .merge(enrolments::router())
         .merge(events::router())
         .merge(trials::router())
+        .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -107,18 +107,11 @@ async fn summary(
     Path(trial): Path<String>,
     Query(q): Query<CutoffQuery>,
 ) -> Result<Json<Analysis>, ApiError> {
-    let mut summary = load(&state, &principal, &trial, &q).await?.blinded();
-    if let Some(site) = &principal.site_code {
-        summary.flow.sites.retain(|s| &s.site == site);
-        summary.flow.total = summary
-            .flow
-            .sites
-            .first()
-            .map(|s| s.counts.clone())
-            .unwrap_or_default();
-        // Pooled endpoint counts are trial-wide: not for a single site's eyes.
-        summary.endpoints.clear();
-    }
+    let summary = load(&state, &principal, &trial, &q).await?.blinded();
+    let summary = match &principal.site_code {
+        Some(site) => summary.for_site(site),
+        None => summary,
+    };
     Ok(Json(summary))
 }
 

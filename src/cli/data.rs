@@ -260,21 +260,33 @@ pub struct AnalyseArgs {
     out: Option<PathBuf>,
 }
 
-/// `rrct analyse`: the unblinded analysis (whoever can open the database sees everything).
+/// `rrct analyse`: the unblinded analysis (whoever can open the database sees everything), as
+/// JSON or as the DSMB's closed report: one self-contained HTML file.
 pub async fn analyse(args: AnalyseArgs) -> anyhow::Result<ExitCode> {
-    if args.format == ReportFormat::Html {
-        anyhow::bail!("--format html is not available in this version; use --format json");
-    }
     let store = Store::connect(&args.at.db.database).await?;
-    let analysis =
-        crate::service::analyse::analyse(&store, &args.at.trial, args.at.cutoff()).await?;
+    let body = match args.format {
+        ReportFormat::Json => {
+            let analysis =
+                crate::service::analyse::analyse(&store, &args.at.trial, args.at.cutoff()).await?;
+            let mut json = serde_json::to_vec_pretty(&analysis)?;
+            json.push(b'\n');
+            json
+        }
+        ReportFormat::Html => {
+            let snapshot = crate::dashboard::page::TrialSnapshot::load(
+                &store,
+                &args.at.trial,
+                args.at.cutoff(),
+            )
+            .await?;
+            crate::dashboard::closed_report(&snapshot)?.into_bytes()
+        }
+    };
     store.close().await;
-    let mut json = serde_json::to_vec_pretty(&analysis)?;
-    json.push(b'\n');
     match &args.out {
-        Some(path) => std::fs::write(path, &json)
+        Some(path) => std::fs::write(path, &body)
             .with_context(|| format!("cannot write {}", path.display()))?,
-        None => std::io::stdout().lock().write_all(&json)?,
+        None => std::io::stdout().lock().write_all(&body)?,
     }
     Ok(ExitCode::SUCCESS)
 }

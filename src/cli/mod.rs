@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod design;
+mod randomisation;
 mod stats;
 
 use crate::api::{self, AppState};
@@ -76,6 +78,19 @@ enum Command {
     Stats {
         #[command(subcommand)]
         command: stats::StatsCommand,
+    },
+    /// Trial design and interim monitoring, as rpact computes them: gsd (group-sequential
+    /// boundaries), events, subjects, rates, means (sample sizes), conditional-power (JSON on
+    /// stdout).
+    Design {
+        #[command(subcommand)]
+        command: design::DesignCommand,
+    },
+    /// Allocation procedures: `assess` reports a procedure's balance and predictability
+    /// (JSON on stdout).
+    Randomisation {
+        #[command(subcommand)]
+        command: randomisation::RandomisationCommand,
     },
     /// Analysis data sets as CSV on stdout.
     Export {
@@ -217,6 +232,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Analyse(args) => data::analyse(args).await,
         Command::Feasibility(args) => data::feasibility(args).await,
         Command::Stats { command } => stats::run(command),
+        Command::Randomisation { command } => randomisation::run(command),
+        Command::Design { command } => design::run(command).await,
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {

@@ -18,7 +18,9 @@
 //! (`id`, `label`, `ratio`), `[fields.NAME]` (`type`, `label`, `required`, `min`, `max`,
 //! `levels`), `[derived.NAME]` (`from`, `cuts`, `labels`), `[[inclusion]]` and `[[exclusion]]`
 //! (`id`, `text`, `field`, and conditions `eq`, `ne`, `in`, `not_in`, `lt`, `le`, `gt`, `ge`),
-//! `[randomisation]` (`method`, `block_sizes`, `strata`), `[follow_up]` (`censor_on`, default
+//! `[randomisation]` (`method` = simple, permuted_blocks, minimisation, biased_coin, big_stick
+//! or urn, with `block_sizes`, `strata`, `factors`, `measure`, `p`, `initial_random`,
+//! `max_imbalance`, `alpha`, `beta`, `cluster`, `arm_eligibility`), `[follow_up]` (`censor_on`, default
 //! `[]`; `reporting_lag_days`, default 0) and `[endpoints.ID]` (`label`, `kind`, `events`,
 //! `codes`, `horizon_days`, `primary`, `window`, `target_day`).
 //!

@@ -352,6 +352,12 @@ pub struct RandomisationSpec {
     pub method: Method,
     /// Stratification factors: `site`, category/boolean fields or derived fields, in order.
     pub strata: Vec<String>,
+    /// Cluster randomisation: the `site` or category field whose value is the unit randomised;
+    /// the first enrolment of a cluster randomises it and later ones inherit its arm.
+    pub cluster: Option<String>,
+    /// Whether enrolments may name arms unsuitable for the patient (`"ineligible_arms"`);
+    /// allocation is then among the remaining arms with the protocol ratios.
+    pub arm_eligibility: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -362,6 +368,60 @@ pub enum Method {
     /// Permuted blocks within strata; each block's size drawn at random from `block_sizes`,
     /// every size a multiple of the sum of the arm ratios.
     PermutedBlocks { block_sizes: Vec<u32> },
+    /// Pocock–Simon minimisation over trial-wide marginal counts of `factors`, the preferred
+    /// arm taken with probability `p`, after `initial_random` simple random allocations.
+    Minimisation {
+        factors: Vec<MinimisationFactorSpec>,
+        measure: ImbalanceMeasure,
+        p: f64,
+        initial_random: u32,
+    },
+    /// Efron's biased coin: the lagging arm with probability `p` (two arms, equal ratios).
+    BiasedCoin { p: f64 },
+    /// Big stick design: fair coin until the imbalance reaches `max_imbalance`.
+    BigStick { max_imbalance: u32 },
+    /// Wei's urn UD(alpha, beta) (equal ratios).
+    Urn { alpha: u32, beta: u32 },
+}
+
+/// One minimisation factor of a protocol: a `site`, category, boolean or derived field, and
+/// the weight of its imbalance in the score (default 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MinimisationFactorSpec {
+    pub field: String,
+    pub weight: f64,
+}
+
+/// How minimisation measures the imbalance of a factor level's ratio-adjusted counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ImbalanceMeasure {
+    /// Largest minus smallest (Pocock–Simon's default).
+    #[default]
+    Range,
+    /// Sample variance (denominator k − 1, as R's `var`).
+    Variance,
+    /// Sample standard deviation (as R's `sd`).
+    Sd,
+}
+
+impl ImbalanceMeasure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImbalanceMeasure::Range => "range",
+            ImbalanceMeasure::Variance => "variance",
+            ImbalanceMeasure::Sd => "sd",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "range" => ImbalanceMeasure::Range,
+            "variance" => ImbalanceMeasure::Variance,
+            "sd" => ImbalanceMeasure::Sd,
+            _ => return None,
+        })
+    }
 }
 
 impl Method {
@@ -370,6 +430,10 @@ impl Method {
         match self {
             Method::Simple => "simple",
             Method::PermutedBlocks { .. } => "permuted_blocks",
+            Method::Minimisation { .. } => "minimisation",
+            Method::BiasedCoin { .. } => "biased_coin",
+            Method::BigStick { .. } => "big_stick",
+            Method::Urn { .. } => "urn",
         }
     }
 }

@@ -106,6 +106,24 @@ pub(super) struct RawRandomisation {
     pub method: Spanned<String>,
     pub block_sizes: Option<SpannedList<i64>>,
     pub strata: Option<SpannedList<String>>,
+    /// Minimisation factors: `[{ field = "sex", weight = 1.0 }, ...]`.
+    pub factors: Option<Spanned<Vec<RawFactor>>>,
+    pub measure: Option<Spanned<String>>,
+    /// A probability: integer or float in the file, so kept as a value.
+    pub p: Option<Spanned<toml::Value>>,
+    pub initial_random: Option<Spanned<i64>>,
+    pub max_imbalance: Option<Spanned<i64>>,
+    pub alpha: Option<Spanned<i64>>,
+    pub beta: Option<Spanned<i64>>,
+    pub cluster: Option<Spanned<String>>,
+    pub arm_eligibility: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFactor {
+    pub field: Spanned<String>,
+    pub weight: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

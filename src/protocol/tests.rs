@@ -3,6 +3,7 @@
 use super::*;
 
 mod endpoints;
+mod randomisation;
 
 /// The shipped TASTE protocol, parsed (shared by the enrolment, eligibility and stratum tests).
 pub(crate) fn taste() -> Protocol {
@@ -144,6 +145,8 @@ strata = ["site", "sex"]
                 block_sizes: vec![2, 4, 6]
             },
             strata: vec!["site".into(), "sex".into()],
+            cluster: None,
+            arm_eligibility: false,
         }
     );
 }
@@ -354,7 +357,7 @@ fn several_errors_are_reported_together_in_source_order() {
         .replace("id = \"t\"", "id = \"T!\"")
         .replace("target_sample_size = 100", "target_sample_size = 0")
         .replace("id = \"b\"", "id = \"a\"")
-        .replace("method = \"permuted_blocks\"", "method = \"minimisation\"");
+        .replace("method = \"permuted_blocks\"", "method = \"adaptive\"");
     let got = errors(&source);
     assert_eq!(
         got,
@@ -363,8 +366,8 @@ fn several_errors_are_reported_together_in_source_order() {
              a letter or digit",
             "4:22: target_sample_size must be a positive whole number, got 0",
             "14:6: arm id `a` is declared twice",
-            "26:10: unknown randomisation method `minimisation`; expected simple or \
-             permuted_blocks",
+            "26:10: unknown randomisation method `adaptive`; expected simple, permuted_blocks, \
+             minimisation, biased_coin, big_stick or urn",
         ]
     );
     let err = parse(&source, "t.toml").unwrap_err();

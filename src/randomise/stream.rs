@@ -57,3 +57,28 @@ pub fn stream(seed: &MasterSeed, trial: &str, stratum: &str, number: u64) -> Cha
     h.update(number.to_be_bytes());
     ChaCha20Rng::from_seed(h.finalize().into())
 }
+
+/// A stream for a draw that is not part of the procedure's main sequence (a restricted
+/// patient's draw within permuted blocks, synthetic covariates in an assessment): as
+/// [`stream`], with `purpose` in the domain tag (`rrct/stream/v1/PURPOSE`), so it can never
+/// coincide with a main stream or another purpose's.
+pub fn tagged_stream(
+    seed: &MasterSeed,
+    purpose: &str,
+    trial: &str,
+    stratum: &str,
+    number: u64,
+) -> ChaCha20Rng {
+    let mut h = Sha256::new();
+    h.update(b"rrct/stream/v1/");
+    h.update((purpose.len() as u64).to_be_bytes());
+    h.update(purpose.as_bytes());
+    h.update(b"\0");
+    h.update(seed.0);
+    h.update((trial.len() as u64).to_be_bytes());
+    h.update(trial.as_bytes());
+    h.update((stratum.len() as u64).to_be_bytes());
+    h.update(stratum.as_bytes());
+    h.update(number.to_be_bytes());
+    ChaCha20Rng::from_seed(h.finalize().into())
+}

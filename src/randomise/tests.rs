@@ -143,7 +143,7 @@ proptest! {
         let sum: u32 = ratios.iter().sum();
         let mut i = 0;
         while i < decisions.len() {
-            let d = decisions[i];
+            let d = &decisions[i];
             prop_assert_eq!(d.block_position, 0);
             let size = d.block_size as usize;
             let end = i + size;
@@ -201,6 +201,8 @@ proptest! {
         let full = run(&scheme, "s", n);
         let cut = cut.min(n - 1);
         let resumed = allocate(&scheme, &seed(), "trial", "s", if cut == 0 { StratumState::default() } else { full[cut - 1].next });
-        prop_assert_eq!(resumed, full[cut]);
+        prop_assert_eq!(&resumed, &full[cut]);
     }
 }
+
+mod procedures;

@@ -128,6 +128,23 @@ impl Analysis {
     }
 }
 
+impl Analysis {
+    /// What a register host scoped to `site` may see of a blinded analysis: its own site's
+    /// flow as the totals, and no trial-wide outcome counts.
+    pub fn for_site(mut self, site: &str) -> Analysis {
+        self.flow.sites.retain(|s| s.site == site);
+        self.flow.total = self
+            .flow
+            .sites
+            .first()
+            .map(|s| s.counts.clone())
+            .unwrap_or_default();
+        // Pooled endpoint counts are trial-wide: not for a single site's eyes.
+        self.endpoints.clear();
+        self
+    }
+}
+
 fn kind_name(e: &crate::protocol::Endpoint) -> &'static str {
     match e.kind {
         crate::protocol::EndpointKind::TimeToEvent { .. } => "time_to_event",
@@ -170,11 +187,13 @@ fn summarise(rows: &[EndpointRow]) -> BTreeMap<String, EndpointGroup> {
     groups
 }
 
-/// Compute the unblinded analysis from loaded trial data.
-pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
+/// Each endpoint of the protocol with its per-subject rows as of `cutoff`.
+pub fn derive_endpoints(
+    data: &TrialData,
+    cutoff: DataCutoff,
+) -> Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)> {
     let subjects = data.subjects();
-    let derived: Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)> = data
-        .protocol
+    data.protocol
         .endpoints
         .iter()
         .map(|e| {
@@ -183,7 +202,22 @@ pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutof
                 endpoints::derive(&data.protocol.follow_up, e, &subjects, &data.events, cutoff),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Compute the unblinded analysis from loaded trial data.
+pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
+    analyse_derived(data, screening, cutoff, &derive_endpoints(data, cutoff))
+}
+
+/// Compute the unblinded analysis from endpoint rows already derived by [`derive_endpoints`]
+/// (callers that also draw the rows, such as the dashboards, derive them once).
+pub fn analyse_derived(
+    data: &TrialData,
+    screening: &[Screening],
+    cutoff: DataCutoff,
+    derived: &[(&crate::protocol::Endpoint, Vec<EndpointRow>)],
+) -> Analysis {
     let arms: Vec<(String, String, String)> = data
         .allocations
         .iter()
@@ -219,15 +253,10 @@ pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutof
     }
 }
 
-/// Load everything and analyse (unblinded; callers blind it for blinded roles).
+/// The trial's screening log as the flow reads it.
 #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
-pub async fn analyse(
-    store: &Store,
-    trial_id: &str,
-    cutoff: DataCutoff,
-) -> Result<Analysis, ExportError> {
-    let data = TrialData::load(store, trial_id).await?;
-    let screening = allocations::screening_log(store, trial_id)
+pub async fn screening(store: &Store, trial_id: &str) -> Result<Vec<Screening>, ExportError> {
+    Ok(allocations::screening_log(store, trial_id)
         .await?
         .into_iter()
         .map(|s| {
@@ -255,7 +284,18 @@ pub async fn analyse(
                     .unwrap_or(chrono::NaiveDate::MIN),
             }
         })
-        .collect::<Vec<_>>();
+        .collect())
+}
+
+/// Load everything and analyse (unblinded; callers blind it for blinded roles).
+#[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
+pub async fn analyse(
+    store: &Store,
+    trial_id: &str,
+    cutoff: DataCutoff,
+) -> Result<Analysis, ExportError> {
+    let data = TrialData::load(store, trial_id).await?;
+    let screening = screening(store, trial_id).await?;
     Ok(analyse_data(&data, &screening, cutoff))
 }
 

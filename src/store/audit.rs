@@ -261,6 +261,35 @@ pub async fn entries(store: &Store, trial_id: Option<&str>) -> StoreResult<Vec<A
     rows.iter().map(entry_from_row).collect()
 }
 
+/// One page of a trial's entries, newest first, and how many entries the trial has.
+pub async fn entries_page(
+    store: &Store,
+    trial_id: &str,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<(Vec<AuditEntry>, i64)> {
+    let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE trial_id = $1")
+        .bind(trial_id)
+        .fetch_one(store.pool())
+        .await?
+        .try_get("n")?;
+    let rows = sqlx::query(
+        "SELECT seq, recorded_at, actor, action, trial_id, payload, prev_hash, hash \
+         FROM audit_log WHERE trial_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(trial_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(store.pool())
+    .await?;
+    Ok((
+        rows.iter()
+            .map(entry_from_row)
+            .collect::<StoreResult<_>>()?,
+        total,
+    ))
+}
+
 fn entry_from_row(row: &sqlx::any::AnyRow) -> StoreResult<AuditEntry> {
     Ok(AuditEntry {
         seq: row.try_get("seq")?,

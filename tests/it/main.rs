@@ -5,8 +5,10 @@
 mod support;
 
 mod audit_cli;
+mod browser;
 mod concurrency;
 mod crash;
+mod dashboard;
 mod events;
 mod flow;
 mod http_enrolment;

@@ -80,3 +80,28 @@ async fn protocol_versions_are_registered_and_silent_edits_refused(db: TestDb) {
     );
     store.close().await;
 }
+
+/// A procedure the live path cannot run yet is refused at start, never silently degraded.
+#[test]
+fn adaptive_procedures_are_refused_for_live_enrolment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rrct"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--protocols",
+            "protocols/design",
+            "--database",
+        ])
+        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`minimisation` is not yet available for live enrolment"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,177 @@
+//! Rendering the dashboards for a trial with 10,000 subjects and 100,000 events (target: each
+//! page under 200 ms). The trial is enrolled through the enrolment service and its events
+//! stored through the ingest service, into a temporary SQLite database.
+//! `cargo bench --bench dashboard` (without `--bench`, as `cargo test` runs it: a small trial).
+
+use std::time::Instant;
+
+use askama::Template;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use rrct::dashboard::blinded::BlindedPage;
+use rrct::dashboard::page::{Chrome, TrialSnapshot};
+use rrct::dashboard::unblinded::UnblindedPage;
+use rrct::endpoints::{DataCutoff, Event};
+use rrct::randomise::MasterSeed;
+use rrct::service::enrol::{self, EnrolmentQueue};
+use rrct::service::{auth, events, trials, TrialRegistry};
+use rrct::store::Store;
+use serde_json::json;
+
+const TASTE: &str = include_str!("../protocols/taste.toml");
+const SITES: [&str; 11] = [
+    "UPP", "LKP", "SUS", "SAH", "KS", "ORE", "UMEA", "VAS", "DAN", "SOS", "ICE",
+];
+
+fn chrome() -> Chrome {
+    Chrome {
+        trial_id: "taste".into(),
+        title: "TASTE".into(),
+        protocol_version: "1.0".into(),
+        role: "bench".into(),
+        scope: "all sites".into(),
+        cutoff: String::new(),
+        interactive: true,
+    }
+}
+
+/// Best of `runs` wall-clock times in milliseconds, and the last result.
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut best = f64::INFINITY;
+    let mut out = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        out = Some(f());
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    (best, out.expect("at least one run"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (n_subjects, n_events) = if quick {
+        (300, 3_000)
+    } else {
+        (10_000, 100_000)
+    };
+    let dir = tempfile::tempdir()?;
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .await?;
+    let protocol =
+        rrct::protocol::parse(TASTE, "taste.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = trials::register_with_seed(
+        &store,
+        protocol,
+        TASTE,
+        MasterSeed::from_passphrase("bench"),
+    )
+    .await?;
+    let registry = std::sync::Arc::new(TrialRegistry::from_runtimes([runtime]));
+    let queue = EnrolmentQueue::start(store.clone());
+    let token = auth::create_token(&store, "register", None, None).await?;
+    let principal = auth::authenticate(&store, &token)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no principal"))?;
+
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..32 {
+        let (queue, registry, principal) = (queue.clone(), registry.clone(), principal.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (client..n_subjects).step_by(32) {
+                let body = json!({
+                    "record_id": format!("R{i:06}"), "subject": format!("S{i:06}"),
+                    "site": SITES[i % SITES.len()],
+                    "fields": {"age": 40 + (i % 50), "sex": (["F", "M"][i % 2]), "diagnosis": "STEMI", "symptom_onset_hours": 3.5}
+                });
+                enrol::enrol(&queue, &registry, &principal, "taste", &body).await?;
+            }
+            Ok::<_, enrol::EnrolError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let today = chrono::Utc::now().date_naive();
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let types = ["death", "mi", "readmission", "mi", "readmission"];
+    let all: Vec<Event> = (0..n_events)
+        .map(|i| Event {
+            event_id: format!("E{i}"),
+            subject: format!("S{:06}", rng.next_u64() % n_subjects as u64),
+            event_type: types[(rng.next_u64() % 5) as usize].into(),
+            date: today + chrono::Days::new(rng.next_u64() % 400),
+            code: None,
+            value: None,
+            source: Some("bench".into()),
+        })
+        .collect();
+    for chunk in all.chunks(10_000) {
+        let rows: Vec<usize> = (0..chunk.len()).collect();
+        events::ingest(&store, chunk, &rows, "bench", |_| {}).await?;
+    }
+    println!(
+        "dashboard rendering: {n_subjects} subjects, {n_events} events (stored in {:.1} s){}",
+        t.elapsed().as_secs_f64(),
+        if quick {
+            " [quick run; pass --bench for the full size]"
+        } else {
+            ""
+        }
+    );
+
+    let cutoff = DataCutoff(today + chrono::Days::new(400));
+    let mut load_ms = f64::INFINITY;
+    let mut snapshot = None;
+    for _ in 0..3 {
+        let t = Instant::now();
+        snapshot = Some(TrialSnapshot::load(&store, "taste", cutoff).await?);
+        load_ms = load_ms.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let snapshot = snapshot.ok_or_else(|| anyhow::anyhow!("not loaded"))?;
+    // Where a cold request's time goes.
+    let t = Instant::now();
+    rrct::store::allocations::list(&store, "taste").await?;
+    let allocations_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    rrct::store::events::for_trial(&store, "taste").await?;
+    let events_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    rrct::service::analyse::screening(&store, "taste").await?;
+    let screening_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (derive_ms, derived) = best_of(3, || {
+        rrct::service::analyse::derive_endpoints(&snapshot.data, cutoff).len()
+    });
+    let (analysis_ms, _) = best_of(3, || {
+        rrct::service::analyse::analyse_data(&snapshot.data, &snapshot.screening, cutoff)
+    });
+    println!(
+        "  of which: allocations {allocations_ms:.1} ms, events {events_ms:.1} ms, screening log \
+         {screening_ms:.1} ms; deriving {derived} endpoints {derive_ms:.1} ms, whole analysis \
+         {analysis_ms:.1} ms"
+    );
+    let (blinded_ms, blinded) =
+        best_of(5, || BlindedPage::build(&snapshot, None, chrome()).render());
+    let (unblinded_ms, unblinded) =
+        best_of(5, || UnblindedPage::build(&snapshot, chrome()).render());
+    println!("  load trial from SQLite      {load_ms:>8.1} ms (best of 3)");
+    println!(
+        "  sponsor page (blinded)      {blinded_ms:>8.1} ms build + render, {} KiB (best of 5)",
+        blinded?.len() / 1024
+    );
+    println!(
+        "  statistician page           {unblinded_ms:>8.1} ms build + render, {} KiB (best of 5)",
+        unblinded?.len() / 1024
+    );
+    println!(
+        "  per request (load + page)   {:>8.1} ms sponsor, {:.1} ms statistician; target < 200 ms",
+        load_ms + blinded_ms,
+        load_ms + unblinded_ms
+    );
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! The auditor's page: the trial's audit entries, newest first, a page at a time, under the
+//! result of recomputing the whole hash chain.
+
+use askama::Template;
+
+use super::page::Chrome;
+use crate::store::audit::{self, ChainStatus};
+use crate::store::{Store, StoreResult};
+
+/// Entries per page.
+pub const PAGE_SIZE: i64 = 100;
+
+/// Longest payload shown in a row; the full entry stays in the database and in `rrct audit`.
+const PAYLOAD_CHARS: usize = 240;
+
+#[derive(Template)]
+#[template(path = "dashboard/audit.html")]
+pub struct AuditPage {
+    pub chrome: Chrome,
+    pub intact: bool,
+    pub chain_status: String,
+    pub entries: Vec<AuditRow>,
+    pub total: i64,
+    pub range: String,
+    pub newer: Option<i64>,
+    pub older: Option<i64>,
+}
+
+pub struct AuditRow {
+    pub seq: i64,
+    pub recorded_at: String,
+    pub actor: String,
+    pub action: String,
+    pub payload: String,
+    pub hash: String,
+    pub hash_short: String,
+}
+
+impl AuditPage {
+    /// Page `page` (1 = newest) of `trial_id`'s entries.
+    #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
+    pub async fn load(
+        store: &Store,
+        trial_id: &str,
+        page: i64,
+        chrome: Chrome,
+    ) -> StoreResult<AuditPage> {
+        let page = page.max(1);
+        let (entries, total) =
+            audit::entries_page(store, trial_id, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
+        let (intact, chain_status) = match audit::verify(store).await? {
+            ChainStatus::Intact { entries } => (
+                true,
+                format!("Chain intact: all {entries} entries verified, each hash recomputed."),
+            ),
+            ChainStatus::Broken { seq, reason } => {
+                (false, format!("Chain BROKEN at entry {seq}: {reason}"))
+            }
+        };
+        let first = (page - 1) * PAGE_SIZE + 1;
+        Ok(AuditPage {
+            chrome,
+            intact,
+            chain_status,
+            range: if entries.is_empty() {
+                "0".into()
+            } else {
+                format!("{first}–{}", first + entries.len() as i64 - 1)
+            },
+            newer: (page > 1).then_some(page - 1),
+            older: (page * PAGE_SIZE < total).then_some(page + 1),
+            total,
+            entries: entries
+                .into_iter()
+                .map(|e| AuditRow {
+                    seq: e.seq,
+                    recorded_at: e.recorded_at,
+                    actor: e.actor,
+                    action: e.action,
+                    payload: if e.payload.chars().count() > PAYLOAD_CHARS {
+                        format!(
+                            "{}…",
+                            e.payload.chars().take(PAYLOAD_CHARS).collect::<String>()
+                        )
+                    } else {
+                        e.payload
+                    },
+                    hash_short: e.hash.chars().take(12).collect(),
+                    hash: e.hash,
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,265 @@
+//! Web dashboards and the closed HTML report: server-rendered pages (askama templates in
+//! `templates/dashboard/`) with server-side SVG charts (plotters), no JavaScript and nothing
+//! loaded from elsewhere.
+//!
+//! Routes: `GET /` (sign in), `POST /login`, `POST /logout`, `GET /trials` and
+//! `GET /trials/{trial}[?cutoff=YYYY-MM-DD][&page=N]`, which shows each role its own page:
+//! - sponsor, register host, admin: [`blinded::BlindedPage`] (a site-scoped register host
+//!   sees its own site only);
+//! - statistician and DSMB: [`unblinded::UnblindedPage`], also written by
+//!   `rrct analyse --format html` as the DSMB's closed report;
+//! - auditor: [`audit::AuditPage`].
+//!
+//! This module owns presentation only. It must never decide blinding by hiding markup: which
+//! figures a role may see is settled by the data each page is built from.
+
+pub mod audit;
+pub mod blinded;
+pub mod charts;
+pub mod page;
+pub mod session;
+pub mod suppress;
+pub mod unblinded;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+use crate::api::AppState;
+use crate::endpoints::DataCutoff;
+use crate::service::{Principal, Role};
+use page::{Chrome, TrialSnapshot};
+use session::SignedIn;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(session::sign_in_page))
+        .route("/login", post(session::sign_in))
+        .route("/logout", post(session::sign_out))
+        .route("/trials", get(trial_list))
+        .route("/trials/{trial}", get(trial_page))
+        .layer(middleware::map_response(page_headers))
+}
+
+/// Pages are per reader and never cached; they run no script and load nothing from elsewhere.
+async fn page_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// A rendered template, or a plain 500 when rendering fails.
+pub(crate) fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (status, Html(body)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "page rendering failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/message.html")]
+struct MessagePage {
+    heading: String,
+    message: String,
+    links: Vec<(String, String)>,
+    signed_in: bool,
+}
+
+fn message(status: StatusCode, heading: &str, message: String) -> Response {
+    html(
+        status,
+        &MessagePage {
+            heading: heading.into(),
+            message,
+            links: vec![("/trials".into(), "Your trials".into())],
+            signed_in: true,
+        },
+    )
+}
+
+fn role_name(p: &Principal) -> String {
+    match p.role {
+        Role::Register => "Register host".into(),
+        Role::Dsmb => "DSMB".into(),
+        r => {
+            let s = r.as_str();
+            s[..1].to_uppercase() + &s[1..]
+        }
+    }
+}
+
+/// `GET /trials`: the trials this reader may open (straight to the only one).
+async fn trial_list(State(state): State<AppState>, SignedIn(p): SignedIn) -> Response {
+    let trials: Vec<&str> = state
+        .trials
+        .ids()
+        .filter(|t| p.may_access_trial(t))
+        .collect();
+    if let [only] = trials.as_slice() {
+        return Redirect::to(&format!("/trials/{only}")).into_response();
+    }
+    html(
+        StatusCode::OK,
+        &MessagePage {
+            heading: "Your trials".into(),
+            message: if trials.is_empty() {
+                "This token opens no trial served here.".into()
+            } else {
+                format!("Signed in as {}.", role_name(&p))
+            },
+            links: trials
+                .iter()
+                .map(|t| {
+                    let title = state
+                        .trials
+                        .get(t)
+                        .map(|r| r.protocol.title.clone())
+                        .unwrap_or_default();
+                    (format!("/trials/{t}"), format!("{t}: {title}"))
+                })
+                .collect(),
+            signed_in: true,
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    cutoff: Option<String>,
+    page: Option<String>,
+}
+
+/// `GET /trials/{trial}`: the page for the reader's role.
+async fn trial_page(
+    State(state): State<AppState>,
+    SignedIn(p): SignedIn,
+    Path(trial): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let Some(runtime) = state.trials.get(&trial) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "No such trial",
+            format!("No trial `{trial}` is served here."),
+        );
+    };
+    if !p.may_access_trial(&trial) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not for this token",
+            format!("Your token is not valid for trial `{trial}`."),
+        );
+    }
+    let cutoff = match q.cutoff.as_deref().filter(|s| !s.is_empty()) {
+        None => DataCutoff(chrono::Utc::now().date_naive()),
+        Some(s) => match crate::endpoints::parse_event_date(s) {
+            Some(d) => DataCutoff(d),
+            None => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "Unreadable cut-off",
+                    format!("The cut-off `{s}` is not a date YYYY-MM-DD."),
+                )
+            }
+        },
+    };
+    let protocol = &runtime.protocol;
+    let chrome = Chrome {
+        trial_id: trial.clone(),
+        title: protocol.title.clone(),
+        protocol_version: protocol.version.clone(),
+        role: role_name(&p),
+        scope: p
+            .site_code
+            .as_ref()
+            .map_or_else(|| "all sites".to_string(), |s| format!("site {s}")),
+        cutoff: cutoff.0.to_string(),
+        interactive: true,
+    };
+    if p.role == Role::Auditor {
+        let page = q.page.as_deref().and_then(|s| s.parse().ok()).unwrap_or(1);
+        let chrome = Chrome {
+            cutoff: String::new(),
+            ..chrome
+        };
+        return match audit::AuditPage::load(&state.store, &trial, page, chrome).await {
+            Ok(page) => html(StatusCode::OK, &page),
+            Err(e) => unavailable(&e),
+        };
+    }
+    let snapshot = match TrialSnapshot::load(&state.store, &trial, cutoff).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(&e),
+    };
+    let unblinded = matches!(p.role, Role::Statistician | Role::Dsmb);
+    let site = p.site_code.clone();
+    // Building a page is CPU work over the whole trial: keep it off the request threads.
+    let rendered = tokio::task::spawn_blocking(move || {
+        if unblinded {
+            unblinded::UnblindedPage::build(&snapshot, chrome).render()
+        } else {
+            blinded::BlindedPage::build(&snapshot, site.as_deref(), chrome).render()
+        }
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => Html(body).into_response(),
+        Ok(Err(e)) => unavailable(&e),
+        Err(e) => unavailable(&e),
+    }
+}
+
+fn unavailable(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "dashboard page failed");
+    message(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The page could not be built",
+        "See the server log for the cause.".into(),
+    )
+}
+
+/// The unblinded report as one self-contained HTML file (inline CSS and SVG): the DSMB's
+/// closed report, as `rrct analyse --format html` writes it.
+pub fn closed_report(snapshot: &TrialSnapshot) -> Result<String, askama::Error> {
+    let protocol = &snapshot.data.protocol;
+    unblinded::UnblindedPage::build(
+        snapshot,
+        Chrome {
+            trial_id: protocol.trial_id.clone(),
+            title: protocol.title.clone(),
+            protocol_version: protocol.version.clone(),
+            role: "Closed report for the DSMB".into(),
+            scope: "all sites".into(),
+            cutoff: snapshot.cutoff.0.to_string(),
+            interactive: false,
+        },
+    )
+    .render()
+}

@@ -1,0 +1,360 @@
+//! The dashboards: every page for every role, with what each must show and must never show,
+//! sign-in through the form into an HttpOnly cookie, and the closed HTML report.
+
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+
+use crate::support::{patient, rrct, TestApp, TestDb, TASTE};
+
+crate::on_both_backends!(
+    pages_show_each_role_its_own_view,
+    closed_report_is_self_contained
+);
+
+/// Arm ids and labels of the TASTE protocol: never on a blinded page.
+const ARM_WORDS: [&str; 4] = [
+    "aspiration",
+    "pci",
+    "PCI alone",
+    "Thrombus aspiration followed by PCI",
+];
+
+pub fn day(offset: i64) -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).to_string()
+}
+
+/// A small trial: 20 randomised at UPP, 3 at KS (a small count), one not eligible and one
+/// declined at UPP, and deaths for ten subjects over the following weeks.
+pub async fn seed(app: &TestApp) {
+    let register = app.token("register", None, None).await;
+    for i in 0..23 {
+        let site = if i < 20 { "UPP" } else { "KS" };
+        let (status, body) = app
+            .enrol("taste", &register, &patient(i, site, ["F", "M"][i % 2]))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut ineligible = patient(100, "UPP", "F");
+    ineligible["fields"]["diagnosis"] = json!("UA");
+    assert_eq!(app.enrol("taste", &register, &ineligible).await.0, 422);
+    let mut declined = patient(101, "UPP", "M");
+    declined["reason"] = json!("consent_declined");
+    let (status, body) = app
+        .post("/api/v1/trials/taste/screenings", &register, &declined)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let events: Vec<Value> = (0..10)
+        .map(|i| {
+            json!({"event_id": format!("D{i}"), "subject": format!("S{i:06}"), "type": "death",
+                   "date": day(3 + 2 * i as i64), "source": "test"})
+        })
+        .collect();
+    let (status, body) = app
+        .post("/api/v1/events", &register, &json!({ "events": events }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A browser without JavaScript: follows nothing by itself, keeps the session cookie.
+struct Reader<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Reader {
+            app,
+            client: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
+    /// Post the sign-in form; returns status, `Location` and the `Set-Cookie` header.
+    async fn sign_in(&mut self, token: &str) -> (u16, String, String) {
+        let r = self
+            .client
+            .post(format!("{}/login", self.app.base))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap();
+        let header = |name| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        let (location, set_cookie) = (header(LOCATION), header(SET_COOKIE));
+        if let Some(pair) = set_cookie.split(';').next().filter(|p| !p.is_empty()) {
+            self.cookie = Some(pair.to_string());
+        }
+        (r.status().as_u16(), location, set_cookie)
+    }
+
+    /// GET a page; returns status, `Location` and body.
+    async fn get(&self, path: &str) -> (u16, String, String) {
+        let mut req = self.client.get(format!("{}{path}", self.app.base));
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        let r = req.send().await.unwrap();
+        let location = r
+            .headers()
+            .get(LOCATION)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        // askama writes `<` as `&#60;`, plotters as `&lt;`: compare one spelling.
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap().replace("&#60;", "&lt;");
+        (status, location, body)
+    }
+
+    /// Sign in with a token and open the trial's page.
+    async fn page_for(app: &'a TestApp, token: &str, query: &str) -> String {
+        let mut reader = Reader::new(app);
+        let (status, location, _) = reader.sign_in(token).await;
+        assert_eq!(status, 303);
+        assert!(
+            location == "/trials/taste" || location == "/trials",
+            "{location}"
+        );
+        let (status, _, body) = reader.get(&format!("/trials/taste{query}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+fn assert_no_arms(what: &str, text: &str) {
+    for word in ARM_WORDS {
+        assert!(!text.contains(word), "{what} shows arm `{word}`:\n{text}");
+    }
+    assert!(
+        !text.contains("by_arm") && !text.contains("Hazard"),
+        "{what}"
+    );
+}
+
+/// The table row of `site` on a page.
+fn site_row<'b>(body: &'b str, site: &str) -> &'b str {
+    let start = body
+        .find(&format!("<tr><td>{site} "))
+        .unwrap_or_else(|| panic!("no row for {site}"));
+    let end = body[start..].find("</tr>").unwrap() + start;
+    &body[start..end]
+}
+
+async fn pages_show_each_role_its_own_view(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "dashboard").await;
+    seed(&app).await;
+    let later = format!("?cutoff={}", day(60));
+
+    // Signed out: every page leads to the sign-in form.
+    let anonymous = Reader::new(&app);
+    let (status, location, _) = anonymous.get("/trials/taste").await;
+    assert_eq!((status, location.as_str()), (303, "/"));
+    let (status, _, form) = anonymous.get("/").await;
+    assert_eq!(status, 200);
+    assert!(form.contains("action=\"/login\"") && form.contains("name=\"token\""));
+    let mut wrong = Reader::new(&app);
+    let (status, _, set_cookie) = wrong.sign_in("rrct_not-a-token").await;
+    assert_eq!((status, set_cookie.as_str()), (401, ""));
+
+    // Sponsor: blinded, small counts suppressed, the session cookie out of scripts' reach.
+    let sponsor = app.token("sponsor", Some("taste"), None).await;
+    let mut reader = Reader::new(&app);
+    let (status, location, set_cookie) = reader.sign_in(&sponsor).await;
+    assert_eq!((status, location.as_str()), (303, "/trials/taste"));
+    assert!(
+        set_cookie.starts_with("rrct_session=")
+            && set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Strict")
+            && set_cookie.contains("Path=/"),
+        "{set_cookie}"
+    );
+    let (status, _, body) = reader.get(&format!("/trials/taste{later}")).await;
+    assert_eq!(status, 200, "{body}");
+    for expected in [
+        "Recruitment over time",
+        "Target 7244",
+        "UPP",
+        "KS",
+        "Pooled outcome counts",
+        "All-cause death within 1 year",
+        "consent declined",
+        "Participant flow",
+        "<svg",
+    ] {
+        assert!(body.contains(expected), "sponsor page lacks `{expected}`");
+    }
+    assert_no_arms("sponsor page", &body);
+    // KS randomised 3 of 3 eligible: shown as <5, its inclusion rate withheld.
+    let ks = site_row(&body, "KS");
+    assert!(
+        ks.contains("&lt;5") && !ks.contains(">3<") && !ks.contains("100.0%"),
+        "{ks}"
+    );
+    assert!(body.contains("&lt;5 of &lt;5"), "chart labels suppress too");
+    // One patient not eligible: the reason is listed, the count is not.
+    let stemi = &body[body
+        .find("ST-elevation myocardial infarction (stemi)")
+        .unwrap()..];
+    assert!(stemi[..stemi.find("</tr>").unwrap()].contains("&lt;5"));
+    assert!(site_row(&body, "UPP").contains(">20<"));
+    let headers = reader
+        .client
+        .get(format!("{}/trials/taste", app.base))
+        .header(COOKIE, reader.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(headers.headers()["cache-control"], "no-store");
+    assert!(headers.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+
+    // The sponsor's API view is blinded as well.
+    let (status, summary) = app
+        .get(&format!("/api/v1/trials/taste/summary{later}"), &sponsor)
+        .await;
+    assert_eq!(status, 200);
+    assert_no_arms("sponsor summary", &summary.to_string());
+    assert_eq!(
+        app.get("/api/v1/trials/taste/analysis", &sponsor).await.0,
+        403
+    );
+
+    // A register host scoped to UPP never sees another site, nor trial-wide outcomes.
+    let upp = app.token("register", Some("taste"), Some("UPP")).await;
+    let body = Reader::page_for(&app, &upp, &later).await;
+    assert!(body.contains("UPP") && body.contains("site UPP"));
+    assert!(
+        !body.contains("KS") && !body.contains("Karolinska"),
+        "UPP host sees KS"
+    );
+    assert!(!body.contains("Target 7244"));
+    assert!(body.contains("shown to the sponsor only"));
+    assert_no_arms("register host page", &body);
+    let (_, summary) = app
+        .get(&format!("/api/v1/trials/taste/summary{later}"), &upp)
+        .await;
+    let text = summary.to_string();
+    assert!(!text.contains("\"KS\""), "{text}");
+    assert_no_arms("register host summary", &text);
+
+    // Admin: the blinded page too.
+    let admin = app.token("admin", None, None).await;
+    let mut reader = Reader::new(&app);
+    let (_, location, _) = reader.sign_in(&admin).await;
+    assert_eq!(location, "/trials");
+    let (status, location, _) = reader.get("/trials").await;
+    assert_eq!((status, location.as_str()), (303, "/trials/taste"));
+    let (_, _, body) = reader.get(&format!("/trials/taste{later}")).await;
+    assert!(body.contains("Blinded"));
+    assert_no_arms("admin page", &body);
+
+    // Statistician and DSMB: the unblinded page with the primary analysis.
+    for role in ["statistician", "dsmb"] {
+        let token = app.token(role, None, None).await;
+        let mut reader = Reader::new(&app);
+        reader.sign_in(&token).await;
+        let (status, _, body) = reader.get(&format!("/trials/taste{later}")).await;
+        assert_eq!(status, 200, "{body}");
+        for expected in [
+            "Unblinded",
+            "Hazard ratio",
+            "aspiration vs pci",
+            "Log-rank",
+            "Number at risk",
+            "PCI alone (pci)",
+            "Balance per stratum",
+            "site=KS;sex=F",
+            "All-cause death within 30 days",
+            "by arm",
+        ] {
+            assert!(body.contains(expected), "{role} page lacks `{expected}`");
+        }
+        let hr = &body[body.find("class=\"n hr\">").unwrap() + 13..];
+        let hr: f64 = hr[..hr.find('<').unwrap()].parse().expect("a hazard ratio");
+        assert!(hr > 0.0 && hr.is_finite());
+        assert!(
+            body.matches("<svg").count() >= 2,
+            "one KM chart per endpoint"
+        );
+        assert!(
+            !body.contains("&lt;5"),
+            "no suppression in the closed report"
+        );
+    }
+
+    // Auditor: the log and the chain status, no dashboard figures.
+    let auditor = app.token("auditor", None, None).await;
+    let body = Reader::page_for(&app, &auditor, "").await;
+    assert!(body.contains("Chain intact"), "{body}");
+    assert!(body.contains("Entries 1–"));
+    assert!(!body.contains("Recruitment over time") && !body.contains("Hazard"));
+
+    // A bad cut-off is a readable error; signing out drops the cookie.
+    let mut reader = Reader::new(&app);
+    reader.sign_in(&sponsor).await;
+    let (status, _, body) = reader.get("/trials/taste?cutoff=yesterday").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("not a date"));
+    let r = reader
+        .client
+        .post(format!("{}/logout", app.base))
+        .header(COOKIE, reader.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cleared = r.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        cleared.starts_with("rrct_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    app.stop().await;
+}
+
+async fn closed_report_is_self_contained(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "dashboard").await;
+    seed(&app).await;
+    app.stop().await;
+    let out = db.scratch().join("report.html");
+    let cutoff = day(60);
+    let args = [
+        "analyse",
+        "--database",
+        &db.url,
+        "--trial",
+        "taste",
+        "--cutoff",
+        &cutoff,
+        "--format",
+        "html",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = rrct(&args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    for expected in ["Hazard ratio", "Number at risk", "<svg", "<style>", &cutoff] {
+        assert!(html.contains(expected), "report lacks `{expected}`");
+    }
+    // Nothing to fetch: no scripts, stylesheets, images or links to elsewhere.
+    for outside in ["<script", "<link", "src=", "href=\"http", "<form"] {
+        assert!(!html.contains(outside), "report contains `{outside}`");
+    }
+}
