@@ -592,6 +592,26 @@ async fn follow_up(
             _ => {}
         }
     }
+    if let Some(interim) = &analysis.interim {
+        let next = interim
+            .design
+            .looks
+            .get(interim.looks.len())
+            .map_or_else(String::new, |t| {
+                format!("; the next look is at {:.0}%", 100.0 * t)
+            });
+        println!(
+            "  interim monitoring ({} spending, {}-sided alpha {}): {} of {} planned events, \
+             information {:.0}%, {} look(s) held{next}",
+            interim.design.spending,
+            interim.design.sided,
+            interim.design.alpha,
+            interim.events,
+            interim.design.planned_events,
+            100.0 * interim.information_fraction,
+            interim.looks.len()
+        );
+    }
     let data = crate::service::export::TrialData::load(store, trial).await?;
     if let Some(primary) = data.protocol.primary_endpoint() {
         let csv = crate::service::export::adtte(&data, &primary.id, cutoff)?;

@@ -32,6 +32,26 @@ pub struct Protocol {
     pub follow_up: FollowUp,
     /// Outcome definitions, in declaration order; exactly one is primary when any are declared.
     pub endpoints: Vec<Endpoint>,
+    /// The group-sequential plan for the primary endpoint, if the trial has interim looks.
+    pub monitoring: Option<Monitoring>,
+}
+
+/// Interim monitoring of the primary (time-to-event) endpoint with Lan–DeMets alpha spending.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Monitoring {
+    /// Overall type I error (the total of both sides when two-sided).
+    pub alpha: f64,
+    /// 1 or 2.
+    pub sided: u8,
+    /// `obf`, `pocock`, `hsd:GAMMA` or `kd:RHO`.
+    pub spending: String,
+    /// Primary-endpoint events at the final analysis; the information fraction is events so far
+    /// divided by this.
+    pub planned_events: u32,
+    /// Planned information fractions of the looks, increasing, the last 1.
+    pub looks: Vec<f64>,
+    /// Power the trial was designed for (conditional power under the design effect).
+    pub power: f64,
 }
 
 /// Follow-up rules shared by every endpoint.

@@ -46,6 +46,19 @@ pub(super) struct RawProtocol {
     pub follow_up: RawFollowUp,
     #[serde(default)]
     pub endpoints: Entries<RawEndpoint>,
+    pub monitoring: Option<RawMonitoring>,
+}
+
+/// `[monitoring]`: the group-sequential plan for the primary endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMonitoring {
+    pub alpha: Spanned<f64>,
+    pub sided: Spanned<i64>,
+    pub spending: Spanned<String>,
+    pub planned_events: Spanned<i64>,
+    pub looks: SpannedList<f64>,
+    pub power: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 use super::*;
 
 mod endpoints;
+mod monitoring;
 mod randomisation;
 
 /// The shipped TASTE protocol, parsed (shared by the enrolment, eligibility and stratum tests).

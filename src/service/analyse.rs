@@ -90,6 +90,9 @@ pub struct Analysis {
     pub blinded: bool,
     pub flow: Flow,
     pub endpoints: Vec<EndpointSummary>,
+    /// Interim monitoring of the primary endpoint (unblinded only; when the protocol plans it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interim: Option<super::interim::InterimReport>,
 }
 
 impl Analysis {
@@ -97,6 +100,7 @@ impl Analysis {
     pub fn blinded(self) -> Analysis {
         Analysis {
             blinded: true,
+            interim: None,
             flow: self.flow.blinded(),
             endpoints: self
                 .endpoints
@@ -239,6 +243,7 @@ pub fn analyse_derived(
         protocol_version: data.protocol.version.clone(),
         blinded: false,
         flow,
+        interim: super::interim::interim(data, cutoff),
         endpoints: derived
             .iter()
             .map(|(e, rows)| EndpointSummary {

@@ -10,6 +10,7 @@ pub mod enrol;
 pub mod events;
 pub mod export;
 pub mod feasibility;
+pub mod interim;
 pub mod screening;
 pub mod trials;
 

@@ -347,3 +347,132 @@ async fn analysis_matches_a_refit_of_the_exported_adtte() {
         .sum();
     assert_eq!(events as usize, fit.events);
 }
+
+/// Interim looks are reconstructed at the day their event count was reached, z comes from the
+/// Cox fit at that cut-off, and a later report shows the same first look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_looks_are_held_at_their_event_counts() {
+    let db = TestDb::sqlite();
+    let protocol = crate::support::taste_variant(
+        "taste",
+        &[
+            ("planned_events = 400", "planned_events = 10"),
+            ("looks = [0.66, 1.0]", "looks = [0.5, 1.0]"),
+        ],
+    );
+    let app = TestApp::spawn(&db, &[&protocol], "interim").await;
+    let token = app.token("register", None, None).await;
+    for i in 0..40 {
+        let (status, _) = app
+            .enrol("taste", &token, &patient(i, "UPP", ["F", "M"][i % 2]))
+            .await;
+        assert_eq!(status, 201);
+    }
+    // Twelve deaths on days 10, 20, ..., 120.
+    let events: Vec<Value> = (0..12)
+        .map(|k| {
+            event(
+                &format!("D{k}"),
+                &format!("S{:06}", k * 3),
+                "death",
+                10 * (k as i64 + 1),
+            )
+        })
+        .collect();
+    let (status, _) = app
+        .post("/api/v1/events", &token, &json!({ "events": events }))
+        .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+    let analyse = |cutoff: &str| {
+        let out = rrct(&[
+            "analyse",
+            "--database",
+            &db.url,
+            "--trial",
+            "taste",
+            "--cutoff",
+            cutoff,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let early = analyse(&day(70));
+    let interim = &early["interim"];
+    assert_eq!(interim["events"], 7);
+    let looks = interim["looks"].as_array().unwrap();
+    assert_eq!(looks.len(), 1, "{interim}");
+    assert_eq!(looks[0]["events"], 5);
+    assert_eq!(looks[0]["cutoff"], day(50));
+    assert!(looks[0]["conditional_power_trend"].is_number());
+    // z at the look is the Cox Wald z of a refit on the ADTTE exported as of the look's cut-off,
+    // oriented so that benefit of the experimental arm is positive.
+    let out = rrct(&[
+        "export",
+        "adtte",
+        "--database",
+        &db.url,
+        "--trial",
+        "taste",
+        "--endpoint",
+        "death_1y",
+        "--cutoff",
+        &day(50),
+    ]);
+    let (mut time, mut died, mut aspiration) = (vec![], vec![], vec![]);
+    for line in String::from_utf8(out.stdout).unwrap().lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        time.push(cols[6].parse::<f64>().unwrap());
+        died.push(cols[7] == "1");
+        aspiration.push(if cols[3] == "aspiration" { 1.0 } else { 0.0 });
+    }
+    let fit = rrct::stats::cox::cox_ph(
+        &rrct::stats::cox::CoxData {
+            time: &time,
+            event: &died,
+            covariates: vec![rrct::stats::cox::Covariate {
+                name: "aspiration",
+                values: &aspiration,
+            }],
+            strata: None,
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let c = &fit.coefficients[0];
+    let z = looks[0]["z"].as_f64().unwrap();
+    assert!(
+        (z + c.coef.unwrap() / c.se.unwrap()).abs() < 1e-9,
+        "{z} vs {c:?}"
+    );
+    assert!((looks[0]["hazard_ratio"].as_f64().unwrap() - c.hr.unwrap()).abs() < 1e-9);
+
+    let later = analyse(&day(300));
+    let looks_later = later["interim"]["looks"].as_array().unwrap();
+    assert_eq!(looks_later.len(), 2, "{}", later["interim"]);
+    assert_eq!(looks_later[0], looks[0], "a held look must not change");
+    assert_eq!(looks_later[1]["events"], 10);
+    assert_eq!(looks_later[1]["cutoff"], day(100));
+    let crossed = looks_later[1]["crossed"].as_bool().unwrap();
+    let z2 = looks_later[1]["z"].as_f64().unwrap().abs();
+    assert_eq!(crossed, z2 >= looks_later[1]["upper_z"].as_f64().unwrap());
+    // The sponsor's summary never carries it.
+    let blinded = serde_json::to_value(
+        rrct::service::analyse::analyse(
+            &rrct::store::Store::connect(&db.url).await.unwrap(),
+            "taste",
+            rrct::endpoints::DataCutoff(
+                chrono::Utc::now().date_naive() + chrono::Duration::days(300),
+            ),
+        )
+        .await
+        .unwrap()
+        .blinded(),
+    )
+    .unwrap();
+    assert!(blinded.get("interim").is_none());
+}

@@ -7,6 +7,7 @@
 mod criteria;
 mod endpoints;
 mod fields;
+mod monitoring;
 mod randomisation;
 
 use std::collections::{HashMap, HashSet};
@@ -162,6 +163,9 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         randomisation::randomisation(&mut c, raw.randomisation, arms_for_blocks, &scope);
     let declared = endpoints::endpoints(&mut c, raw.endpoints);
     let follow_up = endpoints::follow_up(&mut c, raw.follow_up, &declared);
+    let monitoring = raw
+        .monitoring
+        .map(|m| monitoring::monitoring(&mut c, m, &declared.endpoints, arms.len()));
 
     if !c.findings.is_empty() {
         return Err(c.findings);
@@ -183,6 +187,7 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         randomisation,
         follow_up,
         endpoints: declared.endpoints,
+        monitoring,
     })
 }
 

@@ -1,0 +1,116 @@
+//! `[monitoring]`: the interim-analysis plan of the primary endpoint.
+
+use super::Checker;
+use crate::protocol::model::{Endpoint, EndpointKind, Monitoring};
+use crate::protocol::raw::RawMonitoring;
+
+pub(super) fn monitoring(
+    c: &mut Checker,
+    raw: RawMonitoring,
+    endpoints: &[Endpoint],
+    arms: usize,
+) -> Monitoring {
+    let alpha = *raw.alpha.get_ref();
+    if !(alpha > 0.0 && alpha < 0.5) {
+        c.error(
+            raw.alpha.span(),
+            format!("`alpha` must be between 0 and 0.5, got {alpha}"),
+        );
+    }
+    let sided = match *raw.sided.get_ref() {
+        1 => 1,
+        2 => 2,
+        other => {
+            c.error(
+                raw.sided.span(),
+                format!("`sided` must be 1 or 2, got {other}"),
+            );
+            2
+        }
+    };
+    let spending = raw.spending.get_ref().trim().to_string();
+    if let Err(e) = crate::design::SpendingFunction::parse(&spending) {
+        c.error(raw.spending.span(), e.to_string());
+    }
+    let planned_events = u32::try_from(*raw.planned_events.get_ref())
+        .ok()
+        .filter(|&e| e > 0)
+        .unwrap_or_else(|| {
+            c.error(
+                raw.planned_events.span(),
+                format!(
+                    "`planned_events` must be a positive whole number, got {}",
+                    raw.planned_events.get_ref()
+                ),
+            );
+            1
+        });
+    let looks: Vec<f64> = raw.looks.get_ref().iter().map(|t| *t.get_ref()).collect();
+    if looks.is_empty() {
+        c.error(
+            raw.looks.span(),
+            "`looks` is empty; list the information fractions of the looks, e.g. [0.5, 1.0]",
+        );
+    }
+    let mut previous = 0.0;
+    for t in raw.looks.get_ref() {
+        let v = *t.get_ref();
+        if !(v > previous && v <= 1.0) {
+            c.error(
+                t.span(),
+                format!(
+                    "look at information fraction {v} must be after the previous one ({previous}) \
+                     and at most 1"
+                ),
+            );
+        }
+        previous = v;
+    }
+    if looks.last().is_some_and(|&t| t != 1.0) {
+        c.error(
+            raw.looks.span(),
+            "the last look must be the final analysis at information fraction 1.0",
+        );
+    }
+    let power = match &raw.power {
+        None => 0.8,
+        Some(p) => {
+            let v = *p.get_ref();
+            if !(v > alpha && v < 1.0) {
+                c.error(
+                    p.span(),
+                    format!("`power` must be between alpha and 1, got {v}"),
+                );
+            }
+            v
+        }
+    };
+    match endpoints.iter().find(|e| e.primary) {
+        Some(e) if matches!(e.kind, EndpointKind::TimeToEvent { .. }) => {}
+        Some(e) => c.error(
+            raw.planned_events.span(),
+            format!(
+                "interim monitoring needs a time-to-event primary endpoint; `{}` is not one",
+                e.id
+            ),
+        ),
+        None => c.error(
+            raw.planned_events.span(),
+            "interim monitoring needs a primary endpoint; declare one with `primary = true`",
+        ),
+    }
+    if arms != 2 {
+        c.error(
+            raw.sided.span(),
+            format!("interim monitoring compares two arms; this protocol has {arms}"),
+        );
+    }
+    Monitoring {
+        alpha,
+        sided,
+        spending,
+        planned_events,
+        looks,
+        power,
+    }
+}

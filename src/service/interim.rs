@@ -1,0 +1,231 @@
+//! Interim monitoring of the primary endpoint as of a data cut-off: each planned look that the
+//! data have reached is reconstructed at the day its event count was reached (so a look's
+//! numbers never change when the report is re-run later), the Cox log hazard ratio gives its z,
+//! and the group-sequential design decides whether the boundary was crossed.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::export::TrialData;
+use crate::design::{self, Crossing, DesignSpec, Observation, Sided, SpendingFunction};
+use crate::endpoints::{self, DataCutoff, EndpointRow, Outcome};
+use crate::protocol::Monitoring;
+use crate::stats;
+
+/// One look, as held.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LookReport {
+    pub look: usize,
+    /// The planned information fraction of this look.
+    pub planned_fraction: f64,
+    /// The data cut-off at which the look's event count was reached.
+    pub cutoff: NaiveDate,
+    pub events: u64,
+    pub information_fraction: f64,
+    /// Oriented so that benefit of the experimental arm is positive: −log(HR) / SE.
+    pub z: f64,
+    pub hazard_ratio: f64,
+    pub upper_z: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower_z: Option<f64>,
+    pub nominal_alpha: f64,
+    pub cumulative_alpha: f64,
+    pub crossed: bool,
+    pub crossing: Crossing,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conditional_power_design: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conditional_power_trend: Option<f64>,
+    /// Repeated confidence interval of the hazard ratio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeated_ci_hr: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InterimReport {
+    pub endpoint: String,
+    pub experimental_arm: String,
+    pub reference_arm: String,
+    pub design: Monitoring,
+    pub inflation_factor: f64,
+    /// The planned efficacy boundaries (z) at the planned looks.
+    pub planned_upper_z: Vec<f64>,
+    pub events: u64,
+    pub information_fraction: f64,
+    pub looks: Vec<LookReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The interim report, when the protocol plans interim monitoring.
+pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
+    let plan = data.protocol.monitoring.as_ref()?;
+    let endpoint = data.protocol.primary_endpoint()?;
+    let arms = &data.protocol.arms;
+    let (experimental, reference) = (arms.first()?.id.clone(), arms.last()?.id.clone());
+    let spending = SpendingFunction::parse(&plan.spending).ok()?;
+    let spec = DesignSpec {
+        alpha: plan.alpha,
+        sided: if plan.sided == 1 {
+            Sided::One
+        } else {
+            Sided::Two
+        },
+        spending,
+        timing: plan.looks.clone(),
+        power: plan.power,
+        futility: None,
+    };
+    let mut report = InterimReport {
+        endpoint: endpoint.id.clone(),
+        experimental_arm: experimental.clone(),
+        reference_arm: reference.clone(),
+        design: plan.clone(),
+        inflation_factor: f64::NAN,
+        planned_upper_z: Vec::new(),
+        events: 0,
+        information_fraction: 0.0,
+        looks: Vec::new(),
+        note: None,
+    };
+    let design = match design::group_sequential(&spec) {
+        Ok(d) => d,
+        Err(e) => {
+            report.note = Some(format!("the monitoring plan cannot be computed: {e}"));
+            return Some(report);
+        }
+    };
+    report.inflation_factor = design.inflation_factor;
+    report.planned_upper_z = design.looks.iter().map(|l| l.upper_z).collect();
+    let subjects = data.subjects();
+    let rows_at = |d: NaiveDate| {
+        endpoints::derive(
+            &data.protocol.follow_up,
+            endpoint,
+            &subjects,
+            &data.events,
+            DataCutoff(d),
+        )
+    };
+    let events_in = |rows: &[EndpointRow]| {
+        rows.iter()
+            .filter(|r| matches!(r.outcome, Outcome::TimeToEvent { event: true, .. }))
+            .count() as u64
+    };
+    let planned = f64::from(plan.planned_events);
+    report.events = events_in(&rows_at(cutoff.0));
+    report.information_fraction = report.events as f64 / planned;
+    let Some(first_day) = subjects.iter().map(|s| s.randomised_on).min() else {
+        return Some(report);
+    };
+
+    let mut observations = Vec::new();
+    let mut held = Vec::new();
+    for (k, &t) in plan.looks.iter().enumerate() {
+        let target = (t * planned).ceil() as u64;
+        if report.events < target {
+            break;
+        }
+        // The first day on which the data as of that day hold the look's events: events as of a
+        // cut-off never decrease as the cut-off moves later.
+        let (mut lo, mut hi) = (first_day, cutoff.0);
+        while lo < hi {
+            let mid = lo + chrono::Days::new(((hi - lo).num_days() / 2) as u64);
+            if events_in(&rows_at(mid)) >= target {
+                hi = mid;
+            } else {
+                lo = mid + chrono::Days::new(1);
+            }
+        }
+        let rows = rows_at(lo);
+        let events = events_in(&rows);
+        let Some((log_hr, se)) = log_hazard_ratio(&rows, &experimental) else {
+            report.note = Some(format!("look {} is not estimable yet", k + 1));
+            break;
+        };
+        let fraction = (events as f64 / planned).min(1.0);
+        if observations
+            .last()
+            .is_some_and(|o: &Observation| fraction <= o.information_fraction)
+        {
+            continue;
+        }
+        observations.push(Observation {
+            information_fraction: fraction,
+            z: -log_hr / se,
+            estimate: Some(-log_hr),
+            standard_error: Some(se),
+        });
+        held.push((k + 1, t, lo, events, log_hr));
+        if fraction >= 1.0 {
+            break;
+        }
+    }
+    match design::monitor(&design, &observations) {
+        Ok(monitored) => {
+            report.looks = monitored
+                .into_iter()
+                .zip(held)
+                .map(
+                    |(m, (look, planned_fraction, day, events, log_hr))| LookReport {
+                        look,
+                        planned_fraction,
+                        cutoff: day,
+                        events,
+                        information_fraction: m.information_fraction,
+                        z: m.z,
+                        hazard_ratio: log_hr.exp(),
+                        upper_z: m.upper_z,
+                        lower_z: m.lower_z,
+                        nominal_alpha: m.nominal_alpha,
+                        cumulative_alpha: m.cumulative_alpha,
+                        crossed: m.crossed,
+                        crossing: m.crossing,
+                        conditional_power_design: m.conditional_power_design,
+                        conditional_power_trend: m.conditional_power_trend,
+                        // The CI is on the benefit scale −log HR: map it back to the HR.
+                        repeated_ci_hr: m.repeated_ci.map(|[lo, hi]| [(-hi).exp(), (-lo).exp()]),
+                    },
+                )
+                .collect();
+        }
+        Err(e) if !observations.is_empty() => {
+            report.note = Some(format!("the looks cannot be monitored: {e}"));
+        }
+        Err(_) => {}
+    }
+    Some(report)
+}
+
+/// Cox log hazard ratio of the experimental arm against the others, with its standard error.
+fn log_hazard_ratio(rows: &[EndpointRow], experimental: &str) -> Option<(f64, f64)> {
+    let mut time = Vec::with_capacity(rows.len());
+    let mut event = Vec::with_capacity(rows.len());
+    let mut arm = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Outcome::TimeToEvent {
+            time_days,
+            event: e,
+        } = r.outcome
+        {
+            time.push(time_days as f64);
+            event.push(e);
+            arm.push(f64::from(u8::from(r.subject.arm == experimental)));
+        }
+    }
+    let fit = stats::cox::cox_ph(
+        &stats::cox::CoxData {
+            time: &time,
+            event: &event,
+            covariates: vec![stats::cox::Covariate {
+                name: "arm",
+                values: &arm,
+            }],
+            strata: None,
+        },
+        &stats::cox::CoxOptions::default(),
+    )
+    .ok()?;
+    let c = fit.coefficients.first()?;
+    Some((c.coef?, c.se?)).filter(|(b, se)| b.is_finite() && se.is_finite() && *se > 0.0)
+}
