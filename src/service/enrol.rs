@@ -417,12 +417,8 @@ async fn decide_batch(
         .map(|p| p.runtime.protocol.trial_id.as_str())
         .collect();
     let trial_ids: Vec<&str> = trial_ids.into_iter().collect();
-    let mut trial_rows = allocations::trial_states(&mut tx, &trial_ids).await?;
     let mut slices: HashMap<&str, TrialSlice> = HashMap::new();
     for &trial in &trial_ids {
-        let Some((status, next_number)) = trial_rows.remove(trial) else {
-            continue;
-        };
         let mine: Vec<&Pending> = items
             .iter()
             .filter(|p| p.runtime.protocol.trial_id == trial)
@@ -436,7 +432,12 @@ async fn decide_batch(
             .filter(|p| !p.refusals.is_empty())
             .map(|p| p.request.record_id.as_str())
             .collect();
-        let existing = allocations::existing(&mut tx, trial, &records, &subjects).await?;
+        let context =
+            allocations::batch_context(&mut tx, trial, &records, &subjects, &strata).await?;
+        let Some((status, next_number)) = context.trial else {
+            continue;
+        };
+        let (existing, strata) = (context.allocations, context.strata);
         slices.insert(
             trial,
             TrialSlice {
@@ -453,7 +454,7 @@ async fn decide_batch(
                     .map(|a| (a.record_id.clone(), a))
                     .collect(),
                 refusals: allocations::refusals(&mut tx, trial, &refused).await?,
-                strata: allocations::stratum_states(&mut tx, trial, &strata).await?,
+                strata,
                 touched_strata: BTreeSet::new(),
             },
         );

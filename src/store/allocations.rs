@@ -57,41 +57,6 @@ const ALLOCATION_COLUMNS: &str = "trial_id, randomisation_number, record_id, sub
      arm, stratum, block_number, block_size, block_position, protocol_version, request_sha256, \
      allocated_at";
 
-/// Status and next randomisation number of each of these trials that exists. The same round
-/// trip reads the audit chain head into the transaction, which a batch needs next.
-pub async fn trial_states(
-    tx: &mut WriteTx,
-    trial_ids: &[&str],
-) -> StoreResult<HashMap<String, (String, i64)>> {
-    let sql = format!(
-        "SELECT trial_id, status, next_randomisation_number AS number, NULL AS hash \
-         FROM trials WHERE trial_id {} \
-         UNION ALL SELECT NULL, NULL, seq, hash FROM audit_head WHERE id = 1",
-        tx.backend().in_json(1)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(json_list(trial_ids))
-        .fetch_all(tx.conn())
-        .await?;
-    let mut states = HashMap::new();
-    for r in rows {
-        let number: i64 = r.try_get("number")?;
-        match r.try_get::<Option<String>, _>("trial_id")? {
-            Some(trial) => {
-                states.insert(trial, (r.try_get("status")?, number));
-            }
-            None if tx.head.is_none() => {
-                tx.head = Some(super::audit::ChainHead {
-                    seq: number,
-                    hash: r.try_get("hash")?,
-                });
-            }
-            None => {}
-        }
-    }
-    Ok(states)
-}
-
 /// Read one allocation by record id.
 pub async fn by_record(
     conn: &mut AnyConnection,
@@ -157,40 +122,88 @@ fn json_list(keys: &[&str]) -> String {
     serde_json::Value::from(keys.to_vec()).to_string()
 }
 
-/// Stored positions of these strata (absent strata have not started).
-pub async fn stratum_states(
+/// What a batch needs to know about one trial before deciding, read in one round trip: the
+/// trial's status and next randomisation number (`None` when the trial does not exist), the
+/// existing allocations of its records and subjects, and the stored positions of its strata.
+/// The same round trip loads the audit chain head into the transaction.
+pub struct BatchContext {
+    pub trial: Option<(String, i64)>,
+    pub allocations: Vec<AllocationRow>,
+    pub strata: HashMap<String, StratumState>,
+}
+
+pub async fn batch_context(
     tx: &mut WriteTx,
     trial_id: &str,
+    record_ids: &[&str],
+    subjects: &[&str],
     strata: &[&str],
-) -> StoreResult<HashMap<String, StratumState>> {
-    if strata.is_empty() {
-        return Ok(HashMap::new());
-    }
+) -> StoreResult<BatchContext> {
+    // Other rows ride in the allocation columns: a stratum (`s`) as stratum, allocated →
+    // randomisation_number, block_number, position → block_size; the trial (`t`) as status →
+    // record_id, next number → randomisation_number; the chain head (`h`) as seq →
+    // randomisation_number, hash → record_id.
     let sql = format!(
-        "SELECT stratum, block_number, position, allocated FROM strata \
-         WHERE trial_id = $1 AND stratum {}",
-        tx.backend().in_json(2)
+        "SELECT 'a' AS kind, {ALLOCATION_COLUMNS} FROM allocations \
+         WHERE trial_id = $1 AND record_id {in2} \
+         UNION SELECT 'a', {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND subject {in3} \
+         UNION ALL SELECT 's', trial_id, allocated, NULL, NULL, NULL, NULL, stratum, block_number, \
+         position, NULL, NULL, NULL, NULL FROM strata WHERE trial_id = $1 AND stratum {in4} \
+         UNION ALL SELECT 't', trial_id, next_randomisation_number, status, NULL, NULL, NULL, NULL, \
+         NULL, NULL, NULL, NULL, NULL, NULL FROM trials WHERE trial_id = $1 \
+         UNION ALL SELECT 'h', NULL, seq, hash, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         NULL, NULL FROM audit_head WHERE id = 1",
+        in2 = tx.backend().in_json(2),
+        in3 = tx.backend().in_json(3),
+        in4 = tx.backend().in_json(4),
     );
     let rows = sqlx::query(&sql)
         .bind(trial_id)
+        .bind(json_list(record_ids))
+        .bind(json_list(subjects))
         .bind(json_list(strata))
         .fetch_all(tx.conn())
         .await?;
-    let mut states = HashMap::new();
-    for row in rows {
-        let number = |name: &str| -> StoreResult<u64> {
-            let v: i64 = row.try_get(name)?;
-            u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("strata.{name} is negative")))
-        };
-        let state = StratumState {
-            block_number: number("block_number")?,
-            position: u32::try_from(number("position")?)
-                .map_err(|_| StoreError::Corrupt("strata.position out of range".into()))?,
-            allocated: number("allocated")?,
-        };
-        states.insert(row.try_get("stratum")?, state);
+    let mut context = BatchContext {
+        trial: None,
+        allocations: Vec::new(),
+        strata: HashMap::new(),
+    };
+    for row in &rows {
+        let kind: String = row.try_get("kind")?;
+        match kind.as_str() {
+            "a" => context.allocations.push(AllocationRow::from_row(row)?),
+            "t" => {
+                context.trial = Some((
+                    row.try_get("record_id")?,
+                    row.try_get("randomisation_number")?,
+                ))
+            }
+            "h" => {
+                if tx.head.is_none() {
+                    tx.head = Some(super::audit::ChainHead {
+                        seq: row.try_get("randomisation_number")?,
+                        hash: row.try_get("record_id")?,
+                    });
+                }
+            }
+            _ => {
+                let number = |name: &str| -> StoreResult<u64> {
+                    let v: i64 = row.try_get(name)?;
+                    u64::try_from(v)
+                        .map_err(|_| StoreError::Corrupt(format!("strata {name} is negative")))
+                };
+                let state = StratumState {
+                    block_number: number("block_number")?,
+                    position: u32::try_from(number("block_size")?)
+                        .map_err(|_| StoreError::Corrupt("strata.position out of range".into()))?,
+                    allocated: number("randomisation_number")?,
+                };
+                context.strata.insert(row.try_get("stratum")?, state);
+            }
+        }
     }
-    Ok(states)
+    Ok(context)
 }
 
 /// The allocation columns with whether each is an integer, for [`Backend::json_rows`].
