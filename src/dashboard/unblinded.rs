@@ -8,7 +8,6 @@ use askama::Template;
 
 use super::charts;
 use super::page::{self, opt, p_value, Chrome, FlowStep, TrialSnapshot};
-use crate::endpoints::Outcome;
 use crate::protocol::EndpointKind;
 use crate::service::analyse::{self, Comparison};
 use crate::stats::km::{kaplan_meier, KmOptions};
@@ -159,24 +158,8 @@ impl UnblindedPage {
                             warnings,
                             ..
                         }) => {
-                            let mut time = Vec::with_capacity(rows.len());
-                            let mut event = Vec::with_capacity(rows.len());
-                            let mut group = Vec::with_capacity(rows.len());
-                            for r in rows {
-                                if let (
-                                    Outcome::TimeToEvent {
-                                        time_days,
-                                        event: e,
-                                    },
-                                    Some(g),
-                                ) =
-                                    (&r.outcome, arm_ids.iter().position(|a| *a == r.subject.arm))
-                                {
-                                    time.push(*time_days as f64);
-                                    event.push(*e);
-                                    group.push(g);
-                                }
-                            }
+                            let crate::endpoints::SurvivalData { time, event, group } =
+                                crate::endpoints::SurvivalData::from_rows(rows, &arm_ids);
                             match kaplan_meier(
                                 &time,
                                 &event,

@@ -100,6 +100,31 @@ impl EndpointRow {
     }
 }
 
+/// Time-to-event rows as the survival statistics take them: time in days, event flag and the
+/// index of the subject's arm in `arms` (rows of other kinds or other arms are left out).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SurvivalData {
+    pub time: Vec<f64>,
+    pub event: Vec<bool>,
+    pub group: Vec<usize>,
+}
+
+impl SurvivalData {
+    pub fn from_rows(rows: &[EndpointRow], arms: &[&str]) -> Self {
+        let mut data = SurvivalData::default();
+        for r in rows {
+            if let (Outcome::TimeToEvent { time_days, event }, Some(g)) =
+                (&r.outcome, arms.iter().position(|a| *a == r.subject.arm))
+            {
+                data.time.push(*time_days as f64);
+                data.event.push(*event);
+                data.group.push(g);
+            }
+        }
+        data
+    }
+}
+
 /// Derive `endpoint` for every subject randomised on or before the cut-off, in the order given.
 pub fn derive(
     follow_up: &FollowUp,

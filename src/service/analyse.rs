@@ -320,23 +320,8 @@ fn compare(
     };
     match &endpoint.kind {
         EndpointKind::TimeToEvent { horizon_days, .. } => {
-            let mut time = Vec::with_capacity(rows.len());
-            let mut event = Vec::with_capacity(rows.len());
-            let mut group = Vec::with_capacity(rows.len());
-            for r in rows {
-                if let (
-                    Outcome::TimeToEvent {
-                        time_days,
-                        event: e,
-                    },
-                    Some(g),
-                ) = (&r.outcome, arm_index(r))
-                {
-                    time.push(*time_days as f64);
-                    event.push(*e);
-                    group.push(g);
-                }
-            }
+            let endpoints::SurvivalData { time, event, group } =
+                endpoints::SurvivalData::from_rows(rows, &arms);
             if !event.iter().any(|e| *e) {
                 return Some(Comparison::NotEstimable {
                     reason: "no events yet".into(),

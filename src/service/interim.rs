@@ -139,7 +139,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         }
         let rows = rows_at(lo);
         let events = events_in(&rows);
-        let Some((log_hr, se)) = log_hazard_ratio(&rows, &experimental) else {
+        let Some((log_hr, se)) = log_hazard_ratio(&rows, &experimental, &reference) else {
             report.note = Some(format!("look {} is not estimable yet", k + 1));
             break;
         };
@@ -197,22 +197,20 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     Some(report)
 }
 
-/// Cox log hazard ratio of the experimental arm against the others, with its standard error.
-fn log_hazard_ratio(rows: &[EndpointRow], experimental: &str) -> Option<(f64, f64)> {
-    let mut time = Vec::with_capacity(rows.len());
-    let mut event = Vec::with_capacity(rows.len());
-    let mut arm = Vec::with_capacity(rows.len());
-    for r in rows {
-        if let Outcome::TimeToEvent {
-            time_days,
-            event: e,
-        } = r.outcome
-        {
-            time.push(time_days as f64);
-            event.push(e);
-            arm.push(f64::from(u8::from(r.subject.arm == experimental)));
-        }
-    }
+/// Cox log hazard ratio of the experimental arm against the reference arm, with its standard
+/// error.
+fn log_hazard_ratio(
+    rows: &[EndpointRow],
+    experimental: &str,
+    reference: &str,
+) -> Option<(f64, f64)> {
+    let data = endpoints::SurvivalData::from_rows(rows, &[experimental, reference]);
+    let arm: Vec<f64> = data
+        .group
+        .iter()
+        .map(|&g| f64::from(u8::from(g == 0)))
+        .collect();
+    let (time, event) = (data.time, data.event);
     let fit = stats::cox::cox_ph(
         &stats::cox::CoxData {
             time: &time,

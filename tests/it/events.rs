@@ -307,26 +307,8 @@ async fn analysis_matches_a_refit_of_the_exported_adtte() {
     assert_eq!(cmp["reference_arm"], "pci");
 
     let text = String::from_utf8(primary).unwrap();
-    let (mut time, mut event, mut aspiration) = (vec![], vec![], vec![]);
-    for line in text.lines().skip(1) {
-        let cols: Vec<&str> = line.split(',').collect();
-        time.push(cols[6].parse::<f64>().unwrap());
-        event.push(cols[7] == "1");
-        aspiration.push(if cols[3] == "aspiration" { 1.0 } else { 0.0 });
-    }
-    let fit = rrct::stats::cox::cox_ph(
-        &rrct::stats::cox::CoxData {
-            time: &time,
-            event: &event,
-            covariates: vec![rrct::stats::cox::Covariate {
-                name: "aspiration",
-                values: &aspiration,
-            }],
-            strata: None,
-        },
-        &Default::default(),
-    )
-    .unwrap();
+    let (time, event, aspiration) = adtte_columns(&text);
+    let fit = refit(&time, &event, &aspiration);
     let hr = cmp["hazard_ratios"][0]["hr"].as_f64().unwrap();
     assert!(
         (hr - fit.coefficients[0].hr.unwrap()).abs() < 1e-12,
@@ -423,26 +405,8 @@ async fn interim_looks_are_held_at_their_event_counts() {
         "--cutoff",
         &day(50),
     ]);
-    let (mut time, mut died, mut aspiration) = (vec![], vec![], vec![]);
-    for line in String::from_utf8(out.stdout).unwrap().lines().skip(1) {
-        let cols: Vec<&str> = line.split(',').collect();
-        time.push(cols[6].parse::<f64>().unwrap());
-        died.push(cols[7] == "1");
-        aspiration.push(if cols[3] == "aspiration" { 1.0 } else { 0.0 });
-    }
-    let fit = rrct::stats::cox::cox_ph(
-        &rrct::stats::cox::CoxData {
-            time: &time,
-            event: &died,
-            covariates: vec![rrct::stats::cox::Covariate {
-                name: "aspiration",
-                values: &aspiration,
-            }],
-            strata: None,
-        },
-        &Default::default(),
-    )
-    .unwrap();
+    let (time, died, aspiration) = adtte_columns(&String::from_utf8(out.stdout).unwrap());
+    let fit = refit(&time, &died, &aspiration);
     let c = &fit.coefficients[0];
     let z = looks[0]["z"].as_f64().unwrap();
     assert!(
@@ -475,4 +439,33 @@ async fn interim_looks_are_held_at_their_event_counts() {
     )
     .unwrap();
     assert!(blinded.get("interim").is_none());
+}
+
+/// Time, event and an aspiration-arm indicator from an ADTTE export.
+fn adtte_columns(adtte: &str) -> (Vec<f64>, Vec<bool>, Vec<f64>) {
+    let (mut time, mut event, mut aspiration) = (vec![], vec![], vec![]);
+    for line in adtte.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        time.push(cols[6].parse::<f64>().unwrap());
+        event.push(cols[7] == "1");
+        aspiration.push(if cols[3] == "aspiration" { 1.0 } else { 0.0 });
+    }
+    (time, event, aspiration)
+}
+
+/// A Cox fit of the aspiration indicator, independent of the analysis under test.
+fn refit(time: &[f64], event: &[bool], aspiration: &[f64]) -> rrct::stats::cox::CoxFit {
+    rrct::stats::cox::cox_ph(
+        &rrct::stats::cox::CoxData {
+            time,
+            event,
+            covariates: vec![rrct::stats::cox::Covariate {
+                name: "aspiration",
+                values: aspiration,
+            }],
+            strata: None,
+        },
+        &Default::default(),
+    )
+    .unwrap()
 }
