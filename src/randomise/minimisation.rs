@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 
 use super::{Checked, ImbalanceMeasure, Scheme, StratumState};
 
+/// Relative size below which an incrementally updated sum of squares is rounding, not spread.
+const SPREAD_ROUNDING: f64 = 1e-9;
+
 /// Scores within this relative distance of the least score are tied.
 pub const TIE_TOLERANCE: f64 = 1e-9;
 
@@ -169,10 +172,16 @@ impl<'a> Spread<'a> {
             }
             ImbalanceMeasure::Variance | ImbalanceMeasure::Sd => {
                 // Σ(x′ − x̄′)² = Σ(x − x̄)² + 2δ(x_j − x̄) + δ²(1 − 1/k), with R's k − 1 denominator.
-                let ss = self.squared_deviations
-                    + 2.0 * delta * (self.values[j] - self.mean)
-                    + delta * delta * (1.0 - 1.0 / k);
-                let variance = (ss / (k - 1.0)).max(0.0);
+                let cross = 2.0 * delta * (self.values[j] - self.mean);
+                let square = delta * delta * (1.0 - 1.0 / k);
+                let mut ss = self.squared_deviations + cross + square;
+                // The update cancels when the arms end up level: a rounding residual (≈1e-16)
+                // would become ≈1e-8 under the square root and break an exact tie. Counts are
+                // multiples of 1/ratio, so a real spread is many orders of magnitude larger.
+                if ss <= SPREAD_ROUNDING * (self.squared_deviations + cross.abs() + square) {
+                    ss = 0.0;
+                }
+                let variance = ss / (k - 1.0);
                 if measure == ImbalanceMeasure::Sd {
                     variance.sqrt()
                 } else {

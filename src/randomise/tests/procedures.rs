@@ -510,3 +510,24 @@ proptest! {
         }
     }
 }
+
+/// Found by the property test above: levelling two arms must score exactly 0 with the SD
+/// measure, or an exact tie between arms is broken by rounding.
+#[test]
+fn levelling_the_arms_scores_exactly_zero() {
+    let scheme =
+        Scheme::new_minimisation(vec![3, 3], vec![factor("x")], ImbalanceMeasure::Sd, 1.0, 0)
+            .unwrap();
+    let ctx = AllocationContext {
+        marginals: vec![vec![33, 32]],
+        ..Default::default()
+    };
+    let state = StratumState {
+        allocated: 1,
+        ..Default::default()
+    };
+    let d = allocate_with(&scheme, &seed(), "t", "all", &state, &ctx).unwrap();
+    let scores: Vec<f64> = serde_json::from_value(d.detail.unwrap()["scores"].clone()).unwrap();
+    assert_eq!(scores[1], 0.0);
+    assert_eq!(d.arm, 1);
+}
