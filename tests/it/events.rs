@@ -281,21 +281,7 @@ async fn analysis_matches_a_refit_of_the_exported_adtte() {
     let db = TestDb::sqlite();
     let (primary, _, _) = exports(&db).await;
     let cutoff = day(400);
-    let out = rrct(&[
-        "analyse",
-        "--database",
-        &db.url,
-        "--trial",
-        "taste",
-        "--cutoff",
-        &cutoff,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let analysis: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let analysis = analyse_json(&db, &cutoff);
     let death = analysis["endpoints"]
         .as_array()
         .unwrap()
@@ -366,23 +352,7 @@ async fn interim_looks_are_held_at_their_event_counts() {
         .await;
     assert_eq!(status, 200);
     app.stop().await;
-    let analyse = |cutoff: &str| {
-        let out = rrct(&[
-            "analyse",
-            "--database",
-            &db.url,
-            "--trial",
-            "taste",
-            "--cutoff",
-            cutoff,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    };
+    let analyse = |cutoff: &str| analyse_json(&db, cutoff);
     let early = analyse(&day(70));
     let interim = &early["interim"];
     assert_eq!(interim["events"], 7);
@@ -468,4 +438,23 @@ fn refit(time: &[f64], event: &[bool], aspiration: &[f64]) -> rrct::stats::cox::
         &Default::default(),
     )
     .unwrap()
+}
+
+/// `rrct analyse` as of `cutoff`, parsed.
+fn analyse_json(db: &TestDb, cutoff: &str) -> Value {
+    let out = rrct(&[
+        "analyse",
+        "--database",
+        &db.url,
+        "--trial",
+        "taste",
+        "--cutoff",
+        cutoff,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
