@@ -12,7 +12,8 @@
 //!   [`stats`] (Kaplan–Meier, log-rank, Cox, RMST, subgroups, 2×2: R `survival`'s numbers);
 //!   [`design`] (group-sequential boundaries, conditional power, sample sizes: `rpact`'s numbers);
 //! - store: [`store`] (sqlx on SQLite or PostgreSQL: migrations, transactions, audit chain);
-//! - services: [`service`] (enrol, load trials, tokens);
+//! - services: [`service`] (enrol, load trials, tokens), [`sim`] (design simulation through
+//!   the core's own code);
 //! - interfaces: [`api`] (axum routes and the error code table), [`dashboard`] (HTML pages
 //!   per role with SVG charts, and the closed report), [`cli`] (clap commands),
 //!   [`demo`] (the newcomer's end-to-end run);
@@ -28,5 +29,6 @@ pub mod endpoints;
 pub mod protocol;
 pub mod randomise;
 pub mod service;
+pub mod sim;
 pub mod stats;
 pub mod store;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 mod data;
 mod design;
 mod randomisation;
+mod simulate;
 mod stats;
 
 use crate::api::{self, AppState};
@@ -92,6 +93,10 @@ enum Command {
         #[command(subcommand)]
         command: randomisation::RandomisationCommand,
     },
+    /// A design's operating characteristics from simulated trials run through the engine's own
+    /// code: power or type I error, stopping per look, expected subjects, events and duration,
+    /// balance, predictability (JSON, or HTML with charts).
+    Simulate(simulate::SimulateArgs),
     /// Analysis data sets as CSV on stdout.
     Export {
         #[command(subcommand)]
@@ -233,6 +238,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Feasibility(args) => data::feasibility(args).await,
         Command::Stats { command } => stats::run(command),
         Command::Randomisation { command } => randomisation::run(command),
+        Command::Simulate(args) => simulate::run(args),
         Command::Design { command } => design::run(command).await,
         Command::Audit {
             command: AuditCommand::Verify { db },

@@ -11,11 +11,11 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::suppress;
 use crate::stats::km::KaplanMeier;
 
-const FONT: &str = "sans-serif";
-const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
-const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
-const TARGET: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
-const RECRUITED: RGBColor = RGBColor(0x1f, 0x5f, 0x9f);
+pub(super) const FONT: &str = "sans-serif";
+pub(super) const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
+pub(super) const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
+pub(super) const TARGET: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
+pub(super) const RECRUITED: RGBColor = RGBColor(0x1f, 0x5f, 0x9f);
 const ELIGIBLE: RGBColor = RGBColor(0xb8, 0xcf, 0xe6);
 
 /// Colours for arms, in protocol order.
@@ -34,11 +34,15 @@ pub fn arm_colour_css(i: usize) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
 }
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
-type DrawResult = Result<(), Box<dyn std::error::Error + 'static>>;
+pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(super) type DrawResult = Result<(), Box<dyn std::error::Error + 'static>>;
 
 /// Render one chart to an SVG string; a failure is logged and shown as a note, never a 500.
-fn render(title: &str, size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> DrawResult) -> String {
+pub(super) fn render(
+    title: &str,
+    size: (u32, u32),
+    draw: impl FnOnce(&Area<'_>) -> DrawResult,
+) -> String {
     let mut svg = String::new();
     let outcome = {
         let area = SVGBackend::with_string(&mut svg, size).into_drawing_area();
@@ -68,7 +72,7 @@ fn escape(s: &str) -> String {
 }
 
 /// A nice upper bound for an axis showing values up to `v`.
-fn axis_max(v: f64) -> f64 {
+pub(super) fn axis_max(v: f64) -> f64 {
     if v <= 0.0 {
         return 10.0;
     }

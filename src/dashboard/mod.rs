@@ -18,6 +18,7 @@ pub mod blinded;
 pub mod charts;
 pub mod page;
 pub mod session;
+pub mod simulation;
 pub mod suppress;
 pub mod unblinded;
 

@@ -150,24 +150,57 @@ pub fn derive(
         let mut seen = std::collections::HashSet::new();
         list.retain(|e| seen.insert(e.event.event_id.as_str()));
     }
-    let admin_end = cutoff.0 - chrono::Days::new(u64::from(follow_up.reporting_lag_days));
+    let admin_end = administrative_end(follow_up, cutoff);
+    let mut known = Vec::new();
     subjects
         .iter()
         .filter(|s| s.randomised_on <= cutoff.0)
         .map(|s| {
-            let known = by_subject
-                .get(s.subject.as_str())
-                .map_or(&[][..], |v| v.as_slice());
-            derive_one(follow_up, endpoint, s, known, admin_end)
+            known.clear();
+            if let Some(list) = by_subject.get(s.subject.as_str()) {
+                known.extend(list.iter().map(|e| KnownEvent::of(&e.event)));
+            }
+            let (outcome, censor_reason) =
+                subject_outcome(follow_up, endpoint, s.randomised_on, &known, admin_end);
+            EndpointRow {
+                subject: s.clone(),
+                outcome,
+                censor_reason,
+            }
         })
         .collect()
 }
 
-fn selects(selector: &EventSelector, e: &Event) -> bool {
-    selector.types.contains(&e.event_type)
+/// The last day of administrative follow-up as of `cutoff`: the cut-off minus the reporting lag.
+pub fn administrative_end(follow_up: &FollowUp, cutoff: DataCutoff) -> NaiveDate {
+    cutoff.0 - chrono::Days::new(u64::from(follow_up.reporting_lag_days))
+}
+
+/// An event known as of the cut-off, as the per-subject derivation reads it (borrowed, so a
+/// caller holding events in another shape — the simulator — builds these without allocating).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnownEvent<'a> {
+    pub event_type: &'a str,
+    pub code: Option<&'a str>,
+    pub date: NaiveDate,
+    pub value: Option<f64>,
+}
+
+impl<'a> KnownEvent<'a> {
+    pub fn of(e: &'a Event) -> Self {
+        KnownEvent {
+            event_type: &e.event_type,
+            code: e.code.as_deref(),
+            date: e.date,
+            value: e.value,
+        }
+    }
+}
+
+fn selects(selector: &EventSelector, e: &KnownEvent<'_>) -> bool {
+    selector.types.iter().any(|t| t == e.event_type)
         && (selector.codes.is_empty()
             || e.code
-                .as_deref()
                 .is_some_and(|c| selector.codes.iter().any(|p| c.starts_with(p.as_str()))))
 }
 
@@ -178,41 +211,41 @@ fn days(from: NaiveDate, to: NaiveDate) -> i64 {
 /// Where follow-up ends for a subject (without a horizon), and why.
 fn follow_up_end(
     follow_up: &FollowUp,
-    subject: &Subject,
-    known: &[&ReceivedEvent],
+    randomised_on: NaiveDate,
+    known: &[KnownEvent<'_>],
     admin_end: NaiveDate,
 ) -> (NaiveDate, CensorReason) {
-    let censoring = known.iter().find(|e| {
-        e.event.date >= subject.randomised_on && follow_up.censor_on.contains(&e.event.event_type)
-    });
+    let censoring = known
+        .iter()
+        .find(|e| e.date >= randomised_on && follow_up.censor_on.iter().any(|t| t == e.event_type));
     match censoring {
-        Some(e) if e.event.date < admin_end => (
-            e.event.date,
-            CensorReason::Event(e.event.event_type.clone()),
-        ),
+        Some(e) if e.date < admin_end => (e.date, CensorReason::Event(e.event_type.to_string())),
         _ => (admin_end, CensorReason::Administrative),
     }
 }
 
-fn derive_one(
+/// One subject's value of `endpoint`: `known` are the subject's events known as of the cut-off,
+/// in (date, event id) order without duplicates; `admin_end` is [`administrative_end`].
+/// [`derive`] calls this for every subject; so does the design simulator.
+pub fn subject_outcome(
     follow_up: &FollowUp,
     endpoint: &Endpoint,
-    subject: &Subject,
-    known: &[&ReceivedEvent],
+    randomised_on: NaiveDate,
+    known: &[KnownEvent<'_>],
     admin_end: NaiveDate,
-) -> EndpointRow {
-    let rand = subject.randomised_on;
-    let (end, end_reason) = follow_up_end(follow_up, subject, known, admin_end);
+) -> (Outcome, Option<CensorReason>) {
+    let rand = randomised_on;
+    let (end, end_reason) = follow_up_end(follow_up, rand, known, admin_end);
     // Days of follow-up available (negative when randomised after the administrative end).
     let followed = days(rand, end);
     let outcomes = |selector: &EventSelector| {
         known
             .iter()
-            .filter(|e| e.event.date >= rand && selects(selector, &e.event))
-            .map(|e| (days(rand, e.event.date), &e.event))
+            .filter(|e| e.date >= rand && selects(selector, e))
+            .map(|e| (days(rand, e.date), e))
             .collect::<Vec<_>>()
     };
-    let (outcome, censor_reason) = match &endpoint.kind {
+    match &endpoint.kind {
         EndpointKind::TimeToEvent {
             events,
             horizon_days,
@@ -319,11 +352,6 @@ fn derive_one(
                 ),
             }
         }
-    };
-    EndpointRow {
-        subject: subject.clone(),
-        outcome,
-        censor_reason,
     }
 }
 

@@ -98,6 +98,15 @@ fn is_met(criterion: &Criterion, value: &Value) -> bool {
     criterion.conditions.iter().all(|c| holds(c, value))
 }
 
+impl Criterion {
+    /// Whether `value` (of the criterion's field) meets every condition: the test
+    /// [`check_eligibility`] applies, for callers that hold values by position rather than in
+    /// [`EnrolmentValues`] (the design simulator).
+    pub fn is_met(&self, value: &Value) -> bool {
+        is_met(self, value)
+    }
+}
+
 fn holds(condition: &Condition, value: &Value) -> bool {
     let cmp = |other: &Value| compare(value, other);
     match condition {

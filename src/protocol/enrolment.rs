@@ -24,6 +24,12 @@ pub struct EnrolmentValues {
 }
 
 impl EnrolmentValues {
+    /// Values already typed and checked elsewhere (the design simulator builds the values of a
+    /// stratum's factors this way to take its key from [`super::stratum`]).
+    pub(crate) fn from_pairs(values: Vec<(String, Value)>) -> Self {
+        EnrolmentValues { values }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }

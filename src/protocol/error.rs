@@ -58,11 +58,11 @@ impl fmt::Display for ProtocolErrors {
 impl std::error::Error for ProtocolErrors {}
 
 /// A phase-2 finding before it is turned into line and column: the byte span it points at.
-pub(super) type Finding = (Range<usize>, String);
+pub(crate) type Finding = (Range<usize>, String);
 
 /// Locate findings in `source` and sort them by position (stable, so findings at one spot keep
 /// the order in which validation found them).
-pub(super) fn locate(source: &str, origin: &str, findings: Vec<Finding>) -> ProtocolErrors {
+pub(crate) fn locate(source: &str, origin: &str, findings: Vec<Finding>) -> ProtocolErrors {
     let mut errors: Vec<ProtocolError> = findings
         .into_iter()
         .map(|(span, message)| at(source, origin, span.start, message))
@@ -73,7 +73,7 @@ pub(super) fn locate(source: &str, origin: &str, findings: Vec<Finding>) -> Prot
 
 /// A TOML syntax or shape error (unknown key, wrong type, missing key) as a single-line error.
 /// Errors without a span (rare; e.g. a missing top-level key) point at 1:1.
-pub(super) fn from_toml(source: &str, origin: &str, error: &toml::de::Error) -> ProtocolErrors {
+pub(crate) fn from_toml(source: &str, origin: &str, error: &toml::de::Error) -> ProtocolErrors {
     let start = error.span().map_or(0, |span| span.start);
     let message = error
         .message()

@@ -43,6 +43,7 @@ mod validate;
 
 pub use eligibility::*;
 pub use enrolment::*;
+pub(crate) use error::{from_toml, locate, Finding};
 pub use error::{ProtocolError, ProtocolErrors};
 pub use model::*;
 pub use personal_identity::looks_like_personal_identity_number;

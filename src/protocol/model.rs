@@ -266,8 +266,12 @@ pub struct DerivedField {
 impl DerivedField {
     /// The label of the band holding `x`.
     pub fn label_for(&self, x: f64) -> &str {
-        let band = self.cuts.iter().take_while(|&&cut| cut <= x).count();
-        self.labels.get(band).map_or("", String::as_str)
+        self.labels.get(self.band(x)).map_or("", String::as_str)
+    }
+
+    /// The index of the band holding `x` (the index of its label).
+    pub fn band(&self, x: f64) -> usize {
+        self.cuts.iter().take_while(|&&cut| cut <= x).count()
     }
 }
 

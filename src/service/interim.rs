@@ -210,14 +210,24 @@ fn log_hazard_ratio(
         .iter()
         .map(|&g| f64::from(u8::from(g == 0)))
         .collect();
-    let (time, event) = (data.time, data.event);
+    look_log_hazard_ratio(&data.time, &data.event, &arm)
+}
+
+/// The statistic of a look: the Cox log hazard ratio of `experimental` (1 = experimental arm,
+/// 0 = reference arm) and its standard error, when estimable. The live interim report and the
+/// design simulator both call this.
+pub fn look_log_hazard_ratio(
+    time: &[f64],
+    event: &[bool],
+    experimental: &[f64],
+) -> Option<(f64, f64)> {
     let fit = stats::cox::cox_ph(
         &stats::cox::CoxData {
-            time: &time,
-            event: &event,
+            time,
+            event,
             covariates: vec![stats::cox::Covariate {
                 name: "arm",
-                values: &arm,
+                values: experimental,
             }],
             strata: None,
         },
