@@ -35,6 +35,8 @@ pub enum ErrorCode {
     RecordConflict,
     /// 409: the trial is not recruiting.
     TrialNotActive,
+    /// 409: the patient's cluster was randomised to an arm a protocol amendment has closed.
+    ClusterArmClosed,
     /// 413: the body is larger than the limit.
     PayloadTooLarge,
     /// 415: the body is not declared as `application/json`.
@@ -62,9 +64,8 @@ impl ErrorCode {
             Forbidden => StatusCode::FORBIDDEN,
             TrialNotFound | EnrolmentNotFound | NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AlreadyRandomised | RecordConflict | TrialNotActive | EventConflict => {
-                StatusCode::CONFLICT
-            }
+            AlreadyRandomised | RecordConflict | TrialNotActive | ClusterArmClosed
+            | EventConflict => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NotEligible | InvalidEnrolment | InvalidEvents => StatusCode::UNPROCESSABLE_ENTITY,
@@ -87,6 +88,7 @@ impl ErrorCode {
             AlreadyRandomised => "already_randomised",
             RecordConflict => "record_conflict",
             TrialNotActive => "trial_not_active",
+            ClusterArmClosed => "cluster_arm_closed",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             NotEligible => "not_eligible",
@@ -203,6 +205,9 @@ impl From<EnrolError> for ApiError {
             }
             EnrolError::RecordConflict(_) => ApiError::new(ErrorCode::RecordConflict, message),
             EnrolError::TrialNotActive { .. } => ApiError::new(ErrorCode::TrialNotActive, message),
+            EnrolError::ClusterArmClosed { .. } => {
+                ApiError::new(ErrorCode::ClusterArmClosed, message)
+            }
             EnrolError::Unavailable => ApiError::new(ErrorCode::Unavailable, message),
             EnrolError::Store(e) => e.into(),
         }

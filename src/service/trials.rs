@@ -64,12 +64,6 @@ pub enum LoadError {
     },
     #[error("{path}: {source}")]
     Scheme { path: PathBuf, source: SchemeError },
-    #[error(
-        "trial `{trial}`: {what} is not yet available for live enrolment (it can be assessed with \
-         `rrct randomisation assess --protocol FILE`); use simple or permuted_blocks without \
-         cluster or arm_eligibility for now"
-    )]
-    NotLive { trial: String, what: String },
     #[error("cannot draw a master seed from the operating system: {0}")]
     Entropy(String),
     #[error(transparent)]
@@ -168,7 +162,6 @@ pub async fn register_with_seed(
     source: &str,
     seed: MasterSeed,
 ) -> Result<TrialRuntime, LoadError> {
-    live_supported(&protocol)?;
     let scheme = Scheme::from_protocol(&protocol).map_err(|source| LoadError::Scheme {
         path: PathBuf::from(&protocol.trial_id),
         source,
@@ -196,33 +189,5 @@ impl TrialRegistry {
                 .map(|r| (r.protocol.trial_id.clone(), Arc::new(r)))
                 .collect(),
         }
-    }
-}
-
-/// The live enrolment path runs simple randomisation and permuted blocks; the adaptive
-/// procedures, clusters and per-patient arm eligibility need state it does not keep yet, and a
-/// trial must never run with a procedure silently degraded.
-fn live_supported(protocol: &Protocol) -> Result<(), LoadError> {
-    use crate::protocol::Method;
-    let spec = &protocol.randomisation;
-    let what = match &spec.method {
-        Method::Simple | Method::PermutedBlocks { .. } => None,
-        other => Some(format!("randomisation method `{}`", other.as_str())),
-    }
-    .or_else(|| {
-        spec.cluster
-            .as_ref()
-            .map(|c| format!("cluster randomisation (by `{c}`)"))
-    })
-    .or_else(|| {
-        spec.arm_eligibility
-            .then(|| "per-patient arm eligibility".to_string())
-    });
-    match what {
-        Some(what) => Err(LoadError::NotLive {
-            trial: protocol.trial_id.clone(),
-            what,
-        }),
-        None => Ok(()),
     }
 }

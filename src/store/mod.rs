@@ -19,6 +19,7 @@
 
 pub mod allocations;
 pub mod audit;
+pub mod balance;
 pub mod events;
 pub mod tokens;
 pub mod trials;

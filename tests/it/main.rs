@@ -12,5 +12,6 @@ mod dashboard;
 mod events;
 mod flow;
 mod http_enrolment;
+mod live_procedures;
 mod reproducibility;
 mod serve;
