@@ -670,6 +670,24 @@ pub async fn write_counts(store: &Store) -> StoreResult<WriteCounts> {
     })
 }
 
+/// The site and fields (JSON text, as received) of the enrolment that randomised a record.
+pub async fn randomised_fields(
+    tx: &mut WriteTx,
+    trial_id: &str,
+    record_id: &str,
+) -> StoreResult<Option<(String, String)>> {
+    let row = sqlx::query(
+        "SELECT site_code, fields FROM screening_log WHERE trial_id = $1 AND record_id = $2 \
+         AND outcome = 'randomised'",
+    )
+    .bind(trial_id)
+    .bind(record_id)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.map(|r| Ok((r.try_get("site_code")?, r.try_get("fields")?)))
+        .transpose()
+}
+
 /// Screening-log entries of one record: `(outcome, request_sha256, reasons, screened_at)`,
 /// oldest first.
 pub async fn screenings_of_record(

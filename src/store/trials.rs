@@ -231,6 +231,31 @@ pub async fn set_status(
     Ok(done)
 }
 
+/// Whether a trial exists.
+pub async fn exists(conn: &mut sqlx::AnyConnection, trial_id: &str) -> StoreResult<bool> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT trial_id FROM trials WHERE trial_id = $1")
+            .bind(trial_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// The source text of one registered protocol version.
+pub async fn protocol_source(
+    conn: &mut sqlx::AnyConnection,
+    trial_id: &str,
+    version: &str,
+) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT source FROM protocol_versions WHERE trial_id = $1 AND version = $2",
+    )
+    .bind(trial_id)
+    .bind(version)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// The current protocol version of a trial and its source text, as registered.
 pub async fn current_protocol(
     store: &Store,

@@ -13,5 +13,6 @@ mod events;
 mod flow;
 mod http_enrolment;
 mod live_procedures;
+mod randomised_in_error;
 mod reproducibility;
 mod serve;
