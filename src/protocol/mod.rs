@@ -32,6 +32,7 @@
 //! Days count from randomisation (day 0). When endpoints are declared exactly one has
 //! `primary = true`, and no `censor_on` type may also be an endpoint's event type.
 
+pub mod amendment;
 mod arm_eligibility;
 mod eligibility;
 mod enrolment;

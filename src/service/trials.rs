@@ -168,7 +168,10 @@ pub async fn register_with_seed(
     })?;
     // Servers starting together are serialised by the store's writer lock: the first creates
     // the trial, the others find it.
-    let outcome = trials::register(store, &protocol, source, &seed).await?;
+    let outcome = trials::register(store, &protocol, source, &seed, |inputs| {
+        judge_amendment(&protocol, inputs)
+    })
+    .await?;
     tracing::info!(trial = %protocol.trial_id, version = %protocol.version, ?outcome, "protocol registered");
     let stored = trials::load(store, &protocol.trial_id)
         .await?
@@ -190,4 +193,26 @@ impl TrialRegistry {
                 .collect(),
         }
     }
+}
+
+/// Judge a new protocol version against the current one and the randomisation so far (see
+/// [`protocol::amendment`]): the changes for the audit entry, or the reasons to refuse it.
+fn judge_amendment(
+    next: &Protocol,
+    inputs: &trials::AmendmentInputs,
+) -> Result<Vec<String>, Vec<String>> {
+    let current = protocol::parse(&inputs.current_source, "the current protocol").map_err(|e| {
+        vec![format!(
+            "the current version {} no longer parses, so a change cannot be judged: {e}",
+            inputs.current_version
+        )]
+    })?;
+    protocol::amendment::check_amendment(
+        &current,
+        next,
+        &protocol::amendment::RandomisationSoFar {
+            allocations: u64::try_from(inputs.allocations).unwrap_or(0),
+            allocated_arms: inputs.allocated_arms.clone(),
+        },
+    )
 }

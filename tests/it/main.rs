@@ -4,6 +4,7 @@
 
 mod support;
 
+mod amendments;
 mod audit_cli;
 mod browser;
 mod concurrency;
