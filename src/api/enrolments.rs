@@ -11,11 +11,42 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorCode};
 use super::{ApiJson, AppState};
 use crate::service::enrol::{self, EnrolOutcome};
+use crate::service::{randomised_in_error, Role};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/trials/{trial}/enrolments", post(create))
         .route("/api/v1/trials/{trial}/enrolments/{record_id}", get(show))
+        .route(
+            "/api/v1/trials/{trial}/enrolments/{record_id}/error",
+            post(mark_error),
+        )
+}
+
+/// Mark an allocation randomised in error (admin only): `{"reason": "..."}` → 201 with the mark.
+async fn mark_error(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((trial, record_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    if state.trials.get(&trial).is_none() {
+        return Err(ApiError::new(
+            ErrorCode::TrialNotFound,
+            format!("no trial `{trial}` is served here"),
+        ));
+    }
+    if principal.role != Role::Admin || !principal.may_access_trial(&trial) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("an `admin` token for trial `{trial}` is needed to mark an allocation randomised in error"),
+        ));
+    }
+    let reason = randomised_in_error::reason_from_json(&body)?;
+    let marked =
+        randomised_in_error::mark(&state.store, &trial, &record_id, &reason, &principal.actor)
+            .await?;
+    Ok((StatusCode::CREATED, Json(marked)).into_response())
 }
 
 async fn create(

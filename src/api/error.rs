@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::service::enrol::EnrolError;
 use crate::service::events::IngestError;
+use crate::service::randomised_in_error::MarkError;
 use crate::store::StoreError;
 
 /// Every error code the API returns. Codes are stable: clients branch on them.
@@ -35,6 +36,10 @@ pub enum ErrorCode {
     RecordConflict,
     /// 409: the trial is not recruiting.
     TrialNotActive,
+    /// 409: the patient's cluster was randomised to an arm a protocol amendment has closed.
+    ClusterArmClosed,
+    /// 409: the allocation is already marked randomised in error.
+    AlreadyMarkedInError,
     /// 413: the body is larger than the limit.
     PayloadTooLarge,
     /// 415: the body is not declared as `application/json`.
@@ -43,6 +48,8 @@ pub enum ErrorCode {
     NotEligible,
     /// 422: a field is missing, of the wrong type or out of range.
     InvalidEnrolment,
+    /// 422: the body of a request other than an enrolment is invalid (each field named).
+    InvalidRequest,
     /// 422: rows of an event batch are invalid (each listed); nothing was stored.
     InvalidEvents,
     /// 409: event ids of the batch were stored before with other content; nothing was stored.
@@ -62,12 +69,13 @@ impl ErrorCode {
             Forbidden => StatusCode::FORBIDDEN,
             TrialNotFound | EnrolmentNotFound | NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AlreadyRandomised | RecordConflict | TrialNotActive | EventConflict => {
-                StatusCode::CONFLICT
-            }
+            AlreadyRandomised | RecordConflict | TrialNotActive | ClusterArmClosed
+            | AlreadyMarkedInError | EventConflict => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            NotEligible | InvalidEnrolment | InvalidEvents => StatusCode::UNPROCESSABLE_ENTITY,
+            NotEligible | InvalidEnrolment | InvalidRequest | InvalidEvents => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -87,10 +95,13 @@ impl ErrorCode {
             AlreadyRandomised => "already_randomised",
             RecordConflict => "record_conflict",
             TrialNotActive => "trial_not_active",
+            ClusterArmClosed => "cluster_arm_closed",
+            AlreadyMarkedInError => "already_marked_in_error",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             NotEligible => "not_eligible",
             InvalidEnrolment => "invalid_enrolment",
+            InvalidRequest => "invalid_request",
             InvalidEvents => "invalid_events",
             EventConflict => "event_conflict",
             Internal => "internal",
@@ -203,8 +214,32 @@ impl From<EnrolError> for ApiError {
             }
             EnrolError::RecordConflict(_) => ApiError::new(ErrorCode::RecordConflict, message),
             EnrolError::TrialNotActive { .. } => ApiError::new(ErrorCode::TrialNotActive, message),
+            EnrolError::ClusterArmClosed { .. } => {
+                ApiError::new(ErrorCode::ClusterArmClosed, message)
+            }
             EnrolError::Unavailable => ApiError::new(ErrorCode::Unavailable, message),
             EnrolError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<MarkError> for ApiError {
+    fn from(e: MarkError) -> Self {
+        let message = e.to_string();
+        match e {
+            MarkError::TrialNotFound(_) => ApiError::new(ErrorCode::TrialNotFound, message),
+            MarkError::EnrolmentNotFound { .. } => {
+                ApiError::new(ErrorCode::EnrolmentNotFound, message)
+            }
+            MarkError::AlreadyMarked { marked_at, .. } => {
+                ApiError::new(ErrorCode::AlreadyMarkedInError, message)
+                    .with("marked_at", json!(marked_at))
+            }
+            MarkError::Invalid(fields) => ApiError::new(ErrorCode::InvalidRequest, message).with(
+                "fields",
+                serde_json::to_value(fields).unwrap_or(Value::Null),
+            ),
+            MarkError::Store(e) => e.into(),
         }
     }
 }

@@ -15,7 +15,7 @@ mod simulate;
 mod stats;
 
 use crate::api::{self, AppState};
-use crate::service::{auth, trials};
+use crate::service::{auth, randomised_in_error, trials};
 use crate::store::{audit, Store};
 
 /// Environment variable read when `--database` is not given.
@@ -106,6 +106,30 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Enrolments already made.
+    Enrolment {
+        #[command(subcommand)]
+        command: EnrolmentCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EnrolmentCommand {
+    /// Mark an allocation randomised in error (it stays in the data and every analysis, is
+    /// flagged in exports and no longer counts towards minimisation balance). Prints the mark
+    /// as JSON.
+    MarkError {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long)]
+        trial: String,
+        /// The enrolment's record id.
+        #[arg(long)]
+        record: String,
+        /// Why the patient was randomised in error.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -240,6 +264,30 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Randomisation { command } => randomisation::run(command),
         Command::Simulate(args) => simulate::run(args),
         Command::Design { command } => design::run(command).await,
+        Command::Enrolment {
+            command:
+                EnrolmentCommand::MarkError {
+                    db,
+                    trial,
+                    record,
+                    reason,
+                },
+        } => {
+            let store = Store::connect(&db.database).await?;
+            let outcome = randomised_in_error::mark(&store, &trial, &record, &reason, "cli").await;
+            store.close().await;
+            match outcome {
+                Ok(marked) => {
+                    println!("{}", serde_json::to_string_pretty(&marked)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(randomised_in_error::MarkError::Store(e)) => Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {

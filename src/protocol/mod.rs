@@ -32,6 +32,8 @@
 //! Days count from randomisation (day 0). When endpoints are declared exactly one has
 //! `primary = true`, and no `censor_on` type may also be an endpoint's event type.
 
+pub mod amendment;
+mod arm_eligibility;
 mod eligibility;
 mod enrolment;
 mod error;
@@ -41,6 +43,7 @@ mod raw;
 mod stratum;
 mod validate;
 
+pub use arm_eligibility::{parse_ineligible_arms, INELIGIBLE_ARMS};
 pub use eligibility::*;
 pub use enrolment::*;
 pub(crate) use error::{from_toml, locate, Finding};

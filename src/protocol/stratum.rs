@@ -24,14 +24,7 @@ pub fn stratum(protocol: &Protocol, values: &EnrolmentValues) -> Stratum {
         .randomisation
         .strata
         .iter()
-        .map(|factor| {
-            let level = match values.get(factor) {
-                Some(Value::Text(s)) => s.clone(),
-                Some(other) => other.to_string(),
-                None => MISSING_LEVEL.to_string(),
-            };
-            (factor.clone(), level)
-        })
+        .map(|factor| (factor.clone(), level(values, factor)))
         .collect();
     let key = if levels.is_empty() {
         "all".to_string()
@@ -43,6 +36,16 @@ pub fn stratum(protocol: &Protocol, values: &EnrolmentValues) -> Stratum {
             .join(";")
     };
     Stratum { key, levels }
+}
+
+/// An enrolment's level of one factor (stratification or minimisation factor, or the cluster
+/// field), written as stratum keys write it: text as is, other values as [`Value`] displays them.
+pub fn level(values: &EnrolmentValues, factor: &str) -> String {
+    match values.get(factor) {
+        Some(Value::Text(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => MISSING_LEVEL.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Enrolment: eligibility, stratified randomisation and durable allocation in one transaction.
 //!
 //! The order of checks is part of the contract with register hosts:
-//! 1. the request must parse and its fields fit the protocol (`invalid_enrolment`, nothing stored);
+//! 1. the request must parse and its fields (and `ineligible_arms`, when the protocol has arm
+//!    eligibility) fit the protocol (`invalid_enrolment`, nothing stored);
 //! 2. a `record_id` seen before answers from the store: the same body replays the allocation,
 //!    another body is a `record_conflict` — this works even after recruitment has closed, so a
 //!    register's retry of an acknowledged enrolment never fails;
@@ -9,8 +10,14 @@
 //! 4. a subject already randomised under another record is refused (`already_randomised`);
 //! 5. an ineligible patient is refused with reasons, and the refusal is recorded in the screening
 //!    log (identical retries are not recorded twice);
-//! 6. otherwise the stratum's next slot is allocated, and allocation, stratum position, trial
-//!    counter, screening-log row and audit entry are committed together.
+//! 6. otherwise the patient is allocated by the protocol's procedure (a cluster member inherits
+//!    its cluster's arm), and allocation, stratum position, trial counter, the counts the
+//!    adaptive procedures balance, the cluster's arm, screening-log row and audit entry are
+//!    committed together.
+//!
+//! The counts (per-stratum arm counts, trial-wide minimisation marginals, cluster arms) are
+//! read for the keys a batch needs, updated in memory as the batch decides in arrival order —
+//! so enrolments decided together see each other — and written back once per batch.
 //!
 //! Steps 2–6 run under the trial row's lock, so concurrent enrolments of one trial, from any
 //! number of server processes sharing the database, are serialised by the database itself.
@@ -25,9 +32,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Principal, Role, TrialRegistry, TrialRuntime};
 use crate::protocol::{self, FieldError, TrialStatus};
-use crate::randomise::{self, StratumState};
-use crate::store::allocations::{self, AllocationRow, BatchWrite, ScreeningRow};
+use crate::randomise::{self, AllocationContext, AllocationError, Scheme, StratumState};
+use crate::store::allocations::{
+    self, AllocationRow, BatchWrite, ScreeningRow, DRAW_INHERITED, DRAW_RESTRICTED, DRAW_SLOT,
+};
 use crate::store::audit::NewEntry;
+use crate::store::balance::{unsigned, ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
 use crate::store::{now_text, Store, StoreError};
 
 /// Longest accepted `record_id`, `subject` or `site`.
@@ -187,6 +197,9 @@ pub struct Allocation {
     pub stratum: String,
     pub allocated_at: String,
     pub protocol_version: String,
+    /// The arms the patient was eligible for, when the enrolment named ineligible arms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eligible_arms: Option<Vec<String>>,
 }
 
 impl Allocation {
@@ -197,7 +210,13 @@ impl Allocation {
             .iter()
             .find(|a| a.id == row.arm)
             .map_or_else(|| row.arm.clone(), |a| a.label.clone());
+        // Written by `decide_one` as a JSON array of arm ids; anything else is not shown.
+        let eligible_arms = row
+            .eligible_arms
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok());
         Allocation {
+            eligible_arms,
             trial_id: row.trial_id,
             record_id: row.record_id,
             subject: row.subject,
@@ -240,6 +259,11 @@ pub enum EnrolError {
     RecordConflict(String),
     #[error("trial `{trial}` is not recruiting: {reason}")]
     TrialNotActive { trial: String, reason: String },
+    #[error(
+        "cluster `{cluster}` was randomised to arm `{arm}`, which the current protocol no longer \
+         has; its members cannot be enrolled"
+    )]
+    ClusterArmClosed { cluster: String, arm: String },
     #[error("the enrolment service is shutting down")]
     Unavailable,
     #[error(transparent)]
@@ -265,6 +289,12 @@ struct Pending {
     values: protocol::EnrolmentValues,
     refusals: Vec<protocol::Ineligibility>,
     stratum: String,
+    /// One flag per arm when the enrolment named ineligible arms.
+    eligible: Option<Vec<bool>>,
+    /// The enrolment's level of each minimisation factor, in the scheme's factor order.
+    levels: Vec<String>,
+    /// The enrolment's cluster, in a cluster trial.
+    cluster: Option<String>,
 }
 
 type Reply = oneshot::Sender<Result<EnrolOutcome, EnrolError>>;
@@ -366,7 +396,8 @@ pub async fn enrol(
             "this token is not valid for trial `{trial_id}`"
         )));
     }
-    let request = EnrolmentRequest::from_json(body).map_err(EnrolError::Invalid)?;
+    let request = EnrolmentRequest::from_json_with(body, &[protocol::INELIGIBLE_ARMS])
+        .map_err(EnrolError::Invalid)?;
     if !principal.may_access_site(&request.site) {
         return Err(EnrolError::Forbidden(format!(
             "this token may not enrol at site `{}`",
@@ -374,10 +405,30 @@ pub async fn enrol(
         )));
     }
     let protocol = &runtime.protocol;
-    let values = protocol::parse_enrolment(protocol, &request.site, &request.fields)
-        .map_err(EnrolError::Invalid)?;
+    // Every problem at once: the arm list's and the fields'.
+    let eligible = protocol::parse_ineligible_arms(protocol, body.get(protocol::INELIGIBLE_ARMS));
+    let values = protocol::parse_enrolment(protocol, &request.site, &request.fields);
+    let (eligible, values) = match (eligible, values) {
+        (Ok(eligible), Ok(values)) => (eligible, values),
+        (eligible, values) => {
+            let mut errors: Vec<FieldError> = eligible.err().into_iter().collect();
+            errors.extend(values.err().unwrap_or_default());
+            return Err(EnrolError::Invalid(errors));
+        }
+    };
     let refusals = protocol::check_eligibility(protocol, &values);
     let stratum = protocol::stratum(protocol, &values).key;
+    let levels = runtime
+        .scheme
+        .factors()
+        .iter()
+        .map(|f| protocol::level(&values, &f.name))
+        .collect();
+    let cluster = protocol
+        .randomisation
+        .cluster
+        .as_deref()
+        .map(|field| protocol::level(&values, field));
     queue
         .submit(Pending {
             runtime,
@@ -386,6 +437,9 @@ pub async fn enrol(
             values,
             refusals,
             stratum,
+            eligible,
+            levels,
+            cluster,
         })
         .await
 }
@@ -402,6 +456,18 @@ struct TrialSlice {
     refusals: HashMap<(String, String), String>,
     strata: HashMap<String, StratumState>,
     touched_strata: BTreeSet<String>,
+    /// Counts and clusters as stored, updated in memory as the batch decides.
+    balance: Balance,
+    touched_arm_counts: BTreeSet<(String, String)>,
+    touched_marginals: BTreeSet<(String, String, String)>,
+}
+
+/// Whether a scheme balances per-stratum arm counts.
+fn keeps_arm_counts(scheme: &Scheme) -> bool {
+    matches!(
+        scheme,
+        Scheme::BiasedCoin { .. } | Scheme::BigStick { .. } | Scheme::Urn { .. }
+    )
 }
 
 /// Decide a batch of enrolments in one transaction, in arrival order, and commit.
@@ -432,8 +498,9 @@ async fn decide_batch(
             .filter(|p| !p.refusals.is_empty())
             .map(|p| p.request.record_id.as_str())
             .collect();
+        let keys = balance_keys(&mine);
         let context =
-            allocations::batch_context(&mut tx, trial, &records, &subjects, &strata).await?;
+            allocations::batch_context(&mut tx, trial, &records, &subjects, &strata, &keys).await?;
         let Some((status, next_number)) = context.trial else {
             continue;
         };
@@ -456,6 +523,9 @@ async fn decide_batch(
                 refusals: allocations::refusals(&mut tx, trial, &refused).await?,
                 strata,
                 touched_strata: BTreeSet::new(),
+                balance: context.balance,
+                touched_arm_counts: BTreeSet::new(),
+                touched_marginals: BTreeSet::new(),
             },
         );
     }
@@ -484,10 +554,53 @@ async fn decide_batch(
                 .next_numbers
                 .push((trial.to_string(), slice.next_number));
         }
+        for (stratum, arm) in &slice.touched_arm_counts {
+            writes.arm_counts.push(ArmCountRow {
+                trial_id: trial.to_string(),
+                stratum: stratum.clone(),
+                arm: arm.clone(),
+                n: slice.balance.arm_count(stratum, arm),
+            });
+        }
+        for (factor, level, arm) in &slice.touched_marginals {
+            writes.marginals.push(MarginalRow {
+                trial_id: trial.to_string(),
+                factor: factor.clone(),
+                level: level.clone(),
+                arm: arm.clone(),
+                n: slice.balance.marginal(factor, level, arm),
+            });
+        }
     }
     allocations::write_batch(&mut tx, &writes).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// The counts and clusters one trial's enrolments of a batch need, by their schemes.
+fn balance_keys<'a>(mine: &[&'a Pending]) -> BalanceKeys<'a> {
+    let mut strata = BTreeSet::new();
+    let mut factors = BTreeSet::new();
+    let mut levels = BTreeSet::new();
+    let mut clusters = BTreeSet::new();
+    for p in mine {
+        if keeps_arm_counts(&p.runtime.scheme) {
+            strata.insert(p.stratum.as_str());
+        }
+        for (factor, level) in p.runtime.scheme.factors().iter().zip(&p.levels) {
+            factors.insert(factor.name.as_str());
+            levels.insert(level.as_str());
+        }
+        if let Some(cluster) = &p.cluster {
+            clusters.insert(cluster.as_str());
+        }
+    }
+    BalanceKeys {
+        strata: strata.into_iter().collect(),
+        factors: factors.into_iter().collect(),
+        levels: levels.into_iter().collect(),
+        clusters: clusters.into_iter().collect(),
+    }
 }
 
 /// Decide one enrolment against its trial's slice, queueing the rows to write.
@@ -575,17 +688,79 @@ fn decide_one(
     }
 
     let state = slice.strata.get(&item.stratum).copied().unwrap_or_default();
-    let decision = randomise::allocate(
-        &runtime.scheme,
-        &runtime.seed,
-        trial_id,
-        &item.stratum,
-        state,
-    );
-    let arm = protocol
-        .arms
+    let scheme = &runtime.scheme;
+    let arms = &protocol.arms;
+    let cluster = item
+        .cluster
+        .as_ref()
+        .and_then(|c| slice.balance.clusters.get(c));
+    let cluster_arm = match cluster {
+        Some(c) => {
+            Some(
+                protocol
+                    .arm_index(&c.arm)
+                    .ok_or_else(|| EnrolError::ClusterArmClosed {
+                        cluster: c.cluster.clone(),
+                        arm: c.arm.clone(),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let counts = |f: &dyn Fn(&str) -> i64| -> Result<Vec<u64>, StoreError> {
+        arms.iter().map(|a| unsigned(f(&a.id))).collect()
+    };
+    let ctx = AllocationContext {
+        eligible_arms: item.eligible.clone(),
+        arm_counts: if keeps_arm_counts(scheme) {
+            counts(&|arm| slice.balance.arm_count(&item.stratum, arm))?
+        } else {
+            Vec::new()
+        },
+        marginals: scheme
+            .factors()
+            .iter()
+            .zip(&item.levels)
+            .map(|(f, level)| counts(&|arm| slice.balance.marginal(&f.name, level, arm)))
+            .collect::<Result<_, _>>()?,
+        cluster_arm,
+    };
+    let decision =
+        randomise::allocate_with(scheme, &runtime.seed, trial_id, &item.stratum, &state, &ctx)
+            .map_err(|e| match (e, cluster) {
+                (AllocationError::ClusterArmIneligible { .. }, Some(c)) => {
+                    EnrolError::Invalid(vec![FieldError {
+                        field: protocol::INELIGIBLE_ARMS.to_string(),
+                        message: format!(
+                    "cluster `{}` is already randomised to arm `{}`, which this enrolment lists \
+                     as ineligible",
+                    c.cluster, c.arm
+                ),
+                    }])
+                }
+                (e, _) => StoreError::Corrupt(format!("allocation context: {e}")).into(),
+            })?;
+    let arm = arms
         .get(decision.arm)
         .ok_or_else(|| StoreError::Corrupt(format!("arm index {} out of range", decision.arm)))?;
+    let restricted = item.eligible.as_ref().is_some_and(|e| e.contains(&false));
+    let draw = if cluster_arm.is_some() {
+        DRAW_INHERITED
+    } else if restricted && matches!(scheme, Scheme::PermutedBlocks { .. }) {
+        DRAW_RESTRICTED
+    } else {
+        DRAW_SLOT
+    };
+    let eligible_ids: Option<Vec<String>> = restricted.then(|| {
+        arms.iter()
+            .zip(item.eligible.iter().flatten())
+            .filter(|(_, &e)| e)
+            .map(|(a, _)| a.id.clone())
+            .collect()
+    });
+    let eligible_arms = eligible_ids
+        .as_ref()
+        .map(|ids| Value::from(ids.clone()).to_string());
     let row = AllocationRow {
         trial_id: trial_id.to_string(),
         randomisation_number: slice.next_number,
@@ -601,7 +776,38 @@ fn decide_one(
         protocol_version: protocol.version.clone(),
         request_sha256: request.request_sha256.clone(),
         allocated_at: now.to_string(),
+        detail: decision.detail.as_ref().map(Value::to_string),
+        eligible_arms,
+        cluster: item.cluster.clone(),
+        draw: draw.to_string(),
     };
+    // Counts are of randomised units: an inherited cluster member changes none of them.
+    if cluster_arm.is_none() {
+        if keeps_arm_counts(scheme) {
+            let key = (item.stratum.clone(), arm.id.clone());
+            *slice.balance.arm_counts.entry(key.clone()).or_default() += 1;
+            slice.touched_arm_counts.insert(key);
+        }
+        for (factor, level) in scheme.factors().iter().zip(&item.levels) {
+            let key = (factor.name.clone(), level.clone(), arm.id.clone());
+            *slice.balance.marginals.entry(key.clone()).or_default() += 1;
+            slice.touched_marginals.insert(key);
+        }
+        if let Some(cluster) = &item.cluster {
+            let randomised = ClusterRow {
+                trial_id: trial_id.to_string(),
+                cluster: cluster.clone(),
+                arm: arm.id.clone(),
+                stratum: item.stratum.clone(),
+                randomisation_number: row.randomisation_number,
+            };
+            slice
+                .balance
+                .clusters
+                .insert(cluster.clone(), randomised.clone());
+            writes.clusters.push(randomised);
+        }
+    }
     slice.next_number += 1;
     slice.strata.insert(item.stratum.clone(), decision.next);
     slice.touched_strata.insert(item.stratum.clone());
@@ -641,6 +847,10 @@ fn decide_one(
             "derived": item.values,
             "request_sha256": row.request_sha256,
             "protocol_version": row.protocol_version,
+            "draw": row.draw,
+            "cluster": row.cluster,
+            "eligible_arms": eligible_ids,
+            "detail": decision.detail,
         }),
     });
     writes.allocations.push(row.clone());

@@ -8,6 +8,9 @@ use chrono::NaiveDate;
 
 use crate::endpoints::{self, DataCutoff, ReceivedEvent, Subject};
 use crate::protocol::{self, Protocol};
+use std::collections::HashMap;
+
+use crate::store::allocation_errors::{self, ErrorMark};
 use crate::store::allocations::{self, AllocationRow};
 use crate::store::{events, trials, Store, StoreError};
 
@@ -34,6 +37,9 @@ pub struct TrialData {
     pub protocol: Protocol,
     pub allocations: Vec<AllocationRow>,
     pub events: Vec<ReceivedEvent>,
+    /// Allocations marked randomised in error, by record id. They stay in every data set
+    /// (intention to treat) and are flagged.
+    pub in_error: HashMap<String, ErrorMark>,
 }
 
 impl TrialData {
@@ -48,6 +54,7 @@ impl TrialData {
             protocol,
             allocations: allocations::list(store, trial_id).await?,
             events: events::for_trial(store, trial_id).await?,
+            in_error: allocation_errors::of_trial(store, trial_id).await?,
         })
     }
 
@@ -92,7 +99,8 @@ fn randomised_on(a: &AllocationRow) -> NaiveDate {
 }
 
 /// ADTTE for one endpoint: `record_id,subject,site,arm,stratum,randomised_on,time_days,event,
-/// censor_reason`. For binary endpoints `event` is 1/0 or empty when incomplete; for counts it
+/// censor_reason` (allocations randomised in error are kept, intention to treat; their flag is
+/// in ADSL, the subject-level data set, to merge by `record_id`). For binary endpoints `event` is 1/0 or empty when incomplete; for counts it
 /// is the count; for continuous endpoints the value.
 pub fn adtte(
     data: &TrialData,
@@ -139,7 +147,8 @@ pub fn adtte(
 /// ADSL: one row per subject randomised on or before the cut-off, with the stratification
 /// factors as columns `strat_<factor>`, and `error_flag` = 1 (with `error_reason`) when the
 /// register data contradict the randomisation: a death dated before the randomisation day,
-/// or events dated more than a day after a recorded death.
+/// or events dated more than a day after a recorded death; last `randomised_in_error` = 1
+/// (with `randomised_in_error_reason`) for an allocation marked randomised in error.
 pub fn adsl(data: &TrialData, cutoff: DataCutoff) -> Result<Vec<u8>, ExportError> {
     let factors = &data.protocol.randomisation.strata;
     let mut out = csv::Writer::from_writer(Vec::new());
@@ -162,6 +171,8 @@ pub fn adsl(data: &TrialData, cutoff: DataCutoff) -> Result<Vec<u8>, ExportError
             "protocol_version",
             "error_flag",
             "error_reason",
+            "randomised_in_error",
+            "randomised_in_error_reason",
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -189,6 +200,7 @@ pub fn adsl(data: &TrialData, cutoff: DataCutoff) -> Result<Vec<u8>, ExportError
             .get(a.subject.as_str())
             .map_or(&[][..], |v| v.as_slice());
         let error = data_error(known, on);
+        let marked = data.in_error.get(&a.record_id);
         let mut record: Vec<String> = vec![
             a.record_id.clone(),
             a.subject.clone(),
@@ -212,6 +224,8 @@ pub fn adsl(data: &TrialData, cutoff: DataCutoff) -> Result<Vec<u8>, ExportError
             a.protocol_version.clone(),
             u8::from(error.is_some()).to_string(),
             error.unwrap_or_default(),
+            u8::from(marked.is_some()).to_string(),
+            marked.map(|m| m.reason.clone()).unwrap_or_default(),
         ]);
         out.write_record(&record)?;
     }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod export;
 pub mod feasibility;
 pub mod interim;
+pub mod randomised_in_error;
 pub mod screening;
 pub mod trials;
 

@@ -64,12 +64,6 @@ pub enum LoadError {
     },
     #[error("{path}: {source}")]
     Scheme { path: PathBuf, source: SchemeError },
-    #[error(
-        "trial `{trial}`: {what} is not yet available for live enrolment (it can be assessed with \
-         `rrct randomisation assess --protocol FILE`); use simple or permuted_blocks without \
-         cluster or arm_eligibility for now"
-    )]
-    NotLive { trial: String, what: String },
     #[error("cannot draw a master seed from the operating system: {0}")]
     Entropy(String),
     #[error(transparent)]
@@ -168,14 +162,16 @@ pub async fn register_with_seed(
     source: &str,
     seed: MasterSeed,
 ) -> Result<TrialRuntime, LoadError> {
-    live_supported(&protocol)?;
     let scheme = Scheme::from_protocol(&protocol).map_err(|source| LoadError::Scheme {
         path: PathBuf::from(&protocol.trial_id),
         source,
     })?;
     // Servers starting together are serialised by the store's writer lock: the first creates
     // the trial, the others find it.
-    let outcome = trials::register(store, &protocol, source, &seed).await?;
+    let outcome = trials::register(store, &protocol, source, &seed, |inputs| {
+        judge_amendment(&protocol, inputs)
+    })
+    .await?;
     tracing::info!(trial = %protocol.trial_id, version = %protocol.version, ?outcome, "protocol registered");
     let stored = trials::load(store, &protocol.trial_id)
         .await?
@@ -199,30 +195,24 @@ impl TrialRegistry {
     }
 }
 
-/// The live enrolment path runs simple randomisation and permuted blocks; the adaptive
-/// procedures, clusters and per-patient arm eligibility need state it does not keep yet, and a
-/// trial must never run with a procedure silently degraded.
-fn live_supported(protocol: &Protocol) -> Result<(), LoadError> {
-    use crate::protocol::Method;
-    let spec = &protocol.randomisation;
-    let what = match &spec.method {
-        Method::Simple | Method::PermutedBlocks { .. } => None,
-        other => Some(format!("randomisation method `{}`", other.as_str())),
-    }
-    .or_else(|| {
-        spec.cluster
-            .as_ref()
-            .map(|c| format!("cluster randomisation (by `{c}`)"))
-    })
-    .or_else(|| {
-        spec.arm_eligibility
-            .then(|| "per-patient arm eligibility".to_string())
-    });
-    match what {
-        Some(what) => Err(LoadError::NotLive {
-            trial: protocol.trial_id.clone(),
-            what,
-        }),
-        None => Ok(()),
-    }
+/// Judge a new protocol version against the current one and the randomisation so far (see
+/// [`protocol::amendment`]): the changes for the audit entry, or the reasons to refuse it.
+fn judge_amendment(
+    next: &Protocol,
+    inputs: &trials::AmendmentInputs,
+) -> Result<Vec<String>, Vec<String>> {
+    let current = protocol::parse(&inputs.current_source, "the current protocol").map_err(|e| {
+        vec![format!(
+            "the current version {} no longer parses, so a change cannot be judged: {e}",
+            inputs.current_version
+        )]
+    })?;
+    protocol::amendment::check_amendment(
+        &current,
+        next,
+        &protocol::amendment::RandomisationSoFar {
+            allocations: u64::try_from(inputs.allocations).unwrap_or(0),
+            allocated_arms: inputs.allocated_arms.clone(),
+        },
+    )
 }

@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::{FromRow, Row};
 
+use super::balance::{ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
 use super::{Backend, SqlType, Store, StoreError, StoreResult, WriteTx};
 use crate::randomise::StratumState;
 
@@ -31,7 +32,23 @@ pub struct AllocationRow {
     pub protocol_version: String,
     pub request_sha256: String,
     pub allocated_at: String,
+    /// The decision's audit detail (JSON), when the procedure gives one.
+    pub detail: Option<String>,
+    /// JSON array of the arm ids the patient was eligible for, when restricted.
+    pub eligible_arms: Option<String>,
+    /// The cluster (its unit's value), in a cluster trial.
+    pub cluster: Option<String>,
+    /// What the allocation took from its stratum's sequence: [`DRAW_SLOT`],
+    /// [`DRAW_RESTRICTED`] or [`DRAW_INHERITED`].
+    pub draw: String,
 }
+
+/// A block slot or sequence number, unique within the stratum.
+pub const DRAW_SLOT: &str = "slot";
+/// A restricted patient's draw beside the stratum's block; no slot is taken.
+pub const DRAW_RESTRICTED: &str = "restricted";
+/// A cluster member given its cluster's arm, without a draw.
+pub const DRAW_INHERITED: &str = "inherited";
 
 impl<'r> FromRow<'r, AnyRow> for AllocationRow {
     fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
@@ -49,13 +66,17 @@ impl<'r> FromRow<'r, AnyRow> for AllocationRow {
             protocol_version: row.try_get("protocol_version")?,
             request_sha256: row.try_get("request_sha256")?,
             allocated_at: row.try_get("allocated_at")?,
+            detail: row.try_get("detail")?,
+            eligible_arms: row.try_get("eligible_arms")?,
+            cluster: row.try_get("cluster")?,
+            draw: row.try_get("draw")?,
         })
     }
 }
 
 const ALLOCATION_COLUMNS: &str = "trial_id, randomisation_number, record_id, subject, site_code, \
      arm, stratum, block_number, block_size, block_position, protocol_version, request_sha256, \
-     allocated_at";
+     allocated_at, detail, eligible_arms, cluster, draw";
 
 /// Read one allocation by record id.
 pub async fn by_record(
@@ -124,12 +145,29 @@ fn json_list(keys: &[&str]) -> String {
 
 /// What a batch needs to know about one trial before deciding, read in one round trip: the
 /// trial's status and next randomisation number (`None` when the trial does not exist), the
-/// existing allocations of its records and subjects, and the stored positions of its strata.
-/// The same round trip loads the audit chain head into the transaction.
+/// existing allocations of its records and subjects, the stored positions of its strata and
+/// the counts and clusters named by the batch's [`BalanceKeys`]. The same round trip loads the
+/// audit chain head into the transaction.
 pub struct BatchContext {
     pub trial: Option<(String, i64)>,
     pub allocations: Vec<AllocationRow>,
     pub strata: HashMap<String, StratumState>,
+    pub balance: Balance,
+}
+
+/// A `SELECT` whose rows ride in the allocation columns: `kind` first, then each allocation
+/// column given in `columns` as its expression, the others NULL.
+fn riding(kind: &str, columns: &[(&str, &str)], from: &str) -> String {
+    let list: Vec<String> = ALLOCATION_COLUMN_TYPES
+        .iter()
+        .map(|(name, _)| {
+            columns
+                .iter()
+                .find(|(c, _)| c == name)
+                .map_or_else(|| "NULL".to_string(), |(_, e)| (*e).to_string())
+        })
+        .collect();
+    format!("SELECT '{kind}', {} FROM {from}", list.join(", "))
 }
 
 pub async fn batch_context(
@@ -138,36 +176,96 @@ pub async fn batch_context(
     record_ids: &[&str],
     subjects: &[&str],
     strata: &[&str],
+    keys: &BalanceKeys<'_>,
 ) -> StoreResult<BatchContext> {
-    // Other rows ride in the allocation columns: a stratum (`s`) as stratum, allocated →
-    // randomisation_number, block_number, position → block_size; the trial (`t`) as status →
-    // record_id, next number → randomisation_number; the chain head (`h`) as seq →
-    // randomisation_number, hash → record_id.
+    let backend = tx.backend();
     let sql = format!(
         "SELECT 'a' AS kind, {ALLOCATION_COLUMNS} FROM allocations \
          WHERE trial_id = $1 AND record_id {in2} \
          UNION SELECT 'a', {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND subject {in3} \
-         UNION ALL SELECT 's', trial_id, allocated, NULL, NULL, NULL, NULL, stratum, block_number, \
-         position, NULL, NULL, NULL, NULL FROM strata WHERE trial_id = $1 AND stratum {in4} \
-         UNION ALL SELECT 't', trial_id, next_randomisation_number, status, NULL, NULL, NULL, NULL, \
-         NULL, NULL, NULL, NULL, NULL, NULL FROM trials WHERE trial_id = $1 \
-         UNION ALL SELECT 'h', NULL, seq, hash, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-         NULL, NULL FROM audit_head WHERE id = 1",
-        in2 = tx.backend().in_json(2),
-        in3 = tx.backend().in_json(3),
-        in4 = tx.backend().in_json(4),
+         UNION ALL {strata} \
+         UNION ALL {trial} \
+         UNION ALL {head} \
+         UNION ALL {counts} \
+         UNION ALL {marginals} \
+         UNION ALL {clusters}",
+        in2 = backend.in_json(2),
+        in3 = backend.in_json(3),
+        strata = riding(
+            "s",
+            &[
+                ("trial_id", "trial_id"),
+                ("randomisation_number", "allocated"),
+                ("stratum", "stratum"),
+                ("block_number", "block_number"),
+                ("block_size", "position"),
+            ],
+            &format!("strata WHERE trial_id = $1 AND stratum {}", backend.in_json(4)),
+        ),
+        trial = riding(
+            "t",
+            &[
+                ("trial_id", "trial_id"),
+                ("randomisation_number", "next_randomisation_number"),
+                ("record_id", "status"),
+            ],
+            "trials WHERE trial_id = $1",
+        ),
+        head = riding(
+            "h",
+            &[("randomisation_number", "seq"), ("record_id", "hash")],
+            "audit_head WHERE id = 1",
+        ),
+        counts = riding(
+            "c",
+            &[
+                ("randomisation_number", "n"),
+                ("stratum", "stratum"),
+                ("arm", "arm"),
+            ],
+            &format!("arm_counts WHERE trial_id = $1 AND stratum {}", backend.in_json(5)),
+        ),
+        marginals = riding(
+            "m",
+            &[
+                ("randomisation_number", "n"),
+                ("record_id", "factor"),
+                ("subject", "level"),
+                ("arm", "arm"),
+            ],
+            &format!(
+                "marginal_counts WHERE trial_id = $1 AND factor {} AND level {}",
+                backend.in_json(6),
+                backend.in_json(7)
+            ),
+        ),
+        clusters = riding(
+            "k",
+            &[
+                ("randomisation_number", "randomisation_number"),
+                ("record_id", "cluster"),
+                ("stratum", "stratum"),
+                ("arm", "arm"),
+            ],
+            &format!("clusters WHERE trial_id = $1 AND cluster {}", backend.in_json(8)),
+        ),
     );
     let rows = sqlx::query(&sql)
         .bind(trial_id)
         .bind(json_list(record_ids))
         .bind(json_list(subjects))
         .bind(json_list(strata))
+        .bind(json_list(&keys.strata))
+        .bind(json_list(&keys.factors))
+        .bind(json_list(&keys.levels))
+        .bind(json_list(&keys.clusters))
         .fetch_all(tx.conn())
         .await?;
     let mut context = BatchContext {
         trial: None,
         allocations: Vec::new(),
         strata: HashMap::new(),
+        balance: Balance::default(),
     };
     for row in &rows {
         let kind: String = row.try_get("kind")?;
@@ -186,6 +284,35 @@ pub async fn batch_context(
                         hash: row.try_get("record_id")?,
                     });
                 }
+            }
+            "c" => {
+                context.balance.arm_counts.insert(
+                    (row.try_get("stratum")?, row.try_get("arm")?),
+                    row.try_get("randomisation_number")?,
+                );
+            }
+            "m" => {
+                context.balance.marginals.insert(
+                    (
+                        row.try_get("record_id")?,
+                        row.try_get("subject")?,
+                        row.try_get("arm")?,
+                    ),
+                    row.try_get("randomisation_number")?,
+                );
+            }
+            "k" => {
+                let cluster: String = row.try_get("record_id")?;
+                context.balance.clusters.insert(
+                    cluster.clone(),
+                    ClusterRow {
+                        trial_id: trial_id.to_string(),
+                        cluster,
+                        arm: row.try_get("arm")?,
+                        stratum: row.try_get("stratum")?,
+                        randomisation_number: row.try_get("randomisation_number")?,
+                    },
+                );
             }
             _ => {
                 let number = |name: &str| -> StoreResult<u64> {
@@ -207,7 +334,7 @@ pub async fn batch_context(
 }
 
 /// The allocation columns with whether each is an integer, for [`Backend::json_rows`].
-const ALLOCATION_COLUMN_TYPES: [(&str, SqlType); 13] = [
+const ALLOCATION_COLUMN_TYPES: [(&str, SqlType); 17] = [
     ("trial_id", SqlType::Text),
     ("randomisation_number", SqlType::Integer),
     ("record_id", SqlType::Text),
@@ -221,6 +348,10 @@ const ALLOCATION_COLUMN_TYPES: [(&str, SqlType); 13] = [
     ("protocol_version", SqlType::Text),
     ("request_sha256", SqlType::Text),
     ("allocated_at", SqlType::Text),
+    ("detail", SqlType::Text),
+    ("eligible_arms", SqlType::Text),
+    ("cluster", SqlType::Text),
+    ("draw", SqlType::Text),
 ];
 
 /// `INSERT INTO table (columns) SELECT ... FROM json` with all `rows` as one JSON parameter.
@@ -255,6 +386,12 @@ pub struct BatchWrite {
     pub next_numbers: Vec<(String, i64)>,
     pub screening: Vec<ScreeningRow>,
     pub audit: Vec<super::audit::NewEntry>,
+    /// New values of the arm counts the batch changed.
+    pub arm_counts: Vec<ArmCountRow>,
+    /// New values of the marginal counts the batch changed.
+    pub marginals: Vec<MarginalRow>,
+    /// Clusters the batch randomised.
+    pub clusters: Vec<ClusterRow>,
 }
 
 /// The statements of a batch write, each reading its rows from one JSON parameter `$n`.
@@ -295,11 +432,42 @@ fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
             super::audit::COLUMNS.map(|(c, _)| c).join(", "),
             rows(&super::audit::COLUMNS)
         ),
+        5 => format!(
+            "INSERT INTO arm_counts (trial_id, stratum, arm, n) {} \
+             ON CONFLICT (trial_id, stratum, arm) DO UPDATE SET n = excluded.n",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("stratum", SqlType::Text),
+                ("arm", SqlType::Text),
+                ("n", SqlType::Integer),
+            ])
+        ),
+        6 => format!(
+            "INSERT INTO marginal_counts (trial_id, factor, level, arm, n) {} \
+             ON CONFLICT (trial_id, factor, level, arm) DO UPDATE SET n = excluded.n",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("factor", SqlType::Text),
+                ("level", SqlType::Text),
+                ("arm", SqlType::Text),
+                ("n", SqlType::Integer),
+            ])
+        ),
+        7 => format!(
+            "INSERT INTO clusters (trial_id, cluster, arm, stratum, randomisation_number) {}",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("cluster", SqlType::Text),
+                ("arm", SqlType::Text),
+                ("stratum", SqlType::Text),
+                ("randomisation_number", SqlType::Integer),
+            ])
+        ),
         _ => super::audit::head_update_sql(backend, n),
     }
 }
 
-const BATCH_PARTS: usize = 6;
+const BATCH_PARTS: usize = 9;
 
 /// Write a batch's decisions (chaining its audit entries onto the transaction's head). On
 /// PostgreSQL this is one statement of data-modifying CTEs, so a batch costs one round trip
@@ -339,6 +507,18 @@ pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()
         (
             audit_rows.is_empty(),
             encode(serde_json::to_string(&audit_rows))?,
+        ),
+        (
+            batch.arm_counts.is_empty(),
+            encode(serde_json::to_string(&batch.arm_counts))?,
+        ),
+        (
+            batch.marginals.is_empty(),
+            encode(serde_json::to_string(&batch.marginals))?,
+        ),
+        (
+            batch.clusters.is_empty(),
+            encode(serde_json::to_string(&batch.clusters))?,
         ),
         (audit_rows.is_empty(), head),
     ];
@@ -488,6 +668,24 @@ pub async fn write_counts(store: &Store) -> StoreResult<WriteCounts> {
         audit: count("audit_log").await?,
         strata: count("strata").await?,
     })
+}
+
+/// The site and fields (JSON text, as received) of the enrolment that randomised a record.
+pub async fn randomised_fields(
+    tx: &mut WriteTx,
+    trial_id: &str,
+    record_id: &str,
+) -> StoreResult<Option<(String, String)>> {
+    let row = sqlx::query(
+        "SELECT site_code, fields FROM screening_log WHERE trial_id = $1 AND record_id = $2 \
+         AND outcome = 'randomised'",
+    )
+    .bind(trial_id)
+    .bind(record_id)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.map(|r| Ok((r.try_get("site_code")?, r.try_get("fields")?)))
+        .transpose()
 }
 
 /// Screening-log entries of one record: `(outcome, request_sha256, reasons, screened_at)`,

@@ -17,8 +17,10 @@
 //! Throughput comes from batching many decisions into one transaction, not from parallel
 //! writers (see `service::enrol`).
 
+pub mod allocation_errors;
 pub mod allocations;
 pub mod audit;
+pub mod balance;
 pub mod events;
 pub mod tokens;
 pub mod trials;

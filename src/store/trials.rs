@@ -29,8 +29,31 @@ pub enum RegisterError {
         version: String,
         stored: String,
     },
+    #[error(
+        "protocol `{trial}` version {version} cannot amend version {from}:\n  - {}",
+        reasons.join("\n  - ")
+    )]
+    AmendmentRefused {
+        trial: String,
+        version: String,
+        from: String,
+        reasons: Vec<String>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What an amendment is judged against, read under the writer lock in the transaction that
+/// registers the new version (so no allocation can slip in between the check and the change).
+#[derive(Debug, Clone)]
+pub struct AmendmentInputs {
+    /// The current version and its source text.
+    pub current_version: String,
+    pub current_source: String,
+    /// Allocations made so far.
+    pub allocations: i64,
+    /// Arm ids that have received allocations.
+    pub allocated_arms: Vec<String>,
 }
 
 /// A trial as stored, with its secret seed.
@@ -46,11 +69,15 @@ pub struct StoredTrial {
 /// Register a protocol: create the trial (with `new_seed` as its master seed, used only when the
 /// trial does not exist yet) or record a new version. `source` is the protocol file's text, kept verbatim for the record.
 #[tracing::instrument(skip_all, fields(trial = %protocol.trial_id, version = %protocol.version), err)]
+///
+/// A new version of an existing trial is first put to `amend`, which returns the changes to
+/// record in the audit entry or the reasons to refuse it.
 pub async fn register(
     store: &Store,
     protocol: &Protocol,
     source: &str,
     new_seed: &MasterSeed,
+    amend: impl FnOnce(&AmendmentInputs) -> Result<Vec<String>, Vec<String>>,
 ) -> Result<Registration, RegisterError> {
     use sha2::{Digest, Sha256};
     let sha = hex::encode(Sha256::digest(source.as_bytes()));
@@ -63,6 +90,7 @@ pub async fn register(
             .await
             .map_err(StoreError::from)?;
     let now = now_text();
+    let mut amendment = serde_json::Value::Null;
     let outcome = match existing {
         None => {
             let commitment = seed_commitment(new_seed);
@@ -122,6 +150,25 @@ pub async fn register(
                     });
                 }
                 None => {
+                    let inputs = amendment_inputs(&mut tx, trial).await?;
+                    match amend(&inputs) {
+                        Ok(changes) => {
+                            amendment = serde_json::json!({
+                                "amends": inputs.current_version,
+                                "changes": changes,
+                                "allocations_so_far": inputs.allocations,
+                            })
+                        }
+                        Err(reasons) => {
+                            tx.rollback().await?;
+                            return Err(RegisterError::AmendmentRefused {
+                                trial: trial.to_string(),
+                                version: protocol.version.clone(),
+                                from: inputs.current_version,
+                                reasons,
+                            });
+                        }
+                    }
                     sqlx::query(
                         "UPDATE trials SET title = $2, status = $3, current_version = $4 WHERE trial_id = $1",
                     )
@@ -170,11 +217,35 @@ pub async fn register(
             "version": protocol.version,
             "status": protocol.status.as_str(),
             "source_sha256": sha,
+            "amendment": amendment,
         }),
     )
     .await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+async fn amendment_inputs(tx: &mut super::WriteTx, trial: &str) -> StoreResult<AmendmentInputs> {
+    let row = sqlx::query(
+        "SELECT t.current_version, t.next_randomisation_number, p.source \
+         FROM trials t JOIN protocol_versions p ON p.trial_id = t.trial_id \
+         AND p.version = t.current_version WHERE t.trial_id = $1",
+    )
+    .bind(trial)
+    .fetch_one(tx.conn())
+    .await?;
+    let next: i64 = row.try_get("next_randomisation_number")?;
+    let allocated_arms: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT arm FROM allocations WHERE trial_id = $1 ORDER BY arm")
+            .bind(trial)
+            .fetch_all(tx.conn())
+            .await?;
+    Ok(AmendmentInputs {
+        current_version: row.try_get("current_version")?,
+        current_source: row.try_get("source")?,
+        allocations: next - 1,
+        allocated_arms,
+    })
 }
 
 /// Load a trial with its seed.
@@ -229,6 +300,31 @@ pub async fn set_status(
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// Whether a trial exists.
+pub async fn exists(conn: &mut sqlx::AnyConnection, trial_id: &str) -> StoreResult<bool> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT trial_id FROM trials WHERE trial_id = $1")
+            .bind(trial_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// The source text of one registered protocol version.
+pub async fn protocol_source(
+    conn: &mut sqlx::AnyConnection,
+    trial_id: &str,
+    version: &str,
+) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT source FROM protocol_versions WHERE trial_id = $1 AND version = $2",
+    )
+    .bind(trial_id)
+    .bind(version)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// The current protocol version of a trial and its source text, as registered.

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod amendments;
 mod audit_cli;
 mod browser;
 mod concurrency;
@@ -12,5 +13,7 @@ mod dashboard;
 mod events;
 mod flow;
 mod http_enrolment;
+mod live_procedures;
+mod randomised_in_error;
 mod reproducibility;
 mod serve;

@@ -81,27 +81,42 @@ async fn protocol_versions_are_registered_and_silent_edits_refused(db: TestDb) {
     store.close().await;
 }
 
-/// A procedure the live path cannot run yet is refused at start, never silently degraded.
-#[test]
-fn adaptive_procedures_are_refused_for_live_enrolment() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rrct"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--protocols",
-            "protocols/design",
-            "--database",
-        ])
-        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("`minimisation` is not yet available for live enrolment"),
-        "{stderr}"
+/// `rrct serve` runs the design protocols too: minimisation with per-patient arm eligibility
+/// is live, over the real process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_minimisation_with_arm_eligibility() {
+    let db = TestDb::sqlite();
+    let server = ServerProcess::start(
+        &db.url,
+        std::path::Path::new("protocols/design"),
+        Some("serve-design"),
     );
+    let store = rrct::store::Store::connect(&db.url).await.unwrap();
+    let token = rrct::service::auth::create_token(&store, "register", None, None)
+        .await
+        .unwrap();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/trials/three-arm-min/enrolments",
+            server.base
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "record_id": "D1", "subject": "DS1", "site": "UPP",
+            "fields": {"age": 70, "sex": "F", "diabetes": true, "diagnosis": "STEMI"},
+            "ineligible_arms": ["prasugrel"]
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["eligible_arms"],
+        serde_json::json!(["ticagrelor", "clopidogrel"]),
+        "{answer}"
+    );
+    assert_ne!(answer["arm"], "prasugrel");
+    store.close().await;
 }
