@@ -121,6 +121,8 @@ pub struct Plan<'a> {
     horizon: Option<i64>,
     /// Event count at which each planned look is held.
     targets: Vec<u64>,
+    /// Per outcome model, the log hazard ratio of each arm.
+    log_hazard_ratios: Vec<Vec<f64>>,
     experimental: usize,
     reference: usize,
     sided: Sided,
@@ -263,6 +265,11 @@ impl<'a> Plan<'a> {
             primary,
             horizon: horizon_days.map(i64::from),
             targets,
+            log_hazard_ratios: sc
+                .outcomes
+                .iter()
+                .map(|m| m.hazard_ratios.iter().map(|h| h.ln()).collect())
+                .collect(),
             experimental: 0,
             reference: protocol.arms.len() - 1,
             sided: if m.sided == 1 { Sided::One } else { Sided::Two },
@@ -393,6 +400,7 @@ impl<'a> Plan<'a> {
             .map(|&(_, n)| vec![vec![0; arms]; n])
             .collect();
         let mut row = vec![Draw::Absent; self.protocol.fields.len()];
+        let mut times = Vec::with_capacity(self.types.len());
         let mut lambda = 0.0;
         while (world.subjects.len() as u64) < target {
             lambda += exp1(&mut rng);
@@ -443,7 +451,7 @@ impl<'a> Plan<'a> {
                 marginals[f][l][arm] += 1;
             }
             let first = world.events.len() as u32;
-            self.outcomes(day, arm, &row, &mut rng, &mut world.events);
+            self.outcomes(day, arm, &row, &mut rng, &mut times, &mut world.events);
             world.subjects.push(SimSubject {
                 day,
                 arm,
@@ -556,13 +564,14 @@ impl<'a> Plan<'a> {
         arm: usize,
         row: &[Draw],
         rng: &mut ChaCha8Rng,
+        times: &mut Vec<(f64, usize)>,
         out: &mut Vec<SimEvent>,
     ) {
         let sc = self.sc;
         let limit = f64::from(sc.max_duration_days - day);
-        let mut times: Vec<(f64, usize)> = Vec::with_capacity(self.types.len());
+        times.clear();
         for (k, m) in sc.outcomes.iter().enumerate() {
-            let mut log_mult = m.hazard_ratios[arm].ln();
+            let mut log_mult = self.log_hazard_ratios[k][arm];
             for e in &m.effects {
                 log_mult += match (&e.kind, row[e.field]) {
                     (EffectKind::PerLevel(per), Draw::Level(l)) => per[l],
@@ -587,7 +596,7 @@ impl<'a> Plan<'a> {
         }
         times.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let dropout = sc.dropout.as_ref().map(|_| self.types.len() - 1);
-        for (t, k) in times {
+        for &(t, k) in times.iter() {
             let event_day = day + t as u32;
             let lag = (sc.mean_lag_days * exp1(rng)).round() as u32;
             out.push(SimEvent {
@@ -878,6 +887,10 @@ mod tests {
                 protocol_version: protocol.version.clone(),
                 request_sha256: String::new(),
                 allocated_at: format!("{}T12:00:00.000000Z", plan.dates[s.day as usize]),
+                detail: None,
+                eligible_arms: None,
+                cluster: None,
+                draw: crate::store::allocations::DRAW_SLOT.into(),
             })
             .collect();
         let mut events = Vec::new();
@@ -904,6 +917,7 @@ mod tests {
             protocol,
             allocations,
             events,
+            in_error: Default::default(),
         }
     }
 

@@ -171,14 +171,24 @@ pub fn convergence_guess(counts: &[u64], ratios: &[u32]) -> Vec<usize> {
     best
 }
 
-/// Expected correctness of one convergence guess when `arm` is allocated.
+/// Expected correctness of one convergence guess when `arm` is allocated: `1/|G|` when `arm`
+/// is among the guessed arms `G` of [`convergence_guess`], else 0 (computed without building
+/// `G`: the simulator calls this for every allocation).
 pub(crate) fn guess_score(counts: &[u64], ratios: &[u32], arm: usize) -> f64 {
-    let guess = convergence_guess(counts, ratios);
-    if guess.contains(&arm) {
-        1.0 / guess.len() as f64
-    } else {
-        0.0
+    // `a` has fewer ratio-adjusted allocations than `b` when n_a·r_b < n_b·r_a.
+    let key = |a: usize, b: usize| {
+        (u128::from(counts[a]) * u128::from(ratios[b]))
+            .cmp(&(u128::from(counts[b]) * u128::from(ratios[a])))
+    };
+    let mut ties = 0usize;
+    for a in 0..counts.len() {
+        match key(a, arm) {
+            std::cmp::Ordering::Less => return 0.0,
+            std::cmp::Ordering::Equal => ties += 1,
+            std::cmp::Ordering::Greater => {}
+        }
     }
+    1.0 / ties.max(1) as f64
 }
 
 #[cfg(test)]

@@ -282,3 +282,27 @@ fn stratified_blocks_are_more_predictable_within_strata() {
         Err(QualityError::UnknownFactor("nope".into()))
     );
 }
+
+/// The allocation-free score equals its definition through `convergence_guess`.
+#[test]
+fn guess_score_is_one_over_the_guessed_set_when_the_arm_is_in_it() {
+    for ratios in [vec![1, 1], vec![1, 2, 1], vec![2, 3, 1]] {
+        let k = ratios.len();
+        for code in 0..5u64.pow(k as u32) {
+            let counts: Vec<u64> = (0..k).map(|a| code / 5u64.pow(a as u32) % 5).collect();
+            let guess = convergence_guess(&counts, &ratios);
+            for arm in 0..k {
+                let expected = if guess.contains(&arm) {
+                    1.0 / guess.len() as f64
+                } else {
+                    0.0
+                };
+                assert_eq!(
+                    guess_score(&counts, &ratios, arm),
+                    expected,
+                    "{counts:?} {arm}"
+                );
+            }
+        }
+    }
+}
