@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # rrct's design simulator against rpact::getSimulationSurvival on TASTE-sized trials: 7,244
-# subjects, three looks (one third, two thirds and all of 420 events), log-rank in rpact; in rrct
+# subjects, three looks (one third, two thirds and all of 420 events), log-rank in rpact (one-sided 0.025:
+# rpact simulates one-sided survival designs only); in rrct
 # simulations/taste.toml (the engine's stratified permuted blocks, per-subject endpoint derivation
 # and a Cox fit at each look). Prints milliseconds per simulated trial per core for both and the
 # ratio. Needs Rscript with rpact (Debian: r-base-core r-cran-rpact).
@@ -20,14 +21,14 @@ echo "== rpact $(Rscript -e 'cat(format(packageVersion("rpact")))'), one core"
 Rscript - >"$dir/r.txt" <<'RSCRIPT'
 suppressPackageStartupMessages(library(rpact))
 n <- as.integer(Sys.getenv("RRCT_BENCH_REPLICATES"))
-design <- getDesignGroupSequential(kMax = 3, alpha = 0.05, sided = 2, typeOfDesign = "asOF",
+# rpact simulates one-sided survival designs only: alpha 0.025 one-sided, benefit = HR < 1.
+design <- getDesignGroupSequential(kMax = 3, alpha = 0.025, sided = 1, typeOfDesign = "asOF",
                                    informationRates = c(0.33, 0.66, 1))
-run <- function() getSimulationSurvival(design, pi2 = 0.056, hazardRatio = 0.75,
-    eventTime = 12, accrualTime = 32, maxNumberOfSubjects = 7244,
-    plannedEvents = c(139, 278, 420), maxNumberOfIterations = n, seed = 1)
-invisible(getSimulationSurvival(design, pi2 = 0.056, hazardRatio = 0.75, eventTime = 12,
-    accrualTime = 32, maxNumberOfSubjects = 7244, plannedEvents = c(139, 278, 420),
-    maxNumberOfIterations = 10, seed = 1))
+sim <- function(iterations) getSimulationSurvival(design, pi2 = 0.056, hazardRatio = 0.75,
+    directionUpper = FALSE, eventTime = 12, accrualTime = 32, maxNumberOfSubjects = 7244,
+    plannedEvents = c(139, 278, 420), maxNumberOfIterations = iterations, seed = 1)
+invisible(sim(10))
+run <- function() sim(n)
 elapsed <- system.time(s <- run())[["elapsed"]]
 cat(sprintf("%.6f %.4f\n", 1000 * elapsed / n, s$overallReject))
 RSCRIPT

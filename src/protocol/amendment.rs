@@ -1,7 +1,8 @@
 //! Protocol amendments: what changed between two versions of a trial's protocol, and which
 //! changes a trial that has started randomising may not make.
 //!
-//! A new version may add sites, add arms, change the target, the status, the eligibility
+//! A new version may add sites, add arms, close arms to new patients (`closed = true`; the arm
+//! stays in every analysis), change the target, the status, the eligibility
 //! criteria or the endpoints at any time: allocations already made keep the version they were
 //! made under. What it may not change once patients are randomised is what the allocation
 //! sequence depends on and an analysis must be able to rely on:
@@ -142,6 +143,10 @@ pub fn describe_changes(current: &Protocol, next: &Protocol) -> Vec<String> {
                     "arm `{}` ratio {} → {}",
                     arm.id, before.ratio, arm.ratio
                 ));
+            }
+            if before.closed != arm.closed {
+                let now = if arm.closed { "closed" } else { "reopened" };
+                changes.push(format!("arm `{}` {now} to new patients", arm.id));
             }
         }
     }

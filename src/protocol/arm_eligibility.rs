@@ -13,10 +13,37 @@ pub const INELIGIBLE_ARMS: &str = "ineligible_arms";
 /// `Ok(None)` when not sent (or `null`), else one eligibility flag per arm in protocol order.
 /// Refused, naming the key: the key for a trial whose protocol has no `arm_eligibility`,
 /// anything but an array of arm ids, an unknown arm id, and a list leaving no arm.
+///
+/// Arms the protocol has closed (`closed = true`) are ineligible for every patient: with a
+/// closed arm the flags are always returned, and a patient eligible only for closed arms is
+/// refused the same way.
 pub fn parse_ineligible_arms(
     protocol: &Protocol,
     raw: Option<&Json>,
 ) -> Result<Option<Vec<bool>>, FieldError> {
+    let open = protocol.open_arms();
+    let listed = patient_arms(protocol, raw)?;
+    if !open.contains(&false) {
+        return Ok(listed);
+    }
+    let eligible: Vec<bool> = match listed {
+        Some(flags) => flags.iter().zip(&open).map(|(&e, &o)| e && o).collect(),
+        None => open,
+    };
+    if !eligible.contains(&true) {
+        return Err(FieldError {
+            field: INELIGIBLE_ARMS.to_string(),
+            message: format!(
+                "every arm of trial {} this patient is eligible for is closed to new patients",
+                protocol.trial_id
+            ),
+        });
+    }
+    Ok(Some(eligible))
+}
+
+/// The patient's own list, as [`parse_ineligible_arms`] describes it, closed arms aside.
+fn patient_arms(protocol: &Protocol, raw: Option<&Json>) -> Result<Option<Vec<bool>>, FieldError> {
     let error = |message: String| FieldError {
         field: INELIGIBLE_ARMS.to_string(),
         message,

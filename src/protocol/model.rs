@@ -204,6 +204,9 @@ pub struct Arm {
     pub label: String,
     /// Allocation ratio weight (positive integer).
     pub ratio: u32,
+    /// Closed to new patients by an amendment (`closed = true`): the arm stays in the protocol
+    /// and in every analysis, but no one is allocated to it any more.
+    pub closed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -488,6 +491,11 @@ impl Protocol {
     }
 
     /// Arm ratio weights in arm order.
+    /// One flag per arm: open to new patients (not closed).
+    pub fn open_arms(&self) -> Vec<bool> {
+        self.arms.iter().map(|a| !a.closed).collect()
+    }
+
     pub fn ratios(&self) -> Vec<u32> {
         self.arms.iter().map(|a| a.ratio).collect()
     }

@@ -74,6 +74,7 @@ pub(super) struct RawArm {
     pub id: Spanned<String>,
     pub label: Option<Spanned<String>>,
     pub ratio: Option<Spanned<i64>>,
+    pub closed: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -764,3 +764,37 @@ randomisation.strata = ["sex"]
     assert_eq!(p.randomisation.method, Method::Simple);
     assert_eq!(p.consent, ConsentModel::Waiver);
 }
+
+#[test]
+fn closed_arms_need_an_open_one_and_a_procedure_that_can_close() {
+    // Permuted blocks hold every arm in each block: an arm cannot be closed.
+    let blocks = BASE.replacen(
+        "[[arms]]\nid = \"b\"",
+        "[[arms]]\nid = \"b\"\nclosed = true",
+        1,
+    );
+    assert_eq!(
+        errors(&blocks),
+        vec![
+            "15:10: permuted blocks cannot close an arm: every block holds each arm in its ratio; \
+              randomise with simple randomisation or minimisation to close arms as you go"
+        ]
+    );
+    let simple = blocks.replacen(
+        "method = \"permuted_blocks\"\nblock_sizes = [2, 4]",
+        "method = \"simple\"",
+        1,
+    );
+    let p = parse(&simple, "t.toml").unwrap();
+    assert_eq!(p.open_arms(), vec![true, false]);
+    let all = simple.replacen(
+        "[[arms]]\nid = \"a\"",
+        "[[arms]]\nid = \"a\"\nclosed = true",
+        1,
+    );
+    let e = errors(&all);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].ends_with("every arm is closed; a trial needs at least one arm open to new patients")
+    );
+}

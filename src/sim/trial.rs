@@ -8,12 +8,14 @@
 //!
 //! Randomness: allocations draw from the engine's ChaCha20 streams under the replicate's
 //! master seed; the world (arrivals, patients, outcomes, delays) from a separate ChaCha8
-//! stream of the same replicate. Both are pure functions of (scenario seed, replicate number).
+//! stream of the same replicate (exponential and normal draws by rand_distr's ziggurat). Both
+//! are pure functions of (scenario seed, replicate number) for a given build of rrct.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
+use rand::Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -121,8 +123,9 @@ pub struct Plan<'a> {
     horizon: Option<i64>,
     /// Event count at which each planned look is held.
     targets: Vec<u64>,
-    /// Per outcome model, the log hazard ratio of each arm.
-    log_hazard_ratios: Vec<Vec<f64>>,
+    /// Per outcome model, each covariate effect as hazard multipliers looked up by value
+    /// (computed once instead of an `exp` per subject).
+    multipliers: Vec<Vec<(usize, Multiplier)>>,
     experimental: usize,
     reference: usize,
     sided: Sided,
@@ -265,10 +268,20 @@ impl<'a> Plan<'a> {
             primary,
             horizon: horizon_days.map(i64::from),
             targets,
-            log_hazard_ratios: sc
+            multipliers: sc
                 .outcomes
                 .iter()
-                .map(|m| m.hazard_ratios.iter().map(|h| h.ln()).collect())
+                .map(|m| {
+                    m.effects
+                        .iter()
+                        .map(|e| {
+                            (
+                                e.field,
+                                Multiplier::new(&e.kind, &protocol.fields[e.field].kind),
+                            )
+                        })
+                        .collect()
+                })
                 .collect(),
             experimental: 0,
             reference: protocol.arms.len() - 1,
@@ -326,6 +339,7 @@ impl<'a> Plan<'a> {
 
     /// The protocol's eligibility: every inclusion criterion met (and its field recorded), no
     /// exclusion criterion met.
+    #[inline(never)]
     fn eligible(&self, site: usize, row: &[Draw]) -> bool {
         self.inclusion
             .iter()
@@ -359,6 +373,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Registrations, allocations and events of replicate `r`.
+    #[inline(never)]
     pub(crate) fn world(&self, seed: u64, r: u64) -> World {
         let bytes = Self::replicate_seed(seed, r);
         let master = MasterSeed::from_bytes(bytes);
@@ -392,7 +407,7 @@ impl<'a> Plan<'a> {
             events: Vec::new(),
             strata: Vec::new(),
         };
-        let mut strata: HashMap<usize, usize> = HashMap::new();
+        let mut strata = SlotIndex::new(self.strata.iter().map(|&(_, n)| n).product());
         let mut counts = vec![0u64; arms];
         let mut marginals: Vec<Vec<Vec<u64>>> = self
             .factors
@@ -410,11 +425,10 @@ impl<'a> Plan<'a> {
             }
             let day = t as u32;
             let u = unit(&mut rng);
-            let site = site_cdf
-                .iter()
-                .find(|(_, c)| u < *c)
-                .or(site_cdf.last())
-                .map_or(0, |(i, _)| *i);
+            let pick = site_cdf
+                .partition_point(|(_, c)| *c <= u)
+                .min(site_cdf.len().saturating_sub(1));
+            let site = site_cdf.get(pick).map_or(0, |(i, _)| *i);
             for (i, cov) in sc.covariates.iter().enumerate() {
                 row[i] = self.draw(i, cov, &mut rng);
             }
@@ -425,15 +439,19 @@ impl<'a> Plan<'a> {
             let index = self.strata.iter().fold(0usize, |acc, &(src, n)| {
                 acc * n + self.level(src, site, &row)
             });
-            let slot = *strata.entry(index).or_insert_with(|| {
-                world.strata.push(StratumSlot {
-                    key: self.stratum_key(site, &row),
-                    state: StratumState::default(),
-                    counts: vec![0; arms],
-                    block: Vec::new(),
-                });
-                world.strata.len() - 1
-            });
+            let slot = match strata.get(index) {
+                Some(slot) => slot,
+                None => {
+                    world.strata.push(StratumSlot {
+                        key: self.stratum_key(site, &row),
+                        state: StratumState::default(),
+                        counts: vec![0; arms],
+                        block: Vec::new(),
+                    });
+                    strata.set(index, world.strata.len() - 1);
+                    world.strata.len() - 1
+                }
+            };
             let levels: Vec<usize> = self
                 .factors
                 .iter()
@@ -468,6 +486,7 @@ impl<'a> Plan<'a> {
     /// stratum's current block (the list `randomise::block` derives) instead of deriving it
     /// again for every slot; `tests::blocks_match_the_engine` checks the sequence is the one
     /// `randomise::allocate` gives.
+    #[inline(never)]
     fn allocate(
         &self,
         seed: &MasterSeed,
@@ -504,7 +523,9 @@ impl<'a> Plan<'a> {
                 detail: None,
             };
         }
+        let open = self.protocol.open_arms();
         let ctx = AllocationContext {
+            eligible_arms: open.contains(&false).then_some(open),
             arm_counts: s.counts.clone(),
             marginals: levels
                 .iter()
@@ -518,6 +539,7 @@ impl<'a> Plan<'a> {
             .unwrap_or_else(|_| randomise::allocate(&self.scheme, seed, trial, &s.key, s.state))
     }
 
+    #[inline(never)]
     fn draw(&self, field: usize, cov: &Covariate, rng: &mut ChaCha8Rng) -> Draw {
         let spec = &self.protocol.fields[field];
         let number = |x: f64| match spec.kind {
@@ -558,6 +580,7 @@ impl<'a> Plan<'a> {
 
     /// The subject's register events: each outcome type at most once, nothing after a terminal
     /// event or the dropout event, nothing after the simulation's last day.
+    #[inline(never)]
     fn outcomes(
         &self,
         day: u32,
@@ -571,17 +594,12 @@ impl<'a> Plan<'a> {
         let limit = f64::from(sc.max_duration_days - day);
         times.clear();
         for (k, m) in sc.outcomes.iter().enumerate() {
-            let mut log_mult = self.log_hazard_ratios[k][arm];
-            for e in &m.effects {
-                log_mult += match (&e.kind, row[e.field]) {
-                    (EffectKind::PerLevel(per), Draw::Level(l)) => per[l],
-                    (EffectKind::PerUnit { log_hr, centre }, d) if d != Draw::Absent => {
-                        log_hr * (d.as_f64() - centre)
-                    }
-                    _ => 0.0,
-                };
-            }
-            let t = piecewise_time(&m.pieces, log_mult.exp(), exp1(rng));
+            let mult = self.multipliers[k]
+                .iter()
+                .fold(m.hazard_ratios[arm], |acc, (field, f)| {
+                    acc * f.of(row[*field])
+                });
+            let t = piecewise_time(&m.pieces, mult, exp1(rng));
             if t < limit {
                 times.push((t, k));
             }
@@ -612,6 +630,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Looks, statistics and boundaries of one simulated trial.
+    #[inline(never)]
     pub(crate) fn analyse(&self, world: &World) -> TrialOutcome {
         let sc = self.sc;
         let lag = sc.protocol.follow_up.reporting_lag_days;
@@ -732,6 +751,7 @@ impl<'a> Plan<'a> {
 
     /// The primary endpoint of the compared arms as of cut-off `day`, through the engine's
     /// per-subject derivation.
+    #[inline(never)]
     fn columns_at(&self, world: &World, day: u32, out: &mut Columns) {
         out.time.clear();
         out.event.clear();
@@ -768,6 +788,65 @@ impl<'a> Plan<'a> {
                 out.experimental
                     .push(f64::from(u8::from(s.arm == self.experimental)));
             }
+        }
+    }
+}
+
+/// One covariate effect on a hazard as a multiplier: tabulated for levels, booleans and bounded
+/// integers, computed for numbers.
+#[derive(Debug, Clone)]
+enum Multiplier {
+    Table { offset: i64, values: Vec<f64> },
+    PerUnit { log_hr: f64, centre: f64 },
+}
+
+impl Multiplier {
+    /// Integer fields with bounds this wide or narrower are tabulated.
+    const MAX_TABLE: i64 = 100_000;
+
+    fn new(effect: &EffectKind, field: &FieldKind) -> Self {
+        match (effect, field) {
+            (EffectKind::PerLevel(per), _) => Multiplier::Table {
+                offset: 0,
+                values: per.iter().map(|l| l.exp()).collect(),
+            },
+            (&EffectKind::PerUnit { log_hr, centre }, FieldKind::Boolean) => Multiplier::Table {
+                offset: 0,
+                values: vec![(-log_hr * centre).exp(), (log_hr * (1.0 - centre)).exp()],
+            },
+            (
+                &EffectKind::PerUnit { log_hr, centre },
+                &FieldKind::Integer {
+                    min: Some(lo),
+                    max: Some(hi),
+                },
+            ) if hi >= lo && hi - lo <= Self::MAX_TABLE => Multiplier::Table {
+                offset: lo,
+                values: (lo..=hi)
+                    .map(|v| (log_hr * (v as f64 - centre)).exp())
+                    .collect(),
+            },
+            (&EffectKind::PerUnit { log_hr, centre }, _) => Multiplier::PerUnit { log_hr, centre },
+        }
+    }
+
+    /// The hazard multiplier of one drawn value (1 for a value not sent).
+    fn of(&self, d: Draw) -> f64 {
+        match (self, d) {
+            (_, Draw::Absent) => 1.0,
+            (Multiplier::Table { offset, values }, Draw::Integer(v)) => usize::try_from(v - offset)
+                .ok()
+                .and_then(|i| values.get(i))
+                .copied()
+                .unwrap_or(1.0),
+            (Multiplier::Table { values, .. }, Draw::Level(l)) => {
+                values.get(l).copied().unwrap_or(1.0)
+            }
+            (Multiplier::Table { values, .. }, Draw::Boolean(b)) => {
+                values.get(usize::from(b)).copied().unwrap_or(1.0)
+            }
+            (Multiplier::PerUnit { log_hr, centre }, d) => (log_hr * (d.as_f64() - centre)).exp(),
+            (Multiplier::Table { .. }, Draw::Number(_)) => 1.0,
         }
     }
 }
@@ -810,21 +889,61 @@ pub(crate) struct StratumSlot {
     block: Vec<usize>,
 }
 
+/// Stratum slots by the mixed-radix index of the factor levels: a table when the strata are
+/// few enough, a map otherwise.
+enum SlotIndex {
+    Dense(Vec<u32>),
+    Sparse(HashMap<usize, usize>),
+}
+
+impl SlotIndex {
+    const DENSE_LIMIT: usize = 1 << 16;
+
+    fn new(strata: usize) -> Self {
+        if strata <= Self::DENSE_LIMIT {
+            SlotIndex::Dense(vec![u32::MAX; strata.max(1)])
+        } else {
+            SlotIndex::Sparse(HashMap::new())
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<usize> {
+        match self {
+            SlotIndex::Dense(v) => v
+                .get(index)
+                .filter(|&&s| s != u32::MAX)
+                .map(|&s| s as usize),
+            SlotIndex::Sparse(m) => m.get(&index).copied(),
+        }
+    }
+
+    fn set(&mut self, index: usize, slot: usize) {
+        match self {
+            SlotIndex::Dense(v) => {
+                if let Some(s) = v.get_mut(index) {
+                    *s = slot as u32;
+                }
+            }
+            SlotIndex::Sparse(m) => {
+                m.insert(index, slot);
+            }
+        }
+    }
+}
+
 /// A uniform draw in [0, 1) with 53 random bits.
 fn unit(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-/// A standard exponential draw, `-ln(1 - u)`.
+/// A standard exponential draw (rand_distr's ziggurat).
 fn exp1(rng: &mut ChaCha8Rng) -> f64 {
-    -(1.0 - unit(rng)).ln()
+    rng.sample(rand_distr::Exp1)
 }
 
-/// A standard normal draw (Box–Muller, one of the pair).
+/// A standard normal draw (rand_distr's ziggurat).
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1 = 1.0 - unit(rng);
-    let u2 = unit(rng);
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    rng.sample(rand_distr::StandardNormal)
 }
 
 /// The time at which cumulative hazard `mult × Σ rate·duration` over the pieces reaches `e`

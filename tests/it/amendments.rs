@@ -14,6 +14,7 @@ use crate::support::{TestApp, TestDb};
 
 crate::on_both_backends!(
     amendments_add_sites_and_arms_and_keep_versions,
+    closing_an_arm_stops_allocations_to_it,
     design_changes_after_go_live_are_refused,
 );
 
@@ -250,5 +251,68 @@ async fn design_changes_after_go_live_are_refused(db: TestDb) {
     let target =
         version(&v1(), "1.2").replacen("target_sample_size = 7244", "target_sample_size = 100", 1);
     register(&store, &target).await.expect("target change");
+    app.stop().await;
+}
+
+/// Version 1.2 closes the arm 1.1 added: later patients are allocated among the open arms only,
+/// the arm's earlier patients stay, and the audit entry says what changed.
+async fn closing_an_arm_stops_allocations_to_it(db: TestDb) {
+    let app = TestApp::spawn(&db, &[&v1()], SEED).await;
+    let token = app.token("register", None, None).await;
+    let (status, a) = app.enrol(TRIAL, &token, &patient(0, "UPP")).await;
+    assert_eq!(status, 201, "{a}");
+    app.stop().await;
+
+    let app = TestApp::spawn(&db, &[&v11()], SEED).await;
+    let token = app.token("register", None, None).await;
+    let mut third_before = 0;
+    for i in 1..30 {
+        let (status, a) = app.enrol(TRIAL, &token, &patient(i, "UPP")).await;
+        assert_eq!(status, 201, "{a}");
+        third_before += usize::from(a["arm"] == "third");
+    }
+    assert!(third_before > 0, "the third arm was allocated under 1.1");
+    app.stop().await;
+
+    let v12 = v11()
+        .replacen("version = \"1.1\"", "version = \"1.2\"", 1)
+        .replacen(
+            "id = \"third\"\nlabel = \"A third strategy\"\nratio = 1",
+            "id = \"third\"\nlabel = \"A third strategy\"\nratio = 1\nclosed = true",
+            1,
+        );
+    assert!(v12.contains("closed = true"));
+    let app = TestApp::spawn(&db, &[&v12], SEED).await;
+    let token = app.token("register", None, None).await;
+    for i in 30..80 {
+        let (status, a) = app.enrol(TRIAL, &token, &patient(i, "UPP")).await;
+        assert_eq!(
+            (status, a["protocol_version"].as_str()),
+            (201, Some("1.2")),
+            "{a}"
+        );
+        assert_ne!(a["arm"], "third", "{a}");
+        assert_eq!(a["eligible_arms"], json!(["aspiration", "pci"]), "{a}");
+    }
+    let rows = allocations::list(&app.store, TRIAL).await.unwrap();
+    assert_eq!(
+        rows.iter().filter(|r| r.arm == "third").count(),
+        third_before,
+        "the closed arm's patients stay"
+    );
+    let entry = audit::entries(&app.store, Some(TRIAL))
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|e| e.action == "protocol_version_registered")
+        .unwrap();
+    let payload: Value = serde_json::from_str(&entry.payload).unwrap();
+    assert_eq!(payload["version"], "1.2");
+    let changes = payload["amendment"]["changes"].to_string();
+    assert!(
+        changes.contains("arm `third` closed to new patients"),
+        "{changes}"
+    );
     app.stop().await;
 }

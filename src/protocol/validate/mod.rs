@@ -17,7 +17,7 @@ use toml::Spanned;
 
 use super::error::Finding;
 use super::model::{
-    Arm, ConsentModel, DerivedField, FieldKind, FieldSpec, Protocol, Site, TrialStatus,
+    Arm, ConsentModel, DerivedField, FieldKind, FieldSpec, Method, Protocol, Site, TrialStatus,
 };
 use super::raw::{RawArm, RawProtocol, RawSite};
 
@@ -135,7 +135,8 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         .map(|e| non_empty(&mut c, e, "ethics_approval"));
 
     let sites = sites(&mut c, raw.sites);
-    let (arms, arms_valid) = arms(&mut c, raw.arms);
+    let mut closed_spans = Vec::new();
+    let (arms, arms_valid) = arms(&mut c, raw.arms, &mut closed_spans);
     let fields = fields::fields(&mut c, raw.fields);
     let derived = fields::derived(&mut c, raw.derived, &fields);
     let scope = Scope {
@@ -161,6 +162,15 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
     let arms_for_blocks = arms_valid.then_some(arms.as_slice());
     let randomisation =
         randomisation::randomisation(&mut c, raw.randomisation, arms_for_blocks, &scope);
+    if matches!(randomisation.method, Method::PermutedBlocks { .. }) {
+        for span in closed_spans {
+            c.error(
+                span,
+                "permuted blocks cannot close an arm: every block holds each arm in its ratio; \
+                 randomise with simple randomisation or minimisation to close arms as you go",
+            );
+        }
+    }
     let declared = endpoints::endpoints(&mut c, raw.endpoints);
     let follow_up = endpoints::follow_up(&mut c, raw.follow_up, &declared);
     let monitoring = raw
@@ -224,7 +234,11 @@ fn sites(c: &mut Checker, raw: Option<Spanned<Vec<RawSite>>>) -> Vec<Site> {
 }
 
 /// The arms, and whether their ratios are all valid (block sizes can only be checked then).
-fn arms(c: &mut Checker, raw: Option<Spanned<Vec<RawArm>>>) -> (Vec<Arm>, bool) {
+fn arms(
+    c: &mut Checker,
+    raw: Option<Spanned<Vec<RawArm>>>,
+    closed_spans: &mut Vec<Range<usize>>,
+) -> (Vec<Arm>, bool) {
     let Some(raw) = raw else {
         c.error(
             0..0,
@@ -233,6 +247,7 @@ fn arms(c: &mut Checker, raw: Option<Spanned<Vec<RawArm>>>) -> (Vec<Arm>, bool) 
         return (Vec::new(), false);
     };
     let count = raw.get_ref().len();
+    let span = raw.span();
     if count < 2 {
         c.error(
             raw.span(),
@@ -273,7 +288,22 @@ fn arms(c: &mut Checker, raw: Option<Spanned<Vec<RawArm>>>) -> (Vec<Arm>, bool) 
                 }
             },
         };
-        arms.push(Arm { id, label, ratio });
+        let closed = arm.closed.as_ref().is_some_and(|c| *c.get_ref());
+        if let Some(flag) = arm.closed.filter(|c| *c.get_ref()) {
+            closed_spans.push(flag.span());
+        }
+        arms.push(Arm {
+            id,
+            label,
+            ratio,
+            closed,
+        });
+    }
+    if !arms.is_empty() && arms.iter().all(|a| a.closed) {
+        c.error(
+            span,
+            "every arm is closed; a trial needs at least one arm open to new patients",
+        );
     }
     (arms, valid)
 }
