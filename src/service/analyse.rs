@@ -93,6 +93,44 @@ pub struct Analysis {
     /// Interim monitoring of the primary endpoint (unblinded only; when the protocol plans it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interim: Option<super::interim::InterimReport>,
+    /// Subgroup analyses of the primary endpoint by stratification factor (unblinded only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subgroups: Vec<super::subgroups::SubgroupForest>,
+    /// Balance and predictability of the trial's own allocations as of the cut-off
+    /// (unblinded only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocation_quality: Option<AllocationQuality>,
+}
+
+/// [`quality::observed`](crate::randomise::quality::observed) applied to the allocations made
+/// by the cut-off, in randomisation order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AllocationQuality {
+    /// Arm ids in the order of `counts`.
+    pub arms: Vec<String>,
+    pub ratios: Vec<u32>,
+    #[serde(flatten)]
+    pub observed: crate::randomise::quality::ObservedQuality,
+}
+
+fn allocation_quality(data: &TrialData, cutoff: DataCutoff) -> AllocationQuality {
+    let arms = &data.protocol.arms;
+    let cutoff = cutoff.0.to_string();
+    let observed = crate::randomise::quality::observed(
+        data.allocations
+            .iter()
+            .filter(|a| a.allocated_at.get(..10).unwrap_or("") <= cutoff.as_str())
+            .filter_map(|a| {
+                let arm = arms.iter().position(|x| x.id == a.arm)?;
+                Some((a.stratum.as_str(), arm))
+            }),
+        &arms.iter().map(|a| a.ratio).collect::<Vec<_>>(),
+    );
+    AllocationQuality {
+        arms: arms.iter().map(|a| a.id.clone()).collect(),
+        ratios: arms.iter().map(|a| a.ratio).collect(),
+        observed,
+    }
 }
 
 impl Analysis {
@@ -101,6 +139,8 @@ impl Analysis {
         Analysis {
             blinded: true,
             interim: None,
+            subgroups: Vec::new(),
+            allocation_quality: None,
             flow: self.flow.blinded(),
             endpoints: self
                 .endpoints
@@ -244,6 +284,10 @@ pub fn analyse_derived(
         blinded: false,
         flow,
         interim: super::interim::interim(data, cutoff),
+        subgroups: primary.map_or_else(Vec::new, |(_, rows)| {
+            super::subgroups::primary_subgroups(&data.protocol, rows)
+        }),
+        allocation_quality: Some(allocation_quality(data, cutoff)),
         endpoints: derived
             .iter()
             .map(|(e, rows)| EndpointSummary {
