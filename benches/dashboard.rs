@@ -150,13 +150,23 @@ async fn main() -> anyhow::Result<()> {
     let (analysis_ms, _) = best_of(3, || {
         rrct::service::analyse::analyse_data(&data, &screening, cutoff)
     });
+    let (interim_ms, _) = best_of(3, || rrct::service::interim::interim(&data, cutoff));
+    let primary_rows = rrct::service::analyse::derive_endpoints(&data, cutoff)
+        .into_iter()
+        .find(|(e, _)| e.primary)
+        .map(|(_, rows)| rows)
+        .unwrap_or_default();
+    let (subgroups_ms, _) = best_of(3, || {
+        rrct::service::subgroups::primary_subgroups(&data.protocol, &primary_rows)
+    });
     let t = Instant::now();
     let snapshot = TrialSnapshot::prepare(data, screening, cutoff);
     let prepare_ms = t.elapsed().as_secs_f64() * 1e3;
     println!(
         "  of which: allocations {allocations_ms:.1} ms, events {events_ms:.1} ms, screening log \
          {screening_ms:.1} ms; deriving {derived} endpoints {derive_ms:.1} ms, whole analysis \
-         {analysis_ms:.1} ms"
+         {analysis_ms:.1} ms, of which interim looks {interim_ms:.1} ms, subgroups \
+         {subgroups_ms:.1} ms"
     );
     let (blinded_ms, blinded) =
         best_of(5, || BlindedPage::build(&snapshot, None, chrome()).render());

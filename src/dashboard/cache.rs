@@ -128,9 +128,12 @@ impl DashboardCache {
             .slot(&key, head, |k| k.head);
         slot.get_or_try_init(|| async {
             // Read after the head: the data are at least as new as the key says.
-            TrialSnapshot::load(store, trial_id, cutoff)
+            let (data, screening) = TrialSnapshot::read(store, trial_id).await?;
+            // Deriving and analysing is CPU work over the whole trial: off the request threads.
+            tokio::task::spawn_blocking(move || TrialSnapshot::prepare(data, screening, cutoff))
                 .await
                 .map(Arc::new)
+                .map_err(|e| ExportError::Interrupted(trial_id.to_string(), e.to_string()))
         })
         .await
         .cloned()

@@ -39,10 +39,10 @@ impl TrialSnapshot {
         store: &Store,
         trial_id: &str,
     ) -> Result<(TrialData, Vec<Screening>), ExportError> {
-        Ok((
-            TrialData::load(store, trial_id).await?,
-            analyse::screening(store, trial_id).await?,
-        ))
+        Ok(tokio::try_join!(
+            TrialData::load(store, trial_id),
+            analyse::screening(store, trial_id)
+        )?)
     }
 
     /// Derive the endpoints and analyse, once for every page.

@@ -133,34 +133,115 @@ pub fn derive(
     events: &[ReceivedEvent],
     cutoff: DataCutoff,
 ) -> Vec<EndpointRow> {
-    let mut by_subject: HashMap<&str, Vec<&ReceivedEvent>> = HashMap::new();
-    for e in events {
-        if e.received_on <= cutoff.0 {
+    derive_grouped(
+        follow_up,
+        endpoint,
+        subjects,
+        &EventsBySubject::new(events),
+        cutoff,
+    )
+}
+
+/// Events grouped by subject and ordered by date and event id, whatever their receipt day:
+/// group once, then derive several endpoints or cut-offs with [`derive_grouped`].
+pub struct EventsBySubject<'a> {
+    by_subject: HashMap<&'a str, Vec<&'a ReceivedEvent>>,
+}
+
+impl<'a> EventsBySubject<'a> {
+    pub fn new(events: &'a [ReceivedEvent]) -> Self {
+        let mut by_subject: HashMap<&str, Vec<&ReceivedEvent>> = HashMap::new();
+        for e in events {
             by_subject
                 .entry(e.event.subject.as_str())
                 .or_default()
                 .push(e);
         }
+        for list in by_subject.values_mut() {
+            list.sort_by(|a, b| {
+                (a.event.date, &a.event.event_id).cmp(&(b.event.date, &b.event.event_id))
+            });
+        }
+        EventsBySubject { by_subject }
     }
-    for list in by_subject.values_mut() {
-        list.sort_by(|a, b| {
-            (a.event.date, &a.event.event_id).cmp(&(b.event.date, &b.event.event_id))
-        });
-        // The same event delivered twice counts once.
-        let mut seen = std::collections::HashSet::new();
-        list.retain(|e| seen.insert(e.event.event_id.as_str()));
+
+    /// A subject's events known as of `cutoff` (received by then), each event id once, into
+    /// `known` (cleared first).
+    fn known(&self, subject: &str, cutoff: DataCutoff, known: &mut Vec<&'a ReceivedEvent>) {
+        known.clear();
+        let Some(list) = self.by_subject.get(subject) else {
+            return;
+        };
+        for e in list.iter().filter(|e| e.received_on <= cutoff.0) {
+            // The same event delivered twice counts once (the first in date order). Lists are
+            // a handful of events, so a linear look beats hashing.
+            if !known.iter().any(|k| k.event.event_id == e.event.event_id) {
+                known.push(e);
+            }
+        }
     }
+}
+
+/// [`derive`] on events grouped in advance.
+pub fn derive_grouped(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    subjects: &[Subject],
+    events: &EventsBySubject<'_>,
+    cutoff: DataCutoff,
+) -> Vec<EndpointRow> {
     let admin_end = cutoff.0 - chrono::Days::new(u64::from(follow_up.reporting_lag_days));
+    let mut known = Vec::new();
     subjects
         .iter()
         .filter(|s| s.randomised_on <= cutoff.0)
         .map(|s| {
-            let known = by_subject
-                .get(s.subject.as_str())
-                .map_or(&[][..], |v| v.as_slice());
-            derive_one(follow_up, endpoint, s, known, admin_end)
+            events.known(&s.subject, cutoff, &mut known);
+            derive_one(follow_up, endpoint, s, &known, admin_end)
         })
         .collect()
+}
+
+/// How many subjects have a time-to-event endpoint's event as of `cutoff`: the number of
+/// [`derive_grouped`] rows with `event: true`, without building the rows (interim monitoring
+/// asks this for many cut-offs). 0 for other kinds of endpoint.
+pub fn count_events(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    subjects: &[Subject],
+    events: &EventsBySubject<'_>,
+    cutoff: DataCutoff,
+) -> u64 {
+    let EndpointKind::TimeToEvent {
+        events: selector,
+        horizon_days,
+    } = &endpoint.kind
+    else {
+        return 0;
+    };
+    let admin_end = cutoff.0 - chrono::Days::new(u64::from(follow_up.reporting_lag_days));
+    let mut known = Vec::new();
+    subjects
+        .iter()
+        .filter(|s| s.randomised_on <= cutoff.0)
+        .filter(|s| {
+            events.known(&s.subject, cutoff, &mut known);
+            let rand = s.randomised_on;
+            // As derive_one: follow-up to the censoring event or the administrative end,
+            // cut at the horizon; the first selected event on or before that day counts.
+            let (end, _) = follow_up_end(follow_up, s, &known, admin_end);
+            let followed = days(rand, end);
+            let stop = match horizon_days.map(i64::from) {
+                Some(h) if h <= followed => h,
+                _ => followed.max(0),
+            };
+            known.iter().any(|e| {
+                e.event.date >= rand
+                    && selects(selector, &e.event)
+                    && days(rand, e.event.date) <= stop
+            })
+        })
+        .count() as u64
 }
 
 fn selects(selector: &EventSelector, e: &Event) -> bool {

@@ -22,7 +22,10 @@ mod derive;
 mod event;
 pub mod flow;
 
-pub use derive::{derive, CensorReason, EndpointRow, Outcome, ReceivedEvent, SurvivalData};
+pub use derive::{
+    count_events, derive, derive_grouped, CensorReason, EndpointRow, EventsBySubject, Outcome,
+    ReceivedEvent, SurvivalData,
+};
 pub use event::{
     is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields,
 };

@@ -237,13 +237,14 @@ pub fn derive_endpoints(
     cutoff: DataCutoff,
 ) -> Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)> {
     let subjects = data.subjects();
+    let events = endpoints::EventsBySubject::new(&data.events);
     data.protocol
         .endpoints
         .iter()
         .map(|e| {
             (
                 e,
-                endpoints::derive(&data.protocol.follow_up, e, &subjects, &data.events, cutoff),
+                endpoints::derive_grouped(&data.protocol.follow_up, e, &subjects, &events, cutoff),
             )
         })
         .collect()
@@ -305,7 +306,7 @@ pub fn analyse_derived(
 /// The trial's screening log as the flow reads it.
 #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
 pub async fn screening(store: &Store, trial_id: &str) -> Result<Vec<Screening>, ExportError> {
-    Ok(allocations::screening_log(store, trial_id)
+    Ok(allocations::screening_outcomes(store, trial_id)
         .await?
         .into_iter()
         .map(|s| {

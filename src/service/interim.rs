@@ -123,12 +123,33 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
             .collect(),
         _ => data.events.clone(),
     };
+    let grouped = endpoints::EventsBySubject::new(&relevant);
+    // Subjects with none of those events never have one: each probe counts the others' events
+    // only, without building rows (looks held derive everyone).
+    let with_events: Vec<endpoints::Subject> = {
+        let ids: std::collections::HashSet<&str> =
+            relevant.iter().map(|e| e.event.subject.as_str()).collect();
+        subjects
+            .iter()
+            .filter(|s| ids.contains(s.subject.as_str()))
+            .cloned()
+            .collect()
+    };
     let rows_at = |d: NaiveDate| {
-        endpoints::derive(
+        endpoints::derive_grouped(
             &data.protocol.follow_up,
             endpoint,
             &subjects,
-            &relevant,
+            &grouped,
+            DataCutoff(d),
+        )
+    };
+    let events_at = |d: NaiveDate| {
+        endpoints::count_events(
+            &data.protocol.follow_up,
+            endpoint,
+            &with_events,
+            &grouped,
             DataCutoff(d),
         )
     };
@@ -138,7 +159,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
             .count() as u64
     };
     let planned = f64::from(plan.planned_events);
-    report.events = events_in(&rows_at(cutoff.0));
+    report.events = events_at(cutoff.0);
     report.information_fraction = report.events as f64 / planned;
     let Some(first_day) = subjects.iter().map(|s| s.randomised_on).min() else {
         return Some(report);
@@ -156,7 +177,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         let (mut lo, mut hi) = (first_day, cutoff.0);
         while lo < hi {
             let mid = lo + chrono::Days::new(((hi - lo).num_days() / 2) as u64);
-            if events_in(&rows_at(mid)) >= target {
+            if events_at(mid) >= target {
                 hi = mid;
             } else {
                 lo = mid + chrono::Days::new(1);
