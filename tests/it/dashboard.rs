@@ -11,7 +11,8 @@ crate::on_both_backends!(
     pages_show_each_role_its_own_view,
     closed_report_is_self_contained,
     small_counts_never_leak_from_blinded_pages_or_the_summary,
-    audit_page_pages_through_more_than_a_hundred_entries
+    audit_page_pages_through_more_than_a_hundred_entries,
+    a_write_is_seen_by_the_next_request_despite_the_page_cache
 );
 
 /// Arm ids and labels of the TASTE protocol: never on a blinded page.
@@ -611,5 +612,45 @@ async fn audit_page_pages_through_more_than_a_hundred_entries(db: TestDb) {
     let (status, _, nonsense) = reader.get("/trials/taste?page=abc").await;
     assert_eq!(status, 200);
     assert!(nonsense.contains("Entries 1–100"));
+    app.stop().await;
+}
+
+async fn a_write_is_seen_by_the_next_request_despite_the_page_cache(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "dashboard").await;
+    seed(&app).await;
+    let later = format!("?cutoff={}", day(60));
+    let sponsor = app.token("sponsor", Some("taste"), None).await;
+    let statistician = app.token("statistician", Some("taste"), None).await;
+    let mut reader = Reader::new(&app);
+    reader.sign_in(&sponsor).await;
+    let randomised = |body: &str| -> String {
+        let end = body.find("</div><div class=\"k\">Randomised").unwrap();
+        let start = body[..end].rfind('>').unwrap() + 1;
+        body[start..end].to_string()
+    };
+    let page = format!("/trials/taste{later}");
+    let (_, _, first) = reader.get(&page).await;
+    let (_, _, again) = reader.get(&page).await;
+    assert_eq!(randomised(&first), "23");
+    assert_eq!(first, again, "the same data give the same page");
+    // The statistician's page is not the sponsor's, cached or not.
+    let unblinded = Reader::page_for(&app, &statistician, &later).await;
+    assert!(unblinded.contains("Hazard ratio"));
+    let (_, _, sponsor_again) = reader.get(&page).await;
+    assert_no_arms("sponsor page after the statistician's", &sponsor_again);
+
+    // Seven more enrolments: the next page and summary count them.
+    let register = app.token("register", None, None).await;
+    for i in 300..307 {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "LKP", "F")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (_, _, after) = reader.get(&page).await;
+    assert_eq!(randomised(&after), "30");
+    assert!(site_row(&after, "LKP").contains(">7<"));
+    let (_, summary) = app
+        .get(&format!("/api/v1/trials/taste/summary{later}"), &sponsor)
+        .await;
+    assert_eq!(summary["flow"]["randomised"], 30);
     app.stop().await;
 }
