@@ -585,12 +585,25 @@ fn monitoring(
 
 fn forest(f: &crate::service::subgroups::SubgroupForest, name: &dyn Fn(&str) -> String) -> Forest {
     use crate::stats::subgroups::TreatmentEffect;
+    // A subgroup with events in one arm only has an estimate running off to 0 or infinity.
+    let ratio = |v: f64| {
+        if !v.is_finite() || v > 999.0 {
+            ">999".to_string()
+        } else if v < 0.001 {
+            "<0.001".to_string()
+        } else {
+            format!("{v:.2}")
+        }
+    };
     let table_row = |label: String, e: &TreatmentEffect| ForestTableRow {
         label,
         n: e.n,
         events: e.events,
-        hr: opt(e.hr, |v| format!("{v:.2}")),
-        ci: ci(e.hr_lower, e.hr_upper),
+        hr: opt(e.hr, ratio),
+        ci: match (e.hr_lower, e.hr_upper) {
+            (Some(lo), Some(hi)) => format!("{}–{}", ratio(lo), ratio(hi)),
+            _ => "–".into(),
+        },
         p: opt(e.p, p_value),
     };
     let chart_row = |label: String, e: &TreatmentEffect, overall| charts::ForestRow {

@@ -16,17 +16,20 @@ pub struct ForestRow {
     pub overall: bool,
 }
 
-/// Axis limits in powers of two around the estimates and intervals, always including 1.
+/// Widest axis: 1/8 to 8. Estimates and limits beyond it (a subgroup with events in one arm
+/// only has an infinite estimate) are drawn to the edge with an arrow.
+const AXIS_LIMIT_LOG2: f64 = 3.0;
+
+/// Axis limits in powers of two around the estimates and intervals, always including 1/2 to 2.
 fn limits(rows: &[ForestRow]) -> (f64, f64) {
     let finite = rows
         .iter()
         .flat_map(|r| [r.hr, r.lower, r.upper])
         .flatten()
-        .filter(|v| v.is_finite() && *v > 0.0);
+        .filter(|v| v.is_finite() && *v > 0.0 && v.log2().abs() <= AXIS_LIMIT_LOG2);
     let (lo, hi) = finite.fold((1.0f64, 1.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    // At most 1/64 to 64: wider intervals are drawn to the edge with an arrow.
-    let lo = 2f64.powf(lo.log2().floor().max(-6.0));
-    let hi = 2f64.powf(hi.log2().ceil().min(6.0));
+    let lo = 2f64.powf(lo.log2().floor().max(-AXIS_LIMIT_LOG2));
+    let hi = 2f64.powf(hi.log2().ceil().min(AXIS_LIMIT_LOG2));
     (lo.min(0.5), hi.max(2.0))
 }
 
@@ -167,5 +170,7 @@ mod tests {
         }
         assert_eq!(limits(&[row("x", Some(1.0), false)]), (0.5, 2.0));
         assert_eq!(limits(&[row("x", Some(0.3), false)]), (0.125, 2.0));
+        // An infinite estimate does not stretch the axis.
+        assert_eq!(limits(&[row("x", Some(6e8), false)]), (0.5, 2.0));
     }
 }
