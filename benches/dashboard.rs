@@ -48,6 +48,37 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (best, out.expect("at least one run"))
 }
 
+/// The events of the trial read row by row through sqlx `Any`, as `store::events::for_trial`
+/// did before it read one JSON value: kept here to compare.
+async fn events_row_by_row(store: &Store) -> anyhow::Result<usize> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT e.event_id, e.subject, e.event_type, e.event_date, e.code, e.value, e.source, \
+         e.recorded_at FROM events e JOIN allocations a ON a.subject = e.subject \
+         WHERE a.trial_id = $1 ORDER BY e.subject, e.event_date, e.event_id",
+    )
+    .bind("taste")
+    .fetch_all(store.pool())
+    .await?;
+    let mut n = 0;
+    for r in &rows {
+        let id: String = r.try_get("event_id")?;
+        let _: (String, String, String) = (
+            r.try_get("subject")?,
+            r.try_get("event_type")?,
+            r.try_get("event_date")?,
+        );
+        let _: (Option<String>, Option<f64>, Option<String>, String) = (
+            r.try_get("code")?,
+            r.try_get("value")?,
+            r.try_get("source")?,
+            r.try_get("recorded_at")?,
+        );
+        n += id.len();
+    }
+    Ok(n)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -130,9 +161,16 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     rrct::store::allocations::list(&store, "taste").await?;
     let allocations_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    rrct::store::events::for_trial(&store, "taste").await?;
-    let events_ms = t.elapsed().as_secs_f64() * 1e3;
+    // Events as one JSON value against row by row (the previous reader), alternately.
+    let (mut events_ms, mut rows_ms) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let t = Instant::now();
+        rrct::store::events::for_trial(&store, "taste").await?;
+        events_ms = events_ms.min(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        events_row_by_row(&store).await?;
+        rows_ms = rows_ms.min(t.elapsed().as_secs_f64() * 1e3);
+    }
     let t = Instant::now();
     rrct::service::analyse::screening(&store, "taste").await?;
     let screening_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -163,7 +201,8 @@ async fn main() -> anyhow::Result<()> {
     let snapshot = TrialSnapshot::prepare(data, screening, cutoff);
     let prepare_ms = t.elapsed().as_secs_f64() * 1e3;
     println!(
-        "  of which: allocations {allocations_ms:.1} ms, events {events_ms:.1} ms, screening log \
+        "  of which: allocations {allocations_ms:.1} ms, events {events_ms:.1} ms (row by row \
+         {rows_ms:.1} ms), screening log \
          {screening_ms:.1} ms; deriving {derived} endpoints {derive_ms:.1} ms, whole analysis \
          {analysis_ms:.1} ms, of which interim looks {interim_ms:.1} ms, subgroups \
          {subgroups_ms:.1} ms"
