@@ -104,7 +104,7 @@ pub fn group_sequential(planned: &[PlannedLook], held: &[HeldLook]) -> String {
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
+                .position(SeriesLabelPosition::MiddleLeft)
                 .background_style(WHITE.mix(0.9))
                 .border_style(GRID)
                 .label_font((FONT, 13))
