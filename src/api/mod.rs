@@ -37,6 +37,8 @@ pub struct AppState {
     pub trials: Arc<TrialRegistry>,
     pub enrolments: EnrolmentQueue,
     pub auth: Authenticator,
+    /// Prepared trials and rendered pages, keyed by the database's audit-chain head.
+    pub dashboards: Arc<crate::dashboard::cache::DashboardCache>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
         AppState {
             enrolments: EnrolmentQueue::start(store.clone()),
             auth: Authenticator::new(store.clone()),
+            dashboards: Arc::default(),
             store,
             trials: Arc::new(trials),
         }

@@ -14,8 +14,9 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorCode};
 use super::{ApiJson, AppState};
 use crate::endpoints::DataCutoff;
-use crate::service::analyse::{self, Analysis};
+use crate::service::analyse::Analysis;
 use crate::service::export::ExportError;
+use crate::service::release::BlindedSummary;
 use crate::service::screening::{self, ScreeningOutcome};
 use crate::service::{Principal, Role};
 
@@ -86,8 +87,11 @@ async fn load(
         ));
     }
     let cutoff = cutoff(q)?;
-    analyse::analyse(&state.store, trial, cutoff)
+    state
+        .dashboards
+        .snapshot(&state.store, trial, cutoff)
         .await
+        .map(|s| s.analysis.clone())
         .map_err(|e| match e {
             ExportError::Store(s) => s.into(),
             other => {
@@ -100,19 +104,19 @@ async fn load(
         })
 }
 
-/// Blinded: recruitment and pooled outcomes; a site-scoped token sees its own site only.
+/// Blinded: recruitment and pooled outcomes under disclosure control (the figures the blinded
+/// page shows); a site-scoped token sees its own site only.
 async fn summary(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path(trial): Path<String>,
     Query(q): Query<CutoffQuery>,
-) -> Result<Json<Analysis>, ApiError> {
-    let summary = load(&state, &principal, &trial, &q).await?.blinded();
-    let summary = match &principal.site_code {
-        Some(site) => summary.for_site(site),
-        None => summary,
-    };
-    Ok(Json(summary))
+) -> Result<Json<BlindedSummary>, ApiError> {
+    let analysis = load(&state, &principal, &trial, &q).await?;
+    Ok(Json(BlindedSummary::release(
+        analysis,
+        principal.site_code.as_deref(),
+    )))
 }
 
 /// Unblinded: only the trial statistician and the DSMB.

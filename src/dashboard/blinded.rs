@@ -1,17 +1,20 @@
 //! The blinded page for sponsors, register hosts and administrators: recruitment, sites,
 //! screening, pooled outcome counts, data quality and the flow without arm split.
 //!
-//! Blinding is a property of the data this page is built from, not of its markup: the
-//! builder blinds the analysis itself ([`Analysis::blinded`]), takes only randomisation days
-//! and sites from the allocations, and its template has no field that could hold an arm.
-//! Small counts are suppressed here, before anything is formatted.
+//! Blinding is a property of the data this page is built from, not of its markup: the page
+//! is built from the [`BlindedSummary`] the summary API returns (the analysis blinded, scoped
+//! to the reader's site and put through disclosure control, see
+//! [`crate::service::disclosure`]), takes only randomisation days and sites from the
+//! allocations, and its template has no field that could hold an arm.
 
 use askama::Template;
 
 use super::charts::{self, SiteBar};
 use super::page::{self, Chrome, FlowStep, TrialSnapshot};
-use super::suppress::{self, count};
-use crate::service::analyse::{self, Analysis};
+use super::suppress;
+use crate::service::analyse::Analysis;
+use crate::service::disclosure::Released;
+use crate::service::release::{BlindedSummary, ReleasedCounts, ReleasedRate};
 
 #[derive(Template)]
 #[template(path = "dashboard/blinded.html")]
@@ -61,29 +64,17 @@ pub struct QualityRow {
 impl BlindedPage {
     /// Build the page for a reader scoped to `site` (a register host) or to the whole trial.
     pub fn build(snapshot: &TrialSnapshot, site: Option<&str>, chrome: Chrome) -> BlindedPage {
-        let derived = analyse::derive_endpoints(&snapshot.data, snapshot.cutoff);
-        let analysis = analyse::analyse_derived(
-            &snapshot.data,
-            &snapshot.screening,
-            snapshot.cutoff,
-            &derived,
-        );
-        drop(derived);
-        Self::from_analysis(snapshot, analysis, site, chrome)
+        Self::from_analysis(snapshot, snapshot.analysis.clone(), site, chrome)
     }
 
-    /// Build from an analysis, which is blinded here whatever it was.
+    /// Build from an analysis, which is blinded and released here whatever it was.
     pub fn from_analysis(
         snapshot: &TrialSnapshot,
         analysis: Analysis,
         site: Option<&str>,
         chrome: Chrome,
     ) -> BlindedPage {
-        let blinded = analysis.blinded();
-        let a = match site {
-            Some(site) => blinded.for_site(site),
-            None => blinded,
-        };
+        let a = BlindedSummary::release(analysis, site);
         let flow = &a.flow;
         let t = &flow.total;
 
@@ -93,40 +84,53 @@ impl BlindedPage {
             .map(|(d, _)| d)
             .collect();
         let (points, unit) = page::cumulative_by_period(days);
+        // The line may only show what the randomised count shows, in steps of at least 5.
+        let points = match t.randomised {
+            Released::Shown(_) => suppress::recruitment_steps(&points),
+            _ => vec![],
+        };
         // The trial's target is not a site's target.
         let target = site
             .is_none()
             .then_some(u64::from(snapshot.data.protocol.target_sample_size));
         let recruitment_svg = charts::recruitment(&points, target);
-        let recruitment_note = match target {
-            Some(target) => format!(
-                "Cumulative randomised at the end of each {unit}; the dashed line is the target sample size ({target}). The protocol plans no end date, so the target is drawn level."
+        let steps = format!(
+            "each point is the end of a {unit} in which the count grew by {} or more",
+            suppress::SMALL_COUNT_LIMIT + 1
+        );
+        let recruitment_note = match (target, t.randomised) {
+            (_, Released::Small | Released::Withheld) => format!(
+                "Too few patients randomised to draw recruitment without revealing small counts (randomised: {})",
+                t.randomised
             ),
-            None => format!("Cumulative randomised at your site at the end of each {unit}."),
+            (Some(target), _) => format!(
+                "Cumulative randomised ({steps}); the dashed line is the target sample size ({target}). The protocol plans no end date, so the target is drawn level."
+            ),
+            (None, _) => format!("Cumulative randomised at your site ({steps})."),
         };
 
         let active = flow
             .sites
             .iter()
-            .filter(|s| s.counts.randomised > 0)
+            .filter(|s| s.counts.randomised != Released::Shown(0))
             .count();
         let mut headline = vec![
-            ("Randomised".to_string(), count(t.randomised)),
-            ("Eligible".to_string(), count(t.eligible)),
+            ("Randomised".to_string(), t.randomised.to_string()),
+            ("Eligible".to_string(), t.eligible.to_string()),
             (
                 "Inclusion rate (randomised ÷ eligible)".to_string(),
-                suppress::rate(t.inclusion_rate, &[t.randomised, t.eligible]),
+                rate(t.inclusion_rate),
             ),
-            ("Screened".to_string(), count(t.screened)),
+            ("Screened".to_string(), t.screened.to_string()),
         ];
         if let Some(target) = target {
             headline.insert(1, ("Target".to_string(), target.to_string()));
-            if !suppress::is_small(t.randomised) && target > 0 {
+            if let (Some(n), true) = (t.randomised.shown(), target > 0) {
                 headline.insert(
                     2,
                     (
                         "Of target".to_string(),
-                        suppress::percent(t.randomised as f64 / target as f64),
+                        suppress::percent(n as f64 / target as f64),
                     ),
                 );
             }
@@ -150,13 +154,10 @@ impl BlindedPage {
             .map(|s| SiteRow {
                 site: s.site.clone(),
                 name: snapshot.site_name(&s.site),
-                screened: count(s.counts.screened),
-                eligible: count(s.counts.eligible),
-                randomised: count(s.counts.randomised),
-                inclusion_rate: suppress::rate(
-                    s.counts.inclusion_rate,
-                    &[s.counts.randomised, s.counts.eligible],
-                ),
+                screened: s.counts.screened.to_string(),
+                eligible: s.counts.eligible.to_string(),
+                randomised: s.counts.randomised.to_string(),
+                inclusion_rate: rate(s.counts.inclusion_rate),
             })
             .collect();
 
@@ -167,7 +168,7 @@ impl BlindedPage {
                 (
                     "Not eligible".to_string(),
                     snapshot.criterion_text(c),
-                    count(*n),
+                    n.to_string(),
                 )
             })
             .collect();
@@ -175,50 +176,53 @@ impl BlindedPage {
             (
                 "Eligible, not randomised".to_string(),
                 r.replace('_', " "),
-                count(*n),
+                n.to_string(),
             )
         }));
 
         let endpoints = a
             .endpoints
             .iter()
-            .map(|e| {
-                let all = e.groups.values().fold((0, 0, 0), |acc, g| {
-                    (acc.0 + g.subjects, acc.1 + g.events, acc.2 + g.incomplete)
-                });
-                PooledEndpoint {
+            .filter_map(|e| {
+                let all = e.groups.get("all")?;
+                Some(PooledEndpoint {
                     label: e.label.clone().unwrap_or_else(|| e.id.clone()),
                     kind: e.kind.replace('_', " "),
                     primary: e.primary,
-                    subjects: count(all.0),
-                    events: count(all.1),
-                    incomplete: count(all.2),
-                }
+                    subjects: all.subjects.to_string(),
+                    events: all.events.to_string(),
+                    incomplete: all.incomplete.to_string(),
+                })
             })
             .collect();
         let outcomes_note = site.map(|_| {
             "Outcome counts are trial-wide figures and are shown to the sponsor only.".to_string()
         });
 
-        let days = |v: Option<f64>| page::opt(v, |d| format!("{d:.0}"));
         let quality = flow
             .sites
             .iter()
-            .map(|s| QualityRow {
-                site: s.site.clone(),
-                completeness: suppress::rate(
-                    s.follow_up_completeness,
-                    &[s.counts.randomised, s.counts.lost_to_follow_up],
-                ),
-                lost: count(s.counts.lost_to_follow_up),
-                events: count(s.events_received),
-                lag_median: days(s.event_lag_days_median),
-                lag_p90: days(s.event_lag_days_p90),
+            .map(|s| {
+                let days = |v: Option<f64>| match (v, s.events_received) {
+                    (Some(d), _) => format!("{d:.0}"),
+                    (None, Released::Small | Released::Withheld) => {
+                        crate::service::release::WITHHELD_RATE.to_string()
+                    }
+                    (None, _) => "–".to_string(),
+                };
+                QualityRow {
+                    site: s.site.clone(),
+                    completeness: rate(s.follow_up_completeness),
+                    lost: s.counts.lost_to_follow_up.to_string(),
+                    events: s.events_received.to_string(),
+                    lag_median: days(s.event_lag_days_median),
+                    lag_p90: days(s.event_lag_days_p90),
+                }
             })
             .collect();
 
         BlindedPage {
-            flow: page::consort(t, snapshot, &[], page::suppressed),
+            flow: consort(t, snapshot),
             chrome,
             headline,
             recruitment_svg,
@@ -231,4 +235,47 @@ impl BlindedPage {
             quality,
         }
     }
+}
+
+fn rate(r: ReleasedRate) -> String {
+    match r {
+        ReleasedRate::Shown(v) => suppress::percent(v),
+        ReleasedRate::Undefined => "–".to_string(),
+        ReleasedRate::Withheld => suppress::SUPPRESSED_RATE.to_string(),
+    }
+}
+
+/// The flow boxes without arms, from released counts.
+fn consort(t: &ReleasedCounts, snapshot: &TrialSnapshot) -> Vec<FlowStep> {
+    let step = |label: &str, total: Released, split: Vec<(String, String)>, side| FlowStep {
+        label: label.into(),
+        total: total.to_string(),
+        split,
+        side,
+    };
+    vec![
+        step("Screened in the register", t.screened, vec![], false),
+        step(
+            "Not eligible",
+            t.not_eligible,
+            t.not_eligible_by_criterion
+                .iter()
+                .map(|(c, n)| (snapshot.criterion_text(c), n.to_string()))
+                .collect(),
+            true,
+        ),
+        step("Eligible", t.eligible, vec![], false),
+        step(
+            "Eligible, not randomised",
+            t.not_randomised,
+            t.not_randomised_by_reason
+                .iter()
+                .map(|(r, n)| (r.replace('_', " "), n.to_string()))
+                .collect(),
+            true,
+        ),
+        step("Randomised", t.randomised, vec![], false),
+        step("Lost to follow-up", t.lost_to_follow_up, vec![], true),
+        step("Analysed (primary endpoint)", t.analysed, vec![], false),
+    ]
 }

@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod blinded;
+pub mod cache;
 pub mod charts;
 pub mod page;
 pub mod session;
@@ -215,24 +216,28 @@ async fn trial_page(
             Err(e) => unavailable(&e),
         };
     }
-    let snapshot = match TrialSnapshot::load(&state.store, &trial, cutoff).await {
-        Ok(s) => s,
-        Err(e) => return unavailable(&e),
-    };
     let unblinded = matches!(p.role, Role::Statistician | Role::Dsmb);
     let site = p.site_code.clone();
-    // Building a page is CPU work over the whole trial: keep it off the request threads.
-    let rendered = tokio::task::spawn_blocking(move || {
-        if unblinded {
-            unblinded::UnblindedPage::build(&snapshot, chrome).render()
-        } else {
-            blinded::BlindedPage::build(&snapshot, site.as_deref(), chrome).render()
-        }
-    })
-    .await;
-    match rendered {
-        Ok(Ok(body)) => Html(body).into_response(),
-        Ok(Err(e)) => unavailable(&e),
+    let (role, scope) = (chrome.role.clone(), site.clone());
+    let page = state
+        .dashboards
+        .page(
+            &state.store,
+            &trial,
+            cutoff,
+            &role,
+            scope.as_deref(),
+            move |snapshot: &TrialSnapshot| {
+                if unblinded {
+                    unblinded::UnblindedPage::build(snapshot, chrome).render()
+                } else {
+                    blinded::BlindedPage::build(snapshot, site.as_deref(), chrome).render()
+                }
+            },
+        )
+        .await;
+    match page {
+        Ok(body) => Html(body.as_str().to_owned()).into_response(),
         Err(e) => unavailable(&e),
     }
 }

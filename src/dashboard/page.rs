@@ -3,32 +3,74 @@
 
 use chrono::NaiveDate;
 
-use super::suppress;
 use crate::endpoints::flow::{FlowCounts, Screening};
-use crate::endpoints::DataCutoff;
-use crate::service::analyse;
+use crate::endpoints::{DataCutoff, EndpointRow};
+use crate::protocol::Endpoint;
+use crate::service::analyse::{self, Analysis};
 use crate::service::export::{ExportError, TrialData};
 use crate::store::Store;
 
-/// A trial's protocol, allocations, events and screening log, read once for one page.
+/// A trial's protocol, allocations, events and screening log, with every endpoint derived and
+/// the unblinded analysis computed as of a cut-off: everything any page of the trial is built
+/// from (pages for blinded readers blind the analysis themselves).
 pub struct TrialSnapshot {
     pub data: TrialData,
     pub screening: Vec<Screening>,
     pub cutoff: DataCutoff,
+    /// Each endpoint's rows, in the protocol's order.
+    pub rows: Vec<Vec<EndpointRow>>,
+    pub analysis: Analysis,
 }
 
 impl TrialSnapshot {
-    #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
+    /// Read and prepare (CPU work; see [`Self::read`] and [`Self::prepare`] to split them).
     pub async fn load(
         store: &Store,
         trial_id: &str,
         cutoff: DataCutoff,
     ) -> Result<TrialSnapshot, ExportError> {
-        Ok(TrialSnapshot {
-            data: TrialData::load(store, trial_id).await?,
-            screening: analyse::screening(store, trial_id).await?,
+        let (data, screening) = Self::read(store, trial_id).await?;
+        Ok(Self::prepare(data, screening, cutoff))
+    }
+
+    /// The trial's data and screening log.
+    #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
+    pub async fn read(
+        store: &Store,
+        trial_id: &str,
+    ) -> Result<(TrialData, Vec<Screening>), ExportError> {
+        Ok(tokio::try_join!(
+            TrialData::load(store, trial_id),
+            analyse::screening(store, trial_id)
+        )?)
+    }
+
+    /// Derive the endpoints and analyse, once for every page.
+    pub fn prepare(data: TrialData, screening: Vec<Screening>, cutoff: DataCutoff) -> Self {
+        let (rows, analysis) = {
+            let derived = analyse::derive_endpoints(&data, cutoff);
+            let analysis = analyse::analyse_derived(&data, &screening, cutoff, &derived);
+            (
+                derived.into_iter().map(|(_, rows)| rows).collect(),
+                analysis,
+            )
+        };
+        TrialSnapshot {
+            data,
+            screening,
             cutoff,
-        })
+            rows,
+            analysis,
+        }
+    }
+
+    /// Each endpoint with its rows.
+    pub fn derived(&self) -> impl Iterator<Item = (&Endpoint, &[EndpointRow])> {
+        self.data
+            .protocol
+            .endpoints
+            .iter()
+            .zip(self.rows.iter().map(Vec::as_slice))
     }
 
     /// Randomisation days on or before the cut-off, with the site (no arm).
@@ -206,11 +248,6 @@ pub fn cumulative_by_period(mut days: Vec<NaiveDate>) -> (Vec<(NaiveDate, u64)>,
         }
     }
     (out, if weekly { "week" } else { "month" })
-}
-
-/// A blinded page's count format.
-pub fn suppressed(n: u64) -> String {
-    suppress::count(n)
 }
 
 /// An unblinded report's count format.

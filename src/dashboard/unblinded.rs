@@ -1,6 +1,8 @@
 //! The unblinded page for the trial statistician and the DSMB, and the closed report
 //! `rrct analyse --format html` writes: Kaplan–Meier curves per arm with numbers at risk, the
-//! primary analysis, binary endpoint tables, balance per stratum and the flow per arm.
+//! primary analysis, interim monitoring against the group-sequential boundaries, subgroup
+//! forest plots, binary endpoint tables, balance and predictability of the allocations per
+//! stratum and the flow per arm.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +27,54 @@ pub struct UnblindedPage {
     pub descriptive: Vec<(String, String, u64, u64, String, u64)>,
     pub arm_names: Vec<String>,
     pub balance: Vec<BalanceRow>,
+    /// Correct-guess rates of the convergence strategy: seeing the whole trial, and seeing
+    /// only the patient's stratum.
+    pub guessing: Option<(String, String)>,
+    pub monitoring: Option<Monitoring>,
+    pub forests: Vec<Forest>,
     pub flow: Vec<FlowStep>,
+}
+
+/// Interim monitoring of the primary endpoint.
+pub struct Monitoring {
+    pub endpoint: String,
+    pub design: String,
+    pub status: String,
+    pub svg: String,
+    pub looks: Vec<LookRow>,
+    pub note: Option<String>,
+}
+
+pub struct LookRow {
+    pub look: usize,
+    pub planned: String,
+    pub cutoff: String,
+    pub events: u64,
+    pub fraction: String,
+    pub z: String,
+    pub hazard_ratio: String,
+    pub boundary: String,
+    pub crossed: bool,
+    pub conditional_power: String,
+    pub repeated_ci: String,
+}
+
+/// One stratification factor's subgroups.
+pub struct Forest {
+    pub factor: String,
+    pub comparison: String,
+    pub svg: String,
+    pub rows: Vec<ForestTableRow>,
+    pub interaction: String,
+}
+
+pub struct ForestTableRow {
+    pub label: String,
+    pub n: usize,
+    pub events: usize,
+    pub hr: String,
+    pub ci: String,
+    pub p: String,
 }
 
 pub struct PrimaryAnalysis {
@@ -88,7 +137,9 @@ pub struct BalanceRow {
     pub stratum: String,
     pub counts: Vec<u64>,
     pub total: u64,
-    pub imbalance: u64,
+    pub imbalance: String,
+    pub max_imbalance: String,
+    pub correct_guesses: String,
 }
 
 fn ci(lo: Option<f64>, hi: Option<f64>) -> String {
@@ -115,9 +166,7 @@ impl UnblindedPage {
     pub fn build(snapshot: &TrialSnapshot, chrome: Chrome) -> UnblindedPage {
         let data = &snapshot.data;
         let protocol = &data.protocol;
-        let derived = analyse::derive_endpoints(data, snapshot.cutoff);
-        let analysis =
-            analyse::analyse_derived(data, &snapshot.screening, snapshot.cutoff, &derived);
+        let analysis = &snapshot.analysis;
         let arms: Vec<(String, String)> = protocol
             .arms
             .iter()
@@ -135,7 +184,7 @@ impl UnblindedPage {
         let mut survival = Vec::new();
         let mut binary = Vec::new();
         let mut descriptive = Vec::new();
-        for ((endpoint, rows), summary) in derived.iter().zip(&analysis.endpoints) {
+        for ((endpoint, rows), summary) in snapshot.derived().zip(&analysis.endpoints) {
             let label = summary.label.clone().unwrap_or_else(|| summary.id.clone());
             match (&endpoint.kind, &summary.comparison) {
                 (EndpointKind::TimeToEvent { horizon_days, .. }, comparison) => {
@@ -361,42 +410,16 @@ impl UnblindedPage {
             }
         }
 
-        // Balance: allocations per stratum and arm, as of the cut-off.
-        let cutoff = snapshot.cutoff.0.to_string();
-        let mut strata: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-        for a in data
-            .allocations
+        let (balance, guessing) = balance(analysis);
+        let monitoring = analysis
+            .interim
+            .as_ref()
+            .map(|r| monitoring(r, &name, protocol));
+        let forests = analysis
+            .subgroups
             .iter()
-            .filter(|a| a.allocated_at.get(..10).unwrap_or("") <= cutoff.as_str())
-        {
-            if let Some(i) = arm_ids.iter().position(|x| *x == a.arm) {
-                strata
-                    .entry(a.stratum.as_str())
-                    .or_insert_with(|| vec![0; arm_ids.len()])[i] += 1;
-            }
-        }
-        let mut totals = vec![0u64; arm_ids.len()];
-        let mut balance: Vec<BalanceRow> = strata
-            .into_iter()
-            .map(|(stratum, counts)| {
-                for (t, c) in totals.iter_mut().zip(&counts) {
-                    *t += c;
-                }
-                BalanceRow {
-                    stratum: stratum.to_string(),
-                    total: counts.iter().sum(),
-                    imbalance: counts.iter().max().unwrap_or(&0)
-                        - counts.iter().min().unwrap_or(&0),
-                    counts,
-                }
-            })
+            .map(|f| forest(f, &name))
             .collect();
-        balance.push(BalanceRow {
-            stratum: "All strata".into(),
-            total: totals.iter().sum(),
-            imbalance: totals.iter().max().unwrap_or(&0) - totals.iter().min().unwrap_or(&0),
-            counts: totals,
-        });
 
         let t = &analysis.flow.total;
         let headline = vec![
@@ -428,7 +451,194 @@ impl UnblindedPage {
             binary,
             descriptive,
             balance,
+            guessing,
+            monitoring,
+            forests,
         }
+    }
+}
+
+/// An imbalance as a number of patients (fractional only under unequal ratios).
+fn patients(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn rate(v: Option<f64>) -> String {
+    opt(v, crate::dashboard::suppress::percent)
+}
+
+/// Allocations per stratum and arm as of the cut-off, with each stratum's final and maximum
+/// imbalance and convergence-strategy guess rate, then the whole trial.
+fn balance(analysis: &analyse::Analysis) -> (Vec<BalanceRow>, Option<(String, String)>) {
+    let Some(q) = &analysis.allocation_quality else {
+        return (vec![], None);
+    };
+    let row = |stratum: &str, s: &crate::randomise::quality::SequenceQuality| BalanceRow {
+        stratum: stratum.to_string(),
+        counts: s.counts.clone(),
+        total: s.n,
+        imbalance: patients(s.final_imbalance),
+        max_imbalance: patients(s.max_imbalance),
+        correct_guesses: rate(s.correct_guess_rate),
+    };
+    let mut rows: Vec<BalanceRow> = q.observed.strata.iter().map(|(k, s)| row(k, s)).collect();
+    rows.push(row("All strata", &q.observed.overall));
+    let guessing = (q.observed.overall.n > 0).then(|| {
+        (
+            rate(q.observed.overall.correct_guess_rate),
+            rate(q.observed.within_strata_correct_guess_rate),
+        )
+    });
+    (rows, guessing)
+}
+
+fn monitoring(
+    r: &crate::service::interim::InterimReport,
+    name: &dyn Fn(&str) -> String,
+    protocol: &crate::protocol::Protocol,
+) -> Monitoring {
+    let d = &r.design;
+    let two_sided = !r.planned_lower_z.is_empty();
+    let planned: Vec<charts::PlannedLook> = d
+        .looks
+        .iter()
+        .zip(&r.planned_upper_z)
+        .enumerate()
+        .map(|(i, (&fraction, &upper))| charts::PlannedLook {
+            fraction,
+            upper,
+            lower: r.planned_lower_z.get(i).copied(),
+        })
+        .collect();
+    let held: Vec<charts::HeldLook> = r
+        .looks
+        .iter()
+        .map(|l| charts::HeldLook {
+            fraction: l.information_fraction,
+            z: l.z,
+            upper: l.upper_z,
+            lower: if two_sided { l.lower_z } else { None },
+        })
+        .collect();
+    let endpoint = protocol
+        .endpoint(&r.endpoint)
+        .and_then(|e| e.label.clone())
+        .unwrap_or_else(|| r.endpoint.clone());
+    Monitoring {
+        endpoint,
+        design: format!(
+            "{}-sided α = {}, {} alpha spending, {} planned events, looks at information fractions {}; {} against {}.",
+            if two_sided { "Two" } else { "One" },
+            d.alpha,
+            d.spending,
+            d.planned_events,
+            d.looks
+                .iter()
+                .map(|t| format!("{t}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            name(&r.experimental_arm),
+            name(&r.reference_arm),
+        ),
+        status: format!(
+            "{} events so far: information fraction {:.2}.",
+            r.events, r.information_fraction
+        ),
+        svg: charts::group_sequential(&planned, &held),
+        looks: r
+            .looks
+            .iter()
+            .map(|l| LookRow {
+                look: l.look,
+                planned: format!("{}", l.planned_fraction),
+                cutoff: l.cutoff.to_string(),
+                events: l.events,
+                fraction: format!("{:.3}", l.information_fraction),
+                z: format!("{:.2}", l.z),
+                hazard_ratio: format!("{:.2}", l.hazard_ratio),
+                boundary: match l.lower_z {
+                    Some(lo) if two_sided => format!("{:.2} / {lo:.2}", l.upper_z),
+                    _ => format!("{:.2}", l.upper_z),
+                },
+                crossed: l.crossed,
+                conditional_power: match (l.conditional_power_design, l.conditional_power_trend)
+                {
+                    (Some(a), Some(b)) => format!(
+                        "{} (design), {} (trend)",
+                        crate::dashboard::suppress::percent(a),
+                        crate::dashboard::suppress::percent(b)
+                    ),
+                    _ => "–".into(),
+                },
+                repeated_ci: l
+                    .repeated_ci_hr
+                    .map_or_else(|| "–".into(), |[lo, hi]| format!("{lo:.2}–{hi:.2}")),
+            })
+            .collect(),
+        note: r.note.clone(),
+    }
+}
+
+fn forest(f: &crate::service::subgroups::SubgroupForest, name: &dyn Fn(&str) -> String) -> Forest {
+    use crate::stats::subgroups::TreatmentEffect;
+    // A subgroup with events in one arm only has an estimate running off to 0 or infinity.
+    let ratio = |v: f64| {
+        if !v.is_finite() || v > 999.0 {
+            ">999".to_string()
+        } else if v < 0.001 {
+            "<0.001".to_string()
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let table_row = |label: String, e: &TreatmentEffect| ForestTableRow {
+        label,
+        n: e.n,
+        events: e.events,
+        hr: opt(e.hr, ratio),
+        ci: match (e.hr_lower, e.hr_upper) {
+            (Some(lo), Some(hi)) => format!("{}–{}", ratio(lo), ratio(hi)),
+            _ => "–".into(),
+        },
+        p: opt(e.p, p_value),
+    };
+    let chart_row = |label: String, e: &TreatmentEffect, overall| charts::ForestRow {
+        label,
+        hr: e.hr,
+        lower: e.hr_lower,
+        upper: e.hr_upper,
+        overall,
+    };
+    let label = |level: &str| format!("{} = {level}", f.factor);
+    let mut chart_rows = vec![chart_row("All patients".into(), &f.overall, true)];
+    chart_rows.extend(
+        f.levels
+            .iter()
+            .map(|l| chart_row(label(&l.level), &l.effect, false)),
+    );
+    let mut rows = vec![table_row("All patients".into(), &f.overall)];
+    rows.extend(
+        f.levels
+            .iter()
+            .map(|l| table_row(label(&l.level), &l.effect)),
+    );
+    Forest {
+        comparison: format!(
+            "{} against {}",
+            name(&f.experimental_arm),
+            name(&f.reference_arm)
+        ),
+        svg: charts::forest(&format!("Hazard ratio by {}", f.factor), &chart_rows),
+        rows,
+        interaction: f.interaction.as_ref().map_or_else(
+            || "not estimable".into(),
+            |t| format!("χ² = {:.2} on {} df, p = {}", t.chisq, t.df, p_value(t.p)),
+        ),
+        factor: f.factor.clone(),
     }
 }
 

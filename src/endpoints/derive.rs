@@ -133,35 +133,87 @@ pub fn derive(
     events: &[ReceivedEvent],
     cutoff: DataCutoff,
 ) -> Vec<EndpointRow> {
-    let mut by_subject: HashMap<&str, Vec<&ReceivedEvent>> = HashMap::new();
-    for e in events {
-        if e.received_on <= cutoff.0 {
+    derive_grouped(
+        follow_up,
+        endpoint,
+        subjects,
+        &EventsBySubject::new(events),
+        cutoff,
+    )
+}
+
+/// Events grouped by subject and ordered by date and event id, whatever their receipt day:
+/// group once, then derive several endpoints or cut-offs with [`derive_grouped`].
+pub struct EventsBySubject<'a> {
+    by_subject: HashMap<&'a str, Vec<&'a ReceivedEvent>>,
+}
+
+impl<'a> EventsBySubject<'a> {
+    pub fn new(events: &'a [ReceivedEvent]) -> Self {
+        let mut by_subject: HashMap<&str, Vec<&ReceivedEvent>> = HashMap::new();
+        for e in events {
             by_subject
                 .entry(e.event.subject.as_str())
                 .or_default()
                 .push(e);
         }
+        for list in by_subject.values_mut() {
+            list.sort_by(|a, b| {
+                (a.event.date, &a.event.event_id).cmp(&(b.event.date, &b.event.event_id))
+            });
+        }
+        EventsBySubject { by_subject }
     }
-    for list in by_subject.values_mut() {
-        list.sort_by(|a, b| {
-            (a.event.date, &a.event.event_id).cmp(&(b.event.date, &b.event.event_id))
-        });
-        // The same event delivered twice counts once.
-        let mut seen = std::collections::HashSet::new();
-        list.retain(|e| seen.insert(e.event.event_id.as_str()));
+
+    /// A subject's events known as of `cutoff` (received by then), each event id once, into
+    /// `known` (cleared first).
+    fn known(&self, subject: &str, cutoff: DataCutoff, known: &mut Vec<&'a ReceivedEvent>) {
+        known.clear();
+        let Some(list) = self.by_subject.get(subject) else {
+            return;
+        };
+        for e in list.iter().filter(|e| e.received_on <= cutoff.0) {
+            // The same event delivered twice counts once (the first in date order). Lists are
+            // a handful of events, so a linear look beats hashing.
+            if !known.iter().any(|k| k.event.event_id == e.event.event_id) {
+                known.push(e);
+            }
+        }
     }
+
+    /// Subject `s`'s value of `endpoint` as of `cutoff` ([`subject_outcome`] on its known
+    /// events); `scratch` is reused between calls.
+    fn outcome(
+        &self,
+        follow_up: &FollowUp,
+        endpoint: &Endpoint,
+        s: &Subject,
+        cutoff: DataCutoff,
+        admin_end: NaiveDate,
+        scratch: &mut Vec<&'a ReceivedEvent>,
+    ) -> (Outcome, Option<CensorReason>) {
+        self.known(&s.subject, cutoff, scratch);
+        let views: Vec<KnownEvent<'_>> = scratch.iter().map(|e| KnownEvent::of(&e.event)).collect();
+        subject_outcome(follow_up, endpoint, s.randomised_on, &views, admin_end)
+    }
+}
+
+/// [`derive`] on events grouped in advance.
+pub fn derive_grouped(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    subjects: &[Subject],
+    events: &EventsBySubject<'_>,
+    cutoff: DataCutoff,
+) -> Vec<EndpointRow> {
     let admin_end = administrative_end(follow_up, cutoff);
     let mut known = Vec::new();
     subjects
         .iter()
         .filter(|s| s.randomised_on <= cutoff.0)
         .map(|s| {
-            known.clear();
-            if let Some(list) = by_subject.get(s.subject.as_str()) {
-                known.extend(list.iter().map(|e| KnownEvent::of(&e.event)));
-            }
             let (outcome, censor_reason) =
-                subject_outcome(follow_up, endpoint, s.randomised_on, &known, admin_end);
+                events.outcome(follow_up, endpoint, s, cutoff, admin_end, &mut known);
             EndpointRow {
                 subject: s.clone(),
                 outcome,
@@ -195,6 +247,32 @@ impl<'a> KnownEvent<'a> {
             value: e.value,
         }
     }
+}
+
+/// How many subjects have a time-to-event endpoint's event as of `cutoff`: the number of
+/// [`derive_grouped`] rows with `event: true`, without building the rows (interim monitoring
+/// asks this for many cut-offs). 0 for other kinds of endpoint.
+pub fn count_events(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    subjects: &[Subject],
+    events: &EventsBySubject<'_>,
+    cutoff: DataCutoff,
+) -> u64 {
+    if !matches!(endpoint.kind, EndpointKind::TimeToEvent { .. }) {
+        return 0;
+    }
+    let admin_end = administrative_end(follow_up, cutoff);
+    let mut known = Vec::new();
+    subjects
+        .iter()
+        .filter(|s| s.randomised_on <= cutoff.0)
+        .filter(|s| {
+            let (outcome, _) =
+                events.outcome(follow_up, endpoint, s, cutoff, admin_end, &mut known);
+            matches!(outcome, Outcome::TimeToEvent { event: true, .. })
+        })
+        .count() as u64
 }
 
 fn selects(selector: &EventSelector, e: &KnownEvent<'_>) -> bool {

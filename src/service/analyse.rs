@@ -93,6 +93,44 @@ pub struct Analysis {
     /// Interim monitoring of the primary endpoint (unblinded only; when the protocol plans it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interim: Option<super::interim::InterimReport>,
+    /// Subgroup analyses of the primary endpoint by stratification factor (unblinded only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subgroups: Vec<super::subgroups::SubgroupForest>,
+    /// Balance and predictability of the trial's own allocations as of the cut-off
+    /// (unblinded only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocation_quality: Option<AllocationQuality>,
+}
+
+/// [`quality::observed`](crate::randomise::quality::observed) applied to the allocations made
+/// by the cut-off, in randomisation order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AllocationQuality {
+    /// Arm ids in the order of `counts`.
+    pub arms: Vec<String>,
+    pub ratios: Vec<u32>,
+    #[serde(flatten)]
+    pub observed: crate::randomise::quality::ObservedQuality,
+}
+
+fn allocation_quality(data: &TrialData, cutoff: DataCutoff) -> AllocationQuality {
+    let arms = &data.protocol.arms;
+    let cutoff = cutoff.0.to_string();
+    let observed = crate::randomise::quality::observed(
+        data.allocations
+            .iter()
+            .filter(|a| a.allocated_at.get(..10).unwrap_or("") <= cutoff.as_str())
+            .filter_map(|a| {
+                let arm = arms.iter().position(|x| x.id == a.arm)?;
+                Some((a.stratum.as_str(), arm))
+            }),
+        &arms.iter().map(|a| a.ratio).collect::<Vec<_>>(),
+    );
+    AllocationQuality {
+        arms: arms.iter().map(|a| a.id.clone()).collect(),
+        ratios: arms.iter().map(|a| a.ratio).collect(),
+        observed,
+    }
 }
 
 impl Analysis {
@@ -101,6 +139,8 @@ impl Analysis {
         Analysis {
             blinded: true,
             interim: None,
+            subgroups: Vec::new(),
+            allocation_quality: None,
             flow: self.flow.blinded(),
             endpoints: self
                 .endpoints
@@ -197,13 +237,14 @@ pub fn derive_endpoints(
     cutoff: DataCutoff,
 ) -> Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)> {
     let subjects = data.subjects();
+    let events = endpoints::EventsBySubject::new(&data.events);
     data.protocol
         .endpoints
         .iter()
         .map(|e| {
             (
                 e,
-                endpoints::derive(&data.protocol.follow_up, e, &subjects, &data.events, cutoff),
+                endpoints::derive_grouped(&data.protocol.follow_up, e, &subjects, &events, cutoff),
             )
         })
         .collect()
@@ -244,6 +285,10 @@ pub fn analyse_derived(
         blinded: false,
         flow,
         interim: super::interim::interim(data, cutoff),
+        subgroups: primary.map_or_else(Vec::new, |(_, rows)| {
+            super::subgroups::primary_subgroups(&data.protocol, rows)
+        }),
+        allocation_quality: Some(allocation_quality(data, cutoff)),
         endpoints: derived
             .iter()
             .map(|(e, rows)| EndpointSummary {
@@ -261,7 +306,7 @@ pub fn analyse_derived(
 /// The trial's screening log as the flow reads it.
 #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
 pub async fn screening(store: &Store, trial_id: &str) -> Result<Vec<Screening>, ExportError> {
-    Ok(allocations::screening_log(store, trial_id)
+    Ok(allocations::screening_outcomes(store, trial_id)
         .await?
         .into_iter()
         .map(|s| {

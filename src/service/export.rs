@@ -30,6 +30,9 @@ pub enum ExportError {
     Csv(#[from] csv::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The analysis task did not finish (it panicked or the runtime is shutting down).
+    #[error("the analysis of `{0}` did not finish: {1}")]
+    Interrupted(String, String),
 }
 
 /// A trial's protocol (as registered), randomised subjects and their events.
@@ -50,11 +53,17 @@ impl TrialData {
             .ok_or_else(|| ExportError::TrialNotFound(trial_id.to_string()))?;
         let protocol = protocol::parse(&source, &format!("stored protocol of {trial_id}"))
             .map_err(|e| ExportError::Protocol(trial_id.to_string(), e))?;
+        // Two independent reads: on a pool, at the same time.
+        let (allocations, events, in_error) = tokio::try_join!(
+            allocations::list(store, trial_id),
+            events::for_trial(store, trial_id),
+            allocation_errors::of_trial(store, trial_id)
+        )?;
         Ok(TrialData {
             protocol,
-            allocations: allocations::list(store, trial_id).await?,
-            events: events::for_trial(store, trial_id).await?,
-            in_error: allocation_errors::of_trial(store, trial_id).await?,
+            allocations,
+            events,
+            in_error,
         })
     }
 

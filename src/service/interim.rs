@@ -50,6 +50,9 @@ pub struct InterimReport {
     pub inflation_factor: f64,
     /// The planned efficacy boundaries (z) at the planned looks.
     pub planned_upper_z: Vec<f64>,
+    /// Two-sided designs: the planned lower efficacy boundaries (`-planned_upper_z`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned_lower_z: Vec<f64>,
     pub events: u64,
     pub information_fraction: f64,
     pub looks: Vec<LookReport>,
@@ -83,6 +86,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         design: plan.clone(),
         inflation_factor: f64::NAN,
         planned_upper_z: Vec::new(),
+        planned_lower_z: Vec::new(),
         events: 0,
         information_fraction: 0.0,
         looks: Vec::new(),
@@ -97,13 +101,55 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     };
     report.inflation_factor = design.inflation_factor;
     report.planned_upper_z = design.looks.iter().map(|l| l.upper_z).collect();
+    if spec.sided == Sided::Two {
+        report.planned_lower_z = design.looks.iter().filter_map(|l| l.lower_z).collect();
+    }
     let subjects = data.subjects();
+    // The look search derives the endpoint many times: only events of the endpoint's types and
+    // the censoring types can change its rows, so leave the others out once.
+    let relevant: Vec<endpoints::ReceivedEvent> = match &endpoint.kind {
+        crate::protocol::EndpointKind::TimeToEvent { events, .. } => data
+            .events
+            .iter()
+            .filter(|e| {
+                events.types.contains(&e.event.event_type)
+                    || data
+                        .protocol
+                        .follow_up
+                        .censor_on
+                        .contains(&e.event.event_type)
+            })
+            .cloned()
+            .collect(),
+        _ => data.events.clone(),
+    };
+    let grouped = endpoints::EventsBySubject::new(&relevant);
+    // Subjects with none of those events never have one: each probe counts the others' events
+    // only, without building rows (looks held derive everyone).
+    let with_events: Vec<endpoints::Subject> = {
+        let ids: std::collections::HashSet<&str> =
+            relevant.iter().map(|e| e.event.subject.as_str()).collect();
+        subjects
+            .iter()
+            .filter(|s| ids.contains(s.subject.as_str()))
+            .cloned()
+            .collect()
+    };
     let rows_at = |d: NaiveDate| {
-        endpoints::derive(
+        endpoints::derive_grouped(
             &data.protocol.follow_up,
             endpoint,
             &subjects,
-            &data.events,
+            &grouped,
+            DataCutoff(d),
+        )
+    };
+    let events_at = |d: NaiveDate| {
+        endpoints::count_events(
+            &data.protocol.follow_up,
+            endpoint,
+            &with_events,
+            &grouped,
             DataCutoff(d),
         )
     };
@@ -113,7 +159,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
             .count() as u64
     };
     let planned = f64::from(plan.planned_events);
-    report.events = events_in(&rows_at(cutoff.0));
+    report.events = events_at(cutoff.0);
     report.information_fraction = report.events as f64 / planned;
     let Some(first_day) = subjects.iter().map(|s| s.randomised_on).min() else {
         return Some(report);
@@ -131,7 +177,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         let (mut lo, mut hi) = (first_day, cutoff.0);
         while lo < hi {
             let mid = lo + chrono::Days::new(((hi - lo).num_days() / 2) as u64);
-            if events_in(&rows_at(mid)) >= target {
+            if events_at(mid) >= target {
                 hi = mid;
             } else {
                 lo = mid + chrono::Days::new(1);

@@ -6,13 +6,16 @@
 
 pub mod analyse;
 pub mod auth;
+pub mod disclosure;
 pub mod enrol;
 pub mod events;
 pub mod export;
 pub mod feasibility;
 pub mod interim;
 pub mod randomised_in_error;
+pub mod release;
 pub mod screening;
+pub mod subgroups;
 pub mod trials;
 
 pub use auth::{Principal, Role};

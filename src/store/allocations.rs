@@ -644,6 +644,43 @@ pub async fn screening_log(store: &Store, trial_id: &str) -> StoreResult<Vec<Scr
         .collect()
 }
 
+/// One screening decision as the participant flow reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScreeningOutcomeRow {
+    pub record_id: String,
+    pub site_code: String,
+    pub outcome: String,
+    /// JSON text.
+    pub reasons: String,
+    pub screened_at: String,
+}
+
+/// The screening log of a trial, oldest first, with only the columns the flow needs (not the
+/// enrolment fields, which are most of a row).
+pub async fn screening_outcomes(
+    store: &Store,
+    trial_id: &str,
+) -> StoreResult<Vec<ScreeningOutcomeRow>> {
+    let rows = sqlx::query(
+        "SELECT record_id, site_code, outcome, reasons, screened_at FROM screening_log \
+         WHERE trial_id = $1 ORDER BY screening_id",
+    )
+    .bind(trial_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ScreeningOutcomeRow {
+                record_id: r.try_get("record_id")?,
+                site_code: r.try_get("site_code")?,
+                outcome: r.try_get("outcome")?,
+                reasons: r.try_get("reasons")?,
+                screened_at: r.try_get("screened_at")?,
+            })
+        })
+        .collect()
+}
+
 /// Row counts of the tables an enrolment writes to: tests use them to prove nothing was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteCounts {

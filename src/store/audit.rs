@@ -261,6 +261,15 @@ pub async fn entries(store: &Store, trial_id: Option<&str>) -> StoreResult<Vec<A
     rows.iter().map(entry_from_row).collect()
 }
 
+/// The newest entry's sequence number: every write transaction appends to the chain, so this
+/// changes with every committed write (a version of the whole database for caches).
+pub async fn head_seq(store: &Store) -> StoreResult<i64> {
+    Ok(sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(store.pool())
+        .await?
+        .try_get("seq")?)
+}
+
 /// One page of a trial's entries, newest first, and how many entries the trial has.
 pub async fn entries_page(
     store: &Store,

@@ -93,6 +93,20 @@ impl Backend {
         }
     }
 
+    /// One text value holding the rows of `SELECT {columns} FROM {from}` as a JSON array of
+    /// arrays (`[]` when there are none), for large reads: one row crosses the driver instead
+    /// of one per result row, which through sqlx `Any` costs a conversion per value and, on
+    /// SQLite, a channel message per row. Row order is not guaranteed; sort after parsing.
+    pub fn json_array_rows(self, columns: &[&str], from: &str) -> String {
+        let cols = columns.join(", ");
+        match self {
+            Backend::Sqlite => format!("SELECT json_group_array(json_array({cols})) FROM {from}"),
+            Backend::Postgres => format!(
+                "SELECT COALESCE(json_agg(json_build_array({cols})), '[]'::json)::text FROM {from}"
+            ),
+        }
+    }
+
     /// `SELECT col AS col, ... FROM` the objects of the JSON array bound as parameter `$n`, in array
     /// order: the source of a multi-row `INSERT ... SELECT` with fixed SQL text.
     pub fn json_rows(self, n: usize, columns: &[(&str, SqlType)]) -> String {

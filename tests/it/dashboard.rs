@@ -5,11 +5,14 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-use crate::support::{patient, rrct, TestApp, TestDb, TASTE};
+use crate::support::{patient, rrct, taste_variant, TestApp, TestDb, TASTE};
 
 crate::on_both_backends!(
     pages_show_each_role_its_own_view,
-    closed_report_is_self_contained
+    closed_report_is_self_contained,
+    small_counts_never_leak_from_blinded_pages_or_the_summary,
+    audit_page_pages_through_more_than_a_hundred_entries,
+    a_write_is_seen_by_the_next_request_despite_the_page_cache
 );
 
 /// Arm ids and labels of the TASTE protocol: never on a blinded page.
@@ -206,7 +209,10 @@ async fn pages_show_each_role_its_own_view(db: TestDb) {
         .find("ST-elevation myocardial infarction (stemi)")
         .unwrap()..];
     assert!(stemi[..stemi.find("</tr>").unwrap()].contains("&lt;5"));
-    assert!(site_row(&body, "UPP").contains(">20<"));
+    // UPP's 20 would give KS's 3 away (23 - 20): withheld as well, the total stays.
+    let upp = site_row(&body, "UPP");
+    assert!(upp.contains(">withheld<") && !upp.contains(">20<"), "{upp}");
+    assert!(body.contains("<div class=\"v\">23</div><div class=\"k\">Randomised"));
     let headers = reader
         .client
         .get(format!("{}/trials/taste", app.base))
@@ -274,10 +280,21 @@ async fn pages_show_each_role_its_own_view(db: TestDb) {
             "Log-rank",
             "Number at risk",
             "PCI alone (pci)",
-            "Balance per stratum",
+            "Balance and predictability of the allocations per stratum",
             "site=KS;sex=F",
             "All-cause death within 30 days",
             "by arm",
+            "Interim monitoring",
+            "Planned efficacy boundary",
+            "Planned lower boundary",
+            "No planned look has been reached yet",
+            "Subgroups of the primary endpoint",
+            "Hazard ratio by sex",
+            "sex = F",
+            "interaction",
+            "Max imbalance",
+            "Correct guesses",
+            "for a guesser who sees every allocation",
         ] {
             assert!(body.contains(expected), "{role} page lacks `{expected}`");
         }
@@ -285,8 +302,8 @@ async fn pages_show_each_role_its_own_view(db: TestDb) {
         let hr: f64 = hr[..hr.find('<').unwrap()].parse().expect("a hazard ratio");
         assert!(hr > 0.0 && hr.is_finite());
         assert!(
-            body.matches("<svg").count() >= 2,
-            "one KM chart per endpoint"
+            body.matches("<svg").count() >= 5,
+            "KM charts per endpoint, boundaries, forests"
         );
         assert!(
             !body.contains("&lt;5"),
@@ -324,7 +341,9 @@ async fn pages_show_each_role_its_own_view(db: TestDb) {
 }
 
 async fn closed_report_is_self_contained(db: TestDb) {
-    let app = TestApp::spawn(&db, &[TASTE], "dashboard").await;
+    // Ten planned events: both looks (7 and 10 deaths) are held by the cut-off.
+    let protocol = taste_variant("taste", &[("planned_events = 400", "planned_events = 10")]);
+    let app = TestApp::spawn(&db, &[&protocol], "dashboard").await;
     seed(&app).await;
     app.stop().await;
     let out = db.scratch().join("report.html");
@@ -350,11 +369,288 @@ async fn closed_report_is_self_contained(db: TestDb) {
     );
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
-    for expected in ["Hazard ratio", "Number at risk", "<svg", "<style>", &cutoff] {
+    for expected in [
+        "Hazard ratio",
+        "Number at risk",
+        "<svg",
+        "<style>",
+        &cutoff,
+        // Interim monitoring with both looks held and the observed z drawn.
+        "Interim monitoring",
+        "Observed z at each look",
+        "Boundary at observed information",
+        "Planned lower boundary",
+        "<td class=\"n\">7</td>",
+        // Subgroup forests, allocation quality and balance per stratum.
+        "Hazard ratio by site",
+        "Hazard ratio by sex",
+        "All patients",
+        "site=KS;sex=F",
+        "Max imbalance",
+        "Correct guesses",
+    ] {
         assert!(html.contains(expected), "report lacks `{expected}`");
     }
+    assert_eq!(
+        html.matches("<td class=\"n\">1</td><td class=\"n\">0.66</td>")
+            .count(),
+        1
+    );
+    assert_eq!(
+        html.matches("<td class=\"n\">2</td><td class=\"n\">1</td>")
+            .count(),
+        1
+    );
     // Nothing to fetch: no scripts, stylesheets, images or links to elsewhere.
     for outside in ["<script", "<link", "src=", "href=\"http", "<form"] {
         assert!(!html.contains(outside), "report contains `{outside}`");
     }
+}
+
+/// Walk a JSON value: every integer in 1..=4 outside `suppression` is a leaked small count.
+fn small_numbers(v: &Value, path: &str, found: &mut Vec<String>) {
+    match v {
+        Value::Number(n) if n.as_u64().is_some_and(|n| (1..=4).contains(&n)) => {
+            found.push(format!("{path} = {n}"))
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                small_numbers(item, &format!("{path}[{i}]"), found);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                if k != "suppression" {
+                    small_numbers(item, &format!("{path}.{k}"), found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// For a total shown and its parts: no hidden part may be worked out by subtraction.
+fn assert_not_recoverable(what: &str, total: &Value, parts: &[&Value]) {
+    let Some(total) = total.as_u64() else { return };
+    let hidden: Vec<&&Value> = parts.iter().filter(|p| !p.is_u64()).collect();
+    if hidden.is_empty() {
+        return;
+    }
+    let rest = total - parts.iter().filter_map(|p| p.as_u64()).sum::<u64>();
+    assert!(
+        hidden.len() >= 2,
+        "{what}: the only hidden part is {total} minus the rest = {rest}"
+    );
+    if hidden.iter().all(|p| ***p == "<5") {
+        let n = hidden.len() as u64;
+        assert!(
+            rest > n && rest < 4 * n,
+            "{what}: {n} cells of 1-4 adding up to {rest} are pinned"
+        );
+    }
+}
+
+async fn small_counts_never_leak_from_blinded_pages_or_the_summary(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "dashboard").await;
+    seed(&app).await;
+    // Eligible but not randomised at UPP: 7 more declined (8 in all) and 2 clinician decisions.
+    let register = app.token("register", None, None).await;
+    for (i, reason) in (200..209)
+        .map(|i| (i, "consent_declined"))
+        .take(7)
+        .chain([(210, "clinician_decision"), (211, "clinician_decision")])
+    {
+        let mut body = patient(i, "UPP", "F");
+        body["reason"] = json!(reason);
+        let (status, body) = app
+            .post("/api/v1/trials/taste/screenings", &register, &body)
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let later = format!("?cutoff={}", day(60));
+    let sponsor = app.token("sponsor", Some("taste"), None).await;
+
+    // The summary API releases what the page shows: no raw small count anywhere.
+    let (status, summary) = app
+        .get(&format!("/api/v1/trials/taste/summary{later}"), &sponsor)
+        .await;
+    assert_eq!(status, 200, "{summary}");
+    let mut found = Vec::new();
+    small_numbers(&summary, "summary", &mut found);
+    assert!(found.is_empty(), "small counts in the summary: {found:?}");
+    let flow = &summary["flow"];
+    let ks = flow["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "KS")
+        .unwrap();
+    assert_eq!(ks["randomised"], "<5");
+    assert_eq!(ks["inclusion_rate"], "suppressed");
+    assert_eq!(flow["randomised"], 23);
+    // 10 not randomised = 8 declined + 2 clinician: the 2 is <5, so the 8 goes too.
+    assert_eq!(flow["not_randomised"], 10);
+    assert_eq!(flow["not_randomised_by_reason"]["clinician_decision"], "<5");
+    assert_eq!(
+        flow["not_randomised_by_reason"]["consent_declined"],
+        "withheld"
+    );
+    // Every sum a reader sees, checked independently of the rule's own code.
+    let sites: Vec<&Value> = flow["sites"].as_array().unwrap().iter().collect();
+    for column in [
+        "screened",
+        "eligible",
+        "randomised",
+        "not_randomised",
+        "not_eligible",
+        "lost_to_follow_up",
+        "analysed",
+    ] {
+        let parts: Vec<&Value> = sites.iter().map(|s| &s[column]).collect();
+        assert_not_recoverable(column, &flow[column], &parts);
+    }
+    assert_not_recoverable(
+        "screened = not eligible + eligible",
+        &flow["screened"],
+        &[&flow["not_eligible"], &flow["eligible"]],
+    );
+    assert_not_recoverable(
+        "eligible = not randomised + randomised",
+        &flow["eligible"],
+        &[&flow["not_randomised"], &flow["randomised"]],
+    );
+    let reasons: Vec<&Value> = flow["not_randomised_by_reason"]
+        .as_object()
+        .unwrap()
+        .values()
+        .collect();
+    assert_not_recoverable("reasons", &flow["not_randomised"], &reasons);
+
+    // The page shows the same figures.
+    let body = Reader::page_for(&app, &sponsor, &later).await;
+    let row = |reason: &str| {
+        let start = body.find(&format!("<td>{reason}</td>")).unwrap();
+        body[start..start + body[start..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(row("clinician decision").contains("&lt;5"));
+    assert!(row("consent declined").contains("withheld"));
+    assert!(!row("consent declined").contains(">8<"));
+
+    // A register host at KS (3 randomised): its totals are its own small counts, in the API,
+    // on the page and in the recruitment line.
+    let ks_host = app.token("register", Some("taste"), Some("KS")).await;
+    let (_, own) = app
+        .get(&format!("/api/v1/trials/taste/summary{later}"), &ks_host)
+        .await;
+    let mut found = Vec::new();
+    small_numbers(&own, "KS summary", &mut found);
+    assert!(found.is_empty(), "small counts for the KS host: {found:?}");
+    assert_eq!(own["flow"]["randomised"], "<5");
+    assert_eq!(own["flow"]["sites"][0]["randomised"], "<5");
+    assert_eq!(own["site"], "KS");
+    let body = Reader::page_for(&app, &ks_host, &later).await;
+    assert!(body.contains("Too few patients randomised"), "{body}");
+    let recruitment = &body[body.find("id=\"recruitment\"").unwrap()..];
+    let recruitment = &recruitment[..recruitment.find("</section>").unwrap()];
+    assert!(
+        !recruitment.contains("<polyline"),
+        "a line of 3 patients is drawn: {recruitment}"
+    );
+    let ks_row = site_row(&body, "KS");
+    assert!(!ks_row.contains(">3<"), "{ks_row}");
+    app.stop().await;
+}
+
+async fn audit_page_pages_through_more_than_a_hundred_entries(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "dashboard").await;
+    let register = app.token("register", None, None).await;
+    for i in 0..105 {
+        let (status, body) = app
+            .enrol("taste", &register, &patient(i, "UPP", ["F", "M"][i % 2]))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let total: i64 = rrct::store::audit::entries(&app.store, Some("taste"))
+        .await
+        .unwrap()
+        .len() as i64;
+    assert!(total > 105, "{total} entries");
+    let auditor = app.token("auditor", None, None).await;
+    let mut reader = Reader::new(&app);
+    reader.sign_in(&auditor).await;
+    let seqs = |body: &str| -> Vec<i64> {
+        body.match_indices("<tr><td class=\"n\">")
+            .map(|(i, m)| {
+                let rest = &body[i + m.len()..];
+                rest[..rest.find('<').unwrap()].parse().unwrap()
+            })
+            .collect()
+    };
+
+    let (status, _, first) = reader.get("/trials/taste").await;
+    assert_eq!(status, 200);
+    assert!(
+        first.contains(&format!("Entries 1–100 of {total}")),
+        "{first}"
+    );
+    assert!(first.contains("href=\"?page=2\"") && !first.contains("Newer"));
+    let page1 = seqs(&first);
+    assert_eq!(page1.len(), 100);
+    assert!(page1.windows(2).all(|w| w[0] > w[1]), "newest first");
+
+    let (_, _, second) = reader.get("/trials/taste?page=2").await;
+    assert!(second.contains(&format!("Entries 101–{total} of {total}")));
+    assert!(second.contains("href=\"?page=1\"") && !second.contains("Older"));
+    let page2 = seqs(&second);
+    assert_eq!(page2.len() as i64, total - 100);
+    assert!(page2[0] < page1[99], "page 2 continues where page 1 ends");
+
+    // Past the end, and nonsense, are readable pages, not errors.
+    let (status, _, beyond) = reader.get("/trials/taste?page=9").await;
+    assert_eq!(status, 200);
+    assert!(beyond.contains(&format!("Entries 0 of {total}")));
+    let (status, _, nonsense) = reader.get("/trials/taste?page=abc").await;
+    assert_eq!(status, 200);
+    assert!(nonsense.contains("Entries 1–100"));
+    app.stop().await;
+}
+
+async fn a_write_is_seen_by_the_next_request_despite_the_page_cache(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "dashboard").await;
+    seed(&app).await;
+    let later = format!("?cutoff={}", day(60));
+    let sponsor = app.token("sponsor", Some("taste"), None).await;
+    let statistician = app.token("statistician", Some("taste"), None).await;
+    let mut reader = Reader::new(&app);
+    reader.sign_in(&sponsor).await;
+    let randomised = |body: &str| -> String {
+        let end = body.find("</div><div class=\"k\">Randomised").unwrap();
+        let start = body[..end].rfind('>').unwrap() + 1;
+        body[start..end].to_string()
+    };
+    let page = format!("/trials/taste{later}");
+    let (_, _, first) = reader.get(&page).await;
+    let (_, _, again) = reader.get(&page).await;
+    assert_eq!(randomised(&first), "23");
+    assert_eq!(first, again, "the same data give the same page");
+    // The statistician's page is not the sponsor's, cached or not.
+    let unblinded = Reader::page_for(&app, &statistician, &later).await;
+    assert!(unblinded.contains("Hazard ratio"));
+    let (_, _, sponsor_again) = reader.get(&page).await;
+    assert_no_arms("sponsor page after the statistician's", &sponsor_again);
+
+    // Seven more enrolments: the next page and summary count them.
+    let register = app.token("register", None, None).await;
+    for i in 300..307 {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "LKP", "F")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (_, _, after) = reader.get(&page).await;
+    assert_eq!(randomised(&after), "30");
+    assert!(site_row(&after, "LKP").contains(">7<"));
+    let (_, summary) = app
+        .get(&format!("/api/v1/trials/taste/summary{later}"), &sponsor)
+        .await;
+    assert_eq!(summary["flow"]["randomised"], 30);
+    app.stop().await;
 }

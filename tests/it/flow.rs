@@ -102,7 +102,8 @@ async fn screenings_flow_and_blinding(db: TestDb) {
         .collect();
     assert_eq!(sites, ["UPP"]);
     assert!(!own.to_string().contains("\"KS\""), "{own}");
-    assert_eq!(own["flow"]["randomised"], 3);
+    // Its 3 randomised are a small count: released as "<5", never the number.
+    assert_eq!(own["flow"]["randomised"], "<5");
     let (status, err) = app
         .get("/api/v1/trials/taste/summary?cutoff=2024-13-01", &sponsor)
         .await;

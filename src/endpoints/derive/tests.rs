@@ -451,3 +451,44 @@ fn same_inputs_same_rows_whatever_the_event_order() {
     assert_eq!(first, second);
     assert_eq!(first[1].outcome, tte_outcome(15, false));
 }
+
+#[test]
+fn counting_events_agrees_with_the_derived_rows_at_every_cutoff() {
+    let subjects = [
+        subject("a", "2024-01-01"),
+        subject("b", "2024-01-10"),
+        subject("c", "2024-02-01"),
+        subject("d", "2024-03-01"),
+    ];
+    let events = [
+        ev("1", "a", "death", "2024-01-20", "2024-02-15"),
+        // Emigrated before dying: censored, the death does not count.
+        ev("2", "b", "emigration", "2024-01-15", "2024-03-20"),
+        ev("3", "b", "death", "2024-02-01", "2024-02-05"),
+        // After the horizon.
+        ev("4", "c", "death", "2024-04-15", "2024-04-16"),
+        ev("5", "d", "mi", "2024-03-05", "2024-03-06"),
+        ev("5", "d", "mi", "2024-03-05", "2024-03-09"),
+        ev("6", "d", "death", "2024-03-07", "2024-03-07"),
+    ];
+    let grouped = EventsBySubject::new(&events);
+    let mut seen = 0;
+    for endpoint in [tte(&["death"], Some(30)), tte(&["death", "mi"], None)] {
+        for lag in [0, 3] {
+            let mut day = d("2024-01-01");
+            while day <= d("2024-05-01") {
+                let cutoff = DataCutoff(day);
+                let rows = derive(&follow_up(lag), &endpoint, &subjects, &events, cutoff);
+                let expected = rows
+                    .iter()
+                    .filter(|r| matches!(r.outcome, Outcome::TimeToEvent { event: true, .. }))
+                    .count() as u64;
+                let counted = count_events(&follow_up(lag), &endpoint, &subjects, &grouped, cutoff);
+                assert_eq!(counted, expected, "{} lag {lag} at {day}", endpoint.id);
+                seen += expected;
+                day = day + chrono::Days::new(1);
+            }
+        }
+    }
+    assert!(seen > 0, "the fixture has events that count");
+}

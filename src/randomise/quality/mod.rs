@@ -24,6 +24,7 @@
 
 mod exact;
 mod monte_carlo;
+mod observed;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,7 @@ use serde::Serialize;
 
 pub use exact::{assess_exact, EXACT_STATE_LIMIT};
 pub use monte_carlo::{assess_monte_carlo, QualityError};
+pub use observed::{observed, ObservedQuality, SequenceQuality};
 
 /// The quality of a procedure over sequences of `n` allocations.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,7 +1,14 @@
 //! Server-side SVG charts (plotters' SVG backend rendering into a `String`): recruitment
-//! against the target, per-site bars, Kaplan–Meier curves. The functions take figures that
-//! the page has already cleared for its reader (suppressed labels included): a chart never
-//! looks anything up itself.
+//! against the target, per-site bars, Kaplan–Meier curves, group-sequential boundaries
+//! ([`boundaries`]) and forest plots ([`forest`]). The functions take figures that the page has
+//! already cleared for its reader (suppressed labels included): a chart never looks anything up
+//! itself.
+
+pub mod boundaries;
+pub mod forest;
+
+pub use boundaries::{group_sequential, HeldLook, PlannedLook};
+pub use forest::{forest, ForestRow};
 
 use chrono::NaiveDate;
 use plotters::coord::Shift;
@@ -9,6 +16,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::suppress;
+use crate::service::disclosure::Released;
 use crate::stats::km::KaplanMeier;
 
 pub(super) const FONT: &str = "sans-serif";
@@ -165,16 +173,17 @@ pub fn recruitment(points: &[(NaiveDate, u64)], target: Option<u64>) -> String {
     )
 }
 
-/// One site in [`site_bars`].
+/// One site in [`site_bars`], with counts as released.
 pub struct SiteBar {
     pub site: String,
-    pub eligible: u64,
-    pub randomised: u64,
+    pub eligible: Released,
+    pub randomised: Released,
 }
 
 /// Eligible patients per site as a light bar with the randomised ones as a dark bar inside it:
 /// the dark share of each bar is the site's inclusion rate. Small counts are labelled "<5" and
-/// drawn at the suppression limit, so a bar's length never tells more than its label.
+/// drawn at the suppression limit, withheld counts are not drawn at all, so a bar's length
+/// never tells more than its label.
 pub fn site_bars(sites: &[SiteBar]) -> String {
     let height = 60 + 34 * sites.len().max(1) as u32;
     render(
@@ -186,12 +195,10 @@ pub fn site_bars(sites: &[SiteBar]) -> String {
             if n == 0 {
                 return Ok(());
             }
-            let shown = |v: u64| {
-                if suppress::is_small(v) {
-                    (suppress::SMALL_COUNT_LIMIT + 1) as f64
-                } else {
-                    v as f64
-                }
+            let shown = |v: Released| match v {
+                Released::Shown(n) => n as f64,
+                Released::Small => (suppress::SMALL_COUNT_LIMIT + 1) as f64,
+                Released::Withheld => 0.0,
             };
             let top = axis_max(sites.iter().map(|s| shown(s.eligible)).fold(0.0, f64::max) * 1.15);
             let mut chart = ChartBuilder::on(area)
@@ -240,11 +247,7 @@ pub fn site_bars(sites: &[SiteBar]) -> String {
                 randomised.set_margin(10, 10, 0, 0);
                 chart.draw_series([eligible, randomised])?;
                 chart.draw_series([Text::new(
-                    format!(
-                        "{} of {}",
-                        suppress::count(s.randomised),
-                        suppress::count(s.eligible)
-                    ),
+                    format!("{} of {}", s.randomised, s.eligible),
                     (shown(s.eligible) + top * 0.01, SegmentValue::CenterOf(y)),
                     label_style.clone(),
                 )])?;
@@ -339,16 +342,24 @@ mod tests {
         let svg = recruitment(&[(d("2024-01-07"), 12), (d("2024-01-14"), 30)], Some(100));
         assert!(svg.starts_with("<svg role=\"img\""), "{svg}");
         assert!(svg.contains("Target 100"));
-        let bars = site_bars(&[SiteBar {
-            site: "UPP".into(),
-            eligible: 9,
-            randomised: 3,
-        }]);
+        let bars = site_bars(&[
+            SiteBar {
+                site: "UPP".into(),
+                eligible: Released::Shown(9),
+                randomised: Released::Small,
+            },
+            SiteBar {
+                site: "KS".into(),
+                eligible: Released::Withheld,
+                randomised: Released::Withheld,
+            },
+        ]);
         assert!(
             bars.contains("UPP") && bars.contains("&lt;5 of 9"),
             "{bars}"
         );
         assert!(!bars.contains(">3<"));
+        assert!(bars.contains("withheld of withheld"), "{bars}");
         assert_eq!(axis_max(7244.0), 8000.0);
     }
 }
