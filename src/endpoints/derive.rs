@@ -275,6 +275,76 @@ pub fn count_events(
         .count() as u64
 }
 
+/// The days up to `until` on which the number of subjects with a time-to-event endpoint's event
+/// (as [`count_events`] counts them) changes: `(day, +1 or -1)` per change, in no particular
+/// order; empty for other kinds of endpoint. A subject's value as of cut-off C depends on C
+/// only through the events received by C and the administrative end C − lag. It can become an
+/// event only when one of its endpoint events is received or comes within follow-up (on its
+/// date plus the lag), and stop being one only when a censoring event is received or comes
+/// within follow-up (the day after its date plus the lag, as follow-up then ends at it); it is
+/// derived on those days only.
+pub fn event_count_changes(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    subjects: &[Subject],
+    events: &EventsBySubject<'_>,
+    until: DataCutoff,
+) -> Vec<(NaiveDate, i64)> {
+    let EndpointKind::TimeToEvent {
+        events: selector, ..
+    } = &endpoint.kind
+    else {
+        return Vec::new();
+    };
+    let lag = chrono::Days::new(u64::from(follow_up.reporting_lag_days));
+    let next = chrono::Days::new(1);
+    let mut changes = Vec::new();
+    let mut scratch = Vec::new();
+    // (day, whether the day can end an event: from a censoring event).
+    let mut days: Vec<(NaiveDate, bool)> = Vec::new();
+    for s in subjects.iter().filter(|s| s.randomised_on <= until.0) {
+        days.clear();
+        for e in events
+            .by_subject
+            .get(s.subject.as_str())
+            .into_iter()
+            .flatten()
+        {
+            let view = KnownEvent::of(&e.event);
+            if selects(selector, &view) {
+                days.push((e.received_on, false));
+                days.push((e.event.date + lag, false));
+            } else if follow_up.censor_on.contains(&e.event.event_type) {
+                days.push((e.received_on, true));
+                days.push((e.event.date + lag + next, true));
+            }
+        }
+        if !days.iter().any(|d| !d.1) {
+            continue;
+        }
+        days.retain(|d| d.0 >= s.randomised_on && d.0 <= until.0);
+        days.sort_unstable();
+        days.dedup();
+        let mut counted = false;
+        for &(day, ends) in &days {
+            // Only what can change the current status is looked at.
+            if ends != counted {
+                continue;
+            }
+            let cutoff = DataCutoff(day);
+            let admin_end = administrative_end(follow_up, cutoff);
+            let (outcome, _) =
+                events.outcome(follow_up, endpoint, s, cutoff, admin_end, &mut scratch);
+            let now = matches!(outcome, Outcome::TimeToEvent { event: true, .. });
+            if now != counted {
+                changes.push((day, if now { 1 } else { -1 }));
+                counted = now;
+            }
+        }
+    }
+    changes
+}
+
 fn selects(selector: &EventSelector, e: &KnownEvent<'_>) -> bool {
     selector.types.iter().any(|t| t == e.event_type)
         && (selector.codes.is_empty()

@@ -161,8 +161,26 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     let planned = f64::from(plan.planned_events);
     report.events = events_at(cutoff.0);
     report.information_fraction = report.events as f64 / planned;
-    let Some(first_day) = subjects.iter().map(|s| s.randomised_on).min() else {
+    if subjects.is_empty() {
         return Some(report);
+    }
+
+    // How the event count as of a cut-off moves with the cut-off: the days it changes on,
+    // swept in order, give the first day each look's count is held.
+    let mut changes = endpoints::event_count_changes(
+        &data.protocol.follow_up,
+        endpoint,
+        &with_events,
+        &grouped,
+        cutoff,
+    );
+    changes.sort_unstable();
+    let first_day_with = |target: u64| {
+        let mut count = 0i64;
+        changes.iter().find_map(|&(day, delta)| {
+            count += delta;
+            (count >= target as i64).then_some(day)
+        })
     };
 
     let mut observations = Vec::new();
@@ -172,17 +190,10 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         if report.events < target {
             break;
         }
-        // The first day on which the data as of that day hold the look's events: events as of a
-        // cut-off never decrease as the cut-off moves later.
-        let (mut lo, mut hi) = (first_day, cutoff.0);
-        while lo < hi {
-            let mid = lo + chrono::Days::new(((hi - lo).num_days() / 2) as u64);
-            if events_at(mid) >= target {
-                hi = mid;
-            } else {
-                lo = mid + chrono::Days::new(1);
-            }
-        }
+        // The first day on which the data as of that day hold the look's events.
+        let Some(lo) = first_day_with(target) else {
+            break;
+        };
         let rows = rows_at(lo);
         let events = events_in(&rows);
         let Some((log_hr, se)) = log_hazard_ratio(&rows, &experimental, &reference) else {

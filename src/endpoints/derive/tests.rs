@@ -473,10 +473,23 @@ fn counting_events_agrees_with_the_derived_rows_at_every_cutoff() {
     ];
     let grouped = EventsBySubject::new(&events);
     let mut seen = 0;
+    let mut removals = 0;
     for endpoint in [tte(&["death"], Some(30)), tte(&["death", "mi"], None)] {
         for lag in [0, 3] {
+            // The change days, swept, give the count on every day, also when a late censoring
+            // event takes a counted event away again (subject b).
+            let mut changes = event_count_changes(
+                &follow_up(lag),
+                &endpoint,
+                &subjects,
+                &grouped,
+                DataCutoff(d("2024-05-01")),
+            );
+            changes.sort_unstable();
+            removals += changes.iter().filter(|c| c.1 == -1).count();
             let mut day = d("2024-01-01");
             while day <= d("2024-05-01") {
+                let swept: i64 = changes.iter().filter(|c| c.0 <= day).map(|c| c.1).sum();
                 let cutoff = DataCutoff(day);
                 let rows = derive(&follow_up(lag), &endpoint, &subjects, &events, cutoff);
                 let expected = rows
@@ -485,10 +498,15 @@ fn counting_events_agrees_with_the_derived_rows_at_every_cutoff() {
                     .count() as u64;
                 let counted = count_events(&follow_up(lag), &endpoint, &subjects, &grouped, cutoff);
                 assert_eq!(counted, expected, "{} lag {lag} at {day}", endpoint.id);
+                assert_eq!(swept, expected as i64, "{} lag {lag} at {day}", endpoint.id);
                 seen += expected;
                 day = day + chrono::Days::new(1);
             }
         }
     }
     assert!(seen > 0, "the fixture has events that count");
+    assert!(
+        removals > 0,
+        "the fixture has an event a late censoring takes away"
+    );
 }
