@@ -206,6 +206,7 @@ fn histogram(title: &str, x_desc: &str, values: &[f64]) -> String {
             .bold_line_style(GRID)
             .x_desc(x_desc)
             .y_desc("trials")
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .label_style((FONT, 13).into_font().color(&INK))
             .draw()?;
         chart.draw_series(counts.iter().enumerate().map(|(b, &c)| {
