@@ -18,15 +18,7 @@ fn main() {
         .unwrap_or(200);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("simulations");
     for name in ["taste.toml", "taste-null.toml"] {
-        let path = dir.join(name);
-        let text = std::fs::read_to_string(&path).expect("scenario is committed");
-        let scenario = sim::parse_scenario(&text, name, |p| {
-            let p = dir.join(p);
-            std::fs::read_to_string(&p)
-                .map(|t| (p.display().to_string(), t))
-                .map_err(|e| e.to_string())
-        })
-        .expect("scenario is valid");
+        let scenario = sim::read_scenario(&dir.join(name)).expect("scenario is valid");
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for threads in [1, cores] {
             let options = Options {

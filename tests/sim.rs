@@ -24,9 +24,7 @@ fn scenario_text(path: &Path, text: &str) -> Result<Scenario, sim::ScenarioError
 }
 
 fn scenario(name: &str) -> Scenario {
-    let path = root().join("simulations").join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    scenario_text(&path, &text).unwrap_or_else(|e| panic!("{e}"))
+    sim::read_scenario(&root().join("simulations").join(name)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn run(name: &str, replicates: u64, seed: u64) -> sim::SimulationReport {

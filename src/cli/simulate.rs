@@ -1,7 +1,7 @@
 //! `rrct simulate SCENARIO`: a design's operating characteristics from simulated trials.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -29,23 +29,8 @@ pub struct SimulateArgs {
     format: ReportFormat,
 }
 
-/// Read and validate a scenario file, its protocol path taken relative to the scenario.
-pub fn load_scenario(path: &Path) -> anyhow::Result<sim::Scenario> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let origin = path.display().to_string();
-    sim::parse_scenario(&text, &origin, |protocol| {
-        let p = dir.join(protocol);
-        std::fs::read_to_string(&p)
-            .map(|text| (p.display().to_string(), text))
-            .map_err(|e| format!("cannot read the protocol {}: {e}", p.display()))
-    })
-    .map_err(anyhow::Error::msg)
-}
-
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    let scenario = match load_scenario(&args.scenario) {
+    let scenario = match sim::read_scenario(&args.scenario) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");

@@ -190,12 +190,28 @@ impl<'a> EventsBySubject<'a> {
         s: &Subject,
         cutoff: DataCutoff,
         admin_end: NaiveDate,
-        scratch: &mut Vec<&'a ReceivedEvent>,
+        scratch: &mut Scratch<'a>,
     ) -> (Outcome, Option<CensorReason>) {
-        self.known(&s.subject, cutoff, scratch);
-        let views: Vec<KnownEvent<'_>> = scratch.iter().map(|e| KnownEvent::of(&e.event)).collect();
-        subject_outcome(follow_up, endpoint, s.randomised_on, &views, admin_end)
+        self.known(&s.subject, cutoff, &mut scratch.known);
+        scratch.views.clear();
+        scratch
+            .views
+            .extend(scratch.known.iter().map(|e| KnownEvent::of(&e.event)));
+        subject_outcome(
+            follow_up,
+            endpoint,
+            s.randomised_on,
+            &scratch.views,
+            admin_end,
+        )
     }
+}
+
+/// Buffers the per-subject derivation reuses from one subject to the next.
+#[derive(Default)]
+struct Scratch<'a> {
+    known: Vec<&'a ReceivedEvent>,
+    views: Vec<KnownEvent<'a>>,
 }
 
 /// [`derive`] on events grouped in advance.
@@ -207,7 +223,7 @@ pub fn derive_grouped(
     cutoff: DataCutoff,
 ) -> Vec<EndpointRow> {
     let admin_end = administrative_end(follow_up, cutoff);
-    let mut known = Vec::new();
+    let mut known = Scratch::default();
     subjects
         .iter()
         .filter(|s| s.randomised_on <= cutoff.0)
@@ -263,7 +279,7 @@ pub fn count_events(
         return 0;
     }
     let admin_end = administrative_end(follow_up, cutoff);
-    let mut known = Vec::new();
+    let mut known = Scratch::default();
     subjects
         .iter()
         .filter(|s| s.randomised_on <= cutoff.0)
@@ -299,7 +315,7 @@ pub fn event_count_changes(
     let lag = chrono::Days::new(u64::from(follow_up.reporting_lag_days));
     let next = chrono::Days::new(1);
     let mut changes = Vec::new();
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     // (day, whether the day can end an event: from a censoring event).
     let mut days: Vec<(NaiveDate, bool)> = Vec::new();
     for s in subjects.iter().filter(|s| s.randomised_on <= until.0) {

@@ -144,29 +144,14 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
             DataCutoff(d),
         )
     };
-    let events_at = |d: NaiveDate| {
-        endpoints::count_events(
-            &data.protocol.follow_up,
-            endpoint,
-            &with_events,
-            &grouped,
-            DataCutoff(d),
-        )
-    };
     let events_in = |rows: &[EndpointRow]| {
         rows.iter()
             .filter(|r| matches!(r.outcome, Outcome::TimeToEvent { event: true, .. }))
             .count() as u64
     };
-    let planned = f64::from(plan.planned_events);
-    report.events = events_at(cutoff.0);
-    report.information_fraction = report.events as f64 / planned;
-    if subjects.is_empty() {
-        return Some(report);
-    }
-
     // How the event count as of a cut-off moves with the cut-off: the days it changes on,
-    // swept in order, give the first day each look's count is held.
+    // swept in order, give the count as of the cut-off and the first day each look's count is
+    // held.
     let mut changes = endpoints::event_count_changes(
         &data.protocol.follow_up,
         endpoint,
@@ -182,6 +167,12 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
             (count >= target as i64).then_some(day)
         })
     };
+    let planned = f64::from(plan.planned_events);
+    report.events = changes.iter().map(|c| c.1).sum::<i64>().max(0) as u64;
+    report.information_fraction = report.events as f64 / planned;
+    if subjects.is_empty() {
+        return Some(report);
+    }
 
     let mut observations = Vec::new();
     let mut held = Vec::new();

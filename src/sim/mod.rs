@@ -15,6 +15,23 @@ use serde::Serialize;
 pub use scenario::{parse as parse_scenario, Scenario, ScenarioError};
 pub use trial::{Plan, PlanError, SimLook, TrialOutcome};
 
+/// Read and validate a scenario file; the protocol it names is read relative to the scenario.
+pub fn read_scenario(path: &std::path::Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let dir = path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    parse_scenario(&text, &path.display().to_string(), |protocol| {
+        let p = dir.join(protocol);
+        std::fs::read_to_string(&p)
+            .map(|text| (p.display().to_string(), text))
+            .map_err(|e| format!("cannot read the protocol {}: {e}", p.display()))
+    })
+    .map_err(|e| e.to_string())
+}
+
 /// How to run a simulation.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {

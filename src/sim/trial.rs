@@ -339,7 +339,6 @@ impl<'a> Plan<'a> {
 
     /// The protocol's eligibility: every inclusion criterion met (and its field recorded), no
     /// exclusion criterion met.
-    #[inline(never)]
     fn eligible(&self, site: usize, row: &[Draw]) -> bool {
         self.inclusion
             .iter()
@@ -373,7 +372,6 @@ impl<'a> Plan<'a> {
     }
 
     /// Registrations, allocations and events of replicate `r`.
-    #[inline(never)]
     pub(crate) fn world(&self, seed: u64, r: u64) -> World {
         let bytes = Self::replicate_seed(seed, r);
         let master = MasterSeed::from_bytes(bytes);
@@ -486,7 +484,6 @@ impl<'a> Plan<'a> {
     /// stratum's current block (the list `randomise::block` derives) instead of deriving it
     /// again for every slot; `tests::blocks_match_the_engine` checks the sequence is the one
     /// `randomise::allocate` gives.
-    #[inline(never)]
     fn allocate(
         &self,
         seed: &MasterSeed,
@@ -539,7 +536,6 @@ impl<'a> Plan<'a> {
             .unwrap_or_else(|_| randomise::allocate(&self.scheme, seed, trial, &s.key, s.state))
     }
 
-    #[inline(never)]
     fn draw(&self, field: usize, cov: &Covariate, rng: &mut ChaCha8Rng) -> Draw {
         let spec = &self.protocol.fields[field];
         let number = |x: f64| match spec.kind {
@@ -580,7 +576,6 @@ impl<'a> Plan<'a> {
 
     /// The subject's register events: each outcome type at most once, nothing after a terminal
     /// event or the dropout event, nothing after the simulation's last day.
-    #[inline(never)]
     fn outcomes(
         &self,
         day: u32,
@@ -630,7 +625,6 @@ impl<'a> Plan<'a> {
     }
 
     /// Looks, statistics and boundaries of one simulated trial.
-    #[inline(never)]
     pub(crate) fn analyse(&self, world: &World) -> TrialOutcome {
         let sc = self.sc;
         let lag = sc.protocol.follow_up.reporting_lag_days;
@@ -751,7 +745,6 @@ impl<'a> Plan<'a> {
 
     /// The primary endpoint of the compared arms as of cut-off `day`, through the engine's
     /// per-subject derivation.
-    #[inline(never)]
     fn columns_at(&self, world: &World, day: u32, out: &mut Columns) {
         out.time.clear();
         out.event.clear();
@@ -972,16 +965,10 @@ mod tests {
     use crate::store::allocations::AllocationRow;
 
     fn scenario(name: &str) -> Scenario {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("simulations");
-        let path = dir.join(name);
-        let text = std::fs::read_to_string(&path).unwrap();
-        super::super::parse_scenario(&text, name, |p| {
-            let p = dir.join(p);
-            std::fs::read_to_string(&p)
-                .map(|t| (p.display().to_string(), t))
-                .map_err(|e| e.to_string())
-        })
-        .unwrap_or_else(|e| panic!("{e}"))
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("simulations")
+            .join(name);
+        super::super::read_scenario(&path).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The simulated trial as the live engine would hold it in its database.
