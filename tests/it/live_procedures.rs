@@ -330,7 +330,7 @@ async fn minimisation_live_equals_replay_and_marginals_match(db: TestDb) {
     // Minimisation keeps each sex balanced (chance would leave a standard deviation of about 6
     // over some 35 patients). The bound allows for the 6 initial random allocations and for
     // p = 0.8 with three factors: the batches' arrival order varies from run to run, and a
-    // bound of 3 failed about one run in thirty.
+    // bound of 3 failed in one of four runs here.
     for sex in ["F", "M"] {
         let arms: Vec<&str> = run
             .rows
