@@ -24,8 +24,8 @@ fn main() -> anyhow::Result<()> {
     let day = |rng: &mut ChaCha20Rng, span: u64| start + chrono::Days::new(rng.next_u64() % span);
     let subjects: Vec<Subject> = (0..n_subjects)
         .map(|i| Subject {
-            record_id: format!("R{i}"),
-            subject: format!("P{i}"),
+            record_id: format!("R{i}").into(),
+            subject: format!("P{i}").into(),
             site: "UPP".into(),
             arm: if i % 2 == 0 { "pci" } else { "aspiration" }.into(),
             stratum: "site=UPP;sex=F".into(),

@@ -218,6 +218,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             // Scripts and tests read the bound address from this line.
             println!("listening on {addr}");
             let state = AppState::new(store.clone(), registry);
+            // Read the trials' data for the dashboards while the first requests are served
+            // (a dashboard request meanwhile waits for the same read, not a second one).
+            let (cache, warm_store) = (state.dashboards.clone(), store.clone());
+            let ids: Vec<String> = state.trials.ids().map(str::to_string).collect();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                match cache.warm(&warm_store, &ids).await {
+                    Ok(()) => tracing::info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "dashboard data read"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "dashboard data not read at start-up"),
+                }
+            });
             api::serve(listener, state, shutdown_signal()).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)

@@ -12,15 +12,24 @@
 //! A prepared trial (data, endpoint rows, unblinded analysis) is shared by every role and by
 //! the summary and analysis API; a page is kept per role and site, since its header names
 //! them. Concurrent requests for the same missing entry wait for one computation.
+//!
+//! Under both sits each trial's data as last read ([`Held`]): the first request (or
+//! [`DashboardCache::warm`] at start-up) reads the whole trial in one snapshot, and after a
+//! write only the rows written since are read and added (see [`crate::store::since`]); a write
+//! that changes more than it adds (an amendment, a randomised-in-error mark) makes the next
+//! request read the trial afresh.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
 use super::page::TrialSnapshot;
+use crate::endpoints::flow::Screening;
 use crate::endpoints::DataCutoff;
-use crate::service::export::ExportError;
+use crate::service::analyse::screening_entry;
+use crate::service::export::{ExportError, TrialData};
+use crate::store::since::{self, Marks, Since};
 use crate::store::{audit, Store};
 
 /// Prepared trials kept: a few cut-offs of a few trials. Each holds a trial's events.
@@ -76,10 +85,21 @@ impl<K: PartialEq + Clone, T> Recent<K, T> {
     }
 }
 
+/// A trial's data as last read, and how far that read went.
+struct Held {
+    data: Arc<TrialData>,
+    screening: Arc<Vec<Screening>>,
+    marks: Marks,
+}
+
+/// One trial's held data; the lock makes one request read while the others wait for it.
+type HeldSlot = Arc<tokio::sync::Mutex<Option<Held>>>;
+
 /// What `rrct serve` remembers between requests.
 pub struct DashboardCache {
     snapshots: Mutex<Recent<SnapshotKey, TrialSnapshot>>,
     pages: Mutex<Recent<PageKey, String>>,
+    held: Mutex<HashMap<String, HeldSlot>>,
 }
 
 impl Default for DashboardCache {
@@ -87,6 +107,7 @@ impl Default for DashboardCache {
         DashboardCache {
             snapshots: Mutex::new(Recent::new(SNAPSHOTS)),
             pages: Mutex::new(Recent::new(PAGES)),
+            held: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -127,8 +148,8 @@ impl DashboardCache {
             .map_err(|_| poisoned())?
             .slot(&key, head, |k| k.head);
         slot.get_or_try_init(|| async {
-            // Read after the head: the data are at least as new as the key says.
-            let (data, screening) = TrialSnapshot::read(store, trial_id).await?;
+            // Read at or after the head: the data are at least as new as the key says.
+            let (data, screening) = self.data(store, trial_id, head).await?;
             // Deriving and analysing is CPU work over the whole trial: off the request threads.
             tokio::task::spawn_blocking(move || TrialSnapshot::prepare(data, screening, cutoff))
                 .await
@@ -137,6 +158,57 @@ impl DashboardCache {
         })
         .await
         .cloned()
+    }
+
+    /// Read each trial's data now (at start-up), so that the first reader of a dashboard waits
+    /// only for the analysis.
+    pub async fn warm(&self, store: &Store, trial_ids: &[String]) -> Result<(), ExportError> {
+        let head = head(store).await?;
+        for trial in trial_ids {
+            self.data(store, trial, head).await?;
+        }
+        Ok(())
+    }
+
+    /// The trial's data at least as new as `head`: held, brought up to date with the rows
+    /// written since it was read, or read afresh.
+    async fn data(
+        &self,
+        store: &Store,
+        trial_id: &str,
+        head: i64,
+    ) -> Result<(Arc<TrialData>, Arc<Vec<Screening>>), ExportError> {
+        let slot = self
+            .held
+            .lock()
+            .map_err(|_| poisoned())?
+            .entry(trial_id.to_string())
+            .or_default()
+            .clone();
+        let mut held = slot.lock().await;
+        let current = match held.take() {
+            Some(h) if h.marks.head >= head => h,
+            Some(h) => match since::since(store, trial_id, &h.marks).await? {
+                Since::Added(rows, marks) => {
+                    // Snapshots of the older head were dropped when this head's slot was
+                    // made, so the data are normally no longer shared and grow in place.
+                    let mut data = Arc::unwrap_or_clone(h.data);
+                    let mut screening = Arc::unwrap_or_clone(h.screening);
+                    data.add(rows.allocations, rows.events);
+                    screening.extend(rows.screening.into_iter().map(screening_entry));
+                    Held {
+                        data: Arc::new(data),
+                        screening: Arc::new(screening),
+                        marks,
+                    }
+                }
+                Since::Changed => read_afresh(store, trial_id).await?,
+            },
+            None => read_afresh(store, trial_id).await?,
+        };
+        let out = (current.data.clone(), current.screening.clone());
+        *held = Some(current);
+        Ok(out)
     }
 
     /// A page from memory, or built by `build` from the prepared trial (on a blocking thread:
@@ -178,6 +250,20 @@ impl DashboardCache {
         .await
         .cloned()
     }
+}
+
+/// The whole trial, read in one snapshot.
+async fn read_afresh(store: &Store, trial_id: &str) -> Result<Held, ExportError> {
+    let (mut rows, marks) = since::all(store, trial_id).await?;
+    let screening = std::mem::take(&mut rows.screening)
+        .into_iter()
+        .map(screening_entry)
+        .collect();
+    Ok(Held {
+        data: Arc::new(TrialData::from_rows(store, trial_id, rows).await?),
+        screening: Arc::new(screening),
+        marks,
+    })
 }
 
 fn poisoned() -> ExportError {

@@ -1,6 +1,8 @@
 //! What every trial page shares: the loaded trial as of a cut-off, the page header, the
 //! CONSORT flow boxes and number formats.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 
 use crate::endpoints::flow::{FlowCounts, Screening};
@@ -14,8 +16,8 @@ use crate::store::Store;
 /// the unblinded analysis computed as of a cut-off: everything any page of the trial is built
 /// from (pages for blinded readers blind the analysis themselves).
 pub struct TrialSnapshot {
-    pub data: TrialData,
-    pub screening: Vec<Screening>,
+    pub data: Arc<TrialData>,
+    pub screening: Arc<Vec<Screening>>,
     pub cutoff: DataCutoff,
     /// Each endpoint's rows, in the protocol's order.
     pub rows: Vec<Vec<EndpointRow>>,
@@ -30,7 +32,7 @@ impl TrialSnapshot {
         cutoff: DataCutoff,
     ) -> Result<TrialSnapshot, ExportError> {
         let (data, screening) = Self::read(store, trial_id).await?;
-        Ok(Self::prepare(data, screening, cutoff))
+        Ok(Self::prepare(Arc::new(data), Arc::new(screening), cutoff))
     }
 
     /// The trial's data and screening log.
@@ -46,10 +48,14 @@ impl TrialSnapshot {
     }
 
     /// Derive the endpoints and analyse, once for every page.
-    pub fn prepare(data: TrialData, screening: Vec<Screening>, cutoff: DataCutoff) -> Self {
+    pub fn prepare(
+        data: Arc<TrialData>,
+        screening: Arc<Vec<Screening>>,
+        cutoff: DataCutoff,
+    ) -> Self {
         let (rows, analysis) = {
-            let derived = analyse::derive_endpoints(&data, cutoff);
-            let analysis = analyse::analyse_derived(&data, &screening, cutoff, &derived);
+            let (derived, interim) = analyse::derive_with_interim(&data, cutoff);
+            let analysis = analyse::analyse_derived(&data, &screening, cutoff, &derived, interim);
             (
                 derived.into_iter().map(|(_, rows)| rows).collect(),
                 analysis,

@@ -114,7 +114,7 @@ impl SurvivalData {
         let mut data = SurvivalData::default();
         for r in rows {
             if let (Outcome::TimeToEvent { time_days, event }, Some(g)) =
-                (&r.outcome, arms.iter().position(|a| *a == r.subject.arm))
+                (&r.outcome, arms.iter().position(|a| *a == &*r.subject.arm))
             {
                 data.time.push(*time_days as f64);
                 data.event.push(*event);
@@ -145,34 +145,99 @@ pub fn derive(
 /// Events grouped by subject and ordered by date and event id, whatever their receipt day:
 /// group once, then derive several endpoints or cut-offs with [`derive_grouped`].
 pub struct EventsBySubject<'a> {
-    by_subject: HashMap<&'a str, Vec<&'a ReceivedEvent>>,
+    /// All events, ordered by subject, date and event id.
+    ordered: Vec<&'a ReceivedEvent>,
+    /// Each subject's run in `ordered`, and whether an event id occurs in it more than once
+    /// (the same event delivered twice; stored events never are, as ids are unique there).
+    by_subject: HashMap<&'a str, SubjectEvents>,
+}
+
+#[derive(Clone, Copy)]
+struct SubjectEvents {
+    start: usize,
+    end: usize,
+    repeated_ids: bool,
 }
 
 impl<'a> EventsBySubject<'a> {
     pub fn new(events: &'a [ReceivedEvent]) -> Self {
-        let mut by_subject: HashMap<&str, Vec<&ReceivedEvent>> = HashMap::new();
-        for e in events {
-            by_subject
-                .entry(e.event.subject.as_str())
-                .or_default()
-                .push(e);
+        Self::of(events.iter())
+    }
+
+    /// Group the events `events` yields (for instance only the types an endpoint reads).
+    pub fn of(events: impl Iterator<Item = &'a ReceivedEvent>) -> Self {
+        let mut ordered: Vec<&ReceivedEvent> = events.collect();
+        let key = |e: &&'a ReceivedEvent| {
+            (
+                e.event.subject.as_str(),
+                e.event.date,
+                e.event.event_id.as_str(),
+            )
+        };
+        // Stored events arrive in this order already: check before sorting.
+        if !ordered.is_sorted_by(|a, b| key(a) <= key(b)) {
+            ordered.sort_by(|a, b| key(a).cmp(&key(b)));
         }
-        for list in by_subject.values_mut() {
-            list.sort_by(|a, b| {
-                (a.event.date, &a.event.event_id).cmp(&(b.event.date, &b.event.event_id))
-            });
+        let mut by_subject: HashMap<&str, SubjectEvents> = HashMap::new();
+        let mut ids: Vec<&str> = Vec::new();
+        let mut start = 0;
+        while start < ordered.len() {
+            let subject = ordered[start].event.subject.as_str();
+            let mut end = start + 1;
+            while end < ordered.len() && ordered[end].event.subject == subject {
+                end += 1;
+            }
+            ids.clear();
+            ids.extend(
+                ordered[start..end]
+                    .iter()
+                    .map(|e| e.event.event_id.as_str()),
+            );
+            ids.sort_unstable();
+            let repeated_ids = ids.windows(2).any(|w| w[0] == w[1]);
+            by_subject.insert(
+                subject,
+                SubjectEvents {
+                    start,
+                    end,
+                    repeated_ids,
+                },
+            );
+            start = end;
         }
-        EventsBySubject { by_subject }
+        EventsBySubject {
+            ordered,
+            by_subject,
+        }
+    }
+
+    /// Whether the subject has any event here.
+    pub fn has_events(&self, subject: &str) -> bool {
+        self.by_subject.contains_key(subject)
+    }
+
+    /// A subject's events in date and event id order, whatever their receipt day.
+    fn of_subject(&self, subject: &str) -> &[&'a ReceivedEvent] {
+        self.by_subject
+            .get(subject)
+            .map_or(&[], |r| &self.ordered[r.start..r.end])
     }
 
     /// A subject's events known as of `cutoff` (received by then), each event id once, into
     /// `known` (cleared first).
     fn known(&self, subject: &str, cutoff: DataCutoff, known: &mut Vec<&'a ReceivedEvent>) {
         known.clear();
-        let Some(list) = self.by_subject.get(subject) else {
+        let Some(&range) = self.by_subject.get(subject) else {
             return;
         };
-        for e in list.iter().filter(|e| e.received_on <= cutoff.0) {
+        let list = self.ordered[range.start..range.end]
+            .iter()
+            .filter(|e| e.received_on <= cutoff.0);
+        if !range.repeated_ids {
+            known.extend(list);
+            return;
+        }
+        for e in list {
             // The same event delivered twice counts once (the first in date order). Lists are
             // a handful of events, so a linear look beats hashing.
             if !known.iter().any(|k| k.event.event_id == e.event.event_id) {
@@ -320,12 +385,7 @@ pub fn event_count_changes(
     let mut days: Vec<(NaiveDate, bool)> = Vec::new();
     for s in subjects.iter().filter(|s| s.randomised_on <= until.0) {
         days.clear();
-        for e in events
-            .by_subject
-            .get(s.subject.as_str())
-            .into_iter()
-            .flatten()
-        {
+        for e in events.of_subject(&s.subject) {
             let view = KnownEvent::of(&e.event);
             if selects(selector, &view) {
                 days.push((e.received_on, false));
@@ -368,6 +428,18 @@ fn selects(selector: &EventSelector, e: &KnownEvent<'_>) -> bool {
                 .is_some_and(|c| selector.codes.iter().any(|p| c.starts_with(p.as_str()))))
 }
 
+/// The events `selector` picks on or after randomisation, in date order, with their day.
+fn selected<'k, 'e>(
+    known: &'k [KnownEvent<'e>],
+    rand: NaiveDate,
+    selector: &'k EventSelector,
+) -> impl Iterator<Item = (i64, &'k KnownEvent<'e>)> {
+    known
+        .iter()
+        .filter(move |e| e.date >= rand && selects(selector, e))
+        .map(move |e| (days(rand, e.date), e))
+}
+
 fn days(from: NaiveDate, to: NaiveDate) -> i64 {
     (to - from).num_days()
 }
@@ -402,13 +474,7 @@ pub fn subject_outcome(
     let (end, end_reason) = follow_up_end(follow_up, rand, known, admin_end);
     // Days of follow-up available (negative when randomised after the administrative end).
     let followed = days(rand, end);
-    let outcomes = |selector: &EventSelector| {
-        known
-            .iter()
-            .filter(|e| e.date >= rand && selects(selector, e))
-            .map(|e| (days(rand, e.date), e))
-            .collect::<Vec<_>>()
-    };
+    let outcomes = |selector| selected(known, rand, selector);
     match &endpoint.kind {
         EndpointKind::TimeToEvent {
             events,
@@ -419,7 +485,7 @@ pub fn subject_outcome(
                 Some(h) if h <= followed => (h, CensorReason::Horizon),
                 _ => (followed.max(0), end_reason),
             };
-            match outcomes(events).into_iter().find(|(d, _)| *d <= stop) {
+            match outcomes(events).find(|(d, _)| *d <= stop) {
                 Some((d, _)) => (
                     Outcome::TimeToEvent {
                         time_days: d,
@@ -442,7 +508,7 @@ pub fn subject_outcome(
         } => {
             let h = i64::from(*horizon_days);
             let stop = h.min(followed.max(0));
-            match outcomes(events).into_iter().find(|(d, _)| *d <= stop) {
+            match outcomes(events).find(|(d, _)| *d <= stop) {
                 Some((d, _)) => (
                     Outcome::Binary {
                         time_days: d,
@@ -470,7 +536,6 @@ pub fn subject_outcome(
             let (from, to) = (i64::from(window.from_day), i64::from(window.to_day));
             let observed_to = to.min(followed);
             let count = outcomes(events)
-                .iter()
                 .filter(|(d, _)| *d >= from && *d <= observed_to)
                 .count();
             let complete = observed_to >= to;
@@ -492,7 +557,6 @@ pub fn subject_outcome(
             let target = i64::from(*target_day);
             let observed_to = to.min(followed);
             let best = outcomes(events)
-                .into_iter()
                 .filter(|(d, e)| *d >= from && *d <= observed_to && e.value.is_some())
                 .min_by_key(|(d, _)| ((d - target).abs(), *d));
             match best {

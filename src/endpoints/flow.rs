@@ -140,7 +140,7 @@ pub fn flow(
         }
     }
     for row in primary {
-        let arm = row.subject.arm.as_str();
+        let arm = &*row.subject.arm;
         let lost = matches!(row.censor_reason, Some(CensorReason::Event(_)));
         let analysed = match &row.outcome {
             Outcome::TimeToEvent { .. } => true,
@@ -149,9 +149,9 @@ pub fn flow(
             Outcome::Continuous { value, .. } => value.is_some(),
         };
         let site = sites
-            .entry(row.subject.site.clone())
+            .entry(row.subject.site.to_string())
             .or_insert_with(|| SiteData {
-                site: row.subject.site.clone(),
+                site: row.subject.site.to_string(),
                 ..Default::default()
             });
         for c in [&mut total, &mut site.counts] {
@@ -168,7 +168,7 @@ pub fn flow(
     // Timeliness: days from event to receipt, per site of the randomised subject.
     let subject_site: HashMap<&str, &str> = primary
         .iter()
-        .map(|r| (r.subject.subject.as_str(), r.subject.site.as_str()))
+        .map(|r| (&*r.subject.subject, &*r.subject.site))
         .collect();
     let mut lags: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for e in events.iter().filter(|e| e.received_on <= cutoff.0) {
@@ -236,7 +236,7 @@ mod tests {
         EndpointRow {
             subject: Subject {
                 record_id: record.into(),
-                subject: format!("S-{record}"),
+                subject: format!("S-{record}").into(),
                 site: site.into(),
                 arm: arm.into(),
                 stratum: "all".into(),

@@ -30,6 +30,8 @@ pub use event::{
     is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields,
 };
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -37,13 +39,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct DataCutoff(pub NaiveDate);
 
-/// A randomised subject as the endpoint derivation needs it.
+/// A randomised subject as the endpoint derivation needs it. Every endpoint row carries one, so
+/// its texts are shared rather than copied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Subject {
-    pub record_id: String,
-    pub subject: String,
-    pub site: String,
-    pub arm: String,
-    pub stratum: String,
+    pub record_id: Arc<str>,
+    pub subject: Arc<str>,
+    pub site: Arc<str>,
+    pub arm: Arc<str>,
+    pub stratum: Arc<str>,
     pub randomised_on: NaiveDate,
 }

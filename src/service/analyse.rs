@@ -202,7 +202,7 @@ fn summarise(rows: &[EndpointRow]) -> BTreeMap<String, EndpointGroup> {
     let mut groups: BTreeMap<String, EndpointGroup> = BTreeMap::new();
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     for r in rows {
-        let g = groups.entry(r.subject.arm.clone()).or_default();
+        let g = groups.entry(r.subject.arm.to_string()).or_default();
         g.subjects += 1;
         match r.outcome {
             Outcome::TimeToEvent { event, .. } => g.events += u64::from(event),
@@ -217,7 +217,7 @@ fn summarise(rows: &[EndpointRow]) -> BTreeMap<String, EndpointGroup> {
                 g.incomplete += u64::from(!complete);
             }
             Outcome::Continuous { value, .. } => match value {
-                Some(v) => *sums.entry(r.subject.arm.clone()).or_default() += v,
+                Some(v) => *sums.entry(r.subject.arm.to_string()).or_default() += v,
                 None => g.incomplete += 1,
             },
         }
@@ -231,16 +231,18 @@ fn summarise(rows: &[EndpointRow]) -> BTreeMap<String, EndpointGroup> {
     groups
 }
 
-/// Each endpoint of the protocol with its per-subject rows as of `cutoff`.
+/// Each endpoint of the protocol with its per-subject rows as of `cutoff` (the endpoints side
+/// by side on the available cores).
 pub fn derive_endpoints(
     data: &TrialData,
     cutoff: DataCutoff,
 ) -> Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)> {
+    use rayon::prelude::*;
     let subjects = data.subjects();
     let events = endpoints::EventsBySubject::new(&data.events);
     data.protocol
         .endpoints
-        .iter()
+        .par_iter()
         .map(|e| {
             (
                 e,
@@ -250,33 +252,83 @@ pub fn derive_endpoints(
         .collect()
 }
 
-/// Compute the unblinded analysis from loaded trial data.
-pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
-    analyse_derived(data, screening, cutoff, &derive_endpoints(data, cutoff))
+/// Each endpoint's rows ([`derive_endpoints`]) and the interim report, computed side by side:
+/// the interim looks do not need the rows as of the cut-off, only the data.
+pub fn derive_with_interim(
+    data: &TrialData,
+    cutoff: DataCutoff,
+) -> (
+    Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)>,
+    Option<super::interim::InterimReport>,
+) {
+    rayon::join(
+        || derive_endpoints(data, cutoff),
+        || super::interim::interim(data, cutoff),
+    )
 }
 
-/// Compute the unblinded analysis from endpoint rows already derived by [`derive_endpoints`]
-/// (callers that also draw the rows, such as the dashboards, derive them once).
+/// Compute the unblinded analysis from loaded trial data.
+pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
+    let (derived, interim) = derive_with_interim(data, cutoff);
+    analyse_derived(data, screening, cutoff, &derived, interim)
+}
+
+/// Compute the unblinded analysis from endpoint rows and the interim report already computed
+/// by [`derive_with_interim`] (callers that also draw the rows, such as the dashboards, derive
+/// them once).
 pub fn analyse_derived(
     data: &TrialData,
     screening: &[Screening],
     cutoff: DataCutoff,
     derived: &[(&crate::protocol::Endpoint, Vec<EndpointRow>)],
+    interim: Option<super::interim::InterimReport>,
 ) -> Analysis {
+    use rayon::prelude::*;
+    let cutoff_text = cutoff.0.to_string();
     let arms: Vec<(String, String, String)> = data
         .allocations
         .iter()
-        .filter(|a| a.allocated_at.get(..10).unwrap_or("") <= cutoff.0.to_string().as_str())
+        .filter(|a| a.allocated_at.get(..10).unwrap_or("") <= cutoff_text.as_str())
         .map(|a| (a.record_id.clone(), a.arm.clone(), a.site_code.clone()))
         .collect();
     let primary = derived.iter().find(|(e, _)| e.primary);
-    let flow = flow::flow(
-        cutoff,
-        screening,
-        &arms,
-        primary.map(|(e, _)| e.id.as_str()),
-        primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
-        &data.events,
+    // The comparisons and the subgroup forest each fit models over every subject: side by side.
+    let ((flow, allocation_quality), (subgroups, endpoints)) = rayon::join(
+        || {
+            (
+                flow::flow(
+                    cutoff,
+                    screening,
+                    &arms,
+                    primary.map(|(e, _)| e.id.as_str()),
+                    primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
+                    &data.events,
+                ),
+                allocation_quality(data, cutoff),
+            )
+        },
+        || {
+            rayon::join(
+                || {
+                    primary.map_or_else(Vec::new, |(_, rows)| {
+                        super::subgroups::primary_subgroups(&data.protocol, rows)
+                    })
+                },
+                || {
+                    derived
+                        .par_iter()
+                        .map(|(e, rows)| EndpointSummary {
+                            id: e.id.clone(),
+                            label: e.label.clone(),
+                            kind: kind_name(e),
+                            primary: e.primary,
+                            groups: summarise(rows),
+                            comparison: compare(&data.protocol, e, rows),
+                        })
+                        .collect()
+                },
+            )
+        },
     );
     Analysis {
         trial_id: data.protocol.trial_id.clone(),
@@ -284,22 +336,10 @@ pub fn analyse_derived(
         protocol_version: data.protocol.version.clone(),
         blinded: false,
         flow,
-        interim: super::interim::interim(data, cutoff),
-        subgroups: primary.map_or_else(Vec::new, |(_, rows)| {
-            super::subgroups::primary_subgroups(&data.protocol, rows)
-        }),
-        allocation_quality: Some(allocation_quality(data, cutoff)),
-        endpoints: derived
-            .iter()
-            .map(|(e, rows)| EndpointSummary {
-                id: e.id.clone(),
-                label: e.label.clone(),
-                kind: kind_name(e),
-                primary: e.primary,
-                groups: summarise(rows),
-                comparison: compare(&data.protocol, e, rows),
-            })
-            .collect(),
+        interim,
+        subgroups,
+        allocation_quality: Some(allocation_quality),
+        endpoints,
     }
 }
 
@@ -309,32 +349,35 @@ pub async fn screening(store: &Store, trial_id: &str) -> Result<Vec<Screening>, 
     Ok(allocations::screening_outcomes(store, trial_id)
         .await?
         .into_iter()
-        .map(|s| {
-            let reasons: serde_json::Value =
-                serde_json::from_str(&s.reasons).unwrap_or(serde_json::Value::Null);
-            Screening {
-                reasons: reasons
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| {
-                        r.get("criterion")
-                            .or_else(|| r.get("reason"))
-                            .and_then(|v| v.as_str())
-                            .map(str::to_string)
-                    })
-                    .collect(),
-                record_id: s.record_id,
-                site: s.site_code,
-                outcome: s.outcome,
-                screened_on: s
-                    .screened_at
-                    .get(..10)
-                    .and_then(endpoints::parse_event_date)
-                    .unwrap_or(chrono::NaiveDate::MIN),
-            }
-        })
+        .map(screening_entry)
         .collect())
+}
+
+/// A screening log row as the flow reads it.
+pub fn screening_entry(s: allocations::ScreeningOutcomeRow) -> Screening {
+    let reasons: serde_json::Value =
+        serde_json::from_str(&s.reasons).unwrap_or(serde_json::Value::Null);
+    Screening {
+        reasons: reasons
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                r.get("criterion")
+                    .or_else(|| r.get("reason"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            })
+            .collect(),
+        record_id: s.record_id,
+        site: s.site_code,
+        outcome: s.outcome,
+        screened_on: s
+            .screened_at
+            .get(..10)
+            .and_then(endpoints::parse_event_date)
+            .unwrap_or(chrono::NaiveDate::MIN),
+    }
 }
 
 /// Load everything and analyse (unblinded; callers blind it for blinded roles).
@@ -359,7 +402,7 @@ fn compare(
     use crate::protocol::EndpointKind;
     let arms: Vec<&str> = protocol.arms.iter().map(|a| a.id.as_str()).collect();
     let reference = arms.len().checked_sub(1)?;
-    let arm_index = |r: &EndpointRow| arms.iter().position(|a| *a == r.subject.arm);
+    let arm_index = |r: &EndpointRow| arms.iter().position(|a| *a == &*r.subject.arm);
     let not_estimable = |e: stats::StatsError| Comparison::NotEstimable {
         reason: e.to_string(),
     };

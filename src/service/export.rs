@@ -36,6 +36,7 @@ pub enum ExportError {
 }
 
 /// A trial's protocol (as registered), randomised subjects and their events.
+#[derive(Clone)]
 pub struct TrialData {
     pub protocol: Protocol,
     pub allocations: Vec<AllocationRow>,
@@ -48,16 +49,11 @@ pub struct TrialData {
 impl TrialData {
     #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
     pub async fn load(store: &Store, trial_id: &str) -> Result<TrialData, ExportError> {
-        let (_, source) = trials::current_protocol(store, trial_id)
-            .await?
-            .ok_or_else(|| ExportError::TrialNotFound(trial_id.to_string()))?;
-        let protocol = protocol::parse(&source, &format!("stored protocol of {trial_id}"))
-            .map_err(|e| ExportError::Protocol(trial_id.to_string(), e))?;
-        // Two independent reads: on a pool, at the same time.
-        let (allocations, events, in_error) = tokio::try_join!(
-            allocations::list(store, trial_id),
-            events::for_trial(store, trial_id),
-            allocation_errors::of_trial(store, trial_id)
+        // Independent reads: on a pool, at the same time.
+        let ((protocol, in_error), allocations, events) = tokio::try_join!(
+            Self::protocol_and_marks(store, trial_id),
+            async { Ok(allocations::list(store, trial_id).await?) },
+            async { Ok(events::for_trial(store, trial_id).await?) },
         )?;
         Ok(TrialData {
             protocol,
@@ -67,16 +63,82 @@ impl TrialData {
         })
     }
 
+    /// The trial from rows read in one snapshot ([`crate::store::since::all`]), with the
+    /// protocol and randomised-in-error marks read after it (so no later change to either can
+    /// go unnoticed by a reader that compares audit entries since the snapshot).
+    pub async fn from_rows(
+        store: &Store,
+        trial_id: &str,
+        rows: crate::store::since::TrialRows,
+    ) -> Result<TrialData, ExportError> {
+        let (protocol, in_error) = Self::protocol_and_marks(store, trial_id).await?;
+        let mut data = TrialData {
+            protocol,
+            allocations: Vec::new(),
+            events: Vec::new(),
+            in_error,
+        };
+        data.add(rows.allocations, rows.events);
+        Ok(data)
+    }
+
+    /// Add allocations made and events received since the data were read (allocations in
+    /// randomisation order after those held; events in any order). The events stay ordered by
+    /// subject, date and event id: the added ones are put in place, without comparing the
+    /// held ones with each other.
+    pub fn add(&mut self, allocations: Vec<AllocationRow>, mut received: Vec<ReceivedEvent>) {
+        self.allocations.extend(allocations);
+        if received.is_empty() {
+            return;
+        }
+        events::sort(&mut received);
+        fn key(e: &ReceivedEvent) -> (&str, NaiveDate, &str) {
+            (&e.event.subject, e.event.date, &e.event.event_id)
+        }
+        let at: Vec<usize> = received
+            .iter()
+            .map(|r| self.events.partition_point(|e| key(e) < key(r)))
+            .collect();
+        let held = std::mem::take(&mut self.events);
+        let mut merged = Vec::with_capacity(held.len() + received.len());
+        let mut held = held.into_iter();
+        let mut taken = 0;
+        for (r, at) in received.into_iter().zip(at) {
+            merged.extend(held.by_ref().take(at - taken));
+            taken = at;
+            merged.push(r);
+        }
+        merged.extend(held);
+        self.events = merged;
+    }
+
+    async fn protocol_and_marks(
+        store: &Store,
+        trial_id: &str,
+    ) -> Result<(protocol::Protocol, HashMap<String, ErrorMark>), ExportError> {
+        let ((_, source), in_error) = tokio::try_join!(
+            async {
+                trials::current_protocol(store, trial_id)
+                    .await?
+                    .ok_or_else(|| ExportError::TrialNotFound(trial_id.to_string()))
+            },
+            async { Ok(allocation_errors::of_trial(store, trial_id).await?) },
+        )?;
+        let protocol = protocol::parse(&source, &format!("stored protocol of {trial_id}"))
+            .map_err(|e| ExportError::Protocol(trial_id.to_string(), e))?;
+        Ok((protocol, in_error))
+    }
+
     /// Subjects as the derivation sees them, in randomisation order.
     pub fn subjects(&self) -> Vec<Subject> {
         self.allocations
             .iter()
             .map(|a| Subject {
-                record_id: a.record_id.clone(),
-                subject: a.subject.clone(),
-                site: a.site_code.clone(),
-                arm: a.arm.clone(),
-                stratum: a.stratum.clone(),
+                record_id: a.record_id.as_str().into(),
+                subject: a.subject.as_str().into(),
+                site: a.site_code.as_str().into(),
+                arm: a.arm.as_str().into(),
+                stratum: a.stratum.as_str().into(),
                 randomised_on: randomised_on(a),
             })
             .collect()
@@ -138,7 +200,7 @@ pub fn adtte(
     ])?;
     for r in &rows {
         out.write_record([
-            r.subject.record_id.as_str(),
+            &*r.subject.record_id,
             &r.subject.subject,
             &r.subject.site,
             &r.subject.arm,

@@ -107,34 +107,25 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     let subjects = data.subjects();
     // The look search derives the endpoint many times: only events of the endpoint's types and
     // the censoring types can change its rows, so leave the others out once.
-    let relevant: Vec<endpoints::ReceivedEvent> = match &endpoint.kind {
-        crate::protocol::EndpointKind::TimeToEvent { events, .. } => data
-            .events
-            .iter()
-            .filter(|e| {
-                events.types.contains(&e.event.event_type)
-                    || data
-                        .protocol
-                        .follow_up
-                        .censor_on
-                        .contains(&e.event.event_type)
-            })
-            .cloned()
-            .collect(),
-        _ => data.events.clone(),
+    let relevant = |e: &&endpoints::ReceivedEvent| match &endpoint.kind {
+        crate::protocol::EndpointKind::TimeToEvent { events, .. } => {
+            events.types.contains(&e.event.event_type)
+                || data
+                    .protocol
+                    .follow_up
+                    .censor_on
+                    .contains(&e.event.event_type)
+        }
+        _ => true,
     };
-    let grouped = endpoints::EventsBySubject::new(&relevant);
+    let grouped = endpoints::EventsBySubject::of(data.events.iter().filter(relevant));
     // Subjects with none of those events never have one: each probe counts the others' events
     // only, without building rows (looks held derive everyone).
-    let with_events: Vec<endpoints::Subject> = {
-        let ids: std::collections::HashSet<&str> =
-            relevant.iter().map(|e| e.event.subject.as_str()).collect();
-        subjects
-            .iter()
-            .filter(|s| ids.contains(s.subject.as_str()))
-            .cloned()
-            .collect()
-    };
+    let with_events: Vec<endpoints::Subject> = subjects
+        .iter()
+        .filter(|s| grouped.has_events(&s.subject))
+        .cloned()
+        .collect();
     let rows_at = |d: NaiveDate| {
         endpoints::derive_grouped(
             &data.protocol.follow_up,

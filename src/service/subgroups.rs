@@ -64,8 +64,9 @@ pub fn primary_subgroups(protocol: &Protocol, primary: &[EndpointRow]) -> Vec<Su
         .iter()
         .filter_map(|r| match r.outcome {
             Outcome::TimeToEvent { time_days, event } => {
-                let treated = r.subject.arm == experimental.id;
-                (treated || r.subject.arm == reference.id).then_some((r, time_days, event, treated))
+                let treated = *r.subject.arm == *experimental.id;
+                (treated || *r.subject.arm == *reference.id)
+                    .then_some((r, time_days, event, treated))
             }
             _ => None,
         })

@@ -159,37 +159,70 @@ type EventTuple = (
     String,
 );
 
+/// The columns [`received_events`] reads, from `events e`.
+const READ_COLUMNS: [&str; 8] = [
+    "e.event_id",
+    "e.subject",
+    "e.event_type",
+    "e.event_date",
+    "e.code",
+    "e.value",
+    "e.source",
+    "e.recorded_at",
+];
+
 /// Every event of the subjects randomised in a trial, with the day each was received, ordered
 /// by subject, event date and event id.
 ///
 /// The rows come back as one JSON text (see [`Backend::json_array_rows`]): for a trial with
 /// 100,000 events this is several times faster than reading them row by row.
 pub async fn for_trial(store: &Store, trial_id: &str) -> StoreResult<Vec<ReceivedEvent>> {
-    let sql = store.backend().json_array_rows(
-        &[
-            "e.event_id",
-            "e.subject",
-            "e.event_type",
-            "e.event_date",
-            "e.code",
-            "e.value",
-            "e.source",
-            "e.recorded_at",
-        ],
+    let mut conn = store.pool().acquire().await?;
+    let mut events = received_events(
+        &mut conn,
+        store.backend(),
         "events e JOIN allocations a ON a.subject = e.subject WHERE a.trial_id = $1",
-    );
-    let json: String = sqlx::query_scalar(&sql)
-        .bind(trial_id)
-        .fetch_one(store.pool())
-        .await?;
+        trial_id,
+        &[],
+    )
+    .await?;
+    sort(&mut events);
+    Ok(events)
+}
+
+/// Order events by subject, event date and event id.
+pub fn sort(events: &mut [ReceivedEvent]) {
+    events.sort_by(|a, b| {
+        (&a.event.subject, a.event.date, &a.event.event_id).cmp(&(
+            &b.event.subject,
+            b.event.date,
+            &b.event.event_id,
+        ))
+    });
+}
+
+/// The events `from` (a `FROM` clause over `events e` with a `WHERE` whose `$1` is the trial
+/// and `$2`, `$3`, … are `numbers`), in no particular order.
+pub(crate) async fn received_events(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    from: &str,
+    trial_id: &str,
+    numbers: &[i64],
+) -> StoreResult<Vec<ReceivedEvent>> {
+    let sql = backend.json_array_rows(&READ_COLUMNS, from);
+    let mut query = sqlx::query_scalar(&sql).bind(trial_id);
+    for n in numbers {
+        query = query.bind(*n);
+    }
+    let json: String = query.fetch_one(&mut *conn).await?;
     let rows: Vec<EventTuple> = serde_json::from_str(&json)
         .map_err(|e| StoreError::Corrupt(format!("events of `{trial_id}` as JSON: {e}")))?;
     let parse = |s: &str, what: &str| {
         crate::endpoints::parse_event_date(s.get(..10).unwrap_or(s))
             .ok_or_else(|| StoreError::Corrupt(format!("events.{what} `{s}` is not a date")))
     };
-    let mut events = rows
-        .into_iter()
+    rows.into_iter()
         .map(
             |(event_id, subject, event_type, date, code, value, source, recorded)| {
                 Ok(ReceivedEvent {
@@ -206,15 +239,7 @@ pub async fn for_trial(store: &Store, trial_id: &str) -> StoreResult<Vec<Receive
                 })
             },
         )
-        .collect::<StoreResult<Vec<_>>>()?;
-    events.sort_unstable_by(|a, b| {
-        (&a.event.subject, a.event.date, &a.event.event_id).cmp(&(
-            &b.event.subject,
-            b.event.date,
-            &b.event.event_id,
-        ))
-    });
-    Ok(events)
+        .collect()
 }
 
 /// Number of stored events (tests and reports).

@@ -22,6 +22,7 @@ pub mod allocations;
 pub mod audit;
 pub mod balance;
 pub mod events;
+pub mod since;
 pub mod tokens;
 pub mod trials;
 

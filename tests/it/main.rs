@@ -12,6 +12,7 @@ mod crash;
 mod dashboard;
 mod events;
 mod flow;
+mod held_data;
 mod http_enrolment;
 mod live_procedures;
 mod randomised_in_error;

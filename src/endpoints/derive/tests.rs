@@ -9,8 +9,8 @@ fn d(s: &str) -> NaiveDate {
 
 fn subject(id: &str, randomised_on: &str) -> Subject {
     Subject {
-        record_id: format!("R-{id}"),
-        subject: id.to_string(),
+        record_id: format!("R-{id}").into(),
+        subject: id.into(),
         site: "UPP".into(),
         arm: "pci".into(),
         stratum: "site=UPP;sex=F".into(),
@@ -431,7 +431,7 @@ fn subjects_randomised_after_the_cutoff_are_left_out_and_order_is_kept() {
         &[],
         DataCutoff(d(CUTOFF)),
     );
-    let ids: Vec<&str> = rows.iter().map(|r| r.subject.subject.as_str()).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| &*r.subject.subject).collect();
     assert_eq!(ids, ["B", "A"]);
 }
 

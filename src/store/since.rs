@@ -1,0 +1,195 @@
+//! A trial's rows read in one consistent snapshot, and afterwards only the rows written since.
+//!
+//! `rrct serve` keeps each trial's data in memory for its dashboards; after a write it reads
+//! what is new instead of the whole trial again. This is exact because every write transaction
+//! holds the writer lock (see the `store` module): randomisation numbers, screening ids and
+//! event sequence numbers (the rowid on SQLite, the `seq` column on PostgreSQL) increase in
+//! commit order, so within one snapshot "greater than what the previous read saw" is exactly
+//! "written since". Writes other than enrolments, screening reports and event deliveries (a
+//! protocol amendment, a randomised-in-error mark) change rows in place or change how they are
+//! read: for those the audit chain tells the caller to read everything again.
+
+use sqlx::{AnyConnection, Row};
+
+use super::allocations::{AllocationRow, ScreeningOutcomeRow, ALLOCATION_COLUMNS};
+use super::{events, Backend, Store, StoreResult};
+use crate::endpoints::ReceivedEvent;
+
+/// How far a read went: the audit chain head and the largest randomisation number, event
+/// sequence number and screening id it saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    pub head: i64,
+    allocation: i64,
+    event: i64,
+    screening: i64,
+}
+
+/// Rows of one trial: everything (a first read) or what was written after the previous marks.
+#[derive(Debug, Default)]
+pub struct TrialRows {
+    /// In randomisation order.
+    pub allocations: Vec<AllocationRow>,
+    /// In no particular order: the caller orders them with what it already holds.
+    pub events: Vec<ReceivedEvent>,
+    /// In screening order.
+    pub screening: Vec<ScreeningOutcomeRow>,
+}
+
+/// What a read since earlier marks found.
+#[derive(Debug)]
+pub enum Since {
+    /// Only rows were added; these are they, and the marks to read from next time.
+    Added(TrialRows, Marks),
+    /// Something else was written: read the trial afresh.
+    Changed,
+}
+
+/// Audit actions that add rows to the allocations, the events or the screening log and change
+/// nothing else a trial's data are made of.
+const ADDING_ONLY: [&str; 5] = [
+    "randomised",
+    "screened_not_eligible",
+    "screened_not_randomised",
+    "events_received",
+    "token_created",
+];
+
+/// Every allocation, event and screening row of `trial_id`, read in one snapshot, with the
+/// marks of that snapshot.
+pub async fn all(store: &Store, trial_id: &str) -> StoreResult<(TrialRows, Marks)> {
+    match read(store, trial_id, None).await? {
+        Since::Added(rows, marks) => Ok((rows, marks)),
+        Since::Changed => Err(super::StoreError::Corrupt(
+            "a first read found nothing to compare with".into(),
+        )),
+    }
+}
+
+/// The rows of `trial_id` written since `marks`, read in one snapshot.
+pub async fn since(store: &Store, trial_id: &str, marks: &Marks) -> StoreResult<Since> {
+    read(store, trial_id, Some(marks)).await
+}
+
+async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResult<Since> {
+    let backend = store.backend();
+    // One snapshot for every statement below: SQLite's read transaction (WAL) and PostgreSQL's
+    // repeatable read both fix it at the first statement.
+    let mut tx = match backend {
+        Backend::Sqlite => store.pool().begin().await?,
+        Backend::Postgres => {
+            store
+                .pool()
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?
+        }
+    };
+    let conn: &mut AnyConnection = &mut tx;
+    let head: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("seq")?;
+    if let Some(m) = since {
+        if head == m.head {
+            return Ok(Since::Added(TrialRows::default(), *m));
+        }
+        let actions: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT action FROM audit_log WHERE seq > $1 AND seq <= $2",
+        )
+        .bind(m.head)
+        .bind(head)
+        .fetch_all(&mut *conn)
+        .await?;
+        if actions.iter().any(|a| !ADDING_ONLY.contains(&a.as_str())) {
+            return Ok(Since::Changed);
+        }
+    }
+    let (allocation, event, screening) =
+        since.map_or((0, 0, 0), |m| (m.allocation, m.event, m.screening));
+    let seq = match backend {
+        Backend::Sqlite => "e.rowid",
+        Backend::Postgres => "e.seq",
+    };
+    let allocations: Vec<AllocationRow> = sqlx::query_as(&format!(
+        "SELECT {ALLOCATION_COLUMNS} FROM allocations \
+         WHERE trial_id = $1 AND randomisation_number > $2 ORDER BY randomisation_number"
+    ))
+    .bind(trial_id)
+    .bind(allocation)
+    .fetch_all(&mut *conn)
+    .await?;
+    let last_event: i64 =
+        sqlx::query_scalar(&format!("SELECT COALESCE(MAX({seq}), 0) FROM events e"))
+            .fetch_one(&mut *conn)
+            .await?;
+    // Every event of the newly randomised (some may be older than their randomisation) ...
+    let mut new_events = events::received_events(
+        conn,
+        backend,
+        "events e JOIN allocations a ON a.subject = e.subject \
+         WHERE a.trial_id = $1 AND a.randomisation_number > $2",
+        trial_id,
+        &[allocation],
+    )
+    .await?;
+    // ... and the new events of those randomised before.
+    if since.is_some() && last_event > event {
+        new_events.extend(
+            events::received_events(
+                conn,
+                backend,
+                // Driven by the sequence range (a join would let SQLite start from the
+                // trial's allocations and probe every subject's events).
+                &format!(
+                    "events e WHERE {seq} > $2 AND EXISTS (SELECT 1 FROM allocations a \
+                     WHERE a.subject = e.subject AND a.trial_id = $1 \
+                     AND a.randomisation_number <= $3)"
+                ),
+                trial_id,
+                &[event, allocation],
+            )
+            .await?,
+        );
+    }
+    let screening_rows = sqlx::query(
+        "SELECT screening_id, record_id, site_code, outcome, reasons, screened_at \
+         FROM screening_log WHERE trial_id = $1 AND screening_id > $2 ORDER BY screening_id",
+    )
+    .bind(trial_id)
+    .bind(screening)
+    .fetch_all(&mut *conn)
+    .await?;
+    tx.rollback().await?;
+    let last_screening = match screening_rows.last() {
+        Some(r) => r.try_get("screening_id")?,
+        None => screening,
+    };
+    let marks = Marks {
+        head,
+        allocation: allocations
+            .last()
+            .map_or(allocation, |a| a.randomisation_number),
+        event: last_event.max(event),
+        screening: last_screening,
+    };
+    let screening = screening_rows
+        .iter()
+        .map(|r| {
+            Ok(ScreeningOutcomeRow {
+                record_id: r.try_get("record_id")?,
+                site_code: r.try_get("site_code")?,
+                outcome: r.try_get("outcome")?,
+                reasons: r.try_get("reasons")?,
+                screened_at: r.try_get("screened_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Since::Added(
+        TrialRows {
+            allocations,
+            events: new_events,
+            screening,
+        },
+        marks,
+    ))
+}

@@ -1,0 +1,316 @@
+//! The dashboards' held data: a trial read once, then only the rows written since. Whatever
+//! the writes and however they interleave with the reads, the held data must equal the trial
+//! read afresh, and the pages built from them the pages of a fresh read.
+
+use std::sync::Arc;
+
+use rrct::dashboard::cache::DashboardCache;
+use rrct::dashboard::page::TrialSnapshot;
+use rrct::endpoints::DataCutoff;
+use rrct::service::analyse;
+use rrct::service::export::TrialData;
+use rrct::store::since::{self, Since};
+use rrct::store::Store;
+use serde_json::{json, Value};
+
+use crate::dashboard::day;
+use crate::support::{patient, TestApp, TestDb, TASTE};
+
+crate::on_both_backends!(
+    rows_written_since_added_to_a_first_read_equal_a_fresh_read,
+    held_data_stay_exact_while_writers_and_readers_interleave,
+);
+
+/// Register events for `subjects` (dated `days_ago` before today), each with its own id.
+async fn deliver(
+    app: &TestApp,
+    token: &str,
+    tag: &str,
+    subjects: &[usize],
+    kind: &str,
+    days_ago: i64,
+) {
+    let events: Vec<Value> = subjects
+        .iter()
+        .map(|i| {
+            json!({"event_id": format!("{tag}-{i}"), "subject": format!("S{i:06}"), "type": kind,
+                   "date": day(-days_ago), "source": "test"})
+        })
+        .collect();
+    let (status, body) = app
+        .post("/api/v1/events", token, &json!({ "events": events }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The trial read afresh the way `rrct analyse` reads it.
+async fn fresh(store: &Store) -> (TrialData, Vec<rrct::endpoints::flow::Screening>) {
+    TrialSnapshot::read(store, "taste")
+        .await
+        .expect("fresh read")
+}
+
+fn assert_same(
+    what: &str,
+    held: &TrialData,
+    screening: &[rrct::endpoints::flow::Screening],
+    fresh: &(TrialData, Vec<rrct::endpoints::flow::Screening>),
+) {
+    let numbers = |d: &TrialData| {
+        d.allocations
+            .iter()
+            .map(|a| a.randomisation_number)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(numbers(held), numbers(&fresh.0), "{what}: allocations");
+    assert!(
+        held.allocations == fresh.0.allocations,
+        "{what}: allocation rows"
+    );
+    // Ids first: a short message when one is missing, repeated or out of order.
+    let ids = |d: &TrialData| {
+        d.events
+            .iter()
+            .map(|e| e.event.event_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(held),
+        ids(&fresh.0),
+        "{what}: events (each once, in order)"
+    );
+    assert!(held.events == fresh.0.events, "{what}: event rows");
+    assert_eq!(
+        held.in_error, fresh.0.in_error,
+        "{what}: randomised-in-error marks"
+    );
+    assert_eq!(screening, fresh.1.as_slice(), "{what}: screening log");
+}
+
+async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "held").await;
+    let register = app.token("register", None, None).await;
+    for i in 0..12 {
+        let (status, body) = app
+            .enrol("taste", &register, &patient(i, "UPP", ["F", "M"][i % 2]))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    deliver(&app, &register, "MI", &[0, 3, 5], "mi", 2).await;
+    // History of someone not yet in the trial: read with their enrolment, not before.
+    deliver(&app, &register, "OLD", &[50], "readmission", 400).await;
+
+    let (mut rows, marks) = since::all(&app.store, "taste").await.expect("first read");
+    assert_eq!(rows.allocations.len(), 12);
+    assert_eq!(
+        rows.events.len(),
+        3,
+        "the not yet enrolled subject's event is not the trial's"
+    );
+    let first_screening = std::mem::take(&mut rows.screening);
+    let mut screening: Vec<_> = first_screening
+        .into_iter()
+        .map(analyse::screening_entry)
+        .collect();
+    let mut held = TrialData::from_rows(&app.store, "taste", rows)
+        .await
+        .expect("data");
+    assert_same("first read", &held, &screening, &fresh(&app.store).await);
+
+    // Nothing written: nothing read, the marks stay.
+    match since::since(&app.store, "taste", &marks)
+        .await
+        .expect("since")
+    {
+        Since::Added(rows, again) => {
+            assert!(
+                rows.allocations.is_empty() && rows.events.is_empty() && rows.screening.is_empty()
+            );
+            assert_eq!(again, marks);
+        }
+        Since::Changed => panic!("nothing changed"),
+    }
+
+    // Enrolments (one of them the subject with history), a refusal, events for subjects held
+    // and new, some dated before events already held, and a token (which adds nothing).
+    for i in [50, 13, 14] {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "KS", "M")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut ineligible = patient(90, "UPP", "F");
+    ineligible["fields"]["diagnosis"] = json!("UA");
+    assert_eq!(app.enrol("taste", &register, &ineligible).await.0, 422);
+    deliver(&app, &register, "EARLY", &[0, 3, 13], "readmission", 30).await;
+    deliver(&app, &register, "D", &[5, 14, 50], "death", 1).await;
+    app.token("sponsor", Some("taste"), None).await;
+
+    let (rows, later) = match since::since(&app.store, "taste", &marks)
+        .await
+        .expect("since")
+    {
+        Since::Added(rows, later) => (rows, later),
+        Since::Changed => panic!("only rows were added"),
+    };
+    assert!(later.head > marks.head);
+    assert_eq!(
+        rows.allocations
+            .iter()
+            .map(|a| a.record_id.as_str())
+            .collect::<Vec<_>>(),
+        ["R000050", "R000013", "R000014"]
+    );
+    let ids = |rows: &since::TrialRows| {
+        let mut ids: Vec<String> = rows
+            .events
+            .iter()
+            .map(|e| e.event.event_id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&rows),
+        ["D-14", "D-5", "D-50", "EARLY-0", "EARLY-13", "EARLY-3", "OLD-50"],
+        "new events of subjects held, and every event of the newly enrolled"
+    );
+    assert_eq!(
+        rows.screening.len(),
+        4,
+        "three randomised, one not eligible"
+    );
+    held.add(rows.allocations, rows.events);
+    screening.extend(rows.screening.into_iter().map(analyse::screening_entry));
+    assert_same(
+        "after adding what was written since",
+        &held,
+        &screening,
+        &fresh(&app.store).await,
+    );
+
+    // A randomised-in-error mark changes what is held in place: read afresh.
+    rrct::service::randomised_in_error::mark(
+        &app.store,
+        "taste",
+        "R000003",
+        "duplicate registration",
+        "cli",
+    )
+    .await
+    .expect("mark");
+    assert!(matches!(
+        since::since(&app.store, "taste", &later)
+            .await
+            .expect("since"),
+        Since::Changed
+    ));
+    app.stop().await;
+}
+
+async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
+    let app = Arc::new(TestApp::spawn(&db, &[TASTE], "held-concurrent").await);
+    let register = app.token("register", None, None).await;
+    for i in 0..10 {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let cache = Arc::new(DashboardCache::default());
+    let cutoff = DataCutoff(chrono::Utc::now().date_naive() + chrono::Days::new(30));
+    cache
+        .warm(&app.store, &["taste".to_string()])
+        .await
+        .expect("warm");
+
+    // Two writers: one enrols (each new subject with an event from before), one delivers
+    // events for subjects enrolled and not yet enrolled; two readers ask for the trial
+    // throughout.
+    let enroller = {
+        let (app, register) = (app.clone(), register.clone());
+        tokio::spawn(async move {
+            for i in 10..40 {
+                deliver(&app, &register, "PRE", &[i], "readmission", 90).await;
+                let (status, body) = app
+                    .enrol("taste", &register, &patient(i, "LKP", ["F", "M"][i % 2]))
+                    .await;
+                assert_eq!(status, 201, "{body}");
+            }
+        })
+    };
+    let deliverer = {
+        let (app, register) = (app.clone(), register.clone());
+        tokio::spawn(async move {
+            for round in 0..30usize {
+                let subjects: Vec<usize> = (0..4).map(|k| (round * 7 + k * 11) % 45).collect();
+                deliver(
+                    &app,
+                    &register,
+                    &format!("R{round}"),
+                    &subjects,
+                    ["mi", "death"][round % 2],
+                    (round % 5) as i64,
+                )
+                .await;
+            }
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (app, cache) = (app.clone(), cache.clone());
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while reads < 25 {
+                    cache
+                        .snapshot(&app.store, "taste", cutoff)
+                        .await
+                        .expect("snapshot");
+                    reads += 1;
+                }
+            })
+        })
+        .collect();
+    enroller.await.expect("enroller");
+    deliverer.await.expect("deliverer");
+    for r in readers {
+        r.await.expect("reader");
+    }
+
+    let held = cache
+        .snapshot(&app.store, "taste", cutoff)
+        .await
+        .expect("snapshot");
+    let fresh_data = fresh(&app.store).await;
+    assert_eq!(held.data.allocations.len(), 40);
+    assert_same(
+        "after interleaved writes",
+        &held.data,
+        &held.screening,
+        &fresh_data,
+    );
+    let afresh = TrialSnapshot::prepare(fresh_data.0.into(), fresh_data.1.into(), cutoff);
+    assert_eq!(
+        serde_json::to_value(&held.analysis).unwrap(),
+        serde_json::to_value(&afresh.analysis).unwrap(),
+        "the analysis of the held data is the analysis of a fresh read"
+    );
+    // A randomised-in-error mark: the next request reads afresh and shows it.
+    rrct::service::randomised_in_error::mark(
+        &app.store,
+        "taste",
+        "R000004",
+        "not a trial patient",
+        "cli",
+    )
+    .await
+    .expect("mark");
+    let held = cache
+        .snapshot(&app.store, "taste", cutoff)
+        .await
+        .expect("snapshot");
+    assert!(held.data.in_error.contains_key("R000004"));
+    assert_same(
+        "after a mark",
+        &held.data,
+        &held.screening,
+        &fresh(&app.store).await,
+    );
+    Arc::try_unwrap(app).ok().expect("sole owner").stop().await;
+}
