@@ -17,7 +17,8 @@ use super::{Backend, SqlType, Store, StoreError, StoreResult, WriteTx};
 use crate::randomise::StratumState;
 
 /// One stored allocation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The fields are in the order of [`ALLOCATION_COLUMNS`] (rows are read as JSON arrays).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AllocationRow {
     pub trial_id: String,
     pub randomisation_number: i64,
@@ -74,7 +75,8 @@ impl<'r> FromRow<'r, AnyRow> for AllocationRow {
     }
 }
 
-pub(crate) const ALLOCATION_COLUMNS: &str =
+/// The columns of [`AllocationRow`], in the order of its fields.
+const ALLOCATION_COLUMNS: &str =
     "trial_id, randomisation_number, record_id, subject, site_code, \
      arm, stratum, block_number, block_size, block_position, protocol_version, request_sha256, \
      allocated_at, detail, eligible_arms, cluster, draw";
@@ -97,13 +99,34 @@ pub async fn by_record(
 
 /// All allocations of a trial in randomisation order.
 pub async fn list(store: &Store, trial_id: &str) -> StoreResult<Vec<AllocationRow>> {
-    let sql = format!(
-        "SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 ORDER BY randomisation_number"
+    let mut conn = store.pool().acquire().await?;
+    after(&mut conn, store.backend(), trial_id, 0).await
+}
+
+/// The allocations of a trial with a randomisation number above `after`, in randomisation
+/// order, read as one JSON value (see [`Backend::json_array_rows`]; row by row, sqlx `Any`
+/// takes several times as long for a large trial).
+pub(crate) async fn after(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    trial_id: &str,
+    after: i64,
+) -> StoreResult<Vec<AllocationRow>> {
+    let columns: Vec<&str> = ALLOCATION_COLUMNS.split(", ").collect();
+    let sql = backend.json_array_rows(
+        &columns,
+        "allocations WHERE trial_id = $1 AND randomisation_number > $2",
     );
-    Ok(sqlx::query_as(&sql)
+    let json: String = sqlx::query_scalar(&sql)
         .bind(trial_id)
-        .fetch_all(store.pool())
-        .await?)
+        .bind(after)
+        .fetch_one(&mut *conn)
+        .await?;
+    // Each row is an array in the order of the columns, which is the order of the fields.
+    let mut rows: Vec<AllocationRow> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("allocations of `{trial_id}` as JSON: {e}")))?;
+    rows.sort_by_key(|a| a.randomisation_number);
+    Ok(rows)
 }
 
 /// Read one allocation outside any transaction.
@@ -662,14 +685,31 @@ pub async fn screening_outcomes(
     store: &Store,
     trial_id: &str,
 ) -> StoreResult<Vec<ScreeningOutcomeRow>> {
+    let mut conn = store.pool().acquire().await?;
+    Ok(screening_outcomes_after(&mut conn, trial_id, 0).await?.0)
+}
+
+/// [`screening_outcomes`] with a screening id above `after`, and the largest id read (`after`
+/// when none).
+pub(crate) async fn screening_outcomes_after(
+    conn: &mut AnyConnection,
+    trial_id: &str,
+    after: i64,
+) -> StoreResult<(Vec<ScreeningOutcomeRow>, i64)> {
     let rows = sqlx::query(
-        "SELECT record_id, site_code, outcome, reasons, screened_at FROM screening_log \
-         WHERE trial_id = $1 ORDER BY screening_id",
+        "SELECT screening_id, record_id, site_code, outcome, reasons, screened_at \
+         FROM screening_log WHERE trial_id = $1 AND screening_id > $2 ORDER BY screening_id",
     )
     .bind(trial_id)
-    .fetch_all(store.pool())
+    .bind(after)
+    .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
+    let last = match rows.last() {
+        Some(r) => r.try_get("screening_id")?,
+        None => after,
+    };
+    let outcomes = rows
+        .iter()
         .map(|r| {
             Ok(ScreeningOutcomeRow {
                 record_id: r.try_get("record_id")?,
@@ -679,7 +719,8 @@ pub async fn screening_outcomes(
                 screened_at: r.try_get("screened_at")?,
             })
         })
-        .collect()
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok((outcomes, last))
 }
 
 /// Row counts of the tables an enrolment writes to: tests use them to prove nothing was written.

@@ -11,7 +11,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::allocations::{AllocationRow, ScreeningOutcomeRow, ALLOCATION_COLUMNS};
+use super::allocations::{self, AllocationRow, ScreeningOutcomeRow};
 use super::{events, Backend, Store, StoreResult};
 use crate::endpoints::ReceivedEvent;
 
@@ -110,14 +110,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         Backend::Sqlite => "e.rowid",
         Backend::Postgres => "e.seq",
     };
-    let allocations: Vec<AllocationRow> = sqlx::query_as(&format!(
-        "SELECT {ALLOCATION_COLUMNS} FROM allocations \
-         WHERE trial_id = $1 AND randomisation_number > $2 ORDER BY randomisation_number"
-    ))
-    .bind(trial_id)
-    .bind(allocation)
-    .fetch_all(&mut *conn)
-    .await?;
+    let added = allocations::after(conn, backend, trial_id, allocation).await?;
     let last_event: i64 =
         sqlx::query_scalar(&format!("SELECT COALESCE(MAX({seq}), 0) FROM events e"))
             .fetch_one(&mut *conn)
@@ -151,42 +144,18 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
             .await?,
         );
     }
-    let screening_rows = sqlx::query(
-        "SELECT screening_id, record_id, site_code, outcome, reasons, screened_at \
-         FROM screening_log WHERE trial_id = $1 AND screening_id > $2 ORDER BY screening_id",
-    )
-    .bind(trial_id)
-    .bind(screening)
-    .fetch_all(&mut *conn)
-    .await?;
+    let (screening, last_screening) =
+        allocations::screening_outcomes_after(conn, trial_id, screening).await?;
     tx.rollback().await?;
-    let last_screening = match screening_rows.last() {
-        Some(r) => r.try_get("screening_id")?,
-        None => screening,
-    };
     let marks = Marks {
         head,
-        allocation: allocations
-            .last()
-            .map_or(allocation, |a| a.randomisation_number),
+        allocation: added.last().map_or(allocation, |a| a.randomisation_number),
         event: last_event.max(event),
         screening: last_screening,
     };
-    let screening = screening_rows
-        .iter()
-        .map(|r| {
-            Ok(ScreeningOutcomeRow {
-                record_id: r.try_get("record_id")?,
-                site_code: r.try_get("site_code")?,
-                outcome: r.try_get("outcome")?,
-                reasons: r.try_get("reasons")?,
-                screened_at: r.try_get("screened_at")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
     Ok(Since::Added(
         TrialRows {
-            allocations,
+            allocations: added,
             events: new_events,
             screening,
         },
