@@ -463,8 +463,12 @@ proptest! {
         let cumulative: Vec<f64> = d.looks.iter().map(|l| l.cumulative_alpha).collect();
         prop_assert!(cumulative.windows(2).all(|w| w[1] >= w[0]));
         prop_assert_eq!(*cumulative.last().unwrap(), spec.alpha);
-        // Up to the integration's error (about 1e-7) the inflation factor is at least 1.
-        prop_assert!(d.inflation_factor >= 1.0 - 1e-6);
+        // Up to the integration's error the inflation factor is at least 1. The error is
+        // largest where the first looks spend almost nothing: O'Brien–Fleming one-sided at
+        // 0.05 and 0.13 gives 0.99999893 (the regression file keeps that case), and the worst
+        // of a sweep over early, closely spaced looks (0.05, 0.10, 0.15) 0.99999844; the check
+        // allows 3e-6.
+        prop_assert!(d.inflation_factor >= 1.0 - 3e-6);
         for l in &d.looks {
             // Nominal level never exceeds what was spent by then.
             prop_assert!(l.nominal_alpha <= l.cumulative_alpha * (1.0 + 1e-6) + 1e-12);

@@ -16,8 +16,7 @@
 //! Under both sits each trial's data as last read ([`Held`]): the first request (or
 //! [`DashboardCache::warm`] at start-up) reads the whole trial in one snapshot, and after a
 //! write only the rows written since are read and added (see [`crate::store::since`]); a write
-//! that changes more than it adds (an amendment, a randomised-in-error mark) makes the next
-//! request read the trial afresh.
+//! that changes more than it adds (an amendment) makes the next request read the trial afresh.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -195,6 +194,9 @@ impl DashboardCache {
                     let mut data = Arc::unwrap_or_clone(h.data);
                     let mut screening = Arc::unwrap_or_clone(h.screening);
                     data.add(rows.allocations, rows.events);
+                    if let Some(marks) = rows.in_error {
+                        data.in_error = marks;
+                    }
                     screening.extend(rows.screening.into_iter().map(screening_entry));
                     Held {
                         data: Arc::new(data),

@@ -64,19 +64,20 @@ impl TrialData {
     }
 
     /// The trial from rows read in one snapshot ([`crate::store::since::all`]), with the
-    /// protocol and randomised-in-error marks read after it (so no later change to either can
-    /// go unnoticed by a reader that compares audit entries since the snapshot).
+    /// protocol read after it (so no later amendment can go unnoticed by a reader that compares
+    /// audit entries since the snapshot).
     pub async fn from_rows(
         store: &Store,
         trial_id: &str,
         rows: crate::store::since::TrialRows,
     ) -> Result<TrialData, ExportError> {
-        let (protocol, in_error) = Self::protocol_and_marks(store, trial_id).await?;
+        let (protocol, marks_after) = Self::protocol_and_marks(store, trial_id).await?;
         let mut data = TrialData {
             protocol,
             allocations: Vec::new(),
             events: Vec::new(),
-            in_error,
+            // The snapshot's marks, matching its allocations.
+            in_error: rows.in_error.unwrap_or(marks_after),
         };
         data.add(rows.allocations, rows.events);
         Ok(data)

@@ -62,11 +62,20 @@ pub async fn insert(tx: &mut WriteTx, mark: &ErrorMark) -> StoreResult<()> {
 
 /// Every mark of a trial, by record id.
 pub async fn of_trial(store: &Store, trial_id: &str) -> StoreResult<HashMap<String, ErrorMark>> {
+    let mut conn = store.pool().acquire().await?;
+    of_trial_on(&mut conn, trial_id).await
+}
+
+/// [`of_trial`] on a given connection (inside a read transaction, say).
+pub(crate) async fn of_trial_on(
+    conn: &mut sqlx::AnyConnection,
+    trial_id: &str,
+) -> StoreResult<HashMap<String, ErrorMark>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM allocation_errors WHERE trial_id = $1"
     ))
     .bind(trial_id)
-    .fetch_all(store.pool())
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter()
         .map(|r| from_row(r).map(|m| (m.record_id.clone(), m)))

@@ -76,8 +76,7 @@ impl<'r> FromRow<'r, AnyRow> for AllocationRow {
 }
 
 /// The columns of [`AllocationRow`], in the order of its fields.
-const ALLOCATION_COLUMNS: &str =
-    "trial_id, randomisation_number, record_id, subject, site_code, \
+const ALLOCATION_COLUMNS: &str = "trial_id, randomisation_number, record_id, subject, site_code, \
      arm, stratum, block_number, block_size, block_position, protocol_version, request_sha256, \
      allocated_at, detail, eligible_arms, cluster, draw";
 

@@ -7,10 +7,15 @@
 //! commit order, so within one snapshot "greater than what the previous read saw" is exactly
 //! "written since". Writes other than enrolments, screening reports and event deliveries (a
 //! protocol amendment, a randomised-in-error mark) change rows in place or change how they are
-//! read: for those the audit chain tells the caller to read everything again.
+//! read: for those the audit chain tells the caller to read everything again. A
+//! randomised-in-error mark only adds to the trial's marks, which are few: they are read again
+//! whole.
+
+use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
+use super::allocation_errors::{self, ErrorMark};
 use super::allocations::{self, AllocationRow, ScreeningOutcomeRow};
 use super::{events, Backend, Store, StoreResult};
 use crate::endpoints::ReceivedEvent;
@@ -34,6 +39,8 @@ pub struct TrialRows {
     pub events: Vec<ReceivedEvent>,
     /// In screening order.
     pub screening: Vec<ScreeningOutcomeRow>,
+    /// All the trial's randomised-in-error marks, when one was made since (or on a first read).
+    pub in_error: Option<HashMap<String, ErrorMark>>,
 }
 
 /// What a read since earlier marks found.
@@ -45,15 +52,19 @@ pub enum Since {
     Changed,
 }
 
-/// Audit actions that add rows to the allocations, the events or the screening log and change
-/// nothing else a trial's data are made of.
-const ADDING_ONLY: [&str; 5] = [
+/// Audit actions that add rows to the allocations, the events or the screening log, or change
+/// nothing a trial's data are made of (tokens, the trial's status).
+const ADDING_ONLY: [&str; 6] = [
     "randomised",
     "screened_not_eligible",
     "screened_not_randomised",
     "events_received",
     "token_created",
+    "trial_status_changed",
 ];
+
+/// The audit action of a randomised-in-error mark.
+const MARKED_IN_ERROR: &str = "randomised_in_error_marked";
 
 /// Every allocation, event and screening row of `trial_id`, read in one snapshot, with the
 /// marks of that snapshot.
@@ -89,6 +100,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         .fetch_one(&mut *conn)
         .await?
         .try_get("seq")?;
+    let mut marked = since.is_none();
     if let Some(m) = since {
         if head == m.head {
             return Ok(Since::Added(TrialRows::default(), *m));
@@ -100,9 +112,13 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         .bind(head)
         .fetch_all(&mut *conn)
         .await?;
-        if actions.iter().any(|a| !ADDING_ONLY.contains(&a.as_str())) {
+        if actions
+            .iter()
+            .any(|a| !ADDING_ONLY.contains(&a.as_str()) && a != MARKED_IN_ERROR)
+        {
             return Ok(Since::Changed);
         }
+        marked = actions.iter().any(|a| a == MARKED_IN_ERROR);
     }
     let (allocation, event, screening) =
         since.map_or((0, 0, 0), |m| (m.allocation, m.event, m.screening));
@@ -116,15 +132,30 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
             .fetch_one(&mut *conn)
             .await?;
     // Every event of the newly randomised (some may be older than their randomisation) ...
-    let mut new_events = events::received_events(
-        conn,
-        backend,
-        "events e JOIN allocations a ON a.subject = e.subject \
-         WHERE a.trial_id = $1 AND a.randomisation_number > $2",
-        trial_id,
-        &[allocation],
-    )
-    .await?;
+    let mut new_events = match since {
+        Some(_) => {
+            events::received_events(
+                conn,
+                backend,
+                "events e JOIN allocations a ON a.subject = e.subject \
+                 WHERE a.trial_id = $1 AND a.randomisation_number > $2",
+                trial_id,
+                &[allocation],
+            )
+            .await?
+        }
+        // All of them: through the (trial, subject) index, which yields them nearly in order.
+        None => {
+            events::received_events(
+                conn,
+                backend,
+                "events e JOIN allocations a ON a.subject = e.subject WHERE a.trial_id = $1",
+                trial_id,
+                &[],
+            )
+            .await?
+        }
+    };
     // ... and the new events of those randomised before.
     if since.is_some() && last_event > event {
         new_events.extend(
@@ -146,6 +177,10 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
     }
     let (screening, last_screening) =
         allocations::screening_outcomes_after(conn, trial_id, screening).await?;
+    let in_error = match marked {
+        true => Some(allocation_errors::of_trial_on(conn, trial_id).await?),
+        false => None,
+    };
     tx.rollback().await?;
     let marks = Marks {
         head,
@@ -158,6 +193,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
             allocations: added,
             events: new_events,
             screening,
+            in_error,
         },
         marks,
     ))

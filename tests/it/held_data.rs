@@ -187,7 +187,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
         &fresh(&app.store).await,
     );
 
-    // A randomised-in-error mark changes what is held in place: read afresh.
+    // A randomised-in-error mark: the trial's marks are read again, nothing else.
     rrct::service::randomised_in_error::mark(
         &app.store,
         "taste",
@@ -197,8 +197,34 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     )
     .await
     .expect("mark");
+    let (rows, marked) = match since::since(&app.store, "taste", &later)
+        .await
+        .expect("since")
+    {
+        Since::Added(rows, marked) => (rows, marked),
+        Since::Changed => panic!("a mark only adds to the marks"),
+    };
+    assert!(rows.allocations.is_empty() && rows.events.is_empty());
+    let marks = rows.in_error.expect("the marks, read again");
+    assert!(marks.contains_key("R000003"));
+    held.in_error = marks;
+    assert_same("after a mark", &held, &screening, &fresh(&app.store).await);
+
+    // An amendment changes what the rows mean: read afresh.
+    let amended = TASTE
+        .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
+        .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
+    let protocol = rrct::protocol::parse(&amended, "amended.toml").expect("valid amendment");
+    rrct::service::trials::register_with_seed(
+        &app.store,
+        protocol,
+        &amended,
+        rrct::randomise::MasterSeed::from_passphrase("held"),
+    )
+    .await
+    .expect("amendment registered");
     assert!(matches!(
-        since::since(&app.store, "taste", &later)
+        since::since(&app.store, "taste", &marked)
             .await
             .expect("since"),
         Since::Changed
@@ -291,7 +317,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         serde_json::to_value(&afresh.analysis).unwrap(),
         "the analysis of the held data is the analysis of a fresh read"
     );
-    // A randomised-in-error mark: the next request reads afresh and shows it.
+    // A randomised-in-error mark: the next request reads the marks again and shows it.
     rrct::service::randomised_in_error::mark(
         &app.store,
         "taste",
