@@ -1,9 +1,13 @@
 //! Rendering the dashboards for a trial with 10,000 subjects and 100,000 events (target: each
 //! page under 200 ms). The trial is enrolled through the enrolment service and its events
-//! stored through the ingest service, into a temporary SQLite database.
-//! `cargo bench --bench dashboard` (without `--bench`, as `cargo test` runs it: a small trial).
+//! stored through the ingest service, into a temporary SQLite database and, when
+//! RRCT_TEST_POSTGRES_URL names an administrative PostgreSQL URL, a fresh PostgreSQL database.
+//! `cargo bench --bench dashboard` (without `--bench`, as `cargo test` runs it: a small trial on
+//! SQLite only).
 
 use std::time::Instant;
+
+use sqlx::Connection;
 
 use askama::Template;
 use rand_chacha::ChaCha20Rng;
@@ -115,11 +119,42 @@ async fn main() -> anyhow::Result<()> {
         (10_000, 100_000)
     };
     let dir = tempfile::tempdir()?;
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .await?;
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    bench("SQLite", &sqlite, n_subjects, n_events, quick).await?;
+    match std::env::var("RRCT_TEST_POSTGRES_URL") {
+        Ok(admin) if !quick => {
+            let name = format!("rrct_bench_dash_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut conn)
+                .await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await?;
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            let url = format!("{base}/{name}");
+            let outcome = bench("PostgreSQL", &url, n_subjects, n_events, quick).await;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await?;
+            outcome?;
+        }
+        Ok(_) => {}
+        Err(_) if !quick => println!("(PostgreSQL skipped: set RRCT_TEST_POSTGRES_URL)"),
+        Err(_) => {}
+    }
+    Ok(())
+}
+
+/// Store the trial in the database at `url`, then time reads, preparation and requests.
+async fn bench(
+    backend: &str,
+    url: &str,
+    n_subjects: usize,
+    n_events: usize,
+    quick: bool,
+) -> anyhow::Result<()> {
+    let store = Store::connect(url).await?;
     let protocol =
         rrct::protocol::parse(TASTE, "taste.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = trials::register_with_seed(
@@ -174,7 +209,7 @@ async fn main() -> anyhow::Result<()> {
         events::ingest(&store, chunk, &rows, "bench", |_| {}).await?;
     }
     println!(
-        "dashboard rendering: {n_subjects} subjects, {n_events} events (stored in {:.1} s){}",
+        "dashboard rendering on {backend}: {n_subjects} subjects, {n_events} events (stored in {:.1} s){}",
         t.elapsed().as_secs_f64(),
         if quick {
             " [quick run; pass --bench for the full size]"
@@ -238,7 +273,7 @@ async fn main() -> anyhow::Result<()> {
         best_of(5, || BlindedPage::build(&snapshot, None, chrome()).render());
     let (unblinded_ms, unblinded) =
         best_of(5, || UnblindedPage::build(&snapshot, chrome()).render());
-    println!("  read trial from SQLite      {read_ms:>8.1} ms (best of 3)");
+    println!("  read trial                  {read_ms:>8.1} ms (best of 3)");
     println!("  prepare (derive + analyse)  {prepare_ms:>8.1} ms");
     println!(
         "  sponsor page (blinded)      {blinded_ms:>8.1} ms build + render, {} KiB (best of 5)",
