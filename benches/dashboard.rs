@@ -5,9 +5,9 @@
 //! `cargo bench --bench dashboard` (without `--bench`, as `cargo test` runs it: a small trial on
 //! SQLite only).
 
-use std::time::Instant;
+mod support;
 
-use sqlx::Connection;
+use std::time::Instant;
 
 use askama::Template;
 use rand_chacha::ChaCha20Rng;
@@ -121,22 +121,12 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
     bench("SQLite", &sqlite, n_subjects, n_events, quick).await?;
-    match std::env::var("RRCT_TEST_POSTGRES_URL") {
+    match std::env::var(support::POSTGRES_ENV) {
         Ok(admin) if !quick => {
             let name = format!("rrct_bench_dash_{}", std::process::id());
-            let mut conn = sqlx::PgConnection::connect(&admin).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-                .execute(&mut conn)
-                .await?;
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await?;
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            let url = format!("{base}/{name}");
-            let outcome = bench("PostgreSQL", &url, n_subjects, n_events, quick).await;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await?;
+            let db = support::FreshPostgres::create(&admin, &name).await?;
+            let outcome = bench("PostgreSQL", &db.url, n_subjects, n_events, quick).await;
+            db.drop_database().await?;
             outcome?;
         }
         Ok(_) => {}

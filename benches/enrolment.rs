@@ -6,6 +6,8 @@
 //! default 4000), RRCT_BENCH_CLIENTS (concurrent clients, default 32).
 //! Target: p99 latency under 10 ms at 32 clients; throughput at least half the bare insert's.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,6 @@ use rrct::randomise::MasterSeed;
 use rrct::service::{auth, trials, TrialRegistry};
 use rrct::store::{Backend, Store};
 use serde_json::json;
-use sqlx::Connection;
 
 const TASTE: &str = include_str!("../protocols/taste.toml");
 const SITES: [&str; 6] = ["UPP", "LKP", "SUS", "SAH", "KS", "ORE"];
@@ -50,20 +51,11 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
     bench("sqlite", &sqlite, n, clients).await?;
-    if let Ok(admin) = std::env::var("RRCT_TEST_POSTGRES_URL") {
+    if let Ok(admin) = std::env::var(support::POSTGRES_ENV) {
         let name = format!("rrct_bench_{}", std::process::id());
-        let mut conn = sqlx::PgConnection::connect(&admin).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&mut conn)
-            .await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        bench("postgres", &format!("{base}/{name}"), n, clients).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await?;
+        let db = support::FreshPostgres::create(&admin, &name).await?;
+        bench("postgres", &db.url, n, clients).await?;
+        db.drop_database().await?;
     } else {
         println!("(PostgreSQL skipped: set RRCT_TEST_POSTGRES_URL)");
     }

@@ -16,6 +16,18 @@ pub struct ReceivedEvent {
     pub received_on: NaiveDate,
 }
 
+impl ReceivedEvent {
+    /// The order events are held and derived in: by subject, event date and event id.
+    pub fn order(&self) -> (&str, NaiveDate, &str) {
+        (&self.event.subject, self.event.date, &self.event.event_id)
+    }
+}
+
+/// Put events in [`ReceivedEvent::order`] (a stable sort: runs already in order are merged).
+pub fn sort_received(events: &mut [ReceivedEvent]) {
+    events.sort_by(|a, b| a.order().cmp(&b.order()));
+}
+
 /// Why follow-up ended without the outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -167,16 +179,9 @@ impl<'a> EventsBySubject<'a> {
     /// Group the events `events` yields (for instance only the types an endpoint reads).
     pub fn of(events: impl Iterator<Item = &'a ReceivedEvent>) -> Self {
         let mut ordered: Vec<&ReceivedEvent> = events.collect();
-        let key = |e: &&'a ReceivedEvent| {
-            (
-                e.event.subject.as_str(),
-                e.event.date,
-                e.event.event_id.as_str(),
-            )
-        };
         // Stored events arrive in this order already: check before sorting.
-        if !ordered.is_sorted_by(|a, b| key(a) <= key(b)) {
-            ordered.sort_by(|a, b| key(a).cmp(&key(b)));
+        if !ordered.is_sorted_by(|a, b| a.order() <= b.order()) {
+            ordered.sort_by(|a, b| a.order().cmp(&b.order()));
         }
         let mut by_subject: HashMap<&str, SubjectEvents> = HashMap::new();
         let mut ids: Vec<&str> = Vec::new();

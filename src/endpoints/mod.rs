@@ -23,8 +23,9 @@ mod event;
 pub mod flow;
 
 pub use derive::{
-    administrative_end, count_events, derive, derive_grouped, event_count_changes, subject_outcome,
-    CensorReason, EndpointRow, EventsBySubject, KnownEvent, Outcome, ReceivedEvent, SurvivalData,
+    administrative_end, count_events, derive, derive_grouped, event_count_changes, sort_received,
+    subject_outcome, CensorReason, EndpointRow, EventsBySubject, KnownEvent, Outcome,
+    ReceivedEvent, SurvivalData,
 };
 pub use event::{
     is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields,

@@ -50,10 +50,11 @@ impl TrialData {
     #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
     pub async fn load(store: &Store, trial_id: &str) -> Result<TrialData, ExportError> {
         // Independent reads: on a pool, at the same time.
-        let ((protocol, in_error), allocations, events) = tokio::try_join!(
-            Self::protocol_and_marks(store, trial_id),
+        let (protocol, allocations, events, in_error) = tokio::try_join!(
+            Self::stored_protocol(store, trial_id),
             async { Ok(allocations::list(store, trial_id).await?) },
             async { Ok(events::for_trial(store, trial_id).await?) },
+            async { Ok(allocation_errors::of_trial(store, trial_id).await?) },
         )?;
         Ok(TrialData {
             protocol,
@@ -71,13 +72,16 @@ impl TrialData {
         trial_id: &str,
         rows: crate::store::since::TrialRows,
     ) -> Result<TrialData, ExportError> {
-        let (protocol, marks_after) = Self::protocol_and_marks(store, trial_id).await?;
+        let in_error = match rows.in_error {
+            // The snapshot's marks, matching its allocations (a first read has them).
+            Some(marks) => marks,
+            None => allocation_errors::of_trial(store, trial_id).await?,
+        };
         let mut data = TrialData {
-            protocol,
+            protocol: Self::stored_protocol(store, trial_id).await?,
             allocations: Vec::new(),
             events: Vec::new(),
-            // The snapshot's marks, matching its allocations.
-            in_error: rows.in_error.unwrap_or(marks_after),
+            in_error,
         };
         data.add(rows.allocations, rows.events);
         Ok(data)
@@ -92,13 +96,10 @@ impl TrialData {
         if received.is_empty() {
             return;
         }
-        events::sort(&mut received);
-        fn key(e: &ReceivedEvent) -> (&str, NaiveDate, &str) {
-            (&e.event.subject, e.event.date, &e.event.event_id)
-        }
+        endpoints::sort_received(&mut received);
         let at: Vec<usize> = received
             .iter()
-            .map(|r| self.events.partition_point(|e| key(e) < key(r)))
+            .map(|r| self.events.partition_point(|e| e.order() < r.order()))
             .collect();
         let held = std::mem::take(&mut self.events);
         let mut merged = Vec::with_capacity(held.len() + received.len());
@@ -113,21 +114,13 @@ impl TrialData {
         self.events = merged;
     }
 
-    async fn protocol_and_marks(
-        store: &Store,
-        trial_id: &str,
-    ) -> Result<(protocol::Protocol, HashMap<String, ErrorMark>), ExportError> {
-        let ((_, source), in_error) = tokio::try_join!(
-            async {
-                trials::current_protocol(store, trial_id)
-                    .await?
-                    .ok_or_else(|| ExportError::TrialNotFound(trial_id.to_string()))
-            },
-            async { Ok(allocation_errors::of_trial(store, trial_id).await?) },
-        )?;
-        let protocol = protocol::parse(&source, &format!("stored protocol of {trial_id}"))
-            .map_err(|e| ExportError::Protocol(trial_id.to_string(), e))?;
-        Ok((protocol, in_error))
+    /// The trial's current protocol, as registered.
+    async fn stored_protocol(store: &Store, trial_id: &str) -> Result<Protocol, ExportError> {
+        let (_, source) = trials::current_protocol(store, trial_id)
+            .await?
+            .ok_or_else(|| ExportError::TrialNotFound(trial_id.to_string()))?;
+        protocol::parse(&source, &format!("stored protocol of {trial_id}"))
+            .map_err(|e| ExportError::Protocol(trial_id.to_string(), e))
     }
 
     /// Subjects as the derivation sees them, in randomisation order.

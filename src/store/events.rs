@@ -186,19 +186,8 @@ pub async fn for_trial(store: &Store, trial_id: &str) -> StoreResult<Vec<Receive
         &[],
     )
     .await?;
-    sort(&mut events);
+    crate::endpoints::sort_received(&mut events);
     Ok(events)
-}
-
-/// Order events by subject, event date and event id.
-pub fn sort(events: &mut [ReceivedEvent]) {
-    events.sort_by(|a, b| {
-        (&a.event.subject, a.event.date, &a.event.event_id).cmp(&(
-            &b.event.subject,
-            b.event.date,
-            &b.event.event_id,
-        ))
-    });
 }
 
 /// The events `from` (a `FROM` clause over `events e` with a `WHERE` whose `$1` is the trial
