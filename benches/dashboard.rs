@@ -12,14 +12,18 @@ use std::time::Instant;
 use askama::Template;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+use rrct::analysis::release::BlindedSummary;
 use rrct::dashboard::blinded::BlindedPage;
-use rrct::dashboard::cache::DashboardCache;
-use rrct::dashboard::page::{Chrome, TrialSnapshot};
+use rrct::dashboard::cache::{PageCache, PageKey};
+use rrct::dashboard::page::Chrome;
 use rrct::dashboard::unblinded::UnblindedPage;
 use rrct::endpoints::{DataCutoff, Event};
 use rrct::randomise::MasterSeed;
 use rrct::service::enrol::{self, EnrolmentQueue};
-use rrct::service::{auth, events, trials, TrialRegistry};
+use rrct::service::trial_view::{
+    held, Ask, BlindedRelease, PreparedTrial, Reader, TrialView, TrialViews, ViewRequest,
+};
+use rrct::service::{auth, events, trials, Principal, TrialRegistry};
 use rrct::store::Store;
 use serde_json::json;
 
@@ -83,29 +87,66 @@ async fn events_row_by_row(store: &Store) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// One dashboard request through the cache: milliseconds taken and the page's length.
+/// What `rrct serve` keeps between requests: the trial views and the rendered pages.
+#[derive(Default)]
+struct Server {
+    views: TrialViews,
+    pages: PageCache,
+}
+
+/// The sponsor's page from a prepared trial, as the trial view releases it to a blinded reader.
+fn blinded_page(prepared: &PreparedTrial) -> Result<String, askama::Error> {
+    let release = BlindedRelease {
+        summary: BlindedSummary::release(prepared.analysis.clone(), None),
+        randomisation_days: prepared
+            .data
+            .randomised_by(prepared.cutoff)
+            .map(|a| a.randomised_on())
+            .collect(),
+    };
+    BlindedPage::build(&release, &prepared.data.protocol, None, chrome()).render()
+}
+
+/// One dashboard request as the page handler makes it (the trial view, then the page cache):
+/// milliseconds taken and the page's length.
 async fn request(
-    cache: &DashboardCache,
+    server: &Server,
     store: &Store,
+    served: &TrialRegistry,
+    reader: &Principal,
     cutoff: DataCutoff,
-    role: &'static str,
 ) -> anyhow::Result<(f64, usize)> {
     let t = Instant::now();
-    let page = cache
-        .page(
+    let opened = server
+        .views
+        .open(
             store,
-            "taste",
-            cutoff,
-            role,
-            None,
-            move |s: &TrialSnapshot| {
-                if role == "sponsor" {
-                    BlindedPage::build(s, None, chrome()).render()
-                } else {
-                    UnblindedPage::build(s, chrome()).render()
-                }
+            ViewRequest {
+                trial: "taste",
+                cutoff: Ok(cutoff),
+                reader: Reader::Token {
+                    principal: reader,
+                    served,
+                },
+                ask: Ask::ForRole,
             },
         )
+        .await?;
+    let key = PageKey {
+        trial: "taste".into(),
+        cutoff,
+        role: reader.role.as_str().into(),
+        site: None,
+        head: opened.head,
+    };
+    let page = server
+        .pages
+        .page(key, move || match opened.view {
+            TrialView::Unblinded(p) => UnblindedPage::build(&p, chrome()).render(),
+            TrialView::Blinded(b) => {
+                BlindedPage::build(&b.release(), b.protocol(), b.site(), chrome()).render()
+            }
+        })
         .await?;
     Ok((t.elapsed().as_secs_f64() * 1e3, page.len()))
 }
@@ -160,6 +201,16 @@ async fn bench(
     let principal = auth::authenticate(&store, &token)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no principal"))?;
+    let reader = |role: &'static str| {
+        let store = store.clone();
+        async move {
+            let token = auth::create_token(&store, role, Some("taste"), None).await?;
+            auth::authenticate(&store, &token)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no principal"))
+        }
+    };
+    let (sponsor, statistician) = (reader("sponsor").await?, reader("statistician").await?);
 
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -224,33 +275,33 @@ async fn bench(
         rows_ms = rows_ms.min(t.elapsed().as_secs_f64() * 1e3);
     }
     let t = Instant::now();
-    rrct::service::analyse::screening(&store, "taste").await?;
+    rrct::store::screening_log::screening_outcomes(&store, "taste").await?;
     let screening_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut read_ms = f64::INFINITY;
     let mut read = None;
     for _ in 0..3 {
         let t = Instant::now();
-        read = Some(TrialSnapshot::read(&store, "taste").await?);
+        read = Some(held::read_each_table(&store, "taste").await?);
         read_ms = read_ms.min(t.elapsed().as_secs_f64() * 1e3);
     }
     let (data, screening) = read.ok_or_else(|| anyhow::anyhow!("not read"))?;
     let (derive_ms, derived) = best_of(3, || {
-        rrct::service::analyse::derive_endpoints(&data, cutoff).len()
+        rrct::analysis::summary::derive_endpoints(&data, cutoff).len()
     });
     let (analysis_ms, _) = best_of(3, || {
-        rrct::service::analyse::analyse_data(&data, &screening, cutoff)
+        rrct::analysis::summary::analyse(&data, &screening, cutoff)
     });
-    let (interim_ms, _) = best_of(3, || rrct::service::interim::interim(&data, cutoff));
-    let primary_rows = rrct::service::analyse::derive_endpoints(&data, cutoff)
+    let (interim_ms, _) = best_of(3, || rrct::analysis::interim::interim(&data, cutoff));
+    let primary_rows = rrct::analysis::summary::derive_endpoints(&data, cutoff)
         .into_iter()
         .find(|(e, _)| e.primary)
         .map(|(_, rows)| rows)
         .unwrap_or_default();
     let (subgroups_ms, _) = best_of(3, || {
-        rrct::service::subgroups::primary_subgroups(&data.protocol, &primary_rows)
+        rrct::analysis::subgroups::primary_subgroups(&data.protocol, &primary_rows)
     });
     let t = Instant::now();
-    let snapshot = TrialSnapshot::prepare(data.into(), screening.into(), cutoff);
+    let snapshot = PreparedTrial::prepare(data.into(), screening.into(), cutoff);
     let prepare_ms = t.elapsed().as_secs_f64() * 1e3;
     println!(
         "  of which: allocations {allocations_ms:.1} ms, events {events_ms:.1} ms (row by row \
@@ -259,8 +310,7 @@ async fn bench(
          {analysis_ms:.1} ms, of which interim looks {interim_ms:.1} ms, subgroups \
          {subgroups_ms:.1} ms"
     );
-    let (blinded_ms, blinded) =
-        best_of(5, || BlindedPage::build(&snapshot, None, chrome()).render());
+    let (blinded_ms, blinded) = best_of(5, || blinded_page(&snapshot));
     let (unblinded_ms, unblinded) =
         best_of(5, || UnblindedPage::build(&snapshot, chrome()).render());
     println!("  read trial                  {read_ms:>8.1} ms (best of 3)");
@@ -276,18 +326,27 @@ async fn bench(
 
     // What `rrct serve` does per request: through the cache keyed by the audit-chain head.
     // A server that has read nothing yet: the whole trial is read in one snapshot.
-    let (cold_sponsor, _) = request(&DashboardCache::default(), &store, cutoff, "sponsor").await?;
+    let (cold_sponsor, _) =
+        request(&Server::default(), &store, &registry, &sponsor, cutoff).await?;
     // `rrct serve` reads its trials' data at start-up.
-    let cache = DashboardCache::default();
+    let cache = Server::default();
     let t = Instant::now();
-    cache.warm(&store, &["taste".to_string()]).await?;
+    cache.views.warm(&store, &["taste".to_string()]).await?;
     let warm_ms = t.elapsed().as_secs_f64() * 1e3;
-    let (first_sponsor, _) = request(&cache, &store, cutoff, "sponsor").await?;
-    let (other_role, _) = request(&cache, &store, cutoff, "statistician").await?;
+    let (first_sponsor, _) = request(&cache, &store, &registry, &sponsor, cutoff).await?;
+    let (other_role, _) = request(&cache, &store, &registry, &statistician, cutoff).await?;
     let mut cached = Vec::new();
     for _ in 0..20 {
-        cached.push(request(&cache, &store, cutoff, "sponsor").await?.0);
-        cached.push(request(&cache, &store, cutoff, "statistician").await?.0);
+        cached.push(
+            request(&cache, &store, &registry, &sponsor, cutoff)
+                .await?
+                .0,
+        );
+        cached.push(
+            request(&cache, &store, &registry, &statistician, cutoff)
+                .await?
+                .0,
+        );
     }
     cached.sort_by(f64::total_cmp);
     // A write moves the head: the next request reads the rows written since and rebuilds.
@@ -330,12 +389,12 @@ async fn bench(
             });
             enrol::enrol(&queue, &registry, &principal, "taste", &body).await?;
         }
-        let role = if round % 4 < 2 {
-            "sponsor"
+        let reader = if round % 4 < 2 {
+            &sponsor
         } else {
-            "statistician"
+            &statistician
         };
-        after_write.push(request(&cache, &store, cutoff, role).await?.0);
+        after_write.push(request(&cache, &store, &registry, reader, cutoff).await?.0);
     }
     after_write.sort_by(f64::total_cmp);
     println!("  served through the cache (head query + memory, or rebuild):");

@@ -11,9 +11,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rrct::api::{self, AppState};
+use rrct::api::{Application, Settings, Trials};
 use rrct::randomise::MasterSeed;
-use rrct::service::{auth, trials, TrialRegistry};
+use rrct::service::auth;
 use rrct::store::{Backend, Store};
 use serde_json::json;
 
@@ -85,21 +85,20 @@ fn spawn_server(
             .build()?;
         runtime.block_on(async move {
             let setup = async {
-                let store = Store::connect(&url).await?;
-                let protocol = rrct::protocol::parse(TASTE, "taste.toml")
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let trial = trials::register_with_seed(
-                    &store,
-                    protocol,
-                    TASTE,
-                    MasterSeed::from_passphrase("bench"),
-                )
+                let app = Application::build(Settings {
+                    database: url,
+                    trials: Trials::Sources {
+                        protocols: vec![("taste.toml".into(), TASTE.into())],
+                        seed: MasterSeed::from_passphrase("bench"),
+                    },
+                    bind: ([127, 0, 0, 1], 0).into(),
+                })
                 .await?;
+                let store = app.state().store.clone();
                 let token = auth::create_token(&store, "register", None, None).await?;
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                Ok::<_, anyhow::Error>((store, trial, token, listener))
+                Ok::<_, anyhow::Error>((store, app, token))
             };
-            let (store, trial, token, listener) = match setup.await {
+            let (store, app, token) = match setup.await {
                 Ok(x) => x,
                 Err(e) => {
                     let _ = ready.send(Err(anyhow::anyhow!("{e:#}")));
@@ -108,12 +107,11 @@ fn spawn_server(
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let _ = ready.send(Ok(Serving {
-                base: format!("http://{}", listener.local_addr()?),
+                base: format!("http://{}", app.address()),
                 token,
                 stop,
             }));
-            let state = AppState::new(store.clone(), TrialRegistry::from_runtimes([trial]));
-            api::serve(listener, state, async {
+            app.run_until(async {
                 let _ = stopped.await;
             })
             .await?;

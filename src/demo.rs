@@ -16,11 +16,12 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::api::{self, AppState};
+use crate::api::application::{shutdown_signal, Application, Settings, Trials};
 use crate::protocol::{self, Protocol};
-use crate::randomise::MasterSeed;
-use crate::service::{auth, trials, TrialRegistry};
-use crate::store::{allocations, audit, Store};
+use crate::randomise::{AllocationRecord, MasterSeed};
+use crate::service::audit_trail::{self, ChainStatus};
+use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, ViewRequest};
+use crate::service::{auth, trials, AppState};
 
 /// The shipped example, used when `protocols/taste.toml` is not beside the working directory.
 const TASTE_PROTOCOL: &str = include_str!("../protocols/taste.toml");
@@ -73,7 +74,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let db_path = std::fs::canonicalize(&args.dir)?.join("rrct.db");
     let url = format!("sqlite://{}", db_path.display());
-    let store = Store::connect(&url).await?;
 
     let (protocol_path, source) = match std::fs::read_to_string("protocols/taste.toml") {
         Ok(s) => ("protocols/taste.toml".to_string(), s),
@@ -86,20 +86,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // A fixed seed makes the demo's allocation lists repeatable for the same request order;
     // RRCT_MASTER_SEED overrides it.
     let phrase = std::env::var(trials::MASTER_SEED_ENV).unwrap_or_else(|_| "rrct-demo".into());
-    let runtime = trials::register_with_seed(
-        &store,
-        protocol.clone(),
-        &source,
-        MasterSeed::from_passphrase(&phrase),
-    )
-    .await?;
     let trial_id = protocol.trial_id.clone();
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+    let app = Application::build(Settings {
+        database: url,
+        trials: Trials::Sources {
+            protocols: vec![(protocol_path.clone(), source)],
+            seed: MasterSeed::from_passphrase(&phrase),
+        },
+        bind: ([127, 0, 0, 1], 0).into(),
+    })
+    .await?;
+    let addr = app.address();
+    let state = app.state().clone();
+    let store = state.store.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(store.clone(), TrialRegistry::from_runtimes([runtime]));
-    let server = tokio::spawn(api::serve(listener, state, async {
+    let server = tokio::spawn(app.run_until(async {
         let _ = stop_rx.await;
     }));
 
@@ -119,9 +120,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let tally = play(&base, &trial_id, &token, feed, args.concurrency.max(1)).await?;
     let elapsed = started.elapsed();
 
-    report(&store, &protocol, &tally, elapsed).await?;
+    report(&state, &protocol, &tally, elapsed).await?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    follow_up(&base, &token, &store, &protocol, &dir).await?;
+    follow_up(&base, &token, &state, &protocol, &dir).await?;
     println!();
     println!("Database: {}", db_path.display());
 
@@ -138,7 +139,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  curl -s -X POST {base}/api/v1/trials/{trial_id}/enrolments \\\n    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n    -d '{{\"record_id\":\"R-1\",\"subject\":\"P-1\",\"site\":\"UPP\",\"fields\":{{\"age\":64,\"sex\":\"F\",\"diagnosis\":\"STEMI\",\"symptom_onset_hours\":3.5}}}}'"
         );
-        crate::cli::shutdown_signal().await;
+        shutdown_signal().await;
     }
     let _ = stop_tx.send(());
     server.await??;
@@ -299,15 +300,40 @@ async fn play(
     Ok(tally)
 }
 
+/// The trial as its operator sees it (everything, unblinded), as of `cutoff`.
+async fn prepared(
+    state: &AppState,
+    trial: &str,
+    cutoff: crate::endpoints::DataCutoff,
+) -> anyhow::Result<std::sync::Arc<PreparedTrial>> {
+    let opened = state
+        .views
+        .open(
+            &state.store,
+            ViewRequest {
+                trial,
+                cutoff: Ok(cutoff),
+                reader: Reader::Operator,
+                ask: Ask::Unblinded,
+            },
+        )
+        .await?;
+    match opened.view {
+        TrialView::Unblinded(prepared) => Ok(prepared),
+        TrialView::Blinded(_) => anyhow::bail!("the operator was given a blinded view"),
+    }
+}
+
 async fn report(
-    store: &Store,
+    state: &AppState,
     protocol: &Protocol,
     tally: &FeedTally,
     elapsed: Duration,
 ) -> anyhow::Result<()> {
     let trial = protocol.trial_id.as_str();
-    let allocations = allocations::list(store, trial).await?;
-    let screening = allocations::screening_log(store, trial).await?;
+    let now = prepared(state, trial, crate::endpoints::DataCutoff::today()).await?;
+    let allocations = &now.data.allocations;
+    let screening = &now.screening;
     let sent: usize = tally.statuses.values().sum();
     let mut latencies = tally.latencies.clone();
     latencies.sort();
@@ -337,7 +363,7 @@ async fn report(
     );
 
     println!();
-    let by_arm = |rows: &mut dyn Iterator<Item = &allocations::AllocationRow>| {
+    let by_arm = |rows: &mut dyn Iterator<Item = &AllocationRecord>| {
         let mut counts = vec![0usize; protocol.arms.len()];
         for r in rows {
             if let Some(i) = protocol.arm_index(&r.arm) {
@@ -362,14 +388,14 @@ async fn report(
     println!("Screened out (not eligible): {}", refused.len());
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for row in &refused {
-        let parsed: Value = serde_json::from_str(&row.reasons).unwrap_or(Value::Null);
-        for r in parsed.as_array().into_iter().flatten() {
-            let key = format!(
-                "{} ({})",
-                r["criterion"].as_str().unwrap_or("?"),
-                r["text"].as_str().unwrap_or("")
-            );
-            *reasons.entry(key).or_default() += 1;
+        for criterion in &row.reasons {
+            let text = protocol
+                .inclusion
+                .iter()
+                .chain(&protocol.exclusion)
+                .find(|c| &c.id == criterion)
+                .map_or("", |c| c.text.as_str());
+            *reasons.entry(format!("{criterion} ({text})")).or_default() += 1;
         }
     }
     for (reason, count) in &reasons {
@@ -392,8 +418,8 @@ async fn report(
         header.join(""),
         "diff"
     );
-    let mut strata: BTreeMap<&str, Vec<&allocations::AllocationRow>> = BTreeMap::new();
-    for a in &allocations {
+    let mut strata: BTreeMap<&str, Vec<&AllocationRecord>> = BTreeMap::new();
+    for a in allocations {
         strata.entry(a.stratum.as_str()).or_default().push(a);
     }
     for (stratum, rows) in &strata {
@@ -408,11 +434,11 @@ async fn report(
     }
 
     println!();
-    match audit::verify(store).await? {
-        audit::ChainStatus::Intact { entries } => {
+    match audit_trail::verify(&state.store).await? {
+        ChainStatus::Intact { entries } => {
             println!("Audit chain: ok, {entries} entries verified")
         }
-        audit::ChainStatus::Broken { seq, reason } => {
+        ChainStatus::Broken { seq, reason } => {
             println!("Audit chain: BROKEN at entry {seq}: {reason}")
         }
     }
@@ -424,12 +450,16 @@ async fn report(
 async fn follow_up(
     base: &str,
     token: &str,
-    store: &Store,
+    state: &AppState,
     protocol: &Protocol,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let trial = protocol.trial_id.as_str();
-    let randomised = allocations::list(store, trial).await?;
+    let randomised = prepared(state, trial, crate::endpoints::DataCutoff::today())
+        .await?
+        .data
+        .allocations
+        .clone();
     let today = chrono::Utc::now().date_naive();
     let mut rng = ChaCha20Rng::seed_from_u64(7244);
     let mut unit = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
@@ -508,7 +538,8 @@ async fn follow_up(
          sent through /api/v1/events; analysis as of cut-off {}",
         cutoff.0
     );
-    let analysis = crate::service::analyse::analyse(store, trial, cutoff).await?;
+    let analysed = prepared(state, trial, cutoff).await?;
+    let analysis = &analysed.analysis;
     let flow = &analysis.flow;
     println!(
         "  CONSORT-ROUTINE flow: {} screened, {} not eligible, {} eligible, {} not randomised, {} randomised \
@@ -565,7 +596,7 @@ async fn follow_up(
         );
     }
     if let Some(primary) = analysis.endpoints.iter().find(|e| e.primary) {
-        use crate::service::analyse::Comparison;
+        use crate::analysis::Comparison;
         match &primary.comparison {
             Some(Comparison::Survival {
                 reference_arm,
@@ -612,19 +643,18 @@ async fn follow_up(
             interim.looks.len()
         );
     }
-    let data = crate::service::export::TrialData::load(store, trial).await?;
+    let data = &analysed.data;
     if let Some(primary) = data.protocol.primary_endpoint() {
-        let csv = crate::service::export::adtte(&data, &primary.id, cutoff)?;
+        let csv = crate::analysis::datasets::adtte(data, &primary.id, cutoff)?;
         let path = dir.join(format!("adtte_{}.csv", primary.id));
         std::fs::write(&path, csv)?;
         println!("  ADTTE of the primary endpoint: {}", path.display());
     }
     let path = dir.join("analysis.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&analysis)?)?;
+    std::fs::write(&path, serde_json::to_vec_pretty(analysis)?)?;
     println!("  analysis (JSON): {}", path.display());
-    let snapshot = crate::dashboard::page::TrialSnapshot::load(store, trial, cutoff).await?;
     let path = dir.join("report.html");
-    std::fs::write(&path, crate::dashboard::closed_report(&snapshot)?)?;
+    std::fs::write(&path, crate::dashboard::closed_report(&analysed)?)?;
     println!(
         "  closed report for the DSMB (HTML, unblinded): {}",
         path.display()

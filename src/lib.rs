@@ -20,6 +20,7 @@
 //!   `main.rs` only calls [`cli::main`].
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod dashboard;

@@ -69,7 +69,7 @@ fn tolerance(
                 .and_then(|l| l["upper_z"].as_f64())
                 .unwrap_or(0.0);
             Tolerance::Absolute(
-                ctx.sides * design::normal::density(z) * RPACT_BOUNDARY_TOLERANCE + 1e-12,
+                ctx.sides * rrct::stats::normal::density(z) * RPACT_BOUNDARY_TOLERANCE + 1e-12,
             )
         }
         "cumulative_alpha" | "cumulative_beta" => Tolerance::Absolute(SPENT_TOLERANCE),

@@ -4,9 +4,9 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
-use super::error::{ApiError, ErrorCode};
-use super::AppState;
-use crate::service::Principal;
+use super::error::ApiError;
+use crate::service::error::Code;
+use crate::service::{AppState, Principal};
 
 /// The caller, authenticated by `Authorization: Bearer <token>`.
 pub struct Authenticated(pub Principal);
@@ -20,31 +20,26 @@ impl FromRequestParts<AppState> for Authenticated {
             .get(AUTHORIZATION)
             .ok_or_else(|| {
                 ApiError::new(
-                    ErrorCode::Unauthenticated,
+                    Code::Unauthenticated,
                     "missing Authorization header: send `Authorization: Bearer <token>`",
                 )
             })?
             .to_str()
-            .map_err(|_| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "unreadable Authorization header",
-                )
-            })?;
+            .map_err(|_| ApiError::new(Code::Unauthenticated, "unreadable Authorization header"))?;
         let token = header
             .strip_prefix("Bearer ")
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
                 ApiError::new(
-                    ErrorCode::Unauthenticated,
+                    Code::Unauthenticated,
                     "the Authorization header must be `Bearer <token>`",
                 )
             })?;
         match state.auth.authenticate(token).await? {
             Some(principal) => Ok(Authenticated(principal)),
             None => Err(ApiError::new(
-                ErrorCode::Unauthenticated,
+                Code::Unauthenticated,
                 "unknown or revoked token",
             )),
         }

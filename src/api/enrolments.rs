@@ -8,10 +8,11 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorCode};
-use super::{ApiJson, AppState};
+use super::error::ApiError;
+use super::ApiJson;
 use crate::service::enrol::{self, EnrolOutcome};
-use crate::service::{randomised_in_error, Role};
+use crate::service::error::Code;
+use crate::service::{randomised_in_error, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,22 +31,8 @@ async fn mark_error(
     Path((trial, record_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    if state.trials.get(&trial).is_none() {
-        return Err(ApiError::new(
-            ErrorCode::TrialNotFound,
-            format!("no trial `{trial}` is served here"),
-        ));
-    }
-    if principal.role != Role::Admin || !principal.may_access_trial(&trial) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("an `admin` token for trial `{trial}` is needed to mark an allocation randomised in error"),
-        ));
-    }
-    let reason = randomised_in_error::reason_from_json(&body)?;
     let marked =
-        randomised_in_error::mark(&state.store, &trial, &record_id, &reason, &principal.actor)
-            .await?;
+        randomised_in_error::mark_for(&state, &principal, &trial, &record_id, &body).await?;
     Ok((StatusCode::CREATED, Json(marked)).into_response())
 }
 
@@ -70,7 +57,7 @@ async fn show(
     match enrol::lookup(&state.store, &state.trials, &principal, &trial, &record_id).await? {
         Some(a) => Ok(Json(a).into_response()),
         None => Err(ApiError::new(
-            ErrorCode::EnrolmentNotFound,
+            Code::EnrolmentNotFound,
             format!("no enrolment `{record_id}` in trial `{trial}`"),
         )),
     }

@@ -7,8 +7,9 @@ use serde_json::Value;
 
 use super::auth::Authenticated;
 use super::error::ApiError;
-use super::{ApiJson, AppState};
+use super::ApiJson;
 use crate::service::events::{self, IngestReport};
+use crate::service::AppState;
 
 /// Event batches are larger than enrolments: up to `MAX_HTTP_EVENTS` rows.
 pub const EVENTS_BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;

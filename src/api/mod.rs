@@ -1,6 +1,9 @@
-//! The HTTP interface (axum): routes, authentication and the mapping of service errors to the
-//! error code table in [`error`]. Handlers stay thin: parse, call a service, shape the response.
+//! The HTTP interface (axum): routes, authentication and the mapping of service errors to
+//! HTTP statuses in [`error`]. Handlers stay thin: parse, call a service, shape the response;
+//! they reach the engine through [`AppState`] and never the store. [`application`] assembles a
+//! server.
 
+pub mod application;
 pub mod auth;
 pub mod enrolments;
 pub mod error;
@@ -9,7 +12,6 @@ pub mod trials;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::HeaderValue;
@@ -17,67 +19,38 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::service::auth::Authenticator;
-use crate::service::enrol::EnrolmentQueue;
-use crate::service::TrialRegistry;
-use crate::store::Store;
-use error::{ApiError, ErrorCode};
+use crate::service::error::Code;
+use crate::service::health::{self, Health};
+use crate::service::AppState;
+pub use application::{shutdown_signal, Application, Settings, Trials};
+use error::ApiError;
 
 /// Largest request body accepted; an enrolment is a few hundred bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub trials: Arc<TrialRegistry>,
-    pub enrolments: EnrolmentQueue,
-    pub auth: Authenticator,
-    /// Prepared trials and rendered pages, keyed by the database's audit-chain head.
-    pub dashboards: Arc<crate::dashboard::cache::DashboardCache>,
-}
-
-impl AppState {
-    /// State for serving `trials` from `store`; starts the enrolment queue's task, so it must
-    /// be called inside a tokio runtime.
-    pub fn new(store: Store, trials: TrialRegistry) -> Self {
-        AppState {
-            enrolments: EnrolmentQueue::start(store.clone()),
-            auth: Authenticator::new(store.clone()),
-            dashboards: Arc::default(),
-            store,
-            trials: Arc::new(trials),
-        }
-    }
-}
 
 /// `axum::Json` whose rejections use our error body.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-/// The whole application router.
+/// The whole application router: the API and the pages.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(enrolments::router())
         .merge(events::router())
         .merge(trials::router())
-        .merge(crate::dashboard::router())
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .with_state(state.clone())
+        .merge(crate::dashboard::router(state))
+        .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                "method not allowed on this route",
-            )
+            ApiError::new(Code::MethodNotAllowed, "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn(request_id))
-        .with_state(state)
 }
 
 /// Serve until `shutdown` resolves, then finish in-flight requests.
@@ -91,18 +64,8 @@ pub async fn serve(
         .await
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    sqlx::query("SELECT 1")
-        .execute(state.store.pool())
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "health check: database unreachable");
-            ApiError::new(ErrorCode::Unavailable, "the database is unreachable")
-        })?;
-    Ok(Json(json!({
-        "status": "ok",
-        "trials": state.trials.ids().collect::<Vec<_>>(),
-    })))
+async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    Ok(Json(health::check(&state).await?))
 }
 
 /// Give every request an id: in its tracing span and in the `x-request-id` response header.

@@ -1,6 +1,7 @@
 //! Trial-level reads and screening reports:
 //! `POST /api/v1/trials/{trial}/screenings`, `GET /api/v1/trials/{trial}/summary` (blinded)
-//! and `GET /api/v1/trials/{trial}/analysis` (unblinded).
+//! and `GET /api/v1/trials/{trial}/analysis` (unblinded). Who may read what, and the cut-off,
+//! are decided by the trial view ([`crate::service::trial_view`]).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -11,14 +12,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Authenticated;
-use super::error::{ApiError, ErrorCode};
-use super::{ApiJson, AppState};
+use super::error::ApiError;
+use super::ApiJson;
+use crate::analysis::release::BlindedSummary;
+use crate::analysis::Analysis;
 use crate::endpoints::DataCutoff;
-use crate::service::analyse::Analysis;
-use crate::service::export::ExportError;
-use crate::service::release::BlindedSummary;
 use crate::service::screening::{self, ScreeningOutcome};
-use crate::service::{Principal, Role};
+use crate::service::trial_view::{Ask, Opened, Reader, TrialView, ViewRequest};
+use crate::service::{AppState, Principal};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,54 +55,28 @@ struct CutoffQuery {
     cutoff: Option<String>,
 }
 
-fn cutoff(q: &CutoffQuery) -> Result<DataCutoff, ApiError> {
-    match &q.cutoff {
-        None => Ok(DataCutoff(chrono::Utc::now().date_naive())),
-        Some(s) => crate::endpoints::parse_event_date(s)
-            .map(DataCutoff)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidQuery,
-                    format!("cutoff `{s}` is not a date YYYY-MM-DD"),
-                )
-            }),
-    }
-}
-
-async fn load(
+async fn open(
     state: &AppState,
     principal: &Principal,
     trial: &str,
     q: &CutoffQuery,
-) -> Result<Analysis, ApiError> {
-    if state.trials.get(trial).is_none() {
-        return Err(ApiError::new(
-            ErrorCode::TrialNotFound,
-            format!("no trial `{trial}` is served here"),
-        ));
-    }
-    if !principal.may_access_trial(trial) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("this token is not valid for trial `{trial}`"),
-        ));
-    }
-    let cutoff = cutoff(q)?;
-    state
-        .dashboards
-        .snapshot(&state.store, trial, cutoff)
-        .await
-        .map(|s| s.analysis.clone())
-        .map_err(|e| match e {
-            ExportError::Store(s) => s.into(),
-            other => {
-                tracing::error!(error = %other, "analysis failed");
-                ApiError::new(
-                    ErrorCode::Internal,
-                    "the analysis failed; see the server log",
-                )
-            }
-        })
+    ask: Ask,
+) -> Result<Opened, ApiError> {
+    Ok(state
+        .views
+        .open(
+            &state.store,
+            ViewRequest {
+                trial,
+                cutoff: DataCutoff::parse_or_today(q.cutoff.as_deref()),
+                reader: Reader::Token {
+                    principal,
+                    served: &state.trials,
+                },
+                ask,
+            },
+        )
+        .await?)
 }
 
 /// Blinded: recruitment and pooled outcomes under disclosure control (the figures the blinded
@@ -112,11 +87,13 @@ async fn summary(
     Path(trial): Path<String>,
     Query(q): Query<CutoffQuery>,
 ) -> Result<Json<BlindedSummary>, ApiError> {
-    let analysis = load(&state, &principal, &trial, &q).await?;
-    Ok(Json(BlindedSummary::release(
-        analysis,
-        principal.site_code.as_deref(),
-    )))
+    match open(&state, &principal, &trial, &q, Ask::Blinded)
+        .await?
+        .view
+    {
+        TrialView::Blinded(b) => Ok(Json(b.release().summary)),
+        TrialView::Unblinded(_) => Err(unexpected("an unblinded view for a blinded request")),
+    }
 }
 
 /// Unblinded: only the trial statistician and the DSMB.
@@ -126,14 +103,20 @@ async fn analysis(
     Path(trial): Path<String>,
     Query(q): Query<CutoffQuery>,
 ) -> Result<Json<Analysis>, ApiError> {
-    if !matches!(principal.role, Role::Statistician | Role::Dsmb) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "role `{}` may not see unblinded results",
-                principal.role.as_str()
-            ),
-        ));
+    match open(&state, &principal, &trial, &q, Ask::Unblinded)
+        .await?
+        .view
+    {
+        TrialView::Unblinded(p) => Ok(Json(p.analysis.clone())),
+        TrialView::Blinded(_) => Err(unexpected("a blinded view for an unblinded request")),
     }
-    Ok(Json(load(&state, &principal, &trial, &q).await?))
+}
+
+/// The trial view answered with a kind the request did not ask for: a fault, never shown.
+fn unexpected(what: &str) -> ApiError {
+    tracing::error!("trial view: {what}");
+    ApiError::new(
+        crate::service::error::Code::Internal,
+        "internal error; see the server log",
+    )
 }

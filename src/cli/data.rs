@@ -4,15 +4,17 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 
 use super::DatabaseArg;
+use crate::analysis::datasets;
 use crate::endpoints::{parse_event, DataCutoff, EventFields};
+use crate::service::connect;
 use crate::service::events::{self, IngestError, RowError};
-use crate::service::export::{self, TrialData};
-use crate::store::Store;
+use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, TrialViews, ViewRequest};
 
 #[derive(Subcommand, Debug)]
 pub enum ImportCommand {
@@ -54,20 +56,32 @@ pub struct TrialAsOf {
 }
 
 impl TrialAsOf {
-    fn cutoff(&self) -> DataCutoff {
-        self.cutoff.unwrap_or_else(today)
+    /// The trial prepared as of the cut-off, read by the operator of the database (who sees
+    /// everything it holds, unblinded).
+    async fn prepared(&self) -> anyhow::Result<Arc<PreparedTrial>> {
+        let store = connect(&self.db.database).await?;
+        let opened = TrialViews::default()
+            .open(
+                &store,
+                ViewRequest {
+                    trial: &self.trial,
+                    cutoff: Ok(self.cutoff.unwrap_or_else(DataCutoff::today)),
+                    reader: Reader::Operator,
+                    ask: Ask::Unblinded,
+                },
+            )
+            .await;
+        store.close().await;
+        match opened?.view {
+            TrialView::Unblinded(prepared) => Ok(prepared),
+            TrialView::Blinded(_) => anyhow::bail!("the operator was given a blinded view"),
+        }
     }
 }
 
 /// Parse `--cutoff`.
 pub fn parse_cutoff(s: &str) -> Result<DataCutoff, String> {
-    crate::endpoints::parse_event_date(s)
-        .map(DataCutoff)
-        .ok_or_else(|| format!("`{s}` is not a date YYYY-MM-DD"))
-}
-
-fn today() -> DataCutoff {
-    DataCutoff(chrono::Utc::now().date_naive())
+    DataCutoff::parse(s).map_err(|e| e.to_string())
 }
 
 pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
@@ -79,7 +93,7 @@ pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let store = Store::connect(&db.database).await?;
+    let store = connect(&db.database).await?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(events.len() as u64)
     } else {
@@ -230,13 +244,11 @@ fn read_events_csv(path: &Path) -> anyhow::Result<Result<ParsedCsv, Vec<RowError
 
 pub async fn export(command: ExportCommand) -> anyhow::Result<ExitCode> {
     let (ExportCommand::Adtte { at, .. } | ExportCommand::Adsl { at }) = &command;
-    let cutoff = at.cutoff();
-    let store = Store::connect(&at.db.database).await?;
-    let data = TrialData::load(&store, &at.trial).await?;
-    store.close().await;
+    let prepared = at.prepared().await?;
+    let (data, cutoff) = (&prepared.data, prepared.cutoff);
     let csv = match &command {
-        ExportCommand::Adtte { endpoint, .. } => export::adtte(&data, endpoint, cutoff)?,
-        ExportCommand::Adsl { .. } => export::adsl(&data, cutoff)?,
+        ExportCommand::Adtte { endpoint, .. } => datasets::adtte(data, endpoint, cutoff)?,
+        ExportCommand::Adsl { .. } => datasets::adsl(data, cutoff)?,
     };
     std::io::stdout().lock().write_all(&csv)?;
     Ok(ExitCode::SUCCESS)
@@ -263,26 +275,15 @@ pub struct AnalyseArgs {
 /// `rrct analyse`: the unblinded analysis (whoever can open the database sees everything), as
 /// JSON or as the DSMB's closed report: one self-contained HTML file.
 pub async fn analyse(args: AnalyseArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&args.at.db.database).await?;
+    let prepared = args.at.prepared().await?;
     let body = match args.format {
         ReportFormat::Json => {
-            let analysis =
-                crate::service::analyse::analyse(&store, &args.at.trial, args.at.cutoff()).await?;
-            let mut json = serde_json::to_vec_pretty(&analysis)?;
+            let mut json = serde_json::to_vec_pretty(&prepared.analysis)?;
             json.push(b'\n');
             json
         }
-        ReportFormat::Html => {
-            let snapshot = crate::dashboard::page::TrialSnapshot::load(
-                &store,
-                &args.at.trial,
-                args.at.cutoff(),
-            )
-            .await?;
-            crate::dashboard::closed_report(&snapshot)?.into_bytes()
-        }
+        ReportFormat::Html => crate::dashboard::closed_report(&prepared)?.into_bytes(),
     };
-    store.close().await;
     match &args.out {
         Some(path) => std::fs::write(path, &body)
             .with_context(|| format!("cannot write {}", path.display()))?,

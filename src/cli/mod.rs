@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
@@ -14,9 +13,9 @@ mod randomisation;
 mod simulate;
 mod stats;
 
-use crate::api::{self, AppState};
-use crate::service::{auth, randomised_in_error, trials};
-use crate::store::{audit, Store};
+use crate::api::application::{self, Application, Settings, Trials};
+use crate::service::audit_trail::{self, ChainStatus};
+use crate::service::{auth, connect, randomised_in_error, trials};
 
 /// Environment variable read when `--database` is not given.
 pub const DATABASE_ENV: &str = "RRCT_DATABASE_URL";
@@ -206,33 +205,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             protocols,
             bind,
         } => {
-            let store = Store::connect(&db.database)
-                .await
-                .with_context(|| format!("cannot open the database {}", redact(&db.database)))?;
-            let registry = trials::load_dir(&store, &protocols).await?;
-            let listener = tokio::net::TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot listen on {bind}"))?;
-            let addr = listener.local_addr()?;
-            tracing::info!(%addr, trials = registry.len(), "serving");
+            let app = Application::build(Settings {
+                database: db.database,
+                trials: Trials::Directory(protocols),
+                bind,
+            })
+            .await?;
+            let addr = app.address();
+            tracing::info!(%addr, trials = app.state().trials.len(), "serving");
             // Scripts and tests read the bound address from this line.
             println!("listening on {addr}");
-            let state = AppState::new(store.clone(), registry);
-            // Read the trials' data for the dashboards while the first requests are served
-            // (a dashboard request meanwhile waits for the same read, not a second one).
-            let (cache, warm_store) = (state.dashboards.clone(), store.clone());
-            let ids: Vec<String> = state.trials.ids().map(str::to_string).collect();
-            tokio::spawn(async move {
-                let started = std::time::Instant::now();
-                match cache.warm(&warm_store, &ids).await {
-                    Ok(()) => tracing::info!(
-                        ms = started.elapsed().as_millis() as u64,
-                        "dashboard data read"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "dashboard data not read at start-up"),
-                }
-            });
-            api::serve(listener, state, shutdown_signal()).await?;
+            let store = app.state().store.clone();
+            app.run_until(application::shutdown_signal()).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -264,7 +248,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     site,
                 },
         } => {
-            let store = Store::connect(&db.database).await?;
+            let store = connect(&db.database).await?;
             let token =
                 auth::create_token(&store, &role, trial.as_deref(), site.as_deref()).await?;
             println!("{token}");
@@ -287,7 +271,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     reason,
                 },
         } => {
-            let store = Store::connect(&db.database).await?;
+            let store = connect(&db.database).await?;
             let outcome = randomised_in_error::mark(&store, &trial, &record, &reason, "cli").await;
             store.close().await;
             match outcome {
@@ -305,54 +289,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {
-            let store = Store::connect(&db.database).await?;
-            match audit::verify(&store).await? {
-                audit::ChainStatus::Intact { entries } => {
+            let store = connect(&db.database).await?;
+            match audit_trail::verify(&store).await? {
+                ChainStatus::Intact { entries } => {
                     println!("ok: {entries} entries");
                     Ok(ExitCode::SUCCESS)
                 }
-                audit::ChainStatus::Broken { seq, reason } => {
+                ChainStatus::Broken { seq, reason } => {
                     println!("broken: entry {seq}: {reason}");
                     Ok(ExitCode::FAILURE)
                 }
             }
         }
     }
-}
-
-/// A database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutting down");
 }

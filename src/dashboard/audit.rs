@@ -4,11 +4,8 @@
 use askama::Template;
 
 use super::page::Chrome;
-use crate::store::audit::{self, ChainStatus};
-use crate::store::{Store, StoreResult};
-
-/// Entries per page.
-pub const PAGE_SIZE: i64 = 100;
+pub use crate::service::audit_trail::PAGE_SIZE;
+use crate::service::audit_trail::{AuditTrailPage, ChainStatus};
 
 /// Longest payload shown in a row; the full entry stays in the database and in `rrct audit`.
 const PAYLOAD_CHARS: usize = 240;
@@ -37,18 +34,10 @@ pub struct AuditRow {
 }
 
 impl AuditPage {
-    /// Page `page` (1 = newest) of `trial_id`'s entries.
-    #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
-    pub async fn load(
-        store: &Store,
-        trial_id: &str,
-        page: i64,
-        chrome: Chrome,
-    ) -> StoreResult<AuditPage> {
-        let page = page.max(1);
-        let (entries, total) =
-            audit::entries_page(store, trial_id, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
-        let (intact, chain_status) = match audit::verify(store).await? {
+    /// The page for one page of a trial's audit trail.
+    pub fn build(trail: AuditTrailPage, chrome: Chrome) -> AuditPage {
+        let page = trail.page;
+        let (intact, chain_status) = match trail.chain {
             ChainStatus::Intact { entries } => (
                 true,
                 format!("Chain intact: all {entries} entries verified, each hash recomputed."),
@@ -58,7 +47,8 @@ impl AuditPage {
             }
         };
         let first = (page - 1) * PAGE_SIZE + 1;
-        Ok(AuditPage {
+        let entries = trail.entries;
+        AuditPage {
             chrome,
             intact,
             chain_status,
@@ -68,8 +58,8 @@ impl AuditPage {
                 format!("{first}–{}", first + entries.len() as i64 - 1)
             },
             newer: (page > 1).then_some(page - 1),
-            older: (page * PAGE_SIZE < total).then_some(page + 1),
-            total,
+            older: (page * PAGE_SIZE < trail.total).then_some(page + 1),
+            total: trail.total,
             entries: entries
                 .into_iter()
                 .map(|e| AuditRow {
@@ -89,6 +79,6 @@ impl AuditPage {
                     hash: e.hash,
                 })
                 .collect(),
-        })
+        }
     }
 }

@@ -2,19 +2,21 @@
 //! screening, pooled outcome counts, data quality and the flow without arm split.
 //!
 //! Blinding is a property of the data this page is built from, not of its markup: the page
-//! is built from the [`BlindedSummary`] the summary API returns (the analysis blinded, scoped
-//! to the reader's site and put through disclosure control, see
-//! [`crate::service::disclosure`]), takes only randomisation days and sites from the
-//! allocations, and its template has no field that could hold an arm.
+//! is built from the [`BlindedRelease`] a blinded reader is given by the trial view — the
+//! [`BlindedSummary`](crate::analysis::release::BlindedSummary) the summary API returns (the
+//! analysis blinded, scoped to the reader's site and put through disclosure control, see
+//! [`crate::analysis::disclosure`]) and the randomisation days of the reader's scope — and its
+//! template has no field that could hold an arm.
 
 use askama::Template;
 
 use super::charts::{self, SiteBar};
-use super::page::{self, Chrome, FlowStep, TrialSnapshot};
+use super::page::{self, criterion_text, site_name, Chrome, FlowStep};
 use super::suppress;
-use crate::service::analyse::Analysis;
-use crate::service::disclosure::Released;
-use crate::service::release::{BlindedSummary, ReleasedCounts, ReleasedRate};
+use crate::analysis::disclosure::Released;
+use crate::analysis::release::{ReleasedCounts, ReleasedRate};
+use crate::protocol::Protocol;
+use crate::service::trial_view::BlindedRelease;
 
 #[derive(Template)]
 #[template(path = "dashboard/blinded.html")]
@@ -62,28 +64,19 @@ pub struct QualityRow {
 }
 
 impl BlindedPage {
-    /// Build the page for a reader scoped to `site` (a register host) or to the whole trial.
-    pub fn build(snapshot: &TrialSnapshot, site: Option<&str>, chrome: Chrome) -> BlindedPage {
-        Self::from_analysis(snapshot, snapshot.analysis.clone(), site, chrome)
-    }
-
-    /// Build from an analysis, which is blinded and released here whatever it was.
-    pub fn from_analysis(
-        snapshot: &TrialSnapshot,
-        analysis: Analysis,
+    /// Build the page from what a reader scoped to `site` (a register host) or to the whole
+    /// trial was released.
+    pub fn build(
+        release: &BlindedRelease,
+        protocol: &Protocol,
         site: Option<&str>,
         chrome: Chrome,
     ) -> BlindedPage {
-        let a = BlindedSummary::release(analysis, site);
+        let a = &release.summary;
         let flow = &a.flow;
         let t = &flow.total;
 
-        let days: Vec<_> = snapshot
-            .randomisation_days()
-            .filter(|(_, s)| site.is_none_or(|own| own == *s))
-            .map(|(d, _)| d)
-            .collect();
-        let (points, unit) = page::cumulative_by_period(days);
+        let (points, unit) = page::cumulative_by_period(release.randomisation_days.clone());
         // The line may only show what the randomised count shows, in steps of at least 5.
         let points = match t.randomised {
             Released::Shown(_) => suppress::recruitment_steps(&points),
@@ -92,7 +85,7 @@ impl BlindedPage {
         // The trial's target is not a site's target.
         let target = site
             .is_none()
-            .then_some(u64::from(snapshot.data.protocol.target_sample_size));
+            .then_some(u64::from(protocol.target_sample_size));
         let recruitment_svg = charts::recruitment(&points, target);
         let steps = format!(
             "each point is the end of a {unit} in which the count grew by {} or more",
@@ -153,7 +146,7 @@ impl BlindedPage {
             .iter()
             .map(|s| SiteRow {
                 site: s.site.clone(),
-                name: snapshot.site_name(&s.site),
+                name: site_name(protocol, &s.site),
                 screened: s.counts.screened.to_string(),
                 eligible: s.counts.eligible.to_string(),
                 randomised: s.counts.randomised.to_string(),
@@ -167,7 +160,7 @@ impl BlindedPage {
             .map(|(c, n)| {
                 (
                     "Not eligible".to_string(),
-                    snapshot.criterion_text(c),
+                    criterion_text(protocol, c),
                     n.to_string(),
                 )
             })
@@ -206,7 +199,7 @@ impl BlindedPage {
                 let days = |v: Option<f64>| match (v, s.events_received) {
                     (Some(d), _) => format!("{d:.0}"),
                     (None, Released::Small | Released::Withheld) => {
-                        crate::service::release::WITHHELD_RATE.to_string()
+                        crate::analysis::release::WITHHELD_RATE.to_string()
                     }
                     (None, _) => "–".to_string(),
                 };
@@ -222,7 +215,7 @@ impl BlindedPage {
             .collect();
 
         BlindedPage {
-            flow: consort(t, snapshot),
+            flow: consort(t, protocol),
             chrome,
             headline,
             recruitment_svg,
@@ -246,7 +239,7 @@ fn rate(r: ReleasedRate) -> String {
 }
 
 /// The flow boxes without arms, from released counts.
-fn consort(t: &ReleasedCounts, snapshot: &TrialSnapshot) -> Vec<FlowStep> {
+fn consort(t: &ReleasedCounts, protocol: &Protocol) -> Vec<FlowStep> {
     let step = |label: &str, total: Released, split: Vec<(String, String)>, side| FlowStep {
         label: label.into(),
         total: total.to_string(),
@@ -260,7 +253,7 @@ fn consort(t: &ReleasedCounts, snapshot: &TrialSnapshot) -> Vec<FlowStep> {
             t.not_eligible,
             t.not_eligible_by_criterion
                 .iter()
-                .map(|(c, n)| (snapshot.criterion_text(c), n.to_string()))
+                .map(|(c, n)| (criterion_text(protocol, c), n.to_string()))
                 .collect(),
             true,
         ),

@@ -23,6 +23,8 @@ pub mod simulation;
 pub mod suppress;
 pub mod unblinded;
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -32,13 +34,24 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use crate::api::AppState;
 use crate::endpoints::DataCutoff;
-use crate::service::{Principal, Role};
-use page::{Chrome, TrialSnapshot};
+use crate::service::auth::{self, PageKind};
+use crate::service::error::{Code, CodedError};
+use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, ViewRequest};
+use crate::service::{audit_trail, AppState, Principal, Role};
+use cache::{PageCache, PageKey};
+use page::Chrome;
 use session::SignedIn;
 
-pub fn router() -> Router<AppState> {
+/// What the pages reach: the engine, and the pages rendered recently.
+#[derive(Clone)]
+pub struct Dashboard {
+    pub app: AppState,
+    pub pages: Arc<PageCache>,
+}
+
+/// The pages' routes, with their own state.
+pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/", get(session::sign_in_page))
         .route("/login", post(session::sign_in))
@@ -46,6 +59,10 @@ pub fn router() -> Router<AppState> {
         .route("/trials", get(trial_list))
         .route("/trials/{trial}", get(trial_page))
         .layer(middleware::map_response(page_headers))
+        .with_state(Dashboard {
+            app,
+            pages: Arc::default(),
+        })
 }
 
 /// Pages are per reader and never cached; they run no script and load nothing from elsewhere.
@@ -118,8 +135,9 @@ fn role_name(p: &Principal) -> String {
 }
 
 /// `GET /trials`: the trials this reader may open (straight to the only one).
-async fn trial_list(State(state): State<AppState>, SignedIn(p): SignedIn) -> Response {
+async fn trial_list(State(state): State<Dashboard>, SignedIn(p): SignedIn) -> Response {
     let trials: Vec<&str> = state
+        .app
         .trials
         .ids()
         .filter(|t| p.may_access_trial(t))
@@ -140,6 +158,7 @@ async fn trial_list(State(state): State<AppState>, SignedIn(p): SignedIn) -> Res
                 .iter()
                 .map(|t| {
                     let title = state
+                        .app
                         .trials
                         .get(t)
                         .map(|r| r.protocol.title.clone())
@@ -158,42 +177,23 @@ struct PageQuery {
     page: Option<String>,
 }
 
-/// `GET /trials/{trial}`: the page for the reader's role.
+/// `GET /trials/{trial}`: the page for the reader's role. The trial view decides whether the
+/// reader may open the trial and what of it they get; this only words the refusals.
 async fn trial_page(
-    State(state): State<AppState>,
+    State(state): State<Dashboard>,
     SignedIn(p): SignedIn,
     Path(trial): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let Some(runtime) = state.trials.get(&trial) else {
-        return message(
-            StatusCode::NOT_FOUND,
-            "No such trial",
-            format!("No trial `{trial}` is served here."),
-        );
+    let app = &state.app;
+    let runtime = match auth::served_trial(&app.trials, &p, &trial) {
+        Ok(runtime) => runtime,
+        Err(e) => return refused(&e, &trial, None),
     };
-    if !p.may_access_trial(&trial) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Not for this token",
-            format!("Your token is not valid for trial `{trial}`."),
-        );
-    }
-    let cutoff = match q.cutoff.as_deref().filter(|s| !s.is_empty()) {
-        None => DataCutoff(chrono::Utc::now().date_naive()),
-        Some(s) => match crate::endpoints::parse_event_date(s) {
-            Some(d) => DataCutoff(d),
-            None => {
-                return message(
-                    StatusCode::BAD_REQUEST,
-                    "Unreadable cut-off",
-                    format!("The cut-off `{s}` is not a date YYYY-MM-DD."),
-                )
-            }
-        },
-    };
+    // An emptied cut-off field means "today", as no cut-off does.
+    let asked = q.cutoff.as_deref().filter(|s| !s.is_empty());
     let protocol = &runtime.protocol;
-    let chrome = Chrome {
+    let chrome = |cutoff: String| Chrome {
         trial_id: trial.clone(),
         title: protocol.title.clone(),
         protocol_version: protocol.version.clone(),
@@ -202,43 +202,97 @@ async fn trial_page(
             .site_code
             .as_ref()
             .map_or_else(|| "all sites".to_string(), |s| format!("site {s}")),
-        cutoff: cutoff.0.to_string(),
+        cutoff,
         interactive: true,
     };
-    if p.role == Role::Auditor {
+    if p.page() == PageKind::AuditTrail {
+        if let Some(s) = asked {
+            if let Err(e) = DataCutoff::parse(s) {
+                return refused(&e, &trial, asked);
+            }
+        }
         let page = q.page.as_deref().and_then(|s| s.parse().ok()).unwrap_or(1);
-        let chrome = Chrome {
-            cutoff: String::new(),
-            ..chrome
-        };
-        return match audit::AuditPage::load(&state.store, &trial, page, chrome).await {
-            Ok(page) => html(StatusCode::OK, &page),
-            Err(e) => unavailable(&e),
+        return match audit_trail::page(app, &p, &trial, page).await {
+            Ok(trail) => html(
+                StatusCode::OK,
+                &audit::AuditPage::build(trail, chrome(String::new())),
+            ),
+            Err(e) => refused(&e, &trial, asked),
         };
     }
-    let unblinded = matches!(p.role, Role::Statistician | Role::Dsmb);
-    let site = p.site_code.clone();
-    let (role, scope) = (chrome.role.clone(), site.clone());
-    let page = state
-        .dashboards
-        .page(
-            &state.store,
-            &trial,
-            cutoff,
-            &role,
-            scope.as_deref(),
-            move |snapshot: &TrialSnapshot| {
-                if unblinded {
-                    unblinded::UnblindedPage::build(snapshot, chrome).render()
-                } else {
-                    blinded::BlindedPage::build(snapshot, site.as_deref(), chrome).render()
-                }
+    let opened = match app
+        .views
+        .open(
+            &app.store,
+            ViewRequest {
+                trial: &trial,
+                cutoff: DataCutoff::parse_or_today(asked),
+                reader: Reader::Token {
+                    principal: &p,
+                    served: &app.trials,
+                },
+                ask: Ask::ForRole,
             },
         )
+        .await
+    {
+        Ok(opened) => opened,
+        Err(e) => return refused(&e, &trial, asked),
+    };
+    let chrome = chrome(opened.cutoff.0.to_string());
+    let key = PageKey {
+        trial: trial.clone(),
+        cutoff: opened.cutoff,
+        role: chrome.role.clone(),
+        site: p.site_code.clone(),
+        head: opened.head,
+    };
+    let page = state
+        .pages
+        .page(key, move || match opened.view {
+            TrialView::Unblinded(prepared) => {
+                unblinded::UnblindedPage::build(&prepared, chrome).render()
+            }
+            TrialView::Blinded(b) => {
+                blinded::BlindedPage::build(&b.release(), b.protocol(), b.site(), chrome).render()
+            }
+        })
         .await;
     match page {
         Ok(body) => Html(body.as_str().to_owned()).into_response(),
         Err(e) => unavailable(&e),
+    }
+}
+
+/// A refusal or failure of the trial view, worded for a reader of pages.
+fn refused(e: &dyn CodedError, trial: &str, cutoff: Option<&str>) -> Response {
+    match e.code() {
+        Code::TrialNotFound => message(
+            StatusCode::NOT_FOUND,
+            "No such trial",
+            format!("No trial `{trial}` is served here."),
+        ),
+        Code::Forbidden => message(
+            StatusCode::FORBIDDEN,
+            "Not for this token",
+            format!("Your token is not valid for trial `{trial}`."),
+        ),
+        Code::InvalidQuery => message(
+            StatusCode::BAD_REQUEST,
+            "Unreadable cut-off",
+            format!(
+                "The cut-off `{}` is not a date YYYY-MM-DD.",
+                cutoff.unwrap_or_default()
+            ),
+        ),
+        _ => {
+            tracing::error!(error = %e, "dashboard page failed");
+            message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be built",
+                "See the server log for the cause.".into(),
+            )
+        }
     }
 }
 
@@ -253,17 +307,17 @@ fn unavailable(e: &dyn std::fmt::Display) -> Response {
 
 /// The unblinded report as one self-contained HTML file (inline CSS and SVG): the DSMB's
 /// closed report, as `rrct analyse --format html` writes it.
-pub fn closed_report(snapshot: &TrialSnapshot) -> Result<String, askama::Error> {
-    let protocol = &snapshot.data.protocol;
+pub fn closed_report(prepared: &PreparedTrial) -> Result<String, askama::Error> {
+    let protocol = &prepared.data.protocol;
     unblinded::UnblindedPage::build(
-        snapshot,
+        prepared,
         Chrome {
             trial_id: protocol.trial_id.clone(),
             title: protocol.title.clone(),
             protocol_version: protocol.version.clone(),
             role: "Closed report for the DSMB".into(),
             scope: "all sites".into(),
-            cutoff: snapshot.cutoff.0.to_string(),
+            cutoff: prepared.cutoff.0.to_string(),
             interactive: false,
         },
     )

@@ -1,115 +1,29 @@
-//! What every trial page shares: the loaded trial as of a cut-off, the page header, the
-//! CONSORT flow boxes and number formats.
-
-use std::sync::Arc;
+//! What every trial page shares: the page header, the CONSORT flow boxes, the protocol's
+//! wording and number formats.
 
 use chrono::NaiveDate;
 
-use crate::endpoints::flow::{FlowCounts, Screening};
-use crate::endpoints::{DataCutoff, EndpointRow};
-use crate::protocol::Endpoint;
-use crate::service::analyse::{self, Analysis};
-use crate::service::export::{ExportError, TrialData};
-use crate::store::Store;
+use crate::endpoints::flow::FlowCounts;
+use crate::protocol::Protocol;
 
-/// A trial's protocol, allocations, events and screening log, with every endpoint derived and
-/// the unblinded analysis computed as of a cut-off: everything any page of the trial is built
-/// from (pages for blinded readers blind the analysis themselves).
-pub struct TrialSnapshot {
-    pub data: Arc<TrialData>,
-    pub screening: Arc<Vec<Screening>>,
-    pub cutoff: DataCutoff,
-    /// Each endpoint's rows, in the protocol's order.
-    pub rows: Vec<Vec<EndpointRow>>,
-    pub analysis: Analysis,
+/// A site's name as the protocol gives it (empty when it gives none).
+pub fn site_name(protocol: &Protocol, code: &str) -> String {
+    protocol
+        .sites
+        .iter()
+        .find(|s| s.code == code)
+        .and_then(|s| s.name.clone())
+        .unwrap_or_default()
 }
 
-impl TrialSnapshot {
-    /// Read and prepare (CPU work; see [`Self::read`] and [`Self::prepare`] to split them).
-    pub async fn load(
-        store: &Store,
-        trial_id: &str,
-        cutoff: DataCutoff,
-    ) -> Result<TrialSnapshot, ExportError> {
-        let (data, screening) = Self::read(store, trial_id).await?;
-        Ok(Self::prepare(Arc::new(data), Arc::new(screening), cutoff))
-    }
-
-    /// The trial's data and screening log.
-    #[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
-    pub async fn read(
-        store: &Store,
-        trial_id: &str,
-    ) -> Result<(TrialData, Vec<Screening>), ExportError> {
-        Ok(tokio::try_join!(
-            TrialData::load(store, trial_id),
-            analyse::screening(store, trial_id)
-        )?)
-    }
-
-    /// Derive the endpoints and analyse, once for every page.
-    pub fn prepare(
-        data: Arc<TrialData>,
-        screening: Arc<Vec<Screening>>,
-        cutoff: DataCutoff,
-    ) -> Self {
-        let (rows, analysis) = {
-            let (derived, interim) = analyse::derive_with_interim(&data, cutoff);
-            let analysis = analyse::analyse_derived(&data, &screening, cutoff, &derived, interim);
-            (
-                derived.into_iter().map(|(_, rows)| rows).collect(),
-                analysis,
-            )
-        };
-        TrialSnapshot {
-            data,
-            screening,
-            cutoff,
-            rows,
-            analysis,
-        }
-    }
-
-    /// Each endpoint with its rows.
-    pub fn derived(&self) -> impl Iterator<Item = (&Endpoint, &[EndpointRow])> {
-        self.data
-            .protocol
-            .endpoints
-            .iter()
-            .zip(self.rows.iter().map(Vec::as_slice))
-    }
-
-    /// Randomisation days on or before the cut-off, with the site (no arm).
-    pub fn randomisation_days(&self) -> impl Iterator<Item = (NaiveDate, &str)> {
-        let cutoff = self.cutoff.0;
-        self.data.allocations.iter().filter_map(move |a| {
-            let day = a
-                .allocated_at
-                .get(..10)
-                .and_then(crate::endpoints::parse_event_date)?;
-            (day <= cutoff).then_some((day, a.site_code.as_str()))
-        })
-    }
-
-    pub fn site_name(&self, code: &str) -> String {
-        self.data
-            .protocol
-            .sites
-            .iter()
-            .find(|s| s.code == code)
-            .and_then(|s| s.name.clone())
-            .unwrap_or_default()
-    }
-
-    /// The wording of an eligibility criterion, or its id when the protocol has no such one.
-    pub fn criterion_text(&self, id: &str) -> String {
-        let p = &self.data.protocol;
-        p.inclusion
-            .iter()
-            .chain(&p.exclusion)
-            .find(|c| c.id == id)
-            .map_or_else(|| id.to_string(), |c| format!("{} ({id})", c.text))
-    }
+/// The wording of an eligibility criterion, or its id when the protocol has no such one.
+pub fn criterion_text(protocol: &Protocol, id: &str) -> String {
+    protocol
+        .inclusion
+        .iter()
+        .chain(&protocol.exclusion)
+        .find(|c| c.id == id)
+        .map_or_else(|| id.to_string(), |c| format!("{} ({id})", c.text))
 }
 
 /// The header of a trial page.
@@ -141,7 +55,7 @@ pub struct FlowStep {
 /// `arms` lists `(arm id, shown name)` for the per-arm split, empty when blinded.
 pub fn consort(
     total: &FlowCounts,
-    snapshot: &TrialSnapshot,
+    protocol: &Protocol,
     arms: &[(String, String)],
     count: fn(u64) -> String,
 ) -> Vec<FlowStep> {
@@ -171,7 +85,7 @@ pub fn consort(
             label: "Not eligible".into(),
             total: count(total.not_eligible),
             split: reasons(&total.not_eligible_by_criterion, &|r| {
-                snapshot.criterion_text(r)
+                criterion_text(protocol, r)
             }),
             side: true,
         },

@@ -17,8 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::html;
-use crate::api::AppState;
+use super::{html, Dashboard};
 use crate::service::Principal;
 
 /// The session cookie's name.
@@ -46,9 +45,9 @@ fn session_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-async fn principal(headers: &HeaderMap, state: &AppState) -> Option<Principal> {
+async fn principal(headers: &HeaderMap, state: &Dashboard) -> Option<Principal> {
     let token = session_token(headers)?;
-    match state.auth.authenticate(token).await {
+    match state.app.auth.authenticate(token).await {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "cannot verify a session token");
@@ -57,10 +56,10 @@ async fn principal(headers: &HeaderMap, state: &AppState) -> Option<Principal> {
     }
 }
 
-impl FromRequestParts<AppState> for SignedIn {
+impl FromRequestParts<Dashboard> for SignedIn {
     type Rejection = Redirect;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Redirect> {
+    async fn from_request_parts(parts: &mut Parts, state: &Dashboard) -> Result<Self, Redirect> {
         principal(&parts.headers, state)
             .await
             .map(SignedIn)
@@ -85,7 +84,7 @@ fn cookie(headers: &HeaderMap, value: &str, max_age: Option<u32>) -> HeaderValue
 }
 
 /// `GET /`: the sign-in form, or straight on for a reader already signed in.
-pub async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn sign_in_page(State(state): State<Dashboard>, headers: HeaderMap) -> Response {
     if principal(&headers, &state).await.is_some() {
         return Redirect::to("/trials").into_response();
     }
@@ -99,7 +98,7 @@ pub struct SignInForm {
 
 /// `POST /login`.
 pub async fn sign_in(
-    State(state): State<AppState>,
+    State(state): State<Dashboard>,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
@@ -107,7 +106,7 @@ pub async fn sign_in(
     let found = if token.is_empty() {
         Ok(None)
     } else {
-        state.auth.authenticate(token).await
+        state.app.auth.authenticate(token).await
     };
     match found {
         Ok(Some(p)) => {

@@ -1,10 +1,10 @@
 //! Small-cell suppression as the pages show it. The rule itself (primary and secondary
-//! suppression) lives in [`crate::service::disclosure`], shared with the summary API; this
+//! suppression) lives in [`crate::analysis::disclosure`], shared with the summary API; this
 //! module formats and adds what only a chart needs.
 
 use chrono::NaiveDate;
 
-pub use crate::service::disclosure::{is_small, SMALL as SUPPRESSED, SMALL_COUNT_LIMIT};
+pub use crate::analysis::disclosure::{is_small, SMALL as SUPPRESSED, SMALL_COUNT_LIMIT};
 
 /// A count under primary suppression only, as a page shows it.
 ///
@@ -15,11 +15,11 @@ pub use crate::service::disclosure::{is_small, SMALL as SUPPRESSED, SMALL_COUNT_
 /// assert_eq!(count(5), "5");
 /// ```
 pub fn count(n: u64) -> String {
-    crate::service::disclosure::primary(n).to_string()
+    crate::analysis::disclosure::primary(n).to_string()
 }
 
 /// A rate withheld because it would reveal a small count.
-pub const SUPPRESSED_RATE: &str = crate::service::release::WITHHELD_RATE;
+pub const SUPPRESSED_RATE: &str = crate::analysis::release::WITHHELD_RATE;
 
 /// A proportion as a percentage with one decimal.
 pub fn percent(v: f64) -> String {

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use askama::Template;
 
 use super::charts;
-use super::page::{self, opt, p_value, Chrome, FlowStep, TrialSnapshot};
+use super::page::{self, opt, p_value, Chrome, FlowStep};
+use crate::analysis::summary::{Analysis, Comparison};
 use crate::protocol::EndpointKind;
-use crate::service::analyse::{self, Comparison};
-use crate::stats::km::{kaplan_meier, KmOptions};
+use crate::service::trial_view::PreparedTrial;
 
 #[derive(Template)]
 #[template(path = "dashboard/unblinded.html")]
@@ -163,10 +163,10 @@ fn at_risk_times(until: f64) -> Vec<f64> {
 }
 
 impl UnblindedPage {
-    pub fn build(snapshot: &TrialSnapshot, chrome: Chrome) -> UnblindedPage {
-        let data = &snapshot.data;
+    pub fn build(prepared: &PreparedTrial, chrome: Chrome) -> UnblindedPage {
+        let data = &prepared.data;
         let protocol = &data.protocol;
-        let analysis = &snapshot.analysis;
+        let analysis = &prepared.analysis;
         let arms: Vec<(String, String)> = protocol
             .arms
             .iter()
@@ -184,7 +184,7 @@ impl UnblindedPage {
         let mut survival = Vec::new();
         let mut binary = Vec::new();
         let mut descriptive = Vec::new();
-        for ((endpoint, rows), summary) in snapshot.derived().zip(&analysis.endpoints) {
+        for ((endpoint, rows), summary) in prepared.derived().zip(&analysis.endpoints) {
             let label = summary.label.clone().unwrap_or_else(|| summary.id.clone());
             match (&endpoint.kind, &summary.comparison) {
                 (EndpointKind::TimeToEvent { horizon_days, .. }, comparison) => {
@@ -205,52 +205,44 @@ impl UnblindedPage {
                             logrank,
                             hazard_ratios,
                             warnings,
+                            fitted,
                             ..
                         }) => {
-                            let crate::endpoints::SurvivalData { time, event, group } =
-                                crate::endpoints::SurvivalData::from_rows(rows, &arm_ids);
-                            match kaplan_meier(
-                                &time,
-                                &event,
-                                Some((&group, arm_ids.len())),
-                                &KmOptions::default(),
-                            ) {
-                                Ok(km) => {
-                                    let last = time.iter().copied().fold(0.0, f64::max);
-                                    let until = horizon_days
-                                        .map_or(last, |h| f64::from(h).min(last.max(1.0)));
-                                    let curves_drawn: Vec<charts::ArmCurve<'_>> = km
+                            // The curves the analysis fitted: drawn, not fitted again.
+                            let time =
+                                crate::endpoints::SurvivalData::from_rows(rows, &arm_ids).time;
+                            let last = time.iter().copied().fold(0.0, f64::max);
+                            let until =
+                                horizon_days.map_or(last, |h| f64::from(h).min(last.max(1.0)));
+                            let curves_drawn: Vec<charts::ArmCurve<'_>> = fitted
+                                .iter()
+                                .zip(&arm_ids)
+                                .map(|(curve, a)| charts::ArmCurve {
+                                    label: name(a),
+                                    curve,
+                                })
+                                .collect();
+                            s.svg = charts::kaplan_meier(
+                                &format!("Kaplan–Meier: {label}"),
+                                &curves_drawn,
+                                until,
+                            );
+                            let times = at_risk_times(until);
+                            s.times = times.iter().map(|t| format!("{t:.0}")).collect();
+                            s.at_risk = fitted
+                                .iter()
+                                .zip(&arm_ids)
+                                .enumerate()
+                                .map(|(i, (curve, a))| AtRiskRow {
+                                    arm: name(a),
+                                    colour: charts::arm_colour_css(i),
+                                    counts: curve
+                                        .survival_at(&times)
                                         .iter()
-                                        .zip(&arm_ids)
-                                        .map(|(curve, a)| charts::ArmCurve {
-                                            label: name(a),
-                                            curve,
-                                        })
-                                        .collect();
-                                    s.svg = charts::kaplan_meier(
-                                        &format!("Kaplan–Meier: {label}"),
-                                        &curves_drawn,
-                                        until,
-                                    );
-                                    let times = at_risk_times(until);
-                                    s.times = times.iter().map(|t| format!("{t:.0}")).collect();
-                                    s.at_risk = km
-                                        .iter()
-                                        .zip(&arm_ids)
-                                        .enumerate()
-                                        .map(|(i, (curve, a))| AtRiskRow {
-                                            arm: name(a),
-                                            colour: charts::arm_colour_css(i),
-                                            counts: curve
-                                                .survival_at(&times)
-                                                .iter()
-                                                .map(|at| at.n_risk)
-                                                .collect(),
-                                        })
-                                        .collect();
-                                }
-                                Err(e) => s.not_estimable = Some(e.to_string()),
-                            }
+                                        .map(|at| at.n_risk)
+                                        .collect(),
+                                })
+                                .collect();
                             s.arms = curves
                                 .iter()
                                 .map(|c| ArmSummary {
@@ -441,7 +433,7 @@ impl UnblindedPage {
         let named_arms: Vec<(String, String)> =
             arms.iter().map(|(id, _)| (id.clone(), name(id))).collect();
         UnblindedPage {
-            flow: page::consort(t, snapshot, &named_arms, page::plain),
+            flow: page::consort(t, protocol, &named_arms, page::plain),
             arm_names: named_arms.into_iter().map(|(_, n)| n).collect(),
             chrome,
             reference_arm,
@@ -473,7 +465,7 @@ fn rate(v: Option<f64>) -> String {
 
 /// Allocations per stratum and arm as of the cut-off, with each stratum's final and maximum
 /// imbalance and convergence-strategy guess rate, then the whole trial.
-fn balance(analysis: &analyse::Analysis) -> (Vec<BalanceRow>, Option<(String, String)>) {
+fn balance(analysis: &Analysis) -> (Vec<BalanceRow>, Option<(String, String)>) {
     let Some(q) = &analysis.allocation_quality else {
         return (vec![], None);
     };
@@ -497,7 +489,7 @@ fn balance(analysis: &analyse::Analysis) -> (Vec<BalanceRow>, Option<(String, St
 }
 
 fn monitoring(
-    r: &crate::service::interim::InterimReport,
+    r: &crate::analysis::interim::InterimReport,
     name: &dyn Fn(&str) -> String,
     protocol: &crate::protocol::Protocol,
 ) -> Monitoring {
@@ -583,7 +575,7 @@ fn monitoring(
     }
 }
 
-fn forest(f: &crate::service::subgroups::SubgroupForest, name: &dyn Fn(&str) -> String) -> Forest {
+fn forest(f: &crate::analysis::subgroups::SubgroupForest, name: &dyn Fn(&str) -> String) -> Forest {
     use crate::stats::subgroups::TreatmentEffect;
     // A subgroup with events in one arm only has an estimate running off to 0 or infinity.
     let ratio = |v: f64| {

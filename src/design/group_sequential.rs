@@ -7,9 +7,10 @@ use serde::Serialize;
 use super::integration::{standard_grid, Continuation, GRID_R};
 use super::roots::{brent, newton_bracketed};
 use super::{
-    invalid, normal, DesignError, SpendingFunction, BOUNDARY_SOLVER_TOLERANCE,
-    DRIFT_SOLVER_TOLERANCE, MAX_CRITICAL_VALUE, MAX_LOOKS,
+    invalid, DesignError, SpendingFunction, BOUNDARY_SOLVER_TOLERANCE, DRIFT_SOLVER_TOLERANCE,
+    MAX_CRITICAL_VALUE, MAX_LOOKS,
 };
+use crate::stats::normal;
 
 /// One- or two-sided testing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@
 //! to 5e-8 at about nine times the cost. The error comes from Simpson's rule where the grid
 //! passes from uniform to logarithmic spacing.
 
-use super::normal;
+use crate::stats::normal;
 
 /// Jennison and Turnbull's grid parameter (`6r - 1` points before the Simpson midpoints).
 pub const GRID_R: usize = 16;

@@ -30,7 +30,6 @@
 mod group_sequential;
 mod integration;
 mod monitoring;
-pub mod normal;
 mod roots;
 pub mod sample_size;
 mod spending;

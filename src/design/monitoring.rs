@@ -20,7 +20,8 @@ use super::group_sequential::{
     cumulative_alpha, rejection_probability, solve_efficacy, solve_futility, validate_timing,
 };
 use super::integration::{standard_grid, Continuation, GRID_R};
-use super::{invalid, normal, DesignError, GroupSequentialDesign, Sided};
+use super::{invalid, DesignError, GroupSequentialDesign, Sided};
+use crate::stats::normal;
 
 /// The data of one look held.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

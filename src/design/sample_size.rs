@@ -10,7 +10,8 @@
 
 use serde::Serialize;
 
-use super::{invalid, normal, DesignError, Sided};
+use super::{invalid, DesignError, Sided};
+use crate::stats::normal;
 
 fn check_error_rates(alpha: f64, power: f64, sided: Sided) -> Result<f64, DesignError> {
     let limit = 0.5 * f64::from(sided.count());

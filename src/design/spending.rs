@@ -7,8 +7,8 @@
 
 use serde::Serialize;
 
-use super::normal;
 use super::DesignError;
+use crate::stats::normal;
 
 /// A spending function family (serialised as its CLI spelling, e.g. `"hsd:-4"`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +28,12 @@ pub enum SpendingFunction {
 impl Serialize for SpendingFunction {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.label())
+    }
+}
+
+impl std::fmt::Display for SpendingFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
     }
 }
 

@@ -43,8 +43,8 @@ pub struct Monitoring {
     pub alpha: f64,
     /// 1 or 2.
     pub sided: u8,
-    /// `obf`, `pocock`, `hsd:GAMMA` or `kd:RHO`.
-    pub spending: String,
+    /// Parsed from `obf`, `pocock`, `hsd:GAMMA` or `kd:RHO` (serialised in that spelling).
+    pub spending: crate::design::SpendingFunction,
     /// Primary-endpoint events at the final analysis; the information fraction is events so far
     /// divided by this.
     pub planned_events: u32,

@@ -44,9 +44,11 @@
 mod coins;
 mod minimisation;
 pub mod quality;
+pub mod record;
 mod stream;
 
 pub use crate::protocol::ImbalanceMeasure;
+pub use record::{AllocationRecord, Draw, Timestamp};
 pub use stream::{seed_commitment, stream, tagged_stream, MasterSeed};
 
 use rand_chacha::ChaCha20Rng;

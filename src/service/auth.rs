@@ -1,7 +1,13 @@
-//! Roles, bearer tokens and what each role may do.
+//! Roles, bearer tokens and what each role may do: the one place that decides who may read a
+//! trial, who may see unblinded results and who may administer a trial. Every interface (the
+//! API, the pages) asks here rather than looking at roles itself.
+
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::error::{Code, CodedError};
+use super::{TrialRegistry, TrialRuntime};
 use crate::store::tokens::{self, TokenGrant};
 use crate::store::{Store, StoreResult};
 
@@ -56,6 +62,17 @@ pub struct Principal {
     pub actor: String,
 }
 
+/// Which page of a trial a reader is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageKind {
+    /// Recruitment, sites and pooled counts under disclosure control.
+    Blinded,
+    /// The comparisons between arms.
+    Unblinded,
+    /// The trial's audit trail.
+    AuditTrail,
+}
+
 impl Principal {
     pub fn may_access_trial(&self, trial_id: &str) -> bool {
         self.trial_id.as_deref().is_none_or(|t| t == trial_id)
@@ -63,6 +80,81 @@ impl Principal {
 
     pub fn may_access_site(&self, site: &str) -> bool {
         self.site_code.as_deref().is_none_or(|s| s == site)
+    }
+
+    /// May read the trial at all (its blinded summary and pages): any role, within its trial
+    /// scope.
+    pub fn may_read(&self, trial_id: &str) -> bool {
+        self.may_access_trial(trial_id)
+    }
+
+    /// May see results by arm while the trial runs: the trial statistician and the DSMB only.
+    pub fn may_see_unblinded(&self) -> bool {
+        matches!(self.role, Role::Statistician | Role::Dsmb)
+    }
+
+    /// May administer the trial (mark an allocation randomised in error): an admin token for it.
+    pub fn may_administer(&self, trial_id: &str) -> bool {
+        self.role == Role::Admin && self.may_access_trial(trial_id)
+    }
+
+    /// The page this reader is shown for a trial.
+    pub fn page(&self) -> PageKind {
+        if self.role == Role::Auditor {
+            PageKind::AuditTrail
+        } else if self.may_see_unblinded() {
+            PageKind::Unblinded
+        } else {
+            PageKind::Blinded
+        }
+    }
+}
+
+/// Why a reader cannot have a trial.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("no trial `{0}` is served here")]
+    TrialNotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl CodedError for AccessError {
+    fn code(&self) -> Code {
+        match self {
+            AccessError::TrialNotFound(_) => Code::TrialNotFound,
+            AccessError::Forbidden(_) => Code::Forbidden,
+        }
+    }
+}
+
+/// The trial a reader asks for, when it is served here and the reader may read it: the one
+/// trial lookup and access check.
+pub fn served_trial(
+    registry: &TrialRegistry,
+    principal: &Principal,
+    trial_id: &str,
+) -> Result<Arc<TrialRuntime>, AccessError> {
+    let runtime = registry
+        .get(trial_id)
+        .ok_or_else(|| AccessError::TrialNotFound(trial_id.to_string()))?;
+    if !principal.may_read(trial_id) {
+        return Err(AccessError::Forbidden(format!(
+            "this token is not valid for trial `{trial_id}`"
+        )));
+    }
+    Ok(runtime)
+}
+
+/// Refuse a reader who may not see unblinded results.
+pub fn require_unblinded(principal: &Principal) -> Result<(), AccessError> {
+    if principal.may_see_unblinded() {
+        Ok(())
+    } else {
+        Err(AccessError::Forbidden(format!(
+            "role `{}` may not see unblinded results",
+            principal.role.as_str()
+        )))
     }
 }
 

@@ -6,9 +6,10 @@
 //! content fails the whole batch.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::error::{detail, Code, CodedError};
 use super::{Principal, Role};
 use crate::endpoints::{parse_event, Event, EventFields};
 use crate::store::audit;
@@ -51,6 +52,31 @@ pub enum IngestError {
     Conflict(Vec<RowError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl CodedError for IngestError {
+    fn code(&self) -> Code {
+        match self {
+            IngestError::Forbidden(_) => Code::Forbidden,
+            IngestError::Invalid(_) => Code::InvalidEvents,
+            IngestError::Conflict(_) => Code::EventConflict,
+            IngestError::Store(e) => e.code(),
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            IngestError::Store(e) => e.public_message(),
+            other => other.to_string(),
+        }
+    }
+
+    fn details(&self) -> Map<String, Value> {
+        match self {
+            IngestError::Invalid(rows) | IngestError::Conflict(rows) => detail("rows", rows),
+            _ => Map::new(),
+        }
+    }
 }
 
 /// Validate the HTTP body `{"events":[{...}]}`.

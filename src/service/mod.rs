@@ -2,21 +2,31 @@
 //!
 //! Each service takes typed input, makes the trial's decisions with the core modules and makes
 //! them durable through the store in one transaction. Services know nothing of HTTP status
-//! codes or the command line; the interfaces map their typed errors.
+//! codes or the command line: each error names its stable [`error::Code`], and the interfaces
+//! map the codes. Who may do what is decided in [`auth`], once, for every interface.
+//!
+//! # Layout
+//! - [`state`]: what a running engine holds ([`AppState`]), and opening a database;
+//! - [`auth`]: roles, tokens, and the access policy;
+//! - [`error`]: the stable error codes and [`error::CodedError`];
+//! - [`trials`]: protocols registered and served;
+//! - [`enrol`], [`screening`], [`events`], [`randomised_in_error`]: the writes;
+//! - [`trial_view`]: the one way every interface reads an analysed trial;
+//! - [`audit_trail`], [`health`], [`feasibility`]: the rest of what readers ask.
 
-pub mod analyse;
+pub mod audit_trail;
 pub mod auth;
-pub mod disclosure;
 pub mod enrol;
+pub mod error;
 pub mod events;
-pub mod export;
 pub mod feasibility;
-pub mod interim;
+pub mod health;
 pub mod randomised_in_error;
-pub mod release;
 pub mod screening;
-pub mod subgroups;
+pub mod state;
+pub mod trial_view;
 pub mod trials;
 
 pub use auth::{Principal, Role};
+pub use state::{connect, AppState};
 pub use trials::{TrialRegistry, TrialRuntime};

@@ -12,12 +12,15 @@
 //! cluster, which stays randomised, so no count changes. Exports carry the flag.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use super::auth::AccessError;
+use super::error::{detail, Code, CodedError};
+use super::{AppState, Principal};
+use crate::analysis::ErrorMark;
 use crate::protocol::{self, FieldError};
-use crate::randomise::Scheme;
-use crate::store::allocation_errors::{self, ErrorMark};
-use crate::store::allocations::{self, DRAW_INHERITED};
+use crate::randomise::{Draw, Scheme};
+use crate::store::{allocation_errors, allocations, screening_log};
 use crate::store::{audit, now_text, trials, Store, StoreError};
 
 /// Longest accepted reason, in characters.
@@ -41,6 +44,8 @@ pub struct MarkedInError {
 pub enum MarkError {
     #[error("no trial `{0}` here")]
     TrialNotFound(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error("no enrolment `{record_id}` in trial `{trial_id}`")]
     EnrolmentNotFound { trial_id: String, record_id: String },
     #[error(
@@ -55,6 +60,56 @@ pub enum MarkError {
     Invalid(Vec<FieldError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl CodedError for MarkError {
+    fn code(&self) -> Code {
+        match self {
+            MarkError::TrialNotFound(_) => Code::TrialNotFound,
+            MarkError::Access(e) => e.code(),
+            MarkError::EnrolmentNotFound { .. } => Code::EnrolmentNotFound,
+            MarkError::AlreadyMarked { .. } => Code::AlreadyMarkedInError,
+            MarkError::Invalid(_) => Code::InvalidRequest,
+            MarkError::Store(e) => e.code(),
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            MarkError::Store(e) => e.public_message(),
+            other => other.to_string(),
+        }
+    }
+
+    fn details(&self) -> Map<String, Value> {
+        match self {
+            MarkError::AlreadyMarked { marked_at, .. } => detail("marked_at", marked_at),
+            MarkError::Invalid(fields) => detail("fields", fields),
+            _ => Map::new(),
+        }
+    }
+}
+
+/// Mark an allocation randomised in error on behalf of a token holder: only an `admin` token
+/// for a trial served here may (the body is `{"reason": "..."}`).
+pub async fn mark_for(
+    state: &AppState,
+    principal: &Principal,
+    trial_id: &str,
+    record_id: &str,
+    body: &Value,
+) -> Result<MarkedInError, MarkError> {
+    if state.trials.get(trial_id).is_none() {
+        return Err(AccessError::TrialNotFound(trial_id.to_string()).into());
+    }
+    if !principal.may_administer(trial_id) {
+        return Err(AccessError::Forbidden(format!(
+            "an `admin` token for trial `{trial_id}` is needed to mark an allocation randomised in error"
+        ))
+        .into());
+    }
+    let reason = reason_from_json(body)?;
+    mark(&state.store, trial_id, record_id, &reason, &principal.actor).await
 }
 
 /// Read the HTTP body `{"reason": "..."}`.
@@ -138,7 +193,7 @@ pub async fn mark(
     // In a cluster trial the unit is the cluster, which stays randomised whatever became of
     // one of its members: its counts stay.
     let mut released = Vec::new();
-    if row.draw != DRAW_INHERITED && row.cluster.is_none() {
+    if row.draw != Draw::Inherited && row.cluster.is_none() {
         let source = trials::protocol_source(tx.conn(), trial_id, &row.protocol_version)
             .await?
             .ok_or_else(|| {
@@ -157,7 +212,7 @@ pub async fn mark(
         let scheme = Scheme::from_protocol(&protocol)
             .map_err(|e| corrupt(format!("stored protocol's scheme: {e}")))?;
         if !scheme.factors().is_empty() {
-            let (site, fields) = allocations::randomised_fields(&mut tx, trial_id, record_id)
+            let (site, fields) = screening_log::randomised_fields(&mut tx, trial_id, record_id)
                 .await?
                 .ok_or_else(|| corrupt(format!("no screening-log row for {record_id}")))?;
             let fields: serde_json::Map<String, Value> = serde_json::from_str(&fields)

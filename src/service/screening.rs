@@ -7,8 +7,10 @@ use serde_json::Value;
 use super::enrol::{EnrolError, EnrolmentRequest};
 use super::{Principal, Role, TrialRegistry};
 use crate::protocol;
-use crate::store::allocations::{self, BatchWrite, ScreeningRow};
+use crate::store::allocations;
 use crate::store::audit::NewEntry;
+use crate::store::batch::{self, BatchWrite};
+use crate::store::screening_log::{self, ScreeningRow};
 use crate::store::{now_text, Store};
 
 /// Reasons an eligible patient was not randomised, as the national R-RCT interface lists them.
@@ -106,7 +108,8 @@ pub async fn report_not_randomised(
             record_id: a.record_id,
         });
     }
-    let earlier = allocations::screenings_of_record(&mut tx, trial_id, &request.record_id).await?;
+    let earlier =
+        screening_log::screenings_of_record(&mut tx, trial_id, &request.record_id).await?;
     if let Some((_, sha, _, at)) = earlier.iter().find(|(o, ..)| o == "not_randomised") {
         tx.rollback().await?;
         return if *sha == request.request_sha256 {
@@ -144,7 +147,7 @@ pub async fn report_not_randomised(
         }],
         ..Default::default()
     };
-    allocations::write_batch(&mut tx, &batch).await?;
+    batch::write_batch(&mut tx, &batch).await?;
     tx.commit().await?;
     Ok(ScreeningOutcome::Created(report(now)))
 }

@@ -497,13 +497,13 @@ fn design_monitoring(c: &mut Check, d: &RawDesign, protocol: &Protocol) -> Monit
         (None, None) => None,
     };
     let spending = match (&d.spending, &base) {
-        (Some(s), _) => {
-            if let Err(e) = crate::design::SpendingFunction::parse(s.get_ref()) {
+        (Some(s), _) => Some(
+            crate::design::SpendingFunction::parse(s.get_ref()).unwrap_or_else(|e| {
                 c.error(s.span(), e.to_string());
-            }
-            Some(s.get_ref().clone())
-        }
-        (None, Some(m)) => Some(m.spending.clone()),
+                crate::design::SpendingFunction::OBrienFleming
+            }),
+        ),
+        (None, Some(m)) => Some(m.spending),
         (None, None) => None,
     };
     let planned_events = match (&d.planned_events, &base) {
@@ -579,7 +579,7 @@ fn design_monitoring(c: &mut Check, d: &RawDesign, protocol: &Protocol) -> Monit
     Monitoring {
         alpha: alpha.unwrap_or(0.05),
         sided: sided.unwrap_or(2),
-        spending: spending.unwrap_or_else(|| "obf".into()),
+        spending: spending.unwrap_or(crate::design::SpendingFunction::OBrienFleming),
         planned_events: planned_events.unwrap_or(1),
         looks,
         power,

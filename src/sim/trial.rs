@@ -228,8 +228,7 @@ impl<'a> Plan<'a> {
             .iter()
             .map(|t| (t * planned).ceil() as u64)
             .collect();
-        let spending =
-            SpendingFunction::parse(&m.spending).map_err(|e| PlanError::Design(e.to_string()))?;
+        let spending = m.spending;
         let dates = (0..=sc.max_duration_days + 1)
             .map(|d| sc.start_date + chrono::Days::new(u64::from(d)))
             .collect();
@@ -692,7 +691,7 @@ impl<'a> Plan<'a> {
             end_day = day;
             outcome.events = events;
             self.columns_at(world, day, &mut columns);
-            let estimate = crate::service::interim::look_log_hazard_ratio(
+            let estimate = crate::analysis::interim::look_log_hazard_ratio(
                 &columns.time,
                 &columns.event,
                 &columns.experimental,
@@ -960,9 +959,9 @@ fn piecewise_time(pieces: &[(f64, f64)], mult: f64, e: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::TrialData;
     use crate::endpoints::{Event, ReceivedEvent};
-    use crate::service::export::TrialData;
-    use crate::store::allocations::AllocationRow;
+    use crate::randomise::{AllocationRecord, Draw, Timestamp};
 
     fn scenario(name: &str) -> Scenario {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -979,7 +978,7 @@ mod tests {
             .subjects
             .iter()
             .enumerate()
-            .map(|(i, s)| AllocationRow {
+            .map(|(i, s)| AllocationRecord {
                 trial_id: protocol.trial_id.clone(),
                 randomisation_number: i as i64 + 1,
                 record_id: format!("r{i}"),
@@ -992,11 +991,15 @@ mod tests {
                 block_position: 0,
                 protocol_version: protocol.version.clone(),
                 request_sha256: String::new(),
-                allocated_at: format!("{}T12:00:00.000000Z", plan.dates[s.day as usize]),
+                allocated_at: Timestamp::parse(&format!(
+                    "{}T12:00:00.000000Z",
+                    plan.dates[s.day as usize]
+                ))
+                .unwrap(),
                 detail: None,
                 eligible_arms: None,
                 cluster: None,
-                draw: crate::store::allocations::DRAW_SLOT.into(),
+                draw: Draw::Slot,
             })
             .collect();
         let mut events = Vec::new();
@@ -1043,7 +1046,7 @@ mod tests {
                 );
                 let last = outcome.looks.last().unwrap();
                 let data = trial_data(&plan, &world);
-                let report = crate::service::interim::interim(
+                let report = crate::analysis::interim::interim(
                     &data,
                     DataCutoff(plan.dates[last.day as usize]),
                 )

@@ -26,6 +26,7 @@ pub mod dist;
 pub mod km;
 mod linalg;
 pub mod logrank;
+pub mod normal;
 pub mod rmst;
 pub mod subgroups;
 mod timeline;

@@ -3,20 +3,10 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, StoreError, StoreResult, WriteTx};
-
-/// One allocation marked randomised in error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErrorMark {
-    pub trial_id: String,
-    pub record_id: String,
-    pub reason: String,
-    pub marked_by: String,
-    pub marked_at: String,
-}
+use crate::analysis::ErrorMark;
 
 fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<ErrorMark> {
     Ok(ErrorMark {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::allocations::insert_json_rows;
+use super::insert_json_rows;
 use super::{now_text, Backend, SqlType, Store, StoreResult, WriteTx};
 
 /// The hash before the first entry.

@@ -21,13 +21,17 @@ pub mod allocation_errors;
 pub mod allocations;
 pub mod audit;
 pub mod balance;
+pub mod batch;
 pub mod events;
+pub mod screening_log;
 pub mod since;
 pub mod tokens;
 pub mod trials;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use serde::Serialize;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyConnection;
@@ -270,6 +274,12 @@ impl Store {
         &self.pool
     }
 
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Begin a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a read-then-write sequence can never fail half-way on a stale
     /// snapshot.
@@ -294,6 +304,28 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `INSERT INTO table (columns) SELECT ... FROM json` with all `rows` as one JSON parameter.
+pub(crate) async fn insert_json_rows<T: Serialize>(
+    tx: &mut WriteTx,
+    table: &str,
+    columns: &[(&str, SqlType)],
+    rows: &[T],
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) {}",
+        names.join(", "),
+        tx.backend().json_rows(1, columns)
+    );
+    let json = serde_json::to_string(rows)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode {table} rows: {e}")))?;
+    sqlx::query(&sql).bind(json).execute(tx.conn()).await?;
+    Ok(())
 }
 
 /// Current time as stored: UTC RFC 3339 with microseconds.

@@ -15,10 +15,13 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::allocation_errors::{self, ErrorMark};
-use super::allocations::{self, AllocationRow, ScreeningOutcomeRow};
+use super::allocation_errors;
+use super::{allocations, screening_log};
 use super::{events, Backend, Store, StoreResult};
+use crate::analysis::ErrorMark;
+use crate::endpoints::flow::Screening;
 use crate::endpoints::ReceivedEvent;
+use crate::randomise::AllocationRecord;
 
 /// How far a read went: the audit chain head and the largest randomisation number, event
 /// sequence number and screening id it saw.
@@ -34,11 +37,11 @@ pub struct Marks {
 #[derive(Debug, Default)]
 pub struct TrialRows {
     /// In randomisation order.
-    pub allocations: Vec<AllocationRow>,
+    pub allocations: Vec<AllocationRecord>,
     /// In no particular order: the caller orders them with what it already holds.
     pub events: Vec<ReceivedEvent>,
     /// In screening order.
-    pub screening: Vec<ScreeningOutcomeRow>,
+    pub screening: Vec<Screening>,
     /// All the trial's randomised-in-error marks, when one was made since (or on a first read).
     pub in_error: Option<HashMap<String, ErrorMark>>,
 }
@@ -176,7 +179,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         );
     }
     let (screening, last_screening) =
-        allocations::screening_outcomes_after(conn, trial_id, screening).await?;
+        screening_log::screening_outcomes_after(conn, trial_id, screening).await?;
     let in_error = match marked {
         true => Some(allocation_errors::of_trial_on(conn, trial_id).await?),
         false => None,

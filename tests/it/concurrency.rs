@@ -121,7 +121,8 @@ async fn run(db: TestDb, n: usize, in_flight: usize) {
     }
 
     // Blocks: positions 0..size-1 each used once; completed blocks hold exactly 1:1.
-    let mut blocks: BTreeMap<(String, i64), Vec<&allocations::AllocationRow>> = BTreeMap::new();
+    let mut blocks: BTreeMap<(String, i64), Vec<&rrct::randomise::AllocationRecord>> =
+        BTreeMap::new();
     for r in &rows {
         blocks
             .entry((r.stratum.clone(), r.block_number))

@@ -396,7 +396,7 @@ async fn interim_looks_are_held_at_their_event_counts() {
     assert_eq!(crossed, z2 >= looks_later[1]["upper_z"].as_f64().unwrap());
     // The sponsor's summary never carries it.
     let blinded = serde_json::to_value(
-        rrct::service::analyse::analyse(
+        crate::support::prepared(
             &rrct::store::Store::connect(&db.url).await.unwrap(),
             "taste",
             rrct::endpoints::DataCutoff(
@@ -404,7 +404,8 @@ async fn interim_looks_are_held_at_their_event_counts() {
             ),
         )
         .await
-        .unwrap()
+        .analysis
+        .clone()
         .blinded(),
     )
     .unwrap();

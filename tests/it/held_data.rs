@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use rrct::dashboard::cache::DashboardCache;
-use rrct::dashboard::page::TrialSnapshot;
+use rrct::analysis::TrialData;
 use rrct::endpoints::DataCutoff;
-use rrct::service::analyse;
-use rrct::service::export::TrialData;
+use rrct::service::trial_view::{held, PreparedTrial, TrialViews};
 use rrct::store::since::{self, Since};
 use rrct::store::Store;
 use serde_json::{json, Value};
@@ -43,9 +41,9 @@ async fn deliver(
     assert_eq!(status, 200, "{body}");
 }
 
-/// The trial read afresh the way `rrct analyse` reads it.
+/// The trial read afresh, table by table.
 async fn fresh(store: &Store) -> (TrialData, Vec<rrct::endpoints::flow::Screening>) {
-    TrialSnapshot::read(store, "taste")
+    held::read_each_table(store, "taste")
         .await
         .expect("fresh read")
 }
@@ -108,11 +106,8 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
         "the not yet enrolled subject's event is not the trial's"
     );
     let first_screening = std::mem::take(&mut rows.screening);
-    let mut screening: Vec<_> = first_screening
-        .into_iter()
-        .map(analyse::screening_entry)
-        .collect();
-    let mut held = TrialData::from_rows(&app.store, "taste", rows)
+    let mut screening = first_screening;
+    let mut held = held::from_rows(&app.store, "taste", rows)
         .await
         .expect("data");
     assert_same("first read", &held, &screening, &fresh(&app.store).await);
@@ -179,7 +174,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
         "three randomised, one not eligible"
     );
     held.add(rows.allocations, rows.events);
-    screening.extend(rows.screening.into_iter().map(analyse::screening_entry));
+    screening.extend(rows.screening);
     assert_same(
         "after adding what was written since",
         &held,
@@ -239,7 +234,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
         assert_eq!(status, 201, "{body}");
     }
-    let cache = Arc::new(DashboardCache::default());
+    let cache = Arc::new(TrialViews::default());
     let cutoff = DataCutoff(chrono::Utc::now().date_naive() + chrono::Days::new(30));
     cache
         .warm(&app.store, &["taste".to_string()])
@@ -284,10 +279,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
             tokio::spawn(async move {
                 let mut reads = 0;
                 while reads < 25 {
-                    cache
-                        .snapshot(&app.store, "taste", cutoff)
-                        .await
-                        .expect("snapshot");
+                    crate::support::prepared_by(&cache, &app.store, "taste", cutoff).await;
                     reads += 1;
                 }
             })
@@ -299,10 +291,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         r.await.expect("reader");
     }
 
-    let held = cache
-        .snapshot(&app.store, "taste", cutoff)
-        .await
-        .expect("snapshot");
+    let held = crate::support::prepared_by(&cache, &app.store, "taste", cutoff).await;
     let fresh_data = fresh(&app.store).await;
     assert_eq!(held.data.allocations.len(), 40);
     assert_same(
@@ -311,7 +300,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         &held.screening,
         &fresh_data,
     );
-    let afresh = TrialSnapshot::prepare(fresh_data.0.into(), fresh_data.1.into(), cutoff);
+    let afresh = PreparedTrial::prepare(fresh_data.0.into(), fresh_data.1.into(), cutoff);
     assert_eq!(
         serde_json::to_value(&held.analysis).unwrap(),
         serde_json::to_value(&afresh.analysis).unwrap(),
@@ -327,10 +316,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
     )
     .await
     .expect("mark");
-    let held = cache
-        .snapshot(&app.store, "taste", cutoff)
-        .await
-        .expect("snapshot");
+    let held = crate::support::prepared_by(&cache, &app.store, "taste", cutoff).await;
     assert!(held.data.in_error.contains_key("R000004"));
     assert_same(
         "after a mark",

@@ -124,7 +124,7 @@ async fn not_eligible_is_recorded_once_with_reasons(db: TestDb) {
     assert_eq!(after.strata, before.strata);
     assert_eq!(after.screening, before.screening + 1);
     assert_eq!(after.audit, before.audit + 1);
-    let log = allocations::screening_log(&app.store, "taste")
+    let log = rrct::store::screening_log::screening_log(&app.store, "taste")
         .await
         .unwrap();
     let row = log.last().unwrap();

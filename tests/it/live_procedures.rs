@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rrct::protocol::{self, Protocol};
+use rrct::randomise::AllocationRecord as AllocationRow;
 use rrct::randomise::{allocate_with, AllocationContext, MasterSeed, Scheme, StratumState};
-use rrct::store::allocations::{self, write_counts, AllocationRow};
+use rrct::store::allocations::{self, write_counts};
 use rrct::store::balance;
 use serde_json::{json, Value};
 

@@ -7,10 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use rrct::api::{self, AppState};
-use rrct::protocol;
+use rrct::api::{Application, Settings, Trials};
 use rrct::randomise::MasterSeed;
-use rrct::service::{auth, trials, TrialRegistry};
+use rrct::service::auth;
 use rrct::store::Store;
 use serde_json::Value;
 use sqlx::Connection;
@@ -150,21 +149,23 @@ pub struct TestApp {
 impl TestApp {
     /// Register the given protocol sources with a fixed seed and serve them on 127.0.0.1:0.
     pub async fn spawn(db: &TestDb, protocols: &[&str], seed: &str) -> TestApp {
-        let store = Store::connect(&db.url).await.expect("connect");
-        let mut runtimes = Vec::new();
-        for source in protocols {
-            let p = protocol::parse(source, "test.toml").expect("valid protocol");
-            runtimes.push(
-                trials::register_with_seed(&store, p, source, MasterSeed::from_passphrase(seed))
-                    .await
-                    .expect("register"),
-            );
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = Application::build(Settings {
+            database: db.url.clone(),
+            trials: Trials::Sources {
+                protocols: protocols
+                    .iter()
+                    .map(|source| ("test.toml".to_string(), source.to_string()))
+                    .collect(),
+                seed: MasterSeed::from_passphrase(seed),
+            },
+            bind: ([127, 0, 0, 1], 0).into(),
+        })
+        .await
+        .expect("build the app");
+        let base = format!("http://{}", app.address());
+        let store = app.state().store.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), TrialRegistry::from_runtimes(runtimes));
-        let server = tokio::spawn(api::serve(listener, state, async {
+        let server = tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
         TestApp {
@@ -317,4 +318,46 @@ pub fn rrct(args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .expect("run rrct")
+}
+
+/// The trial as the operator of the database reads it (everything, unblinded) as of `cutoff`,
+/// through the trial view every interface uses.
+pub async fn prepared(
+    store: &Store,
+    trial: &str,
+    cutoff: rrct::endpoints::DataCutoff,
+) -> std::sync::Arc<rrct::service::trial_view::PreparedTrial> {
+    prepared_by(
+        &rrct::service::trial_view::TrialViews::default(),
+        store,
+        trial,
+        cutoff,
+    )
+    .await
+}
+
+/// [`prepared`] through a given set of trial views (whose held data it uses and keeps).
+pub async fn prepared_by(
+    views: &rrct::service::trial_view::TrialViews,
+    store: &Store,
+    trial: &str,
+    cutoff: rrct::endpoints::DataCutoff,
+) -> std::sync::Arc<rrct::service::trial_view::PreparedTrial> {
+    use rrct::service::trial_view::{Ask, Reader, TrialView, ViewRequest};
+    let opened = views
+        .open(
+            store,
+            ViewRequest {
+                trial,
+                cutoff: Ok(cutoff),
+                reader: Reader::Operator,
+                ask: Ask::Unblinded,
+            },
+        )
+        .await
+        .expect("the trial view");
+    match opened.view {
+        TrialView::Unblinded(prepared) => prepared,
+        TrialView::Blinded(_) => panic!("the operator was given a blinded view"),
+    }
 }

@@ -16,7 +16,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::suppress;
-use crate::service::disclosure::Released;
+use crate::analysis::disclosure::Released;
 use crate::stats::km::KaplanMeier;
 
 pub(super) const FONT: &str = "sans-serif";

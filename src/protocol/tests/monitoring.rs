@@ -14,7 +14,10 @@ fn taste_plans_one_interim_look() {
     let source = include_str!("../../../protocols/taste.toml");
     let taste = parse(source, "taste.toml").unwrap();
     let m = taste.monitoring.expect("taste plans monitoring");
-    assert_eq!((m.alpha, m.sided, m.spending.as_str()), (0.05, 2, "obf"));
+    assert_eq!(
+        (m.alpha, m.sided, m.spending.label().as_str()),
+        (0.05, 2, "obf")
+    );
     assert_eq!(
         (m.planned_events, m.looks.clone(), m.power),
         (400, vec![0.66, 1.0], 0.8)

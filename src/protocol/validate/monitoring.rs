@@ -28,10 +28,12 @@ pub(super) fn monitoring(
             2
         }
     };
-    let spending = raw.spending.get_ref().trim().to_string();
-    if let Err(e) = crate::design::SpendingFunction::parse(&spending) {
-        c.error(raw.spending.span(), e.to_string());
-    }
+    let spending = crate::design::SpendingFunction::parse(raw.spending.get_ref().trim())
+        .unwrap_or_else(|e| {
+            c.error(raw.spending.span(), e.to_string());
+            // Never used: a protocol with an error is not returned.
+            crate::design::SpendingFunction::OBrienFleming
+        });
     let planned_events = u32::try_from(*raw.planned_events.get_ref())
         .ok()
         .filter(|&e| e > 0)

@@ -6,8 +6,8 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::export::TrialData;
-use crate::design::{self, Crossing, DesignSpec, Observation, Sided, SpendingFunction};
+use super::data::TrialData;
+use crate::design::{self, Crossing, DesignSpec, Observation, Sided};
 use crate::endpoints::{self, DataCutoff, EndpointRow, Outcome};
 use crate::protocol::Monitoring;
 use crate::stats;
@@ -66,7 +66,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     let endpoint = data.protocol.primary_endpoint()?;
     let arms = &data.protocol.arms;
     let (experimental, reference) = (arms.first()?.id.clone(), arms.last()?.id.clone());
-    let spending = SpendingFunction::parse(&plan.spending).ok()?;
+    let spending = plan.spending;
     let spec = DesignSpec {
         alpha: plan.alpha,
         sided: if plan.sided == 1 {

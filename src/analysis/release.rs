@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Serialize, Serializer};
 
-use super::analyse::Analysis;
 use super::disclosure::{self, Cell, Disclosure, Released};
+use super::summary::Analysis;
 use crate::endpoints::flow::FlowCounts;
 
 /// A proportion as released: withheld when any count it is made of is not shown.

@@ -2,9 +2,11 @@
 //! of the distribution function (W. J. Cody's rational approximations, as R's `pnorm`) and the
 //! quantile function (Wichura's AS 241, as R's `qnorm`).
 //!
-//! Why not [`crate::stats::dist`]: the recursive integration evaluates the distribution function
-//! tens of thousands of times per design, and there the incomplete-gamma route costs several
-//! times more than Cody's closed-form approximations, which are as accurate.
+//! The one normal distribution of the crate: the statistics' p-values and confidence limits
+//! ([`super::dist`]) and the group-sequential designs ([`crate::design`]) both use it. The
+//! designs' recursive integration evaluates the distribution function tens of thousands of
+//! times per design, which is why it is Cody's closed form (several times faster than an
+//! incomplete-gamma route, and as accurate: it is the algorithm R itself runs).
 
 // The published coefficients are kept digit for digit, as in R's nmath, so they can be checked
 // against the papers; the compiler rounds them to the nearest double.
@@ -19,7 +21,7 @@ const TAIL_ZERO: f64 = 37.519_3;
 /// Standard normal density.
 ///
 /// ```
-/// let d = rrct::design::normal::density(1.0);
+/// let d = rrct::stats::normal::density(1.0);
 /// assert!((d - 0.241_970_724_519_143_37).abs() < 1e-16);
 /// ```
 #[inline]
@@ -30,7 +32,7 @@ pub fn density(x: f64) -> f64 {
 /// `P(Z <= x)`, as R's `pnorm(x)`.
 ///
 /// ```
-/// let p = rrct::design::normal::cdf(-1.959963984540054);
+/// let p = rrct::stats::normal::cdf(-1.959963984540054);
 /// assert!((p - 0.025).abs() < 1e-16);
 /// ```
 #[inline]
@@ -41,7 +43,7 @@ pub fn cdf(x: f64) -> f64 {
 /// `P(Z > x)`, as R's `pnorm(x, lower.tail = FALSE)`: accurate far into the upper tail.
 ///
 /// ```
-/// let p = rrct::design::normal::upper_tail(8.0);
+/// let p = rrct::stats::normal::upper_tail(8.0);
 /// assert!((p / 6.220_960_574_271_784_9e-16 - 1.0).abs() < 1e-14);
 /// ```
 #[inline]
@@ -156,7 +158,7 @@ fn both_tails(x: f64) -> (f64, f64) {
 /// the ends.
 ///
 /// ```
-/// let z = rrct::design::normal::quantile(0.975);
+/// let z = rrct::stats::normal::quantile(0.975);
 /// assert!((z - 1.959_963_984_540_054).abs() < 1e-15);
 /// ```
 pub fn quantile(p: f64) -> f64 {
@@ -265,7 +267,7 @@ pub fn quantile(p: f64) -> f64 {
 /// tiny `p` because it never forms `1 - p`.
 ///
 /// ```
-/// let z = rrct::design::normal::upper_quantile(0.025);
+/// let z = rrct::stats::normal::upper_quantile(0.025);
 /// assert!((z - 1.959_963_984_540_054).abs() < 1e-15);
 /// ```
 pub fn upper_quantile(p: f64) -> f64 {

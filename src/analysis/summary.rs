@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::export::{ExportError, TrialData};
+use super::data::TrialData;
 use crate::endpoints::flow::{self, Flow, Screening};
 use crate::endpoints::{self, DataCutoff, EndpointRow, Outcome};
 use crate::stats;
-use crate::store::{allocations, Store};
 
 /// One endpoint summarised for a group of subjects (an arm, or everyone when blinded).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -64,6 +63,10 @@ pub enum Comparison {
         hazard_ratios: Vec<stats::cox::CoxCoefficient>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         warnings: Vec<String>,
+        /// The Kaplan–Meier fits behind `curves`, one per arm in the protocol's order, kept
+        /// for the pages that draw them (not part of the JSON).
+        #[serde(skip)]
+        fitted: Vec<stats::km::KaplanMeier>,
     },
     /// Binary at a horizon, among subjects with complete follow-up: each arm against the
     /// reference arm.
@@ -115,15 +118,11 @@ pub struct AllocationQuality {
 
 fn allocation_quality(data: &TrialData, cutoff: DataCutoff) -> AllocationQuality {
     let arms = &data.protocol.arms;
-    let cutoff = cutoff.0.to_string();
     let observed = crate::randomise::quality::observed(
-        data.allocations
-            .iter()
-            .filter(|a| a.allocated_at.get(..10).unwrap_or("") <= cutoff.as_str())
-            .filter_map(|a| {
-                let arm = arms.iter().position(|x| x.id == a.arm)?;
-                Some((a.stratum.as_str(), arm))
-            }),
+        data.randomised_by(cutoff).filter_map(|a| {
+            let arm = arms.iter().position(|x| x.id == a.arm)?;
+            Some((a.stratum.as_str(), arm))
+        }),
         &arms.iter().map(|a| a.ratio).collect::<Vec<_>>(),
     );
     AllocationQuality {
@@ -267,8 +266,8 @@ pub fn derive_with_interim(
     )
 }
 
-/// Compute the unblinded analysis from loaded trial data.
-pub fn analyse_data(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
+/// Compute the unblinded analysis from a trial's data and screening log.
+pub fn analyse(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
     let (derived, interim) = derive_with_interim(data, cutoff);
     analyse_derived(data, screening, cutoff, &derived, interim)
 }
@@ -284,11 +283,8 @@ pub fn analyse_derived(
     interim: Option<super::interim::InterimReport>,
 ) -> Analysis {
     use rayon::prelude::*;
-    let cutoff_text = cutoff.0.to_string();
     let arms: Vec<(String, String, String)> = data
-        .allocations
-        .iter()
-        .filter(|a| a.allocated_at.get(..10).unwrap_or("") <= cutoff_text.as_str())
+        .randomised_by(cutoff)
         .map(|a| (a.record_id.clone(), a.arm.clone(), a.site_code.clone()))
         .collect();
     let primary = derived.iter().find(|(e, _)| e.primary);
@@ -341,55 +337,6 @@ pub fn analyse_derived(
         allocation_quality: Some(allocation_quality),
         endpoints,
     }
-}
-
-/// The trial's screening log as the flow reads it.
-#[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
-pub async fn screening(store: &Store, trial_id: &str) -> Result<Vec<Screening>, ExportError> {
-    Ok(allocations::screening_outcomes(store, trial_id)
-        .await?
-        .into_iter()
-        .map(screening_entry)
-        .collect())
-}
-
-/// A screening log row as the flow reads it.
-pub fn screening_entry(s: allocations::ScreeningOutcomeRow) -> Screening {
-    let reasons: serde_json::Value =
-        serde_json::from_str(&s.reasons).unwrap_or(serde_json::Value::Null);
-    Screening {
-        reasons: reasons
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| {
-                r.get("criterion")
-                    .or_else(|| r.get("reason"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            })
-            .collect(),
-        record_id: s.record_id,
-        site: s.site_code,
-        outcome: s.outcome,
-        screened_on: s
-            .screened_at
-            .get(..10)
-            .and_then(endpoints::parse_event_date)
-            .unwrap_or(chrono::NaiveDate::MIN),
-    }
-}
-
-/// Load everything and analyse (unblinded; callers blind it for blinded roles).
-#[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
-pub async fn analyse(
-    store: &Store,
-    trial_id: &str,
-    cutoff: DataCutoff,
-) -> Result<Analysis, ExportError> {
-    let data = TrialData::load(store, trial_id).await?;
-    let screening = screening(store, trial_id).await?;
-    Ok(analyse_data(&data, &screening, cutoff))
 }
 
 /// Compare arms on one endpoint's rows; `None` for count and continuous endpoints, which are
@@ -465,6 +412,7 @@ fn compare(
                     },
                     hazard_ratios: cox.coefficients,
                     warnings: cox.warnings,
+                    fitted: curves,
                 })
             })();
             Some(result.unwrap_or_else(not_estimable))

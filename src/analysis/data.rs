@@ -1,0 +1,117 @@
+//! A trial's data as every analysis reads them: the protocol as registered, the allocations in
+//! randomisation order, the register events received, and the randomised-in-error marks.
+//!
+//! Pure: the trial view in the service layer reads these from the store (and keeps them up to
+//! date with [`TrialData::add`]); the design simulator builds them in memory.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::endpoints::{self, DataCutoff, ReceivedEvent, Subject};
+use crate::protocol::{Endpoint, Protocol};
+use crate::randomise::AllocationRecord;
+
+/// One allocation marked randomised in error. The allocation itself is never changed: it stays
+/// in every data set (intention to treat) and is flagged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorMark {
+    pub trial_id: String,
+    pub record_id: String,
+    pub reason: String,
+    pub marked_by: String,
+    pub marked_at: String,
+}
+
+/// A trial's protocol (as registered), randomised subjects and their events.
+#[derive(Clone)]
+pub struct TrialData {
+    pub protocol: Protocol,
+    /// In randomisation order.
+    pub allocations: Vec<AllocationRecord>,
+    /// Ordered by subject, date and event id ([`endpoints::sort_received`]).
+    pub events: Vec<ReceivedEvent>,
+    /// Allocations marked randomised in error, by record id.
+    pub in_error: HashMap<String, ErrorMark>,
+}
+
+/// Why a data set cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("trial `{trial}` has no endpoint `{endpoint}`; it has: {known}")]
+    EndpointNotFound {
+        trial: String,
+        endpoint: String,
+        known: String,
+    },
+    #[error("cannot write CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+impl TrialData {
+    /// Add allocations made and events received since the data were read (allocations in
+    /// randomisation order after those held; events in any order). The events stay ordered by
+    /// subject, date and event id: the added ones are put in place, without comparing the
+    /// held ones with each other.
+    pub fn add(&mut self, allocations: Vec<AllocationRecord>, mut received: Vec<ReceivedEvent>) {
+        self.allocations.extend(allocations);
+        if received.is_empty() {
+            return;
+        }
+        endpoints::sort_received(&mut received);
+        let at: Vec<usize> = received
+            .iter()
+            .map(|r| self.events.partition_point(|e| e.order() < r.order()))
+            .collect();
+        let held = std::mem::take(&mut self.events);
+        let mut merged = Vec::with_capacity(held.len() + received.len());
+        let mut held = held.into_iter();
+        let mut taken = 0;
+        for (r, at) in received.into_iter().zip(at) {
+            merged.extend(held.by_ref().take(at - taken));
+            taken = at;
+            merged.push(r);
+        }
+        merged.extend(held);
+        self.events = merged;
+    }
+
+    /// The allocations made on or before the cut-off day, in randomisation order: who is in
+    /// the trial as of the cut-off.
+    pub fn randomised_by(&self, cutoff: DataCutoff) -> impl Iterator<Item = &AllocationRecord> {
+        self.allocations
+            .iter()
+            .filter(move |a| a.randomised_on() <= cutoff.0)
+    }
+
+    /// Subjects as the derivation sees them, in randomisation order.
+    pub fn subjects(&self) -> Vec<Subject> {
+        self.allocations
+            .iter()
+            .map(|a| Subject {
+                record_id: a.record_id.as_str().into(),
+                subject: a.subject.as_str().into(),
+                site: a.site_code.as_str().into(),
+                arm: a.arm.as_str().into(),
+                stratum: a.stratum.as_str().into(),
+                randomised_on: a.randomised_on(),
+            })
+            .collect()
+    }
+
+    pub fn endpoint(&self, id: &str) -> Result<&Endpoint, DataError> {
+        self.protocol
+            .endpoint(id)
+            .ok_or_else(|| DataError::EndpointNotFound {
+                trial: self.protocol.trial_id.clone(),
+                endpoint: id.to_string(),
+                known: self
+                    .protocol
+                    .endpoints
+                    .iter()
+                    .map(|e| e.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}

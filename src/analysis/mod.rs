@@ -1,0 +1,21 @@
+//! Analysis of a trial as of a data cut-off: the pure part of what statisticians, the DSMB and
+//! sponsors are shown.
+//!
+//! Owns the comparisons between arms ([`summary`]), interim monitoring against the
+//! group-sequential design ([`interim`]), subgroup forests ([`subgroups`]), the blinded summary
+//! and its disclosure control ([`release`], [`disclosure`]) and the analysis data sets
+//! ([`datasets`]), all computed from a [`TrialData`] that someone else has read. It never does
+//! I/O and never decides who may see what: the trial view in the service layer reads the data,
+//! checks the reader and hands out either the unblinded analysis or the released summary. That
+//! is what lets the design simulator run the very same code in memory.
+
+pub mod data;
+pub mod datasets;
+pub mod disclosure;
+pub mod interim;
+pub mod release;
+pub mod subgroups;
+pub mod summary;
+
+pub use data::{DataError, ErrorMark, TrialData};
+pub use summary::{Analysis, Comparison};

@@ -1,0 +1,433 @@
+//! One batch of enrolments decided in one transaction, in arrival order: the batch reads what it
+//! needs in one round trip, decides each enrolment against its trial's slice (so enrolments
+//! decided together see each other) and writes everything in one more.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use super::queue::Pending;
+use super::{Allocation, EnrolError, EnrolOutcome};
+use crate::protocol::{self, FieldError, TrialStatus};
+use crate::randomise::{
+    self, AllocationContext, AllocationError, AllocationRecord, Draw, Scheme, StratumState,
+    Timestamp,
+};
+use crate::store::audit::NewEntry;
+use crate::store::balance::{unsigned, ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
+use crate::store::batch::{self, BatchWrite};
+use crate::store::screening_log::{self, ScreeningRow};
+use crate::store::{Store, StoreError};
+
+/// What one trial's part of a batch knows: the locked trial row and everything already stored
+/// or decided earlier in the batch for the batch's records, subjects and strata.
+struct TrialSlice {
+    status: TrialStatus,
+    next_number: i64,
+    by_record: HashMap<String, AllocationRecord>,
+    /// subject → record id of its allocation.
+    by_subject: HashMap<String, String>,
+    /// (record id, request hash) → reasons JSON of an earlier refusal.
+    refusals: HashMap<(String, String), String>,
+    strata: HashMap<String, StratumState>,
+    touched_strata: BTreeSet<String>,
+    /// Counts and clusters as stored, updated in memory as the batch decides.
+    balance: Balance,
+    touched_arm_counts: BTreeSet<(String, String)>,
+    touched_marginals: BTreeSet<(String, String, String)>,
+}
+
+/// Whether a scheme balances per-stratum arm counts.
+fn keeps_arm_counts(scheme: &Scheme) -> bool {
+    matches!(
+        scheme,
+        Scheme::BiasedCoin { .. } | Scheme::BigStick { .. } | Scheme::Urn { .. }
+    )
+}
+
+/// Decide a batch of enrolments in one transaction, in arrival order, and commit.
+#[tracing::instrument(skip_all, fields(size = items.len()), err)]
+pub(super) async fn decide_batch(
+    store: &Store,
+    items: &[Pending],
+) -> Result<Vec<Result<EnrolOutcome, EnrolError>>, StoreError> {
+    // Holds the chain head's lock, so everything read below is current until commit.
+    let mut tx = store.begin_write().await?;
+    let trial_ids: BTreeSet<&str> = items
+        .iter()
+        .map(|p| p.runtime.protocol.trial_id.as_str())
+        .collect();
+    let trial_ids: Vec<&str> = trial_ids.into_iter().collect();
+    let mut slices: HashMap<&str, TrialSlice> = HashMap::new();
+    for &trial in &trial_ids {
+        let mine: Vec<&Pending> = items
+            .iter()
+            .filter(|p| p.runtime.protocol.trial_id == trial)
+            .collect();
+        let records: Vec<&str> = mine.iter().map(|p| p.request.record_id.as_str()).collect();
+        let subjects: Vec<&str> = mine.iter().map(|p| p.request.subject.as_str()).collect();
+        let strata: BTreeSet<&str> = mine.iter().map(|p| p.stratum.as_str()).collect();
+        let strata: Vec<&str> = strata.into_iter().collect();
+        let refused: Vec<&str> = mine
+            .iter()
+            .filter(|p| !p.refusals.is_empty())
+            .map(|p| p.request.record_id.as_str())
+            .collect();
+        let keys = balance_keys(&mine);
+        let context =
+            batch::batch_context(&mut tx, trial, &records, &subjects, &strata, &keys).await?;
+        let Some((status, next_number)) = context.trial else {
+            continue;
+        };
+        let (existing, strata) = (context.allocations, context.strata);
+        slices.insert(
+            trial,
+            TrialSlice {
+                status: TrialStatus::parse(&status).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown trial status `{status}`"))
+                })?,
+                next_number,
+                by_subject: existing
+                    .iter()
+                    .map(|a| (a.subject.clone(), a.record_id.clone()))
+                    .collect(),
+                by_record: existing
+                    .into_iter()
+                    .map(|a| (a.record_id.clone(), a))
+                    .collect(),
+                refusals: screening_log::refusals(&mut tx, trial, &refused).await?,
+                strata,
+                touched_strata: BTreeSet::new(),
+                balance: context.balance,
+                touched_arm_counts: BTreeSet::new(),
+                touched_marginals: BTreeSet::new(),
+            },
+        );
+    }
+
+    let now = Timestamp::now();
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut writes = BatchWrite::default();
+    for item in items {
+        let trial = item.runtime.protocol.trial_id.as_str();
+        let outcome = match slices.get_mut(trial) {
+            None => Err(EnrolError::TrialNotFound(trial.to_string())),
+            Some(slice) => decide_one(item, slice, now, &mut writes),
+        };
+        outcomes.push(outcome);
+    }
+    for (&trial, slice) in &slices {
+        for stratum in &slice.touched_strata {
+            if let Some(state) = slice.strata.get(stratum) {
+                writes
+                    .strata
+                    .push((trial.to_string(), stratum.clone(), *state));
+            }
+        }
+        if !slice.touched_strata.is_empty() {
+            writes
+                .next_numbers
+                .push((trial.to_string(), slice.next_number));
+        }
+        for (stratum, arm) in &slice.touched_arm_counts {
+            writes.arm_counts.push(ArmCountRow {
+                trial_id: trial.to_string(),
+                stratum: stratum.clone(),
+                arm: arm.clone(),
+                n: slice.balance.arm_count(stratum, arm),
+            });
+        }
+        for (factor, level, arm) in &slice.touched_marginals {
+            writes.marginals.push(MarginalRow {
+                trial_id: trial.to_string(),
+                factor: factor.clone(),
+                level: level.clone(),
+                arm: arm.clone(),
+                n: slice.balance.marginal(factor, level, arm),
+            });
+        }
+    }
+    batch::write_batch(&mut tx, &writes).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The counts and clusters one trial's enrolments of a batch need, by their schemes.
+fn balance_keys<'a>(mine: &[&'a Pending]) -> BalanceKeys<'a> {
+    let mut strata = BTreeSet::new();
+    let mut factors = BTreeSet::new();
+    let mut levels = BTreeSet::new();
+    let mut clusters = BTreeSet::new();
+    for p in mine {
+        if keeps_arm_counts(&p.runtime.scheme) {
+            strata.insert(p.stratum.as_str());
+        }
+        for (factor, level) in p.runtime.scheme.factors().iter().zip(&p.levels) {
+            factors.insert(factor.name.as_str());
+            levels.insert(level.as_str());
+        }
+        if let Some(cluster) = &p.cluster {
+            clusters.insert(cluster.as_str());
+        }
+    }
+    BalanceKeys {
+        strata: strata.into_iter().collect(),
+        factors: factors.into_iter().collect(),
+        levels: levels.into_iter().collect(),
+        clusters: clusters.into_iter().collect(),
+    }
+}
+
+/// Decide one enrolment against its trial's slice, queueing the rows to write.
+fn decide_one(
+    item: &Pending,
+    slice: &mut TrialSlice,
+    now: Timestamp,
+    writes: &mut BatchWrite,
+) -> Result<EnrolOutcome, EnrolError> {
+    let runtime = &item.runtime;
+    let protocol = &runtime.protocol;
+    let trial_id = protocol.trial_id.as_str();
+    let request = &item.request;
+
+    if let Some(existing) = slice.by_record.get(&request.record_id) {
+        return if existing.request_sha256 == request.request_sha256 {
+            Ok(EnrolOutcome::Replayed(Allocation::from_row(
+                existing.clone(),
+                runtime,
+            )))
+        } else {
+            Err(EnrolError::RecordConflict(request.record_id.clone()))
+        };
+    }
+
+    let not_active = if slice.status != TrialStatus::Recruiting {
+        Some(format!("its status is `{}`", slice.status.as_str()))
+    } else if protocol.ethics_approval.is_none() {
+        Some("no ethics approval is recorded in its protocol".to_string())
+    } else {
+        None
+    };
+    if let Some(reason) = not_active {
+        return Err(EnrolError::TrialNotActive {
+            trial: trial_id.to_string(),
+            reason,
+        });
+    }
+
+    if let Some(record_id) = slice.by_subject.get(&request.subject) {
+        return Err(EnrolError::AlreadyRandomised {
+            subject: request.subject.clone(),
+            record_id: record_id.clone(),
+        });
+    }
+
+    let fields_json = Value::Object(request.fields.clone()).to_string();
+    if !item.refusals.is_empty() {
+        let key = (request.record_id.clone(), request.request_sha256.clone());
+        if let Some(earlier) = slice.refusals.get(&key) {
+            let reasons = serde_json::from_str(earlier).map_err(|e| {
+                StoreError::Corrupt(format!("stored refusal reasons are not JSON: {e}"))
+            })?;
+            return Err(EnrolError::NotEligible { reasons });
+        }
+        let reasons = serde_json::to_value(&item.refusals)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode reasons: {e}")))?;
+        slice.refusals.insert(key, reasons.to_string());
+        writes.screening.push(ScreeningRow {
+            trial_id: trial_id.to_string(),
+            record_id: request.record_id.clone(),
+            subject: request.subject.clone(),
+            site_code: request.site.clone(),
+            outcome: "not_eligible".into(),
+            reasons: reasons.to_string(),
+            fields: fields_json,
+            request_sha256: request.request_sha256.clone(),
+            protocol_version: protocol.version.clone(),
+            randomisation_number: None,
+            screened_at: now.to_string(),
+        });
+        writes.audit.push(NewEntry {
+            actor: item.actor.clone(),
+            action: "screened_not_eligible".into(),
+            trial_id: Some(trial_id.to_string()),
+            payload: serde_json::json!({
+                "record_id": request.record_id,
+                "subject": request.subject,
+                "site": request.site,
+                "criteria": item.refusals.iter().map(|r| r.criterion.as_str()).collect::<Vec<_>>(),
+                "request_sha256": request.request_sha256,
+            }),
+        });
+        return Err(EnrolError::NotEligible { reasons });
+    }
+
+    let state = slice.strata.get(&item.stratum).copied().unwrap_or_default();
+    let scheme = &runtime.scheme;
+    let arms = &protocol.arms;
+    let cluster = item
+        .cluster
+        .as_ref()
+        .and_then(|c| slice.balance.clusters.get(c));
+    let cluster_arm = match cluster {
+        Some(c) => {
+            Some(
+                protocol
+                    .arm_index(&c.arm)
+                    .ok_or_else(|| EnrolError::ClusterArmClosed {
+                        cluster: c.cluster.clone(),
+                        arm: c.arm.clone(),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let counts = |f: &dyn Fn(&str) -> i64| -> Result<Vec<u64>, StoreError> {
+        arms.iter().map(|a| unsigned(f(&a.id))).collect()
+    };
+    let ctx = AllocationContext {
+        eligible_arms: item.eligible.clone(),
+        arm_counts: if keeps_arm_counts(scheme) {
+            counts(&|arm| slice.balance.arm_count(&item.stratum, arm))?
+        } else {
+            Vec::new()
+        },
+        marginals: scheme
+            .factors()
+            .iter()
+            .zip(&item.levels)
+            .map(|(f, level)| counts(&|arm| slice.balance.marginal(&f.name, level, arm)))
+            .collect::<Result<_, _>>()?,
+        cluster_arm,
+    };
+    let decision =
+        randomise::allocate_with(scheme, &runtime.seed, trial_id, &item.stratum, &state, &ctx)
+            .map_err(|e| match (e, cluster) {
+                (AllocationError::ClusterArmIneligible { .. }, Some(c)) => {
+                    EnrolError::Invalid(vec![FieldError {
+                        field: protocol::INELIGIBLE_ARMS.to_string(),
+                        message: format!(
+                    "cluster `{}` is already randomised to arm `{}`, which this enrolment lists \
+                     as ineligible",
+                    c.cluster, c.arm
+                ),
+                    }])
+                }
+                (e, _) => StoreError::Corrupt(format!("allocation context: {e}")).into(),
+            })?;
+    let arm = arms
+        .get(decision.arm)
+        .ok_or_else(|| StoreError::Corrupt(format!("arm index {} out of range", decision.arm)))?;
+    let restricted = item.eligible.as_ref().is_some_and(|e| e.contains(&false));
+    let draw = if cluster_arm.is_some() {
+        Draw::Inherited
+    } else if restricted && matches!(scheme, Scheme::PermutedBlocks { .. }) {
+        Draw::Restricted
+    } else {
+        Draw::Slot
+    };
+    let eligible_ids: Option<Vec<String>> = restricted.then(|| {
+        arms.iter()
+            .zip(item.eligible.iter().flatten())
+            .filter(|(_, &e)| e)
+            .map(|(a, _)| a.id.clone())
+            .collect()
+    });
+    let eligible_arms = eligible_ids
+        .as_ref()
+        .map(|ids| Value::from(ids.clone()).to_string());
+    let row = AllocationRecord {
+        trial_id: trial_id.to_string(),
+        randomisation_number: slice.next_number,
+        record_id: request.record_id.clone(),
+        subject: request.subject.clone(),
+        site_code: request.site.clone(),
+        arm: arm.id.clone(),
+        stratum: item.stratum.clone(),
+        block_number: i64::try_from(decision.block_number)
+            .map_err(|_| StoreError::Corrupt("block number overflow".into()))?,
+        block_size: i64::from(decision.block_size),
+        block_position: i64::from(decision.block_position),
+        protocol_version: protocol.version.clone(),
+        request_sha256: request.request_sha256.clone(),
+        allocated_at: now,
+        detail: decision.detail.as_ref().map(Value::to_string),
+        eligible_arms,
+        cluster: item.cluster.clone(),
+        draw,
+    };
+    // Counts are of randomised units: an inherited cluster member changes none of them.
+    if cluster_arm.is_none() {
+        if keeps_arm_counts(scheme) {
+            let key = (item.stratum.clone(), arm.id.clone());
+            *slice.balance.arm_counts.entry(key.clone()).or_default() += 1;
+            slice.touched_arm_counts.insert(key);
+        }
+        for (factor, level) in scheme.factors().iter().zip(&item.levels) {
+            let key = (factor.name.clone(), level.clone(), arm.id.clone());
+            *slice.balance.marginals.entry(key.clone()).or_default() += 1;
+            slice.touched_marginals.insert(key);
+        }
+        if let Some(cluster) = &item.cluster {
+            let randomised = ClusterRow {
+                trial_id: trial_id.to_string(),
+                cluster: cluster.clone(),
+                arm: arm.id.clone(),
+                stratum: item.stratum.clone(),
+                randomisation_number: row.randomisation_number,
+            };
+            slice
+                .balance
+                .clusters
+                .insert(cluster.clone(), randomised.clone());
+            writes.clusters.push(randomised);
+        }
+    }
+    slice.next_number += 1;
+    slice.strata.insert(item.stratum.clone(), decision.next);
+    slice.touched_strata.insert(item.stratum.clone());
+    slice
+        .by_subject
+        .insert(request.subject.clone(), request.record_id.clone());
+    slice
+        .by_record
+        .insert(request.record_id.clone(), row.clone());
+    writes.screening.push(ScreeningRow {
+        trial_id: trial_id.to_string(),
+        record_id: request.record_id.clone(),
+        subject: request.subject.clone(),
+        site_code: request.site.clone(),
+        outcome: "randomised".into(),
+        reasons: "[]".into(),
+        fields: fields_json,
+        request_sha256: request.request_sha256.clone(),
+        protocol_version: protocol.version.clone(),
+        randomisation_number: Some(row.randomisation_number),
+        screened_at: now.to_string(),
+    });
+    writes.audit.push(NewEntry {
+        actor: item.actor.clone(),
+        action: "randomised".into(),
+        trial_id: Some(trial_id.to_string()),
+        payload: serde_json::json!({
+            "record_id": row.record_id,
+            "subject": row.subject,
+            "site": row.site_code,
+            "randomisation_number": row.randomisation_number,
+            "arm": row.arm,
+            "stratum": row.stratum,
+            "block_number": row.block_number,
+            "block_size": row.block_size,
+            "block_position": row.block_position,
+            "derived": item.values,
+            "request_sha256": row.request_sha256,
+            "protocol_version": row.protocol_version,
+            "draw": row.draw,
+            "cluster": row.cluster,
+            "eligible_arms": eligible_ids,
+            "detail": decision.detail,
+        }),
+    });
+    writes.allocations.push(row.clone());
+    Ok(EnrolOutcome::Created(Allocation::from_row(row, runtime)))
+}

@@ -1,0 +1,151 @@
+//! Enrolment: eligibility, stratified randomisation and durable allocation in one transaction.
+//!
+//! The order of checks is part of the contract with register hosts:
+//! 1. the request must parse and its fields (and `ineligible_arms`, when the protocol has arm
+//!    eligibility) fit the protocol (`invalid_enrolment`, nothing stored);
+//! 2. a `record_id` seen before answers from the store: the same body replays the allocation,
+//!    another body is a `record_conflict` — this works even after recruitment has closed, so a
+//!    register's retry of an acknowledged enrolment never fails;
+//! 3. the trial must be recruiting and have an ethics approval (`trial_not_active`);
+//! 4. a subject already randomised under another record is refused (`already_randomised`);
+//! 5. an ineligible patient is refused with reasons, and the refusal is recorded in the screening
+//!    log (identical retries are not recorded twice);
+//! 6. otherwise the patient is allocated by the protocol's procedure (a cluster member inherits
+//!    its cluster's arm), and allocation, stratum position, trial counter, the counts the
+//!    adaptive procedures balance, the cluster's arm, screening-log row and audit entry are
+//!    committed together.
+//!
+//! The counts (per-stratum arm counts, trial-wide minimisation marginals, cluster arms) are
+//! read for the keys a batch needs, updated in memory as the batch decides in arrival order —
+//! so enrolments decided together see each other — and written back once per batch.
+//!
+//! Steps 2–6 run in one write transaction, which holds the database's single writer lock (see
+//! the `store` module), so concurrent enrolments, from any number of server processes sharing
+//! the database, are serialised by the database itself.
+//!
+//! # Layout
+//! - [`request`]: the enrolment body as sent, checked for shape (no database);
+//! - [`outcome`]: the allocation as returned and the reasons an enrolment is refused;
+//! - this module: the checks that need no database (token, fields, eligibility, stratum), then
+//!   the hand-over to the queue; and reading an allocation back;
+//! - [`queue`]: the group-commit queue that decides waiting enrolments in batches;
+//! - [`decide`]: one batch's transaction, deciding each enrolment in arrival order.
+
+mod decide;
+pub mod outcome;
+mod queue;
+pub mod request;
+
+use serde_json::Value;
+
+pub use outcome::{Allocation, EnrolError, EnrolOutcome};
+pub use queue::{EnrolmentQueue, MAX_BATCH};
+pub use request::{canonical_json, EnrolmentRequest, MAX_ID_LEN};
+
+use super::{Principal, Role, TrialRegistry};
+use crate::protocol::{self, FieldError};
+use crate::store::{allocations, Store};
+use queue::Pending;
+
+/// Enrol one patient: see the module documentation for the order of checks.
+#[tracing::instrument(skip_all, fields(trial = %trial_id), err(level = tracing::Level::DEBUG))]
+pub async fn enrol(
+    queue: &EnrolmentQueue,
+    registry: &TrialRegistry,
+    principal: &Principal,
+    trial_id: &str,
+    body: &Value,
+) -> Result<EnrolOutcome, EnrolError> {
+    let runtime = registry
+        .get(trial_id)
+        .ok_or_else(|| EnrolError::TrialNotFound(trial_id.to_string()))?;
+    if principal.role != Role::Register {
+        return Err(EnrolError::Forbidden(format!(
+            "role `{}` cannot enrol patients; a `register` token is needed",
+            principal.role.as_str()
+        )));
+    }
+    if !principal.may_access_trial(trial_id) {
+        return Err(EnrolError::Forbidden(format!(
+            "this token is not valid for trial `{trial_id}`"
+        )));
+    }
+    let request = EnrolmentRequest::from_json_with(body, &[protocol::INELIGIBLE_ARMS])
+        .map_err(EnrolError::Invalid)?;
+    if !principal.may_access_site(&request.site) {
+        return Err(EnrolError::Forbidden(format!(
+            "this token may not enrol at site `{}`",
+            request.site
+        )));
+    }
+    let protocol = &runtime.protocol;
+    // Every problem at once: the arm list's and the fields'.
+    let eligible = protocol::parse_ineligible_arms(protocol, body.get(protocol::INELIGIBLE_ARMS));
+    let values = protocol::parse_enrolment(protocol, &request.site, &request.fields);
+    let (eligible, values) = match (eligible, values) {
+        (Ok(eligible), Ok(values)) => (eligible, values),
+        (eligible, values) => {
+            let mut errors: Vec<FieldError> = eligible.err().into_iter().collect();
+            errors.extend(values.err().unwrap_or_default());
+            return Err(EnrolError::Invalid(errors));
+        }
+    };
+    let refusals = protocol::check_eligibility(protocol, &values);
+    let stratum = protocol::stratum(protocol, &values).key;
+    let levels = runtime
+        .scheme
+        .factors()
+        .iter()
+        .map(|f| protocol::level(&values, &f.name))
+        .collect();
+    let cluster = protocol
+        .randomisation
+        .cluster
+        .as_deref()
+        .map(|field| protocol::level(&values, field));
+    queue
+        .submit(Pending {
+            runtime,
+            actor: principal.actor.clone(),
+            request,
+            values,
+            refusals,
+            stratum,
+            eligible,
+            levels,
+            cluster,
+        })
+        .await
+}
+
+/// Look up an enrolment's allocation for a caller allowed to see it.
+pub async fn lookup(
+    store: &Store,
+    registry: &TrialRegistry,
+    principal: &Principal,
+    trial_id: &str,
+    record_id: &str,
+) -> Result<Option<Allocation>, EnrolError> {
+    let runtime = registry
+        .get(trial_id)
+        .ok_or_else(|| EnrolError::TrialNotFound(trial_id.to_string()))?;
+    if !matches!(principal.role, Role::Register | Role::Admin) {
+        return Err(EnrolError::Forbidden(format!(
+            "role `{}` may not see individual allocations",
+            principal.role.as_str()
+        )));
+    }
+    if !principal.may_access_trial(trial_id) {
+        return Err(EnrolError::Forbidden(format!(
+            "this token is not valid for trial `{trial_id}`"
+        )));
+    }
+    let Some(row) = allocations::get(store, trial_id, record_id).await? else {
+        return Ok(None);
+    };
+    if !principal.may_access_site(&row.site_code) {
+        // Do not reveal that the record exists at another site.
+        return Ok(None);
+    }
+    Ok(Some(Allocation::from_row(row, &runtime)))
+}

@@ -1,0 +1,147 @@
+//! The one table of error codes, and how each service error names its own.
+//!
+//! Register hosts and other clients branch on these codes, so they are stable: a code is added,
+//! never renamed. Every service error implements [`CodedError`] next to its definition (as
+//! meilisearch's errors do), so an interface maps any of them mechanically: the HTTP API turns a
+//! [`Code`] into a status in one match (`api::error`), and nothing else decides what a failure
+//! means to a client.
+
+use serde_json::{Map, Value};
+
+use crate::store::StoreError;
+
+/// Every error code a client can receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// A query parameter is malformed.
+    InvalidQuery,
+    /// No bearer token, or an unknown or revoked one.
+    Unauthenticated,
+    /// The token's role or scope does not allow this.
+    Forbidden,
+    /// No such trial served here.
+    TrialNotFound,
+    /// No enrolment with that record id (visible to this token).
+    EnrolmentNotFound,
+    /// No such route.
+    NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The subject was randomised under another record.
+    AlreadyRandomised,
+    /// The record id was submitted before with a different body.
+    RecordConflict,
+    /// The trial is not recruiting.
+    TrialNotActive,
+    /// The patient's cluster was randomised to an arm a protocol amendment has closed.
+    ClusterArmClosed,
+    /// The allocation is already marked randomised in error.
+    AlreadyMarkedInError,
+    /// The body is larger than the limit.
+    PayloadTooLarge,
+    /// The body is not declared as `application/json`.
+    UnsupportedMediaType,
+    /// The patient does not meet the eligibility criteria (recorded in the screening log).
+    NotEligible,
+    /// A field of an enrolment is missing, of the wrong type or out of range.
+    InvalidEnrolment,
+    /// The body of a request other than an enrolment is invalid (each field named).
+    InvalidRequest,
+    /// Rows of an event batch are invalid (each listed); nothing was stored.
+    InvalidEvents,
+    /// Event ids of the batch were stored before with other content; nothing was stored.
+    EventConflict,
+    /// A fault on our side; details are in the server log.
+    Internal,
+    /// The database cannot be reached.
+    Unavailable,
+}
+
+impl Code {
+    /// The code as clients see it.
+    pub fn as_str(self) -> &'static str {
+        use Code::*;
+        match self {
+            MalformedJson => "malformed_json",
+            InvalidQuery => "invalid_query",
+            Unauthenticated => "unauthenticated",
+            Forbidden => "forbidden",
+            TrialNotFound => "trial_not_found",
+            EnrolmentNotFound => "enrolment_not_found",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            AlreadyRandomised => "already_randomised",
+            RecordConflict => "record_conflict",
+            TrialNotActive => "trial_not_active",
+            ClusterArmClosed => "cluster_arm_closed",
+            AlreadyMarkedInError => "already_marked_in_error",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            NotEligible => "not_eligible",
+            InvalidEnrolment => "invalid_enrolment",
+            InvalidRequest => "invalid_request",
+            InvalidEvents => "invalid_events",
+            EventConflict => "event_conflict",
+            Internal => "internal",
+            Unavailable => "unavailable",
+        }
+    }
+
+    /// A fault of the engine or its database rather than of the request: logged where it is
+    /// answered, and never explained to the client beyond its code.
+    pub fn is_fault(self) -> bool {
+        matches!(self, Code::Internal | Code::Unavailable)
+    }
+}
+
+/// A service error that names its code, the message a client may read and the details that go
+/// with it (`fields`, `rows`, `reasons`, ...).
+pub trait CodedError: std::fmt::Display {
+    fn code(&self) -> Code;
+
+    /// What the client reads; the error's own text unless it would reveal internals.
+    fn public_message(&self) -> String {
+        self.to_string()
+    }
+
+    /// Machine-readable details beside the message.
+    fn details(&self) -> Map<String, Value> {
+        Map::new()
+    }
+}
+
+/// One detail entry, for [`CodedError::details`].
+pub fn detail(key: &str, value: impl serde::Serialize) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert(
+        key.to_string(),
+        serde_json::to_value(value).unwrap_or(Value::Null),
+    );
+    map
+}
+
+impl CodedError for StoreError {
+    fn code(&self) -> Code {
+        match self {
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                Code::Unavailable
+            }
+            _ => Code::Internal,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self.code() {
+            Code::Unavailable => "the database is unavailable; retry later".into(),
+            _ => "internal error; see the server log".into(),
+        }
+    }
+}
+
+impl CodedError for crate::endpoints::CutoffError {
+    fn code(&self) -> Code {
+        Code::InvalidQuery
+    }
+}

@@ -1,0 +1,59 @@
+//! What a running engine holds: the store, the trials it serves, the enrolment queue, the token
+//! authenticator and the trial views. Every interface of a server (the API, the pages) reaches
+//! the engine through this one value, and never the store behind it.
+
+use std::sync::Arc;
+
+use super::auth::Authenticator;
+use super::enrol::EnrolmentQueue;
+use super::trial_view::TrialViews;
+use super::TrialRegistry;
+use crate::store::{Store, StoreError};
+
+/// The engine's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub trials: Arc<TrialRegistry>,
+    pub enrolments: EnrolmentQueue,
+    pub auth: Authenticator,
+    /// Trials read and prepared, keyed by the database's audit-chain head.
+    pub views: Arc<TrialViews>,
+}
+
+impl AppState {
+    /// State for serving `trials` from `store`; starts the enrolment queue's task, so it must
+    /// be called inside a tokio runtime.
+    pub fn new(store: Store, trials: TrialRegistry) -> Self {
+        AppState {
+            enrolments: EnrolmentQueue::start(store.clone()),
+            auth: Authenticator::new(store.clone()),
+            views: Arc::default(),
+            store,
+            trials: Arc::new(trials),
+        }
+    }
+
+    /// Read the served trials' data for the trial views in the background, so that the first
+    /// reader of a page waits only for the analysis (a reader meanwhile waits for the same
+    /// read, not a second one).
+    pub fn warm_in_background(&self) {
+        let (views, store) = (self.views.clone(), self.store.clone());
+        let ids: Vec<String> = self.trials.ids().map(str::to_string).collect();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match views.warm(&store, &ids).await {
+                Ok(()) => {
+                    tracing::info!(ms = started.elapsed().as_millis() as u64, "trial data read")
+                }
+                Err(e) => tracing::warn!(error = %e, "trial data not read at start-up"),
+            }
+        });
+    }
+}
+
+/// Open the database at `url` (creating and migrating an SQLite file), for the commands that
+/// work on it.
+pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    Store::connect(url).await
+}

@@ -1,0 +1,145 @@
+//! Each trial's data as last read, and how to bring them up to date: the first request (or
+//! [`HeldData::warm`] at start-up) reads the whole trial in one snapshot, and after a write only
+//! the rows written since are read and added (see [`crate::store::since`]); a write that changes
+//! more than it adds (an amendment) makes the next request read the trial afresh.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::TrialViewError;
+use crate::analysis::TrialData;
+use crate::endpoints::flow::Screening;
+use crate::protocol::{self, Protocol};
+use crate::store::since::{self, Marks, Since, TrialRows};
+use crate::store::{allocation_errors, allocations, events, screening_log, trials, Store};
+
+/// A trial's data as last read, and how far that read went.
+struct Held {
+    data: Arc<TrialData>,
+    screening: Arc<Vec<Screening>>,
+    marks: Marks,
+}
+
+/// One trial's held data; the lock makes one request read while the others wait for it.
+type HeldSlot = Arc<tokio::sync::Mutex<Option<Held>>>;
+
+/// The data of every trial read so far.
+#[derive(Default)]
+pub struct HeldData {
+    trials: Mutex<HashMap<String, HeldSlot>>,
+}
+
+impl HeldData {
+    /// The trial's data at least as new as `head`: held, brought up to date with the rows
+    /// written since it was read, or read afresh.
+    pub async fn at_least(
+        &self,
+        store: &Store,
+        trial_id: &str,
+        head: i64,
+    ) -> Result<(Arc<TrialData>, Arc<Vec<Screening>>), TrialViewError> {
+        let slot = self
+            .trials
+            .lock()
+            .map_err(|_| super::poisoned())?
+            .entry(trial_id.to_string())
+            .or_default()
+            .clone();
+        let mut held = slot.lock().await;
+        let current = match held.take() {
+            Some(h) if h.marks.head >= head => h,
+            Some(h) => match since::since(store, trial_id, &h.marks).await? {
+                Since::Added(rows, marks) => {
+                    // Prepared trials of the older head were dropped when this head's slot was
+                    // made, so the data are normally no longer shared and grow in place.
+                    let mut data = Arc::unwrap_or_clone(h.data);
+                    let mut screening = Arc::unwrap_or_clone(h.screening);
+                    data.add(rows.allocations, rows.events);
+                    if let Some(marks) = rows.in_error {
+                        data.in_error = marks;
+                    }
+                    screening.extend(rows.screening);
+                    Held {
+                        data: Arc::new(data),
+                        screening: Arc::new(screening),
+                        marks,
+                    }
+                }
+                Since::Changed => read_afresh(store, trial_id).await?,
+            },
+            None => read_afresh(store, trial_id).await?,
+        };
+        let out = (current.data.clone(), current.screening.clone());
+        *held = Some(current);
+        Ok(out)
+    }
+}
+
+/// The whole trial, read in one snapshot.
+async fn read_afresh(store: &Store, trial_id: &str) -> Result<Held, TrialViewError> {
+    let (mut rows, marks) = since::all(store, trial_id).await?;
+    let screening = std::mem::take(&mut rows.screening);
+    Ok(Held {
+        data: Arc::new(from_rows(store, trial_id, rows).await?),
+        screening: Arc::new(screening),
+        marks,
+    })
+}
+
+/// The trial from rows read in one snapshot ([`since::all`]), with the protocol read after it
+/// (so no later amendment can go unnoticed by a reader that compares audit entries since the
+/// snapshot).
+pub async fn from_rows(
+    store: &Store,
+    trial_id: &str,
+    rows: TrialRows,
+) -> Result<TrialData, TrialViewError> {
+    let in_error = match rows.in_error {
+        // The snapshot's marks, matching its allocations (a first read has them).
+        Some(marks) => marks,
+        None => allocation_errors::of_trial(store, trial_id).await?,
+    };
+    let mut data = TrialData {
+        protocol: stored_protocol(store, trial_id).await?,
+        allocations: Vec::new(),
+        events: Vec::new(),
+        in_error,
+    };
+    data.add(rows.allocations, rows.events);
+    Ok(data)
+}
+
+/// The trial's data and screening log read table by table (not in one snapshot): the plain
+/// reading the held data are checked against.
+#[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
+pub async fn read_each_table(
+    store: &Store,
+    trial_id: &str,
+) -> Result<(TrialData, Vec<Screening>), TrialViewError> {
+    // Independent reads: on a pool, at the same time.
+    let (protocol, allocations, events, in_error, screening) = tokio::try_join!(
+        stored_protocol(store, trial_id),
+        async { Ok(allocations::list(store, trial_id).await?) },
+        async { Ok(events::for_trial(store, trial_id).await?) },
+        async { Ok(allocation_errors::of_trial(store, trial_id).await?) },
+        async { Ok(screening_log::screening_outcomes(store, trial_id).await?) },
+    )?;
+    Ok((
+        TrialData {
+            protocol,
+            allocations,
+            events,
+            in_error,
+        },
+        screening,
+    ))
+}
+
+/// The trial's current protocol, as registered.
+async fn stored_protocol(store: &Store, trial_id: &str) -> Result<Protocol, TrialViewError> {
+    let (_, source) = trials::current_protocol(store, trial_id)
+        .await?
+        .ok_or_else(|| TrialViewError::NotInDatabase(trial_id.to_string()))?;
+    protocol::parse(&source, &format!("stored protocol of {trial_id}"))
+        .map_err(|e| TrialViewError::Protocol(trial_id.to_string(), e))
+}

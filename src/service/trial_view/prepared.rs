@@ -1,0 +1,52 @@
+//! A trial prepared as of a cut-off: its data with every endpoint derived and the unblinded
+//! analysis computed, once, for every page, the analysis API and the closed report.
+
+use std::sync::Arc;
+
+use crate::analysis::summary::{self, Analysis};
+use crate::analysis::TrialData;
+use crate::endpoints::flow::Screening;
+use crate::endpoints::{DataCutoff, EndpointRow};
+use crate::protocol::Endpoint;
+
+/// A trial's protocol, allocations, events and screening log, with every endpoint derived and
+/// the unblinded analysis computed as of a cut-off (keeping the Kaplan–Meier curves it
+/// fitted). Only readers allowed to see unblinded results are handed one; blinded readers get
+/// a [`super::BlindedTrial`], which keeps it out of reach.
+pub struct PreparedTrial {
+    pub data: Arc<TrialData>,
+    pub screening: Arc<Vec<Screening>>,
+    pub cutoff: DataCutoff,
+    /// Each endpoint's rows, in the protocol's order.
+    pub rows: Vec<Vec<EndpointRow>>,
+    pub analysis: Analysis,
+}
+
+impl PreparedTrial {
+    /// Derive the endpoints and analyse (CPU work over the whole trial).
+    pub fn prepare(
+        data: Arc<TrialData>,
+        screening: Arc<Vec<Screening>>,
+        cutoff: DataCutoff,
+    ) -> Self {
+        let (derived, interim) = summary::derive_with_interim(&data, cutoff);
+        let analysis = summary::analyse_derived(&data, &screening, cutoff, &derived, interim);
+        let rows = derived.into_iter().map(|(_, rows)| rows).collect();
+        PreparedTrial {
+            data,
+            screening,
+            cutoff,
+            rows,
+            analysis,
+        }
+    }
+
+    /// Each endpoint with its rows.
+    pub fn derived(&self) -> impl Iterator<Item = (&Endpoint, &[EndpointRow])> {
+        self.data
+            .protocol
+            .endpoints
+            .iter()
+            .zip(self.rows.iter().map(Vec::as_slice))
+    }
+}

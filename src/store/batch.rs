@@ -1,0 +1,382 @@
+//! One enrolment batch's round trips: what the batch must know before deciding
+//! ([`batch_context`]) and everything it decided ([`write_batch`]), each in a fixed number of
+//! statements however many enrolments the batch holds (key lists and rows travel as one JSON
+//! parameter, so the statement text is fixed and prepared once).
+//!
+//! Both run inside the caller's write transaction (see `service::enrol`), which holds the
+//! writer lock from its first statement to commit (see the `store` module).
+
+use std::collections::HashMap;
+
+use sqlx::{FromRow, Row};
+
+use super::allocations::{json_list, ALLOCATION_COLUMNS, ALLOCATION_COLUMN_TYPES};
+use super::balance::{ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
+use super::screening_log::{ScreeningRow, SCREENING_COLUMNS};
+use super::{Backend, SqlType, StoreError, StoreResult, WriteTx};
+use crate::randomise::{AllocationRecord, StratumState};
+
+/// What a batch needs to know about one trial before deciding, read in one round trip: the
+/// trial's status and next randomisation number (`None` when the trial does not exist), the
+/// existing allocations of its records and subjects, the stored positions of its strata and
+/// the counts and clusters named by the batch's [`BalanceKeys`]. The same round trip loads the
+/// audit chain head into the transaction.
+pub struct BatchContext {
+    pub trial: Option<(String, i64)>,
+    pub allocations: Vec<AllocationRecord>,
+    pub strata: HashMap<String, StratumState>,
+    pub balance: Balance,
+}
+
+/// A `SELECT` whose rows ride in the allocation columns: `kind` first, then each allocation
+/// column given in `columns` as its expression, the others NULL.
+fn riding(kind: &str, columns: &[(&str, &str)], from: &str) -> String {
+    let list: Vec<String> = ALLOCATION_COLUMN_TYPES
+        .iter()
+        .map(|(name, _)| {
+            columns
+                .iter()
+                .find(|(c, _)| c == name)
+                .map_or_else(|| "NULL".to_string(), |(_, e)| (*e).to_string())
+        })
+        .collect();
+    format!("SELECT '{kind}', {} FROM {from}", list.join(", "))
+}
+
+pub async fn batch_context(
+    tx: &mut WriteTx,
+    trial_id: &str,
+    record_ids: &[&str],
+    subjects: &[&str],
+    strata: &[&str],
+    keys: &BalanceKeys<'_>,
+) -> StoreResult<BatchContext> {
+    let backend = tx.backend();
+    let sql = format!(
+        "SELECT 'a' AS kind, {ALLOCATION_COLUMNS} FROM allocations \
+         WHERE trial_id = $1 AND record_id {in2} \
+         UNION SELECT 'a', {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND subject {in3} \
+         UNION ALL {strata} \
+         UNION ALL {trial} \
+         UNION ALL {head} \
+         UNION ALL {counts} \
+         UNION ALL {marginals} \
+         UNION ALL {clusters}",
+        in2 = backend.in_json(2),
+        in3 = backend.in_json(3),
+        strata = riding(
+            "s",
+            &[
+                ("trial_id", "trial_id"),
+                ("randomisation_number", "allocated"),
+                ("stratum", "stratum"),
+                ("block_number", "block_number"),
+                ("block_size", "position"),
+            ],
+            &format!("strata WHERE trial_id = $1 AND stratum {}", backend.in_json(4)),
+        ),
+        trial = riding(
+            "t",
+            &[
+                ("trial_id", "trial_id"),
+                ("randomisation_number", "next_randomisation_number"),
+                ("record_id", "status"),
+            ],
+            "trials WHERE trial_id = $1",
+        ),
+        head = riding(
+            "h",
+            &[("randomisation_number", "seq"), ("record_id", "hash")],
+            "audit_head WHERE id = 1",
+        ),
+        counts = riding(
+            "c",
+            &[
+                ("randomisation_number", "n"),
+                ("stratum", "stratum"),
+                ("arm", "arm"),
+            ],
+            &format!("arm_counts WHERE trial_id = $1 AND stratum {}", backend.in_json(5)),
+        ),
+        marginals = riding(
+            "m",
+            &[
+                ("randomisation_number", "n"),
+                ("record_id", "factor"),
+                ("subject", "level"),
+                ("arm", "arm"),
+            ],
+            &format!(
+                "marginal_counts WHERE trial_id = $1 AND factor {} AND level {}",
+                backend.in_json(6),
+                backend.in_json(7)
+            ),
+        ),
+        clusters = riding(
+            "k",
+            &[
+                ("randomisation_number", "randomisation_number"),
+                ("record_id", "cluster"),
+                ("stratum", "stratum"),
+                ("arm", "arm"),
+            ],
+            &format!("clusters WHERE trial_id = $1 AND cluster {}", backend.in_json(8)),
+        ),
+    );
+    let rows = sqlx::query(&sql)
+        .bind(trial_id)
+        .bind(json_list(record_ids))
+        .bind(json_list(subjects))
+        .bind(json_list(strata))
+        .bind(json_list(&keys.strata))
+        .bind(json_list(&keys.factors))
+        .bind(json_list(&keys.levels))
+        .bind(json_list(&keys.clusters))
+        .fetch_all(tx.conn())
+        .await?;
+    let mut context = BatchContext {
+        trial: None,
+        allocations: Vec::new(),
+        strata: HashMap::new(),
+        balance: Balance::default(),
+    };
+    for row in &rows {
+        let kind: String = row.try_get("kind")?;
+        match kind.as_str() {
+            "a" => context.allocations.push(AllocationRecord::from_row(row)?),
+            "t" => {
+                context.trial = Some((
+                    row.try_get("record_id")?,
+                    row.try_get("randomisation_number")?,
+                ))
+            }
+            "h" => {
+                if tx.head.is_none() {
+                    tx.head = Some(super::audit::ChainHead {
+                        seq: row.try_get("randomisation_number")?,
+                        hash: row.try_get("record_id")?,
+                    });
+                }
+            }
+            "c" => {
+                context.balance.arm_counts.insert(
+                    (row.try_get("stratum")?, row.try_get("arm")?),
+                    row.try_get("randomisation_number")?,
+                );
+            }
+            "m" => {
+                context.balance.marginals.insert(
+                    (
+                        row.try_get("record_id")?,
+                        row.try_get("subject")?,
+                        row.try_get("arm")?,
+                    ),
+                    row.try_get("randomisation_number")?,
+                );
+            }
+            "k" => {
+                let cluster: String = row.try_get("record_id")?;
+                context.balance.clusters.insert(
+                    cluster.clone(),
+                    ClusterRow {
+                        trial_id: trial_id.to_string(),
+                        cluster,
+                        arm: row.try_get("arm")?,
+                        stratum: row.try_get("stratum")?,
+                        randomisation_number: row.try_get("randomisation_number")?,
+                    },
+                );
+            }
+            _ => {
+                let number = |name: &str| -> StoreResult<u64> {
+                    let v: i64 = row.try_get(name)?;
+                    u64::try_from(v)
+                        .map_err(|_| StoreError::Corrupt(format!("strata {name} is negative")))
+                };
+                let state = StratumState {
+                    block_number: number("block_number")?,
+                    position: u32::try_from(number("block_size")?)
+                        .map_err(|_| StoreError::Corrupt("strata.position out of range".into()))?,
+                    allocated: number("randomisation_number")?,
+                };
+                context.strata.insert(row.try_get("stratum")?, state);
+            }
+        }
+    }
+    Ok(context)
+}
+
+/// Everything a batch of enrolment decisions writes.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    pub allocations: Vec<AllocationRecord>,
+    /// New positions of the strata the batch allocated in: (trial, stratum, state).
+    pub strata: Vec<(String, String, StratumState)>,
+    /// New next randomisation number of each trial the batch allocated in.
+    pub next_numbers: Vec<(String, i64)>,
+    pub screening: Vec<ScreeningRow>,
+    pub audit: Vec<super::audit::NewEntry>,
+    /// New values of the arm counts the batch changed.
+    pub arm_counts: Vec<ArmCountRow>,
+    /// New values of the marginal counts the batch changed.
+    pub marginals: Vec<MarginalRow>,
+    /// Clusters the batch randomised.
+    pub clusters: Vec<ClusterRow>,
+}
+
+/// The statements of a batch write, each reading its rows from one JSON parameter `$n`.
+fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
+    let rows = |columns: &[(&str, SqlType)]| backend.json_rows(n, columns);
+    match part {
+        0 => format!(
+            "INSERT INTO allocations ({ALLOCATION_COLUMNS}) {}",
+            rows(&ALLOCATION_COLUMN_TYPES)
+        ),
+        1 => format!(
+            "INSERT INTO strata (trial_id, stratum, block_number, position, allocated) {} \
+             ON CONFLICT (trial_id, stratum) DO UPDATE SET block_number = excluded.block_number, \
+             position = excluded.position, allocated = excluded.allocated",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("stratum", SqlType::Text),
+                ("block_number", SqlType::Integer),
+                ("position", SqlType::Integer),
+                ("allocated", SqlType::Integer),
+            ])
+        ),
+        2 => format!(
+            "UPDATE trials SET next_randomisation_number = x.next_randomisation_number \
+             FROM ({}) AS x WHERE trials.trial_id = x.trial_id",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("next_randomisation_number", SqlType::Integer)
+            ])
+        ),
+        3 => format!(
+            "INSERT INTO screening_log ({}) {}",
+            SCREENING_COLUMNS.map(|(c, _)| c).join(", "),
+            rows(&SCREENING_COLUMNS)
+        ),
+        4 => format!(
+            "INSERT INTO audit_log ({}) {}",
+            super::audit::COLUMNS.map(|(c, _)| c).join(", "),
+            rows(&super::audit::COLUMNS)
+        ),
+        5 => format!(
+            "INSERT INTO arm_counts (trial_id, stratum, arm, n) {} \
+             ON CONFLICT (trial_id, stratum, arm) DO UPDATE SET n = excluded.n",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("stratum", SqlType::Text),
+                ("arm", SqlType::Text),
+                ("n", SqlType::Integer),
+            ])
+        ),
+        6 => format!(
+            "INSERT INTO marginal_counts (trial_id, factor, level, arm, n) {} \
+             ON CONFLICT (trial_id, factor, level, arm) DO UPDATE SET n = excluded.n",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("factor", SqlType::Text),
+                ("level", SqlType::Text),
+                ("arm", SqlType::Text),
+                ("n", SqlType::Integer),
+            ])
+        ),
+        7 => format!(
+            "INSERT INTO clusters (trial_id, cluster, arm, stratum, randomisation_number) {}",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("cluster", SqlType::Text),
+                ("arm", SqlType::Text),
+                ("stratum", SqlType::Text),
+                ("randomisation_number", SqlType::Integer),
+            ])
+        ),
+        _ => super::audit::head_update_sql(backend, n),
+    }
+}
+
+const BATCH_PARTS: usize = 9;
+
+/// Write a batch's decisions (chaining its audit entries onto the transaction's head). On
+/// PostgreSQL this is one statement of data-modifying CTEs, so a batch costs one round trip
+/// however many enrolments it holds; SQLite, in-process, runs the same statements one by one.
+pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()> {
+    let encode = |v: serde_json::Result<String>| {
+        v.map_err(|e| StoreError::Corrupt(format!("cannot encode a batch: {e}")))
+    };
+    let audit_rows = super::audit::chain(tx, &batch.audit).await?;
+    let head = super::audit::head_json(super::audit::head(tx).await?);
+    let strata: Vec<serde_json::Value> = batch
+        .strata
+        .iter()
+        .map(|(trial, stratum, state)| {
+            serde_json::json!({
+                "trial_id": trial, "stratum": stratum, "block_number": state.block_number,
+                "position": state.position, "allocated": state.allocated,
+            })
+        })
+        .collect();
+    let numbers: Vec<serde_json::Value> = batch
+        .next_numbers
+        .iter()
+        .map(|(trial, next)| serde_json::json!({"trial_id": trial, "next_randomisation_number": next}))
+        .collect();
+    let params: [(bool, String); BATCH_PARTS] = [
+        (
+            batch.allocations.is_empty(),
+            encode(serde_json::to_string(&batch.allocations))?,
+        ),
+        (strata.is_empty(), encode(serde_json::to_string(&strata))?),
+        (numbers.is_empty(), encode(serde_json::to_string(&numbers))?),
+        (
+            batch.screening.is_empty(),
+            encode(serde_json::to_string(&batch.screening))?,
+        ),
+        (
+            audit_rows.is_empty(),
+            encode(serde_json::to_string(&audit_rows))?,
+        ),
+        (
+            batch.arm_counts.is_empty(),
+            encode(serde_json::to_string(&batch.arm_counts))?,
+        ),
+        (
+            batch.marginals.is_empty(),
+            encode(serde_json::to_string(&batch.marginals))?,
+        ),
+        (
+            batch.clusters.is_empty(),
+            encode(serde_json::to_string(&batch.clusters))?,
+        ),
+        (audit_rows.is_empty(), head),
+    ];
+    match tx.backend() {
+        Backend::Postgres => {
+            // Fixed text (empty arrays write nothing), so the statement is prepared once.
+            let ctes: Vec<String> = (0..BATCH_PARTS - 1)
+                .map(|i| format!("w{i} AS ({})", batch_statement(Backend::Postgres, i, i + 1)))
+                .collect();
+            let sql = format!(
+                "WITH {} {}",
+                ctes.join(", "),
+                batch_statement(Backend::Postgres, BATCH_PARTS - 1, BATCH_PARTS)
+            );
+            let mut query = sqlx::query(&sql);
+            for (_, json) in params {
+                query = query.bind(json);
+            }
+            query.execute(tx.conn()).await?;
+        }
+        Backend::Sqlite => {
+            for (i, (empty, json)) in params.into_iter().enumerate() {
+                if !empty {
+                    let sql = batch_statement(Backend::Sqlite, i, 1);
+                    sqlx::query(&sql).bind(json).execute(tx.conn()).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
