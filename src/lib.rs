@@ -5,19 +5,25 @@
 //! the same HTTP call, having committed allocation, screening-log row and audit entry together.
 //!
 //! # Layout
-//! Layers, each importing only from the layers below it:
+//! Layers, each importing only from the layers below it (`scripts/check_layers.py` checks that
+//! no files import each other in a circle and that the interfaces never name the store):
 //! - core (pure, no I/O): [`protocol`] (parse and validate protocol files, enrolment fields,
-//!   eligibility, strata), [`randomise`] (allocation procedures and seeded streams),
-//!   [`endpoints`] (per-subject outcomes from register events as of a data cut-off);
-//!   [`stats`] (Kaplan–Meier, log-rank, Cox, RMST, subgroups, 2×2: R `survival`'s numbers);
-//!   [`design`] (group-sequential boundaries, conditional power, sample sizes: `rpact`'s numbers);
+//!   eligibility, strata), [`randomise`] (allocation procedures, seeded streams and the
+//!   allocation record), [`endpoints`] (per-subject outcomes from register events as of a data
+//!   cut-off, and the cut-off itself), [`analysis`] (a trial's data analysed: comparisons,
+//!   interim looks, subgroups, the blinded release and its disclosure control, ADTTE/ADSL);
+//!   [`stats`] (Kaplan–Meier, log-rank, Cox, RMST, subgroups, 2×2, the normal distribution:
+//!   R `survival`'s numbers); [`design`] (group-sequential boundaries, conditional power,
+//!   sample sizes: `rpact`'s numbers);
 //! - store: [`store`] (sqlx on SQLite or PostgreSQL: migrations, transactions, audit chain);
-//! - services: [`service`] (enrol, load trials, tokens), [`sim`] (design simulation through
-//!   the core's own code);
-//! - interfaces: [`api`] (axum routes and the error code table), [`dashboard`] (HTML pages
-//!   per role with SVG charts, and the closed report), [`cli`] (clap commands),
-//!   [`demo`] (the newcomer's end-to-end run);
-//!   `main.rs` only calls [`cli::main`].
+//! - services: [`service`] (the engine's state, the access policy and the error codes;
+//!   enrolment, screening, events, randomised-in-error marks; the trial view every interface
+//!   reads an analysed trial through; the audit trail, health, tokens, protocols) and [`sim`]
+//!   (design simulation through the core's own code, which depends on the core only);
+//! - interfaces: [`api`] (axum routes, the HTTP statuses of the error codes, and the one
+//!   application builder), [`dashboard`] (HTML pages per role with SVG charts, the rendered-page
+//!   cache and the closed report), [`cli`] (clap commands), [`demo`] (the newcomer's end-to-end
+//!   run); `main.rs` only calls [`cli::main`].
 #![forbid(unsafe_code)]
 
 pub mod analysis;

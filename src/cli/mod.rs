@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod csv_table;
 mod data;
 mod design;
 mod randomisation;

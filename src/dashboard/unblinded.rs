@@ -636,6 +636,118 @@ fn forest(f: &crate::analysis::subgroups::SubgroupForest, name: &dyn Fn(&str) ->
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::analysis::TrialData;
+    use crate::endpoints::{DataCutoff, Event, ReceivedEvent};
+    use crate::randomise::{AllocationRecord, Draw, Timestamp};
+    use crate::service::trial_view::PreparedTrial;
+
+    /// A TASTE trial of 60 subjects, a third of them dying at different days.
+    fn prepared() -> PreparedTrial {
+        let protocol =
+            crate::protocol::parse(include_str!("../../protocols/taste.toml"), "taste.toml")
+                .unwrap();
+        let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let arms: Vec<String> = protocol.arms.iter().map(|a| a.id.clone()).collect();
+        let allocations: Vec<AllocationRecord> = (0..60)
+            .map(|i| AllocationRecord {
+                trial_id: protocol.trial_id.clone(),
+                randomisation_number: i + 1,
+                record_id: format!("R{i}"),
+                subject: format!("S{i:02}"),
+                site_code: "UPP".into(),
+                arm: arms[i as usize % arms.len()].clone(),
+                stratum: "site=UPP;sex=F".into(),
+                block_number: 0,
+                block_size: 0,
+                block_position: 0,
+                protocol_version: protocol.version.clone(),
+                request_sha256: String::new(),
+                allocated_at: Timestamp::parse("2024-01-01T10:00:00.000000Z").unwrap(),
+                detail: None,
+                eligible_arms: None,
+                cluster: None,
+                draw: Draw::Slot,
+            })
+            .collect();
+        let events = (0..60)
+            .filter(|i| i % 3 == 0)
+            .map(|i| ReceivedEvent {
+                event: Event {
+                    event_id: format!("D{i}"),
+                    subject: format!("S{i:02}"),
+                    event_type: "death".into(),
+                    date: start + chrono::Days::new(5 + 4 * i),
+                    code: None,
+                    value: None,
+                    source: None,
+                },
+                received_on: start + chrono::Days::new(300),
+            })
+            .collect();
+        let data = TrialData {
+            protocol,
+            allocations,
+            events,
+            in_error: Default::default(),
+        };
+        PreparedTrial::prepare(
+            Arc::new(data),
+            Arc::new(Vec::new()),
+            DataCutoff(start + chrono::Days::new(400)),
+        )
+    }
+
+    fn chrome() -> Chrome {
+        Chrome {
+            trial_id: "taste".into(),
+            title: "TASTE".into(),
+            protocol_version: "1.0".into(),
+            role: "Statistician".into(),
+            scope: "all sites".into(),
+            cutoff: String::new(),
+            interactive: false,
+        }
+    }
+
+    /// Kaplan–Meier is fitted once per prepared trial: the analysis keeps one fitted curve per
+    /// arm for each time-to-event endpoint, and the page draws those curves rather than fitting
+    /// again (a page built from curves swapped between the arms shows the swapped numbers).
+    #[test]
+    fn the_page_draws_the_curves_the_analysis_fitted() {
+        let mut prepared = prepared();
+        let arms = prepared.data.protocol.arms.len();
+        let mut survival = 0;
+        for summary in &mut prepared.analysis.endpoints {
+            if let Some(Comparison::Survival { fitted, .. }) = &mut summary.comparison {
+                assert_eq!(fitted.len(), arms, "{}: one curve per arm", summary.id);
+                survival += 1;
+                fitted.swap(0, 1);
+            }
+        }
+        assert_eq!(survival, 2, "both time-to-event endpoints were compared");
+        let page = UnblindedPage::build(&prepared, chrome());
+        let primary = page.survival.iter().find(|s| s.primary).unwrap();
+        let Some(Comparison::Survival { fitted, .. }) = prepared
+            .analysis
+            .endpoints
+            .iter()
+            .find(|e| e.primary)
+            .and_then(|e| e.comparison.as_ref())
+        else {
+            panic!("the primary endpoint has a survival comparison");
+        };
+        let times: Vec<f64> = primary.times.iter().map(|t| t.parse().unwrap()).collect();
+        for (row, curve) in primary.at_risk.iter().zip(fitted) {
+            let expected: Vec<usize> = curve.survival_at(&times).iter().map(|a| a.n_risk).collect();
+            assert_eq!(row.counts, expected, "{}", row.arm);
+        }
+        // The swap is visible: the first arm's row now holds what a fit of the second arm gives.
+        assert_ne!(primary.at_risk[0].counts, primary.at_risk[1].counts);
+    }
+
     #[test]
     fn at_risk_times_are_even_steps() {
         assert_eq!(

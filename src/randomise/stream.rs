@@ -49,13 +49,24 @@ pub fn seed_commitment(seed: &MasterSeed) -> String {
 pub fn stream(seed: &MasterSeed, trial: &str, stratum: &str, number: u64) -> ChaCha20Rng {
     let mut h = Sha256::new();
     h.update(b"rrct/stream/v1\0");
-    h.update(seed.0);
-    h.update((trial.len() as u64).to_be_bytes());
-    h.update(trial.as_bytes());
-    h.update((stratum.len() as u64).to_be_bytes());
-    h.update(stratum.as_bytes());
-    h.update(number.to_be_bytes());
-    ChaCha20Rng::from_seed(h.finalize().into())
+    keyed(h, seed, trial, stratum, number)
+}
+
+/// The stream keyed by `tagged` (a hash holding the domain tag) over the rest of the key.
+fn keyed(
+    mut tagged: Sha256,
+    seed: &MasterSeed,
+    trial: &str,
+    stratum: &str,
+    number: u64,
+) -> ChaCha20Rng {
+    tagged.update(seed.0);
+    tagged.update((trial.len() as u64).to_be_bytes());
+    tagged.update(trial.as_bytes());
+    tagged.update((stratum.len() as u64).to_be_bytes());
+    tagged.update(stratum.as_bytes());
+    tagged.update(number.to_be_bytes());
+    ChaCha20Rng::from_seed(tagged.finalize().into())
 }
 
 /// A stream for a draw that is not part of the procedure's main sequence (a restricted
@@ -74,11 +85,5 @@ pub fn tagged_stream(
     h.update((purpose.len() as u64).to_be_bytes());
     h.update(purpose.as_bytes());
     h.update(b"\0");
-    h.update(seed.0);
-    h.update((trial.len() as u64).to_be_bytes());
-    h.update(trial.as_bytes());
-    h.update((stratum.len() as u64).to_be_bytes());
-    h.update(stratum.as_bytes());
-    h.update(number.to_be_bytes());
-    ChaCha20Rng::from_seed(h.finalize().into())
+    keyed(h, seed, trial, stratum, number)
 }

@@ -3,7 +3,7 @@
 //! allocation procedure on the engine's seeded streams (`randomise::allocate_with`, with the
 //! current permuted block kept rather than re-derived for every slot), register events with
 //! reporting delays, the primary endpoint derived per subject as of each look's cut-off
-//! (`endpoints::subject_outcome`), the look's Cox statistic (`service::interim`) and the
+//! (`endpoints::subject_outcome`), the look's Cox statistic (`analysis::interim`) and the
 //! group-sequential boundaries (`design::efficacy_boundaries`).
 //!
 //! Randomness: allocations draw from the engine's ChaCha20 streams under the replicate's

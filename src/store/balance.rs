@@ -115,8 +115,22 @@ pub async fn of_trial(store: &Store, trial_id: &str) -> StoreResult<Balance> {
     .fetch_all(pool)
     .await?
     {
-        let cluster: String = row.try_get("cluster")?;
-        balance.clusters.insert(
+        balance.insert_cluster(&row, trial_id, "cluster")?;
+    }
+    Ok(balance)
+}
+
+impl Balance {
+    /// Keep the cluster of a row that has `arm`, `stratum` and `randomisation_number` columns
+    /// and the cluster in `cluster_column`.
+    pub(super) fn insert_cluster(
+        &mut self,
+        row: &sqlx::any::AnyRow,
+        trial_id: &str,
+        cluster_column: &str,
+    ) -> StoreResult<()> {
+        let cluster: String = row.try_get(cluster_column)?;
+        self.clusters.insert(
             cluster.clone(),
             ClusterRow {
                 trial_id: trial_id.to_string(),
@@ -126,8 +140,8 @@ pub async fn of_trial(store: &Store, trial_id: &str) -> StoreResult<Balance> {
                 randomisation_number: row.try_get("randomisation_number")?,
             },
         );
+        Ok(())
     }
-    Ok(balance)
 }
 
 /// A count read from the database as the procedures take it.

@@ -174,19 +174,7 @@ pub async fn batch_context(
                     row.try_get("randomisation_number")?,
                 );
             }
-            "k" => {
-                let cluster: String = row.try_get("record_id")?;
-                context.balance.clusters.insert(
-                    cluster.clone(),
-                    ClusterRow {
-                        trial_id: trial_id.to_string(),
-                        cluster,
-                        arm: row.try_get("arm")?,
-                        stratum: row.try_get("stratum")?,
-                        randomisation_number: row.try_get("randomisation_number")?,
-                    },
-                );
-            }
+            "k" => context.balance.insert_cluster(row, trial_id, "record_id")?,
             _ => {
                 let number = |name: &str| -> StoreResult<u64> {
                     let v: i64 = row.try_get(name)?;

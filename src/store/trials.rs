@@ -113,12 +113,11 @@ pub async fn register(
                 .execute(tx.conn())
                 .await
                 .map_err(StoreError::from)?;
-            audit::append(
+            system_entry(
                 &mut tx,
-                "system",
                 "trial_created",
-                Some(trial),
-                &serde_json::json!({
+                trial,
+                serde_json::json!({
                     "title": protocol.title,
                     "seed_commitment": commitment,
                     "seed_commitment_algorithm": "sha256(master_seed)",
@@ -208,12 +207,11 @@ pub async fn register(
         .await
         .map_err(StoreError::from)?;
     }
-    audit::append(
+    system_entry(
         &mut tx,
-        "system",
         "protocol_version_registered",
-        Some(trial),
-        &serde_json::json!({
+        trial,
+        serde_json::json!({
             "version": protocol.version,
             "status": protocol.status.as_str(),
             "source_sha256": sha,
@@ -223,6 +221,17 @@ pub async fn register(
     .await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// An audit entry of a registration, made by the system rather than a token holder.
+async fn system_entry(
+    tx: &mut super::WriteTx,
+    action: &str,
+    trial: &str,
+    payload: serde_json::Value,
+) -> StoreResult<()> {
+    audit::append(tx, "system", action, Some(trial), &payload).await?;
+    Ok(())
 }
 
 async fn amendment_inputs(tx: &mut super::WriteTx, trial: &str) -> StoreResult<AmendmentInputs> {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rrct::protocol::{self, Protocol};
-use rrct::randomise::AllocationRecord as AllocationRow;
+use rrct::randomise::AllocationRecord;
 use rrct::randomise::{allocate_with, AllocationContext, MasterSeed, Scheme, StratumState};
 use rrct::store::allocations::{self, write_counts};
 use rrct::store::balance;
@@ -101,7 +101,7 @@ async fn enrol_waves(
 /// What a run left: the allocations in randomisation order, the bodies and answers by record.
 pub struct Run {
     pub protocol: Protocol,
-    pub rows: Vec<AllocationRow>,
+    pub rows: Vec<AllocationRecord>,
     pub bodies: HashMap<String, Value>,
     pub answers: HashMap<String, Value>,
 }
@@ -177,7 +177,7 @@ struct Recomputed {
 /// the seed would, asserting each live arm and decision detail.
 fn replay(
     protocol: &Protocol,
-    rows: &[AllocationRow],
+    rows: &[AllocationRecord],
     bodies: &HashMap<String, Value>,
 ) -> Recomputed {
     let scheme = Scheme::from_protocol(protocol).unwrap();

@@ -17,4 +17,5 @@ mod http_enrolment;
 mod live_procedures;
 mod randomised_in_error;
 mod reproducibility;
+mod schema;
 mod serve;

@@ -188,18 +188,23 @@ fn minimisation_balances_every_factor_level_better_than_simple() {
     );
 }
 
-#[test]
-fn minimisation_detail_shows_scores_preference_and_draw() {
-    // Three arms, one factor, this patient's level has counts 2, 0, 1 (equal ratios, range):
-    // adding to arm 0 gives (3,0,1) → 3; arm 1 gives (2,1,1) → 1; arm 2 gives (2,0,2) → 2.
-    let scheme = Scheme::new_minimisation(
+/// Minimisation over three equal arms by sex (range, p = 0.8), after `initial` random ones.
+fn three_arms_by_sex(initial: u32) -> Scheme {
+    Scheme::new_minimisation(
         vec![1, 1, 1],
         vec![factor("sex")],
         ImbalanceMeasure::Range,
         0.8,
-        0,
+        initial,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn minimisation_detail_shows_scores_preference_and_draw() {
+    // Three arms, one factor, this patient's level has counts 2, 0, 1 (equal ratios, range):
+    // adding to arm 0 gives (3,0,1) → 3; arm 1 gives (2,1,1) → 1; arm 2 gives (2,0,2) → 2.
+    let scheme = three_arms_by_sex(0);
     let ctx = AllocationContext {
         marginals: vec![vec![2, 0, 1]],
         ..Default::default()
@@ -237,14 +242,7 @@ fn minimisation_detail_shows_scores_preference_and_draw() {
 
 #[test]
 fn minimisation_ties_split_p_and_initial_allocations_are_random() {
-    let scheme = Scheme::new_minimisation(
-        vec![1, 1, 1],
-        vec![factor("sex")],
-        ImbalanceMeasure::Range,
-        0.8,
-        5,
-    )
-    .unwrap();
+    let scheme = three_arms_by_sex(5);
     let ctx = AllocationContext {
         marginals: vec![vec![1, 0, 0]],
         ..Default::default()

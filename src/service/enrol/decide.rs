@@ -3,24 +3,43 @@
 //! decided together see each other) and writes everything in one more.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::queue::Pending;
+use super::request::EnrolmentRequest;
 use super::{Allocation, EnrolError, EnrolOutcome};
 use crate::protocol::{self, FieldError, TrialStatus};
 use crate::randomise::{
     self, AllocationContext, AllocationError, AllocationRecord, Draw, Scheme, StratumState,
     Timestamp,
 };
+use crate::service::TrialRuntime;
 use crate::store::audit::NewEntry;
 use crate::store::balance::{unsigned, ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
 use crate::store::batch::{self, BatchWrite};
 use crate::store::screening_log::{self, ScreeningRow};
 use crate::store::{Store, StoreError};
 
-/// What one trial's part of a batch knows: the locked trial row and everything already stored
-/// or decided earlier in the batch for the batch's records, subjects and strata.
+/// An enrolment that passed every check that needs no database, waiting for its decision.
+pub(super) struct Pending {
+    pub(super) runtime: Arc<TrialRuntime>,
+    pub(super) actor: String,
+    pub(super) request: EnrolmentRequest,
+    pub(super) values: protocol::EnrolmentValues,
+    pub(super) refusals: Vec<protocol::Ineligibility>,
+    pub(super) stratum: String,
+    /// One flag per arm when the enrolment named ineligible arms.
+    pub(super) eligible: Option<Vec<bool>>,
+    /// The enrolment's level of each minimisation factor, in the scheme's factor order.
+    pub(super) levels: Vec<String>,
+    /// The enrolment's cluster, in a cluster trial.
+    pub(super) cluster: Option<String>,
+}
+
+/// What one trial's part of a batch knows: the trial's status and randomisation counter (read
+/// under the writer lock) and everything already stored or decided earlier in the batch for the
+/// batch's records, subjects and strata.
 struct TrialSlice {
     status: TrialStatus,
     next_number: i64,

@@ -45,7 +45,7 @@ pub use request::{canonical_json, EnrolmentRequest, MAX_ID_LEN};
 use super::{Principal, Role, TrialRegistry};
 use crate::protocol::{self, FieldError};
 use crate::store::{allocations, Store};
-use queue::Pending;
+use decide::Pending;
 
 /// Enrol one patient: see the module documentation for the order of checks.
 #[tracing::instrument(skip_all, fields(trial = %trial_id), err(level = tracing::Level::DEBUG))]

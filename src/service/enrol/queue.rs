@@ -1,35 +1,14 @@
 //! The write path of enrolments: one task per process takes everything queued, decides it in one
 //! transaction ([`super::decide`]) and answers each request after the commit.
 
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, oneshot};
 
-use super::decide::decide_batch;
-use super::request::EnrolmentRequest;
+use super::decide::{decide_batch, Pending};
 use super::{EnrolError, EnrolOutcome};
-use crate::protocol;
-use crate::service::TrialRuntime;
 use crate::store::{Store, StoreError};
 
 /// Largest number of enrolments decided and committed together.
 pub const MAX_BATCH: usize = 256;
-
-/// An enrolment that passed every check that needs no database, waiting for its decision.
-pub(super) struct Pending {
-    pub(super) runtime: Arc<TrialRuntime>,
-    pub(super) actor: String,
-    pub(super) request: EnrolmentRequest,
-    pub(super) values: protocol::EnrolmentValues,
-    pub(super) refusals: Vec<protocol::Ineligibility>,
-    pub(super) stratum: String,
-    /// One flag per arm when the enrolment named ineligible arms.
-    pub(super) eligible: Option<Vec<bool>>,
-    /// The enrolment's level of each minimisation factor, in the scheme's factor order.
-    pub(super) levels: Vec<String>,
-    /// The enrolment's cluster, in a cluster trial.
-    pub(super) cluster: Option<String>,
-}
 
 type Reply = oneshot::Sender<Result<EnrolOutcome, EnrolError>>;
 
