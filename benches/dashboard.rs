@@ -23,7 +23,7 @@ use rrct::service::enrol::{self, EnrolmentQueue};
 use rrct::service::trial_view::{
     held, Ask, BlindedRelease, PreparedTrial, Reader, TrialView, TrialViews, ViewRequest,
 };
-use rrct::service::{auth, events, trials, Principal, TrialRegistry};
+use rrct::service::{auth, events, trials, Clock, Principal, TrialRegistry};
 use rrct::store::Store;
 use serde_json::json;
 
@@ -196,7 +196,15 @@ async fn bench(
     )
     .await?;
     let registry = std::sync::Arc::new(TrialRegistry::from_runtimes([runtime]));
-    let queue = EnrolmentQueue::start(store.clone());
+    // The trial was enrolled 400 days ago; its register events arrive today.
+    let today = chrono::Utc::now().date_naive();
+    let enrolled_on = today - chrono::Days::new(400);
+    let queue = EnrolmentQueue::start(store.clone(), Clock::on(enrolled_on));
+    let delivery = events::Delivery {
+        actor: "bench",
+        scope: events::EventScope::AnySubject,
+        received_at: Clock::system().now(),
+    };
     let token = auth::create_token(&store, "register", None, None).await?;
     let principal = auth::authenticate(&store, &token)
         .await?
@@ -231,7 +239,6 @@ async fn bench(
     for task in tasks {
         task.await??;
     }
-    let today = chrono::Utc::now().date_naive();
     let mut rng = ChaCha20Rng::seed_from_u64(8);
     let types = ["death", "mi", "readmission", "mi", "readmission"];
     let all: Vec<Event> = (0..n_events)
@@ -239,7 +246,7 @@ async fn bench(
             event_id: format!("E{i}"),
             subject: format!("S{:06}", rng.next_u64() % n_subjects as u64),
             event_type: types[(rng.next_u64() % 5) as usize].into(),
-            date: today + chrono::Days::new(rng.next_u64() % 400),
+            date: enrolled_on + chrono::Days::new(rng.next_u64() % 400),
             code: None,
             value: None,
             source: Some("bench".into()),
@@ -247,7 +254,7 @@ async fn bench(
         .collect();
     for chunk in all.chunks(10_000) {
         let rows: Vec<usize> = (0..chunk.len()).collect();
-        events::ingest(&store, chunk, &rows, "bench", |_| {}).await?;
+        events::ingest(&store, chunk, &rows, &delivery, |_| {}).await?;
     }
     println!(
         "dashboard rendering on {backend}: {n_subjects} subjects, {n_events} events (stored in {:.1} s){}",
@@ -259,7 +266,7 @@ async fn bench(
         }
     );
 
-    let cutoff = DataCutoff(today + chrono::Days::new(400));
+    let cutoff = DataCutoff(today);
     // Where a cold request's time goes.
     let t = Instant::now();
     rrct::store::allocations::list(&store, "taste").await?;
@@ -363,7 +370,7 @@ async fn bench(
                 value: None,
                 source: Some("bench".into()),
             };
-            events::ingest(&store, std::slice::from_ref(&one), &[0], "bench", |_| {}).await?;
+            events::ingest(&store, std::slice::from_ref(&one), &[0], &delivery, |_| {}).await?;
         } else {
             let subject = format!("S-new-{round}");
             let history = Event {
@@ -379,7 +386,7 @@ async fn bench(
                 &store,
                 std::slice::from_ref(&history),
                 &[0],
-                "bench",
+                &delivery,
                 |_| {},
             )
             .await?;

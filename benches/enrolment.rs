@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rrct::api::{Application, Settings, Trials};
 use rrct::randomise::MasterSeed;
-use rrct::service::auth;
+use rrct::service::{auth, Clock};
 use rrct::store::{Backend, Store};
 use serde_json::json;
 
@@ -92,6 +92,7 @@ fn spawn_server(
                         seed: MasterSeed::from_passphrase("bench"),
                     },
                     bind: ([127, 0, 0, 1], 0).into(),
+                    clock: Clock::system(),
                 })
                 .await?;
                 let store = app.state().store.clone();

@@ -21,7 +21,7 @@ use crate::protocol::{self, Protocol};
 use crate::randomise::{AllocationRecord, MasterSeed};
 use crate::service::audit_trail::{self, ChainStatus};
 use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, ViewRequest};
-use crate::service::{auth, trials, AppState};
+use crate::service::{auth, trials, AppState, Clock};
 
 /// The shipped example, used when `protocols/taste.toml` is not beside the working directory.
 const TASTE_PROTOCOL: &str = include_str!("../protocols/taste.toml");
@@ -87,6 +87,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // RRCT_MASTER_SEED overrides it.
     let phrase = std::env::var(trials::MASTER_SEED_ENV).unwrap_or_else(|_| "rrct-demo".into());
     let trial_id = protocol.trial_id.clone();
+    // The engine's calendar starts 400 days ago: the feed is enrolled then, and a year of
+    // register follow-up arrives month by month until today (no register can report the future).
+    let real_today = chrono::Utc::now().date_naive();
+    let enrolled_on = real_today - chrono::Days::new(FOLLOW_UP_DAYS + 35);
     let app = Application::build(Settings {
         database: url,
         trials: Trials::Sources {
@@ -94,6 +98,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             seed: MasterSeed::from_passphrase(&phrase),
         },
         bind: ([127, 0, 0, 1], 0).into(),
+        clock: Clock::on(enrolled_on),
     })
     .await?;
     let addr = app.address();
@@ -111,7 +116,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         protocol.title
     );
     println!(
-        "  service listening on {base}; playing {} registrations, {} at a time...",
+        "  service listening on {base}; playing {} registrations, {} at a time, on {enrolled_on} \
+         (the engine's calendar is set back so that a year of follow-up can arrive by today)...",
         args.registrations, args.concurrency
     );
 
@@ -331,7 +337,12 @@ async fn report(
     elapsed: Duration,
 ) -> anyhow::Result<()> {
     let trial = protocol.trial_id.as_str();
-    let now = prepared(state, trial, crate::endpoints::DataCutoff::today()).await?;
+    let now = prepared(
+        state,
+        trial,
+        crate::endpoints::DataCutoff(state.clock.today()),
+    )
+    .await?;
     let allocations = &now.data.allocations;
     let screening = &now.screening;
     let sent: usize = tally.statuses.values().sum();
@@ -445,8 +456,12 @@ async fn report(
     Ok(())
 }
 
+/// Days of follow-up the demo simulates after enrolment.
+const FOLLOW_UP_DAYS: u64 = 365;
+
 /// Simulate a year of register follow-up for the randomised patients, send it through the
-/// events endpoint, and print the analysis as of a cut-off one year after today.
+/// events endpoint month by month as the registers would (each month's events received at the
+/// month's end), and print the analysis as of today.
 async fn follow_up(
     base: &str,
     token: &str,
@@ -455,12 +470,13 @@ async fn follow_up(
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let trial = protocol.trial_id.as_str();
-    let randomised = prepared(state, trial, crate::endpoints::DataCutoff::today())
+    let enrolled_on = state.clock.today();
+    let randomised = prepared(state, trial, crate::endpoints::DataCutoff(enrolled_on))
         .await?
         .data
         .allocations
         .clone();
-    let today = chrono::Utc::now().date_naive();
+    let today = enrolled_on;
     let mut rng = ChaCha20Rng::seed_from_u64(7244);
     let mut unit = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     let mut events = Vec::new();
@@ -515,27 +531,50 @@ async fn follow_up(
             );
         }
     }
+    // Month by month: each month's events are received at the month's end (history from
+    // before enrolment comes with the first month).
+    let real_today = chrono::Utc::now().date_naive();
+    let month_end = |d: chrono::NaiveDate| {
+        use chrono::Datelike;
+        let first = d.with_day(1).unwrap_or(d);
+        (first + chrono::Months::new(1) - chrono::Days::new(1)).min(real_today)
+    };
+    let mut by_month: BTreeMap<chrono::NaiveDate, Vec<Value>> = BTreeMap::new();
+    for e in events {
+        let date = e["date"]
+            .as_str()
+            .and_then(crate::endpoints::parse_event_date)
+            .unwrap_or(enrolled_on)
+            .max(enrolled_on);
+        by_month.entry(month_end(date)).or_default().push(e);
+    }
     let client = reqwest::Client::new();
     let mut stored = 0;
-    for batch in events.chunks(1000) {
-        let r = client
-            .post(format!("{base}/api/v1/events"))
-            .bearer_auth(token)
-            .json(&json!({ "events": batch }))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            r.status().is_success(),
-            "event batch refused: {}",
-            r.text().await?
-        );
-        stored += r.json::<Value>().await?["stored"].as_u64().unwrap_or(0);
+    let months = by_month.len();
+    for (received_on, month) in by_month {
+        state.clock.set_today(received_on);
+        for batch in month.chunks(1000) {
+            let r = client
+                .post(format!("{base}/api/v1/events"))
+                .bearer_auth(token)
+                .json(&json!({ "events": batch }))
+                .send()
+                .await?;
+            anyhow::ensure!(
+                r.status().is_success(),
+                "event batch refused: {}",
+                r.text().await?
+            );
+            stored += r.json::<Value>().await?["stored"].as_u64().unwrap_or(0);
+        }
     }
-    let cutoff = crate::endpoints::DataCutoff(today + chrono::Duration::days(365));
+    state.clock.set_today(real_today);
+    let cutoff = crate::endpoints::DataCutoff(real_today);
     println!();
     println!(
-        "Follow-up: {stored} register events (deaths, infarctions, emigrations) for the next year, \
-         sent through /api/v1/events; analysis as of cut-off {}",
+        "Follow-up: {stored} register events (deaths, infarctions, emigrations) in the year after \
+         enrolment, sent through /api/v1/events in {months} monthly deliveries; analysis as of \
+         cut-off {}",
         cutoff.0
     );
     let analysed = prepared(state, trial, cutoff).await?;

@@ -33,6 +33,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod design;
 pub mod endpoints;
+pub mod identity;
 pub mod protocol;
 pub mod randomise;
 pub mod service;

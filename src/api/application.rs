@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::protocol::{self, ProtocolErrors};
 use crate::randomise::MasterSeed;
 use crate::service::trials::{self, LoadError};
-use crate::service::{connect, AppState, TrialRegistry};
+use crate::service::{connect, AppState, Clock, TrialRegistry};
 
 /// Where the served trials come from.
 pub enum Trials {
@@ -33,6 +33,8 @@ pub struct Settings {
     pub trials: Trials,
     /// Port 0 picks a free port; [`Application::address`] tells which.
     pub bind: SocketAddr,
+    /// The engine's clock: the system's, but for demonstrations and tests.
+    pub clock: Clock,
 }
 
 /// Why a server could not be built.
@@ -103,7 +105,7 @@ impl Application {
         Ok(Application {
             listener,
             address,
-            state: AppState::new(store, registry),
+            state: AppState::new(store, registry, settings.clock),
         })
     }
 

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::Value;
 
 use super::auth::Authenticated;
 use super::error::ApiError;
@@ -29,7 +28,7 @@ async fn mark_error(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path((trial, record_id)): Path<(String, String)>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson,
 ) -> Result<Response, ApiError> {
     let marked =
         randomised_in_error::mark_for(&state, &principal, &trial, &record_id, &body).await?;
@@ -40,7 +39,7 @@ async fn create(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path(trial): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson,
 ) -> Result<Response, ApiError> {
     let outcome = enrol::enrol(&state.enrolments, &state.trials, &principal, &trial, &body).await?;
     Ok(match outcome {

@@ -3,7 +3,6 @@
 //! the same JSON body: `{"error": {"code": "snake_case", "message": "...", ...details}}`.
 //! Service errors name their own code ([`CodedError`]), so they become responses mechanically.
 
-use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -68,18 +67,6 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let code = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => Code::UnsupportedMediaType,
-            JsonRejection::JsonSyntaxError(_) => Code::MalformedJson,
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
-            _ => Code::MalformedJson,
-        };
-        ApiError::new(code, rejection.body_text())
     }
 }
 

@@ -3,7 +3,6 @@
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::Value;
 
 use super::auth::Authenticated;
 use super::error::ApiError;
@@ -24,11 +23,18 @@ pub fn router() -> Router<AppState> {
 async fn receive(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson,
 ) -> Result<Json<IngestReport>, ApiError> {
-    events::authorise(&principal)?;
-    let batch = events::parse_json_batch(&body).map_err(events::IngestError::Invalid)?;
+    let scope = events::authorise(&principal)?;
+    let received_at = state.clock.now();
+    let batch = events::parse_json_batch(&body, received_at.date())
+        .map_err(events::IngestError::Invalid)?;
     let rows: Vec<usize> = (0..batch.len()).collect();
-    let report = events::ingest(&state.store, &batch, &rows, &principal.actor, |_| {}).await?;
+    let delivery = events::Delivery {
+        actor: &principal.actor,
+        scope,
+        received_at,
+    };
+    let report = events::ingest(&state.store, &batch, &rows, &delivery, |_| {}).await?;
     Ok(Json(report))
 }

@@ -8,12 +8,13 @@ pub mod auth;
 pub mod enrolments;
 pub mod error;
 pub mod events;
+pub mod json;
 pub mod trials;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -27,14 +28,10 @@ use crate::service::health::{self, Health};
 use crate::service::AppState;
 pub use application::{shutdown_signal, Application, Settings, Trials};
 use error::ApiError;
+pub use json::ApiJson;
 
 /// Largest request body accepted; an enrolment is a few hundred bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
-
-/// `axum::Json` whose rejections use our error body.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
 
 /// The whole application router: the API and the pages.
 pub fn app(state: AppState) -> Router {

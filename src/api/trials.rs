@@ -9,14 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::auth::Authenticated;
 use super::error::ApiError;
 use super::ApiJson;
 use crate::analysis::release::BlindedSummary;
 use crate::analysis::Analysis;
-use crate::endpoints::DataCutoff;
 use crate::service::screening::{self, ScreeningOutcome};
 use crate::service::trial_view::{Ask, Opened, Reader, TrialView, ViewRequest};
 use crate::service::{AppState, Principal};
@@ -32,7 +30,7 @@ async fn report_screening(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path(trial): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson,
 ) -> Result<Response, ApiError> {
     Ok(
         match screening::report_not_randomised(
@@ -41,6 +39,7 @@ async fn report_screening(
             &principal,
             &trial,
             &body,
+            state.clock.now(),
         )
         .await?
         {
@@ -68,7 +67,7 @@ async fn open(
             &state.store,
             ViewRequest {
                 trial,
-                cutoff: DataCutoff::parse_or_today(q.cutoff.as_deref()),
+                cutoff: state.clock.cutoff(q.cutoff.as_deref()),
                 reader: Reader::Token {
                     principal,
                     served: &state.trials,

@@ -12,9 +12,9 @@ use clap::Subcommand;
 use super::DatabaseArg;
 use crate::analysis::datasets;
 use crate::endpoints::{parse_event, DataCutoff, EventFields};
-use crate::service::connect;
 use crate::service::events::{self, IngestError, RowError};
 use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, TrialViews, ViewRequest};
+use crate::service::{connect, Clock};
 
 #[derive(Subcommand, Debug)]
 pub enum ImportCommand {
@@ -65,7 +65,10 @@ impl TrialAsOf {
                 &store,
                 ViewRequest {
                     trial: &self.trial,
-                    cutoff: Ok(self.cutoff.unwrap_or_else(DataCutoff::today)),
+                    cutoff: {
+                        let today = Clock::system().today();
+                        self.cutoff.unwrap_or(DataCutoff(today)).not_after(today)
+                    },
                     reader: Reader::Operator,
                     ask: Ask::Unblinded,
                 },
@@ -86,7 +89,8 @@ pub fn parse_cutoff(s: &str) -> Result<DataCutoff, String> {
 
 pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
     let ImportCommand::Events { db, file } = command;
-    let (events, lines) = match read_events_csv(&file)? {
+    let received_at = Clock::system().now();
+    let (events, lines) = match read_events_csv(&file, received_at.date())? {
         Ok(parsed) => parsed,
         Err(errors) => {
             report_rows(&file, &errors, "nothing was imported");
@@ -103,7 +107,13 @@ pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let outcome = events::ingest(&store, &events, &lines, "cli", |done| {
+    // The operator imports for any subject.
+    let delivery = events::Delivery {
+        actor: "cli",
+        scope: events::EventScope::AnySubject,
+        received_at,
+    };
+    let outcome = events::ingest(&store, &events, &lines, &delivery, |done| {
         bar.set_position(done as u64)
     })
     .await;
@@ -146,7 +156,10 @@ fn report_rows(file: &Path, errors: &[RowError], tail: &str) {
 type ParsedCsv = (Vec<crate::endpoints::Event>, Vec<usize>);
 
 /// Read and validate every row; errors carry the file line.
-fn read_events_csv(path: &Path) -> anyhow::Result<Result<ParsedCsv, Vec<RowError>>> {
+fn read_events_csv(
+    path: &Path,
+    received_on: chrono::NaiveDate,
+) -> anyhow::Result<Result<ParsedCsv, Vec<RowError>>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = csv::ReaderBuilder::new()
@@ -222,7 +235,7 @@ fn read_events_csv(path: &Path) -> anyhow::Result<Result<ParsedCsv, Vec<RowError
             value: get(5),
             source: get(6),
         };
-        match parse_event(&fields) {
+        match parse_event(&fields, received_on) {
             Ok(e) => {
                 events.push(e);
                 lines.push(line);

@@ -16,7 +16,7 @@ mod stats;
 
 use crate::api::application::{self, Application, Settings, Trials};
 use crate::service::audit_trail::{self, ChainStatus};
-use crate::service::{auth, connect, randomised_in_error, trials};
+use crate::service::{auth, connect, randomised_in_error, trials, Clock};
 
 /// Environment variable read when `--database` is not given.
 pub const DATABASE_ENV: &str = "RRCT_DATABASE_URL";
@@ -210,6 +210,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 database: db.database,
                 trials: Trials::Directory(protocols),
                 bind,
+                clock: Clock::system(),
             })
             .await?;
             let addr = app.address();
@@ -273,7 +274,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let store = connect(&db.database).await?;
-            let outcome = randomised_in_error::mark(&store, &trial, &record, &reason, "cli").await;
+            let marking = randomised_in_error::Marking {
+                actor: "cli",
+                at: Clock::system().now(),
+            };
+            let outcome =
+                randomised_in_error::mark(&store, &trial, &record, &reason, &marking).await;
             store.close().await;
             match outcome {
                 Ok(marked) => {

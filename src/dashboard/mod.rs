@@ -34,7 +34,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use crate::endpoints::DataCutoff;
 use crate::service::auth::{self, PageKind};
 use crate::service::error::{Code, CodedError};
 use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, ViewRequest};
@@ -188,7 +187,7 @@ async fn trial_page(
     let app = &state.app;
     let runtime = match auth::served_trial(&app.trials, &p, &trial) {
         Ok(runtime) => runtime,
-        Err(e) => return refused(&e, &trial, None),
+        Err(e) => return refused(&e, &trial),
     };
     // An emptied cut-off field means "today", as no cut-off does.
     let asked = q.cutoff.as_deref().filter(|s| !s.is_empty());
@@ -206,10 +205,8 @@ async fn trial_page(
         interactive: true,
     };
     if p.page() == PageKind::AuditTrail {
-        if let Some(s) = asked {
-            if let Err(e) = DataCutoff::parse(s) {
-                return refused(&e, &trial, asked);
-            }
+        if let Err(e) = app.clock.cutoff(asked) {
+            return refused(&e, &trial);
         }
         let page = q.page.as_deref().and_then(|s| s.parse().ok()).unwrap_or(1);
         return match audit_trail::page(app, &p, &trial, page).await {
@@ -217,7 +214,7 @@ async fn trial_page(
                 StatusCode::OK,
                 &audit::AuditPage::build(trail, chrome(String::new())),
             ),
-            Err(e) => refused(&e, &trial, asked),
+            Err(e) => refused(&e, &trial),
         };
     }
     let opened = match app
@@ -226,7 +223,7 @@ async fn trial_page(
             &app.store,
             ViewRequest {
                 trial: &trial,
-                cutoff: DataCutoff::parse_or_today(asked),
+                cutoff: app.clock.cutoff(asked),
                 reader: Reader::Token {
                     principal: &p,
                     served: &app.trials,
@@ -237,7 +234,7 @@ async fn trial_page(
         .await
     {
         Ok(opened) => opened,
-        Err(e) => return refused(&e, &trial, asked),
+        Err(e) => return refused(&e, &trial),
     };
     let chrome = chrome(opened.cutoff.0.to_string());
     let key = PageKey {
@@ -265,7 +262,7 @@ async fn trial_page(
 }
 
 /// A refusal or failure of the trial view, worded for a reader of pages.
-fn refused(e: &dyn CodedError, trial: &str, cutoff: Option<&str>) -> Response {
+fn refused(e: &dyn CodedError, trial: &str) -> Response {
     match e.code() {
         Code::TrialNotFound => message(
             StatusCode::NOT_FOUND,
@@ -279,11 +276,8 @@ fn refused(e: &dyn CodedError, trial: &str, cutoff: Option<&str>) -> Response {
         ),
         Code::InvalidQuery => message(
             StatusCode::BAD_REQUEST,
-            "Unreadable cut-off",
-            format!(
-                "The cut-off `{}` is not a date YYYY-MM-DD.",
-                cutoff.unwrap_or_default()
-            ),
+            "Cut-off not accepted",
+            sentence(&e.public_message().replacen("cutoff", "The cut-off", 1)),
         ),
         _ => {
             tracing::error!(error = %e, "dashboard page failed");
@@ -293,6 +287,15 @@ fn refused(e: &dyn CodedError, trial: &str, cutoff: Option<&str>) -> Response {
                 "See the server log for the cause.".into(),
             )
         }
+    }
+}
+
+/// A message as a sentence: ending with a full stop.
+fn sentence(text: &str) -> String {
+    if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.")
     }
 }
 

@@ -3,6 +3,8 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use crate::identity::{canonical_id, free_text};
+
 /// Longest accepted identifier or text field of an event.
 pub const MAX_TEXT_LEN: usize = 128;
 
@@ -45,8 +47,24 @@ pub struct EventError {
     pub message: String,
 }
 
-/// Validate one event's fields; every problem is reported.
-pub fn parse_event(raw: &EventFields<'_>) -> Result<Event, Vec<EventError>> {
+/// The earliest clinical date a register event may carry.
+pub const EARLIEST_EVENT_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
+/// Days an event may be dated after the day it is received: clocks of senders and receivers
+/// may disagree by a day around midnight.
+pub const CLOCK_TOLERANCE_DAYS: u64 = 1;
+
+/// Validate one event's fields, for an event received on `received_on`; every problem is
+/// reported. Ids must be in their one canonical form ([`crate::identity`]); the date must lie
+/// between [`EARLIEST_EVENT_DATE`] and the day of receipt (with [`CLOCK_TOLERANCE_DAYS`]);
+/// `code` and `source` are free texts (no control characters, no personal identity numbers).
+pub fn parse_event(
+    raw: &EventFields<'_>,
+    received_on: NaiveDate,
+) -> Result<Event, Vec<EventError>> {
     let mut errors = Vec::new();
     let mut err = |field: &str, message: String| {
         errors.push(EventError {
@@ -54,77 +72,107 @@ pub fn parse_event(raw: &EventFields<'_>) -> Result<Event, Vec<EventError>> {
             message,
         })
     };
-    let mut required = |field: &str, v: Option<&str>| -> String {
-        match v.map(str::trim) {
-            None | Some("") => {
+    let mut id = |field: &str, v: Option<&str>| -> String {
+        match v {
+            None => {
                 err(field, format!("{field} is required"));
                 String::new()
             }
-            Some(s) if s.chars().count() > MAX_TEXT_LEN => {
-                err(
-                    field,
-                    format!("{field} is longer than {MAX_TEXT_LEN} characters"),
-                );
+            Some(s) => canonical_id(s).unwrap_or_else(|e| {
+                err(field, format!("{field} {e}"));
                 String::new()
-            }
-            Some(s) if s.chars().any(char::is_control) => {
-                err(field, format!("{field} contains control characters"));
-                String::new()
-            }
-            Some(s) => s.to_string(),
+            }),
         }
     };
-    let event_id = required("event_id", raw.event_id);
-    let subject = required("subject", raw.subject);
-    let event_type = required("type", raw.event_type);
-    let date_text = required("date", raw.date);
+    let event_id = id("event_id", raw.event_id);
+    let subject = id("subject", raw.subject);
     let mut errors_late = Vec::new();
-    if !event_type.is_empty() && !is_type_name(&event_type) {
+    let mut late = |field: &str, message: String| {
         errors_late.push(EventError {
-            field: "type".into(),
-            message: format!(
-                "type `{event_type}` must be lower-case letters, digits and `_`, starting with a letter"
-            ),
-        });
-    }
-    let date = if date_text.is_empty() {
-        None
-    } else {
-        match parse_date(&date_text) {
-            Some(d) => Some(d),
-            None => {
-                errors_late.push(EventError {
-                    field: "date".into(),
-                    message: format!("date `{date_text}` is not a calendar date YYYY-MM-DD"),
-                });
+            field: field.to_string(),
+            message,
+        })
+    };
+    let event_type = match raw.event_type {
+        None | Some("") => {
+            late("type", "type is required".into());
+            String::new()
+        }
+        Some(t) if !is_type_name(t) => {
+            late(
+                "type",
+                format!(
+                    "type `{}` must be lower-case letters, digits and `_`, starting with a letter",
+                    t.escape_debug()
+                ),
+            );
+            String::new()
+        }
+        Some(t) => t.to_string(),
+    };
+    let latest = received_on + chrono::Days::new(CLOCK_TOLERANCE_DAYS);
+    let date = match raw.date {
+        None | Some("") => {
+            late("date", "date is required".into());
+            None
+        }
+        Some(text) => {
+            match parse_date(text) {
+                None => {
+                    late(
+                        "date",
+                        format!(
+                            "date `{}` is not a calendar date YYYY-MM-DD",
+                            text.escape_debug()
+                        ),
+                    );
+                    None
+                }
+                Some(d) if d < EARLIEST_EVENT_DATE => {
+                    late(
+                    "date",
+                    format!("date {d} is before {EARLIEST_EVENT_DATE}; no register event is that old"),
+                );
+                    None
+                }
+                Some(d) if d > latest => {
+                    late(
+                    "date",
+                    format!(
+                        "date {d} is after the day the event is received ({received_on}); an event cannot be reported before it happens"
+                    ),
+                );
+                    None
+                }
+                Some(d) => Some(d),
+            }
+        }
+    };
+    let mut text = |field: &str, v: Option<&str>| -> Option<String> {
+        let v = v.filter(|s| !s.is_empty())?;
+        match free_text(v, MAX_TEXT_LEN, false) {
+            Ok(t) if t.trim() != t => {
+                late(field, format!("{field} has whitespace before or after it"));
+                None
+            }
+            Ok(t) => Some(t),
+            Err(e) => {
+                late(field, format!("{field} {e}"));
                 None
             }
         }
     };
-    let optional = |v: Option<&str>| {
-        v.map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let code = optional(raw.code);
-    let source = optional(raw.source);
-    for (field, v) in [("code", &code), ("source", &source)] {
-        if v.as_ref().is_some_and(|s| s.chars().count() > MAX_TEXT_LEN) {
-            errors_late.push(EventError {
-                field: field.into(),
-                message: format!("{field} is longer than {MAX_TEXT_LEN} characters"),
-            });
-        }
-    }
-    let value = match optional(raw.value) {
+    let code = text("code", raw.code);
+    let source = text("source", raw.source);
+    let value = match raw.value.map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(text) => match text.parse::<f64>() {
             Ok(v) if v.is_finite() => Some(v),
             _ => {
-                errors_late.push(EventError {
-                    field: "value".into(),
-                    message: format!("value `{text}` is not a finite number"),
-                });
+                late(
+                    "value",
+                    format!("value `{}` is not a finite number", text.escape_debug()),
+                );
                 None
             }
         },
@@ -178,7 +226,7 @@ mod tests {
         let mut f = fields("E1", "2024-02-29");
         f.code = Some("I21.4");
         f.value = Some(" 3.5 ");
-        let e = parse_event(&f).unwrap();
+        let e = parse_event(&f, NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()).unwrap();
         assert_eq!(e.date, NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
         assert_eq!(e.value, Some(3.5));
         assert_eq!(e.code.as_deref(), Some("I21.4"));
@@ -194,7 +242,7 @@ mod tests {
             value: Some("abc"),
             ..Default::default()
         };
-        let errs = parse_event(&f).unwrap_err();
+        let errs = parse_event(&f, NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()).unwrap_err();
         let named: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(named, ["event_id", "subject", "type", "date", "value"]);
         assert!(errs[3].message.contains("2023-02-29"));

@@ -5,8 +5,8 @@
 //! derivation is a pure function of (randomised subjects, events, cut-off): the same inputs give
 //! the same rows, so an interim analysis repeated next month for the same cut-off reproduces
 //! today's. It never reads the database or the clock; the caller passes both the data and the
-//! cut-off. [`DataCutoff`] is where a cut-off given as text is read, and where "no cut-off given"
-//! becomes today (UTC): every interface calls those two, and the derivation neither.
+//! cut-off. [`DataCutoff`] is where a cut-off given as text is read and checked against the day
+//! the caller's clock shows: every interface reads cut-offs through it, and the derivation never.
 //!
 //! # Rules
 //! - As of cut-off date `C`, the known events are those *received* on or before `C`
@@ -41,10 +41,15 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct DataCutoff(pub NaiveDate);
 
-/// A cut-off given as text that is not a date.
+/// A cut-off that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cutoff `{0}` is not a date YYYY-MM-DD")]
-pub struct CutoffError(pub String);
+pub enum CutoffError {
+    #[error("cutoff `{0}` is not a date YYYY-MM-DD")]
+    NotADate(String),
+    /// Data not yet received would read as complete follow-up.
+    #[error("cutoff {cutoff} is after today ({today}): data cannot be taken as of a day that has not come")]
+    AfterToday { cutoff: NaiveDate, today: NaiveDate },
+}
 
 impl DataCutoff {
     /// A cut-off written `YYYY-MM-DD`.
@@ -57,17 +62,36 @@ impl DataCutoff {
     pub fn parse(text: &str) -> Result<DataCutoff, CutoffError> {
         parse_event_date(text)
             .map(DataCutoff)
-            .ok_or_else(|| CutoffError(text.to_string()))
+            .ok_or_else(|| CutoffError::NotADate(text.to_string()))
     }
 
-    /// Today, UTC: the cut-off when none is given.
-    pub fn today() -> DataCutoff {
-        DataCutoff(chrono::Utc::now().date_naive())
+    /// This cut-off, unless it is after `today`.
+    pub fn not_after(self, today: NaiveDate) -> Result<DataCutoff, CutoffError> {
+        if self.0 > today {
+            Err(CutoffError::AfterToday {
+                cutoff: self.0,
+                today,
+            })
+        } else {
+            Ok(self)
+        }
     }
 
-    /// The cut-off a reader asked for, or today when they named none.
-    pub fn parse_or_today(text: Option<&str>) -> Result<DataCutoff, CutoffError> {
-        text.map_or_else(|| Ok(DataCutoff::today()), DataCutoff::parse)
+    /// The cut-off a reader asked for (`None`: today), which may not be after `today`: the one
+    /// reading of a cut-off every interface uses (through the service's clock).
+    ///
+    /// ```
+    /// use rrct::endpoints::DataCutoff;
+    /// let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+    /// assert_eq!(DataCutoff::parse_not_after(None, today).unwrap().0, today);
+    /// assert!(DataCutoff::parse_not_after(Some("2026-12-06"), today).is_err());
+    /// ```
+    pub fn parse_not_after(
+        text: Option<&str>,
+        today: NaiveDate,
+    ) -> Result<DataCutoff, CutoffError> {
+        text.map_or(Ok(DataCutoff(today)), DataCutoff::parse)?
+            .not_after(today)
     }
 }
 

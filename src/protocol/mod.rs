@@ -42,6 +42,7 @@ mod personal_identity;
 mod raw;
 mod stratum;
 mod validate;
+mod version;
 
 pub use arm_eligibility::{parse_ineligible_arms, INELIGIBLE_ARMS};
 pub use eligibility::*;
@@ -51,10 +52,25 @@ pub use error::{ProtocolError, ProtocolErrors};
 pub use model::*;
 pub use personal_identity::looks_like_personal_identity_number;
 pub use stratum::*;
+pub use version::ProtocolVersion;
 
 /// Parse and validate a protocol file. `origin` names the source in error messages (usually
 /// the file path). On failure every problem found is returned, in source order.
 pub fn parse(source: &str, origin: &str) -> Result<Protocol, ProtocolErrors> {
+    let limit = validate::limits::MAX_FILE_BYTES;
+    if source.len() > limit {
+        return Err(error::locate(
+            source,
+            origin,
+            vec![(
+                0..0,
+                format!(
+                    "the protocol is {} bytes; a protocol file may hold at most {limit}",
+                    source.len()
+                ),
+            )],
+        ));
+    }
     let raw: raw::RawProtocol =
         toml::from_str(source).map_err(|e| error::from_toml(source, origin, &e))?;
     validate::validate(raw).map_err(|findings| error::locate(source, origin, findings))

@@ -15,8 +15,12 @@ use crate::store::{Store, StoreResult};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Admin,
-    /// A quality register: enrols patients and sends follow-up events; may be scoped to sites.
+    /// A quality register: enrols patients and sends follow-up events for the subjects it
+    /// randomised (of its trial, of its site, when scoped).
     Register,
+    /// A national register feed (cause of death, patient, drug register): sends follow-up events
+    /// for any subject, including those not randomised yet; reads nothing.
+    Source,
     /// Blinded aggregates only.
     Sponsor,
     Statistician,
@@ -25,9 +29,10 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Admin,
         Role::Register,
+        Role::Source,
         Role::Sponsor,
         Role::Statistician,
         Role::Dsmb,
@@ -38,6 +43,7 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::Register => "register",
+            Role::Source => "source",
             Role::Sponsor => "sponsor",
             Role::Statistician => "statistician",
             Role::Dsmb => "dsmb",
@@ -82,10 +88,10 @@ impl Principal {
         self.site_code.as_deref().is_none_or(|s| s == site)
     }
 
-    /// May read the trial at all (its blinded summary and pages): any role, within its trial
-    /// scope.
+    /// May read the trial at all (its blinded summary and pages): any role but a register
+    /// feed, within its trial scope.
     pub fn may_read(&self, trial_id: &str) -> bool {
-        self.may_access_trial(trial_id)
+        self.role != Role::Source && self.may_access_trial(trial_id)
     }
 
     /// May see results by arm while the trial runs: the trial statistician and the DSMB only.
@@ -139,9 +145,11 @@ pub fn served_trial(
         .get(trial_id)
         .ok_or_else(|| AccessError::TrialNotFound(trial_id.to_string()))?;
     if !principal.may_read(trial_id) {
-        return Err(AccessError::Forbidden(format!(
-            "this token is not valid for trial `{trial_id}`"
-        )));
+        return Err(AccessError::Forbidden(if principal.role == Role::Source {
+            "a `source` token delivers register events and reads nothing".to_string()
+        } else {
+            format!("this token is not valid for trial `{trial_id}`")
+        }));
     }
     Ok(runtime)
 }
@@ -162,7 +170,7 @@ pub fn require_unblinded(principal: &Principal) -> Result<(), AccessError> {
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error(
-        "unknown role `{0}`: expected one of admin, register, sponsor, statistician, dsmb, auditor"
+        "unknown role `{0}`: expected one of admin, register, source, sponsor, statistician, dsmb, auditor"
     )]
     UnknownRole(String),
     #[error("a site scope needs a trial scope too (--trial), since site codes belong to a trial")]

@@ -5,6 +5,7 @@
 //! a replayed event (same id, same content) changes nothing and a resubmitted id with other
 //! content fails the whole batch.
 
+use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -12,9 +13,9 @@ use sha2::{Digest, Sha256};
 use super::error::{detail, Code, CodedError};
 use super::{Principal, Role};
 use crate::endpoints::{parse_event, Event, EventFields};
-use crate::store::audit;
+use crate::randomise::Timestamp;
 use crate::store::events::{self, EventRow};
-use crate::store::{now_text, Store, StoreError};
+use crate::store::{allocations, audit, Store, StoreError};
 
 /// Largest number of events in one HTTP batch.
 pub const MAX_HTTP_EVENTS: usize = 10_000;
@@ -48,6 +49,8 @@ pub enum IngestError {
     Forbidden(String),
     #[error("{} invalid row(s); nothing was stored", .0.len())]
     Invalid(Vec<RowError>),
+    #[error("{} row(s) name subjects outside this token's scope; nothing was stored", .0.len())]
+    OutOfScope(Vec<RowError>),
     #[error("{} event id(s) were already stored with different content; nothing was stored", .0.len())]
     Conflict(Vec<RowError>),
     #[error(transparent)]
@@ -57,7 +60,7 @@ pub enum IngestError {
 impl CodedError for IngestError {
     fn code(&self) -> Code {
         match self {
-            IngestError::Forbidden(_) => Code::Forbidden,
+            IngestError::Forbidden(_) | IngestError::OutOfScope(_) => Code::Forbidden,
             IngestError::Invalid(_) => Code::InvalidEvents,
             IngestError::Conflict(_) => Code::EventConflict,
             IngestError::Store(e) => e.code(),
@@ -73,14 +76,16 @@ impl CodedError for IngestError {
 
     fn details(&self) -> Map<String, Value> {
         match self {
-            IngestError::Invalid(rows) | IngestError::Conflict(rows) => detail("rows", rows),
+            IngestError::Invalid(rows)
+            | IngestError::Conflict(rows)
+            | IngestError::OutOfScope(rows) => detail("rows", rows),
             _ => Map::new(),
         }
     }
 }
 
-/// Validate the HTTP body `{"events":[{...}]}`.
-pub fn parse_json_batch(body: &Value) -> Result<Vec<Event>, Vec<RowError>> {
+/// Validate the HTTP body `{"events":[{...}]}` of a batch received on `received_on`.
+pub fn parse_json_batch(body: &Value, received_on: NaiveDate) -> Result<Vec<Event>, Vec<RowError>> {
     let whole = |message: &str| {
         vec![RowError {
             row: 0,
@@ -94,7 +99,8 @@ pub fn parse_json_batch(body: &Value) -> Result<Vec<Event>, Vec<RowError>> {
     };
     if let Some(key) = obj.keys().find(|k| *k != "events") {
         return Err(whole(&format!(
-            "unknown key `{key}`: the body holds only `events`"
+            "unknown key `{}`: the body holds only `events`",
+            key.escape_debug()
         )));
     }
     let Some(items) = obj.get("events").and_then(Value::as_array) else {
@@ -109,7 +115,7 @@ pub fn parse_json_batch(body: &Value) -> Result<Vec<Event>, Vec<RowError>> {
     let mut events = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (row, item) in items.iter().enumerate() {
-        match event_from_json(item) {
+        match event_from_json(item, received_on) {
             Ok(e) => events.push(e),
             Err(errs) => errors.extend(errs.into_iter().map(|(field, message)| {
                 RowError {
@@ -135,7 +141,10 @@ const EVENT_KEYS: [&str; 7] = [
     "event_id", "subject", "type", "date", "code", "value", "source",
 ];
 
-fn event_from_json(item: &Value) -> Result<Event, Vec<(Option<String>, String)>> {
+fn event_from_json(
+    item: &Value,
+    received_on: NaiveDate,
+) -> Result<Event, Vec<(Option<String>, String)>> {
     let Some(obj) = item.as_object() else {
         return Err(vec![(None, "each event must be an object".into())]);
     };
@@ -143,8 +152,12 @@ fn event_from_json(item: &Value) -> Result<Event, Vec<(Option<String>, String)>>
     for key in obj.keys() {
         if !EVENT_KEYS.contains(&key.as_str()) {
             errors.push((
-                Some(key.clone()),
-                format!("unknown key `{key}`: expected {}", EVENT_KEYS.join(", ")),
+                Some(key.escape_debug().to_string()),
+                format!(
+                    "unknown key `{}`: expected {}",
+                    key.escape_debug(),
+                    EVENT_KEYS.join(", ")
+                ),
             ));
         }
     }
@@ -176,7 +189,7 @@ fn event_from_json(item: &Value) -> Result<Event, Vec<(Option<String>, String)>>
         value: texts[5].as_deref(),
         source: texts[6].as_deref(),
     };
-    match parse_event(&fields) {
+    match parse_event(&fields, received_on) {
         Ok(e) if errors.is_empty() => Ok(e),
         Ok(_) => Err(errors),
         Err(errs) => {
@@ -186,12 +199,32 @@ fn event_from_json(item: &Value) -> Result<Event, Vec<(Option<String>, String)>>
     }
 }
 
-/// May this caller send events?
-pub fn authorise(principal: &Principal) -> Result<(), IngestError> {
+/// Whose events a sender may deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventScope {
+    /// Any subject, randomised or not yet: a national feed (`source` tokens), an unscoped
+    /// administrator, the operator importing a file.
+    AnySubject,
+    /// Only subjects randomised in the trial (any trial when `None`), at the site (any site when
+    /// `None`).
+    Randomised {
+        trial: Option<String>,
+        site: Option<String>,
+    },
+}
+
+/// Whose events this caller may send: a register token only its own subjects (of its trial, of
+/// its site), a `source` token any subject.
+pub fn authorise(principal: &Principal) -> Result<EventScope, IngestError> {
     match principal.role {
-        Role::Register | Role::Admin => Ok(()),
+        Role::Source => Ok(EventScope::AnySubject),
+        Role::Admin if principal.trial_id.is_none() => Ok(EventScope::AnySubject),
+        Role::Register | Role::Admin => Ok(EventScope::Randomised {
+            trial: principal.trial_id.clone(),
+            site: principal.site_code.clone(),
+        }),
         other => Err(IngestError::Forbidden(format!(
-            "role `{}` cannot send events; a `register` token is needed",
+            "role `{}` cannot send events; a `register` or `source` token is needed",
             other.as_str()
         ))),
     }
@@ -221,19 +254,62 @@ fn to_row(e: &Event, recorded_at: &str) -> EventRow {
     }
 }
 
+/// Who delivers a batch, and when it is received.
+pub struct Delivery<'a> {
+    /// Recorded in the audit entry.
+    pub actor: &'a str,
+    pub scope: EventScope,
+    /// The moment of receipt (the service's clock): an event counts as of a cut-off when it
+    /// was received by then.
+    pub received_at: Timestamp,
+}
+
 /// Store a validated batch in one transaction. `rows` gives each event's row number for error
-/// reports (index in the batch, or CSV line); `progress` is told how many rows are stored.
+/// reports (index in the batch, or CSV line); `progress` is told how many rows are stored. A
+/// batch naming a subject outside the sender's scope is refused whole.
 #[tracing::instrument(skip_all, fields(events = events.len()), err(level = tracing::Level::DEBUG))]
 pub async fn ingest(
     store: &Store,
     events: &[Event],
     rows: &[usize],
-    actor: &str,
+    delivery: &Delivery<'_>,
     progress: impl FnMut(usize),
 ) -> Result<IngestReport, IngestError> {
-    let recorded_at = now_text();
+    let recorded_at = delivery.received_at.to_string();
+    let actor = delivery.actor;
     let stored_rows: Vec<EventRow> = events.iter().map(|e| to_row(e, &recorded_at)).collect();
     let mut tx = store.begin_write().await?;
+    if let EventScope::Randomised { trial, site } = &delivery.scope {
+        // Under the writer lock: the subjects in scope cannot change before the commit.
+        let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+        let known =
+            allocations::randomised_subjects(&mut tx, &subjects, trial.as_deref(), site.as_deref())
+                .await?;
+        let outside: Vec<RowError> = events
+            .iter()
+            .zip(rows)
+            .filter(|(e, _)| !known.contains(&e.subject))
+            .map(|(e, &row)| RowError {
+                row,
+                event_id: Some(e.event_id.clone()),
+                field: Some("subject".into()),
+                message: format!(
+                    "subject `{}` is not randomised {}; this token sends events only for its own subjects",
+                    e.subject,
+                    match (trial, site) {
+                        (Some(t), Some(s)) => format!("in trial `{t}` at site `{s}`"),
+                        (Some(t), None) => format!("in trial `{t}`"),
+                        (None, Some(s)) => format!("at site `{s}`"),
+                        (None, None) => "in any trial".to_string(),
+                    }
+                ),
+            })
+            .collect();
+        if !outside.is_empty() {
+            tx.rollback().await?;
+            return Err(IngestError::OutOfScope(outside));
+        }
+    }
     let outcome = events::insert(&mut tx, &stored_rows, progress).await?;
     if !outcome.conflicts.is_empty() {
         tx.rollback().await?;

@@ -16,6 +16,7 @@
 
 pub mod audit_trail;
 pub mod auth;
+pub mod clock;
 pub mod enrol;
 pub mod error;
 pub mod events;
@@ -28,5 +29,6 @@ pub mod trial_view;
 pub mod trials;
 
 pub use auth::{Principal, Role};
+pub use clock::Clock;
 pub use state::{connect, AppState};
 pub use trials::{TrialRegistry, TrialRuntime};

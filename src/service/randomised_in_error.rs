@@ -18,10 +18,11 @@ use super::auth::AccessError;
 use super::error::{detail, Code, CodedError};
 use super::{AppState, Principal};
 use crate::analysis::ErrorMark;
+use crate::identity;
 use crate::protocol::{self, FieldError};
-use crate::randomise::{Draw, Scheme};
+use crate::randomise::{Draw, Scheme, Timestamp};
 use crate::store::{allocation_errors, allocations, screening_log};
-use crate::store::{audit, now_text, trials, Store, StoreError};
+use crate::store::{audit, trials, Store, StoreError};
 
 /// Longest accepted reason, in characters.
 pub const MAX_REASON_LEN: usize = 2000;
@@ -109,7 +110,11 @@ pub async fn mark_for(
         .into());
     }
     let reason = reason_from_json(body)?;
-    mark(&state.store, trial_id, record_id, &reason, &principal.actor).await
+    let marked = Marking {
+        actor: &principal.actor,
+        at: state.clock.now(),
+    };
+    mark(&state.store, trial_id, record_id, &reason, &marked).await
 }
 
 /// Read the HTTP body `{"reason": "..."}`.
@@ -136,23 +141,37 @@ pub fn reason_from_json(body: &Value) -> Result<String, MarkError> {
     }
 }
 
-/// A reason as stored: trimmed, not empty, at most [`MAX_REASON_LEN`] characters.
+/// A reason as stored: trimmed, not empty, at most [`MAX_REASON_LEN`] characters, a free text
+/// (lines may break; no control or invisible characters, no personal identity number).
 pub fn check_reason(reason: &str) -> Result<String, MarkError> {
     let reason = reason.trim();
-    let problem = if reason.is_empty() {
-        Some("reason must not be empty: say why the patient was randomised in error".to_string())
-    } else if reason.chars().count() > MAX_REASON_LEN {
-        Some(format!("reason is longer than {MAX_REASON_LEN} characters"))
+    let checked = if reason.is_empty() {
+        Err("reason must not be empty: say why the patient was randomised in error".to_string())
     } else {
-        None
+        identity::free_text(reason, MAX_REASON_LEN, true).map_err(|e| format!("reason {e}"))
     };
-    match problem {
-        Some(message) => Err(MarkError::Invalid(vec![FieldError {
+    checked.map_err(|message| {
+        MarkError::Invalid(vec![FieldError {
             field: "reason".into(),
             message,
-        }])),
-        None => Ok(reason.to_string()),
-    }
+        }])
+    })
+}
+
+/// A record id as a caller named it, in its canonical form.
+fn record_of(record_id: &str) -> Result<String, MarkError> {
+    identity::canonical_id(record_id).map_err(|e| {
+        MarkError::Invalid(vec![FieldError {
+            field: "record_id".into(),
+            message: format!("record_id {e}"),
+        }])
+    })
+}
+
+/// Who marks, and when.
+pub struct Marking<'a> {
+    pub actor: &'a str,
+    pub at: Timestamp,
 }
 
 /// Mark an allocation randomised in error, in one transaction with its audit entry and the
@@ -163,8 +182,11 @@ pub async fn mark(
     trial_id: &str,
     record_id: &str,
     reason: &str,
-    actor: &str,
+    marking: &Marking<'_>,
 ) -> Result<MarkedInError, MarkError> {
+    let actor = marking.actor;
+    let record_id = record_of(record_id)?;
+    let record_id = record_id.as_str();
     let reason = check_reason(reason)?;
     let mut tx = store.begin_write().await?;
     let Some(row) = allocations::by_record(tx.conn(), trial_id, record_id).await? else {
@@ -244,7 +266,7 @@ pub async fn mark(
         record_id: record_id.to_string(),
         reason,
         marked_by: actor.to_string(),
-        marked_at: now_text(),
+        marked_at: marking.at.to_string(),
     };
     allocation_errors::insert(&mut tx, &mark).await?;
     audit::append(

@@ -7,11 +7,12 @@ use serde_json::Value;
 use super::enrol::{EnrolError, EnrolmentRequest};
 use super::{Principal, Role, TrialRegistry};
 use crate::protocol;
+use crate::randomise::Timestamp;
 use crate::store::allocations;
 use crate::store::audit::NewEntry;
 use crate::store::batch::{self, BatchWrite};
 use crate::store::screening_log::{self, ScreeningRow};
-use crate::store::{now_text, Store};
+use crate::store::Store;
 
 /// Reasons an eligible patient was not randomised, as the national R-RCT interface lists them.
 pub const REASONS: [&str; 4] = [
@@ -48,6 +49,7 @@ pub async fn report_not_randomised(
     principal: &Principal,
     trial_id: &str,
     body: &Value,
+    now: Timestamp,
 ) -> Result<ScreeningOutcome, EnrolError> {
     let runtime = registry
         .get(trial_id)
@@ -97,15 +99,26 @@ pub async fn report_not_randomised(
         recorded_at,
     };
     let mut tx = store.begin_write().await?;
-    if let Some(a) = allocations::existing(&mut tx, trial_id, &[&request.record_id], &[])
-        .await?
-        .into_iter()
-        .next()
+    // A subject randomised anywhere in the trial (under this record or another, at any site)
+    // cannot also be screened out.
+    if let Some(a) = allocations::existing(
+        &mut tx,
+        trial_id,
+        &[&request.record_id],
+        &[&request.subject],
+    )
+    .await?
+    .into_iter()
+    .next()
     {
         tx.rollback().await?;
         return Err(EnrolError::AlreadyRandomised {
             subject: a.subject,
-            record_id: a.record_id,
+            record_id: super::enrol::visible_record(
+                &a.record_id,
+                Some(&a.site_code),
+                principal.site_code.as_deref(),
+            ),
         });
     }
     let earlier =
@@ -118,7 +131,7 @@ pub async fn report_not_randomised(
             Err(EnrolError::RecordConflict(request.record_id.clone()))
         };
     }
-    let now = now_text();
+    let now = now.to_string();
     let batch = BatchWrite {
         screening: vec![ScreeningRow {
             trial_id: trial_id.to_string(),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::auth::Authenticator;
+use super::clock::Clock;
 use super::enrol::EnrolmentQueue;
 use super::trial_view::TrialViews;
 use super::TrialRegistry;
@@ -19,18 +20,21 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Trials read and prepared, keyed by the database's audit-chain head.
     pub views: Arc<TrialViews>,
+    /// When things happen, and which day is today.
+    pub clock: Clock,
 }
 
 impl AppState {
     /// State for serving `trials` from `store`; starts the enrolment queue's task, so it must
     /// be called inside a tokio runtime.
-    pub fn new(store: Store, trials: TrialRegistry) -> Self {
+    pub fn new(store: Store, trials: TrialRegistry, clock: Clock) -> Self {
         AppState {
-            enrolments: EnrolmentQueue::start(store.clone()),
+            enrolments: EnrolmentQueue::start(store.clone(), clock.clone()),
             auth: Authenticator::new(store.clone()),
             views: Arc::default(),
             store,
             trials: Arc::new(trials),
+            clock,
         }
     }
 

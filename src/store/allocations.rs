@@ -108,6 +108,35 @@ pub async fn get(
     by_record(&mut conn, trial_id, record_id).await
 }
 
+/// Which of `subjects` are randomised in `trial` (any trial when `None`) at `site` (any site
+/// when `None`), read in the caller's write transaction.
+pub async fn randomised_subjects(
+    tx: &mut WriteTx,
+    subjects: &[&str],
+    trial: Option<&str>,
+    site: Option<&str>,
+) -> StoreResult<std::collections::HashSet<String>> {
+    if subjects.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT DISTINCT subject FROM allocations WHERE subject {} \
+         AND ($2 IS NULL OR trial_id = $2) AND ($3 IS NULL OR site_code = $3)",
+        tx.backend().in_json(1)
+    );
+    let mut unique: Vec<&str> = subjects.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    Ok(sqlx::query_scalar(&sql)
+        .bind(json_list(&unique))
+        .bind(trial)
+        .bind(site)
+        .fetch_all(tx.conn())
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Existing allocations of a trial for any of these record ids or subjects.
 pub async fn existing(
     tx: &mut WriteTx,

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{audit, now_text, Store, StoreError, StoreResult};
-use crate::protocol::{Protocol, TrialStatus};
+use crate::protocol::{Protocol, ProtocolVersion, TrialStatus};
 use crate::randomise::{seed_commitment, MasterSeed};
 
 /// What happened when a protocol file was registered.
@@ -28,6 +28,25 @@ pub enum RegisterError {
         trial: String,
         version: String,
         stored: String,
+    },
+    #[error(
+        "protocol `{trial}` version {version} is older than the trial's current version {current}; \
+         a server must serve the current protocol (bring the file up to date), and an amendment \
+         must raise the version"
+    )]
+    VersionBehind {
+        trial: String,
+        version: String,
+        current: String,
+    },
+    #[error(
+        "protocol `{trial}` version {version} cannot be ordered against the stored version \
+         {current}: versions must be whole numbers separated by dots"
+    )]
+    VersionUnordered {
+        trial: String,
+        version: String,
+        current: String,
     },
     #[error(
         "protocol `{trial}` version {version} cannot amend version {from}:\n  - {}",
@@ -126,15 +145,43 @@ pub async fn register(
             .await?;
             Registration::Created
         }
-        Some(_) => {
-            let stored: Option<String> = sqlx::query_scalar(
-                "SELECT source_sha256 FROM protocol_versions WHERE trial_id = $1 AND version = $2",
-            )
-            .bind(trial)
-            .bind(&protocol.version)
-            .fetch_optional(tx.conn())
-            .await
-            .map_err(StoreError::from)?;
+        Some(current) => {
+            use std::cmp::Ordering;
+            let order = match (
+                ProtocolVersion::parse(&protocol.version),
+                ProtocolVersion::parse(&current),
+            ) {
+                (Some(new), Some(old)) => new.cmp(&old),
+                _ => {
+                    tx.rollback().await?;
+                    return Err(RegisterError::VersionUnordered {
+                        trial: trial.to_string(),
+                        version: protocol.version.clone(),
+                        current,
+                    });
+                }
+            };
+            let stored: Option<String> = match order {
+                Ordering::Less => {
+                    tx.rollback().await?;
+                    return Err(RegisterError::VersionBehind {
+                        trial: trial.to_string(),
+                        version: protocol.version.clone(),
+                        current,
+                    });
+                }
+                // The current version, however it is spelled ("1" is "1.0").
+                Ordering::Equal => sqlx::query_scalar(
+                    "SELECT source_sha256 FROM protocol_versions WHERE trial_id = $1 AND version = $2",
+                )
+                .bind(trial)
+                .bind(&current)
+                .fetch_optional(tx.conn())
+                .await
+                .map_err(StoreError::from)?
+                .or(Some(String::new())),
+                Ordering::Greater => None,
+            };
             match stored {
                 Some(stored) if stored == sha => {
                     tx.rollback().await?;

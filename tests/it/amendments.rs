@@ -163,12 +163,12 @@ async fn design_changes_after_go_live_are_refused(db: TestDb) {
     );
     let app = TestApp::spawn(&db, &[&v1(), &blocks], SEED).await;
     let token = app.token("register", None, None).await;
-    // Before the first allocation a design change is allowed.
-    let early = version(&blocks, "0.9").replacen("block_sizes = [2, 4, 6]", "block_sizes = [4]", 1);
+    // Before the first allocation a design change is allowed (versions only move forward).
+    let early = version(&blocks, "1.1").replacen("block_sizes = [2, 4, 6]", "block_sizes = [4]", 1);
     register(&app.store, &early)
         .await
         .expect("no allocation yet");
-    register(&app.store, &version(&blocks, "1.1"))
+    register(&app.store, &version(&blocks, "1.2"))
         .await
         .expect("back to the design");
     for i in 0..4 {

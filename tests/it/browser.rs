@@ -14,7 +14,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::dashboard::{day, seed};
+use crate::dashboard::seed;
+use crate::support::day;
 use crate::support::{TestApp, TestDb, TASTE};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -5,7 +5,8 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-use crate::support::{patient, rrct, taste_variant, TestApp, TestDb, TASTE};
+pub use crate::support::day;
+use crate::support::{patient, rrct, start, taste_variant, TestApp, TestDb, TASTE};
 
 crate::on_both_backends!(
     pages_show_each_role_its_own_view,
@@ -23,13 +24,11 @@ const ARM_WORDS: [&str; 4] = [
     "Thrombus aspiration followed by PCI",
 ];
 
-pub fn day(offset: i64) -> String {
-    (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).to_string()
-}
-
-/// A small trial: 20 randomised at UPP, 3 at KS (a small count), one not eligible and one
-/// declined at UPP, and deaths for ten subjects over the following weeks.
+/// A small trial, enrolled on [`start`]: 20 randomised at UPP, 3 at KS (a small count), one not
+/// eligible and one declined at UPP, and deaths for ten subjects over the following weeks,
+/// received on their days.
 pub async fn seed(app: &TestApp) {
+    app.clock.set_today(start());
     let register = app.token("register", None, None).await;
     for i in 0..23 {
         let site = if i < 20 { "UPP" } else { "KS" };
@@ -53,10 +52,7 @@ pub async fn seed(app: &TestApp) {
                    "date": day(3 + 2 * i as i64), "source": "test"})
         })
         .collect();
-    let (status, body) = app
-        .post("/api/v1/events", &register, &json!({ "events": events }))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    app.deliver_on_their_days(&register, &events).await;
 }
 
 /// A browser without JavaScript: follows nothing by itself, keeps the session cookie.
@@ -453,7 +449,9 @@ fn assert_not_recoverable(what: &str, total: &Value, parts: &[&Value]) {
 async fn small_counts_never_leak_from_blinded_pages_or_the_summary(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "dashboard").await;
     seed(&app).await;
-    // Eligible but not randomised at UPP: 7 more declined (8 in all) and 2 clinician decisions.
+    // Eligible but not randomised at UPP: 7 more declined (8 in all) and 2 clinician decisions,
+    // reported in the trial's first month.
+    app.clock.set_today(start() + chrono::Days::new(30));
     let register = app.token("register", None, None).await;
     for (i, reason) in (200..209)
         .map(|i| (i, "consent_declined"))
@@ -467,6 +465,7 @@ async fn small_counts_never_leak_from_blinded_pages_or_the_summary(db: TestDb) {
             .await;
         assert_eq!(status, 201, "{body}");
     }
+    app.clock.set_today(chrono::Utc::now().date_naive());
     let later = format!("?cutoff={}", day(60));
     let sponsor = app.token("sponsor", Some("taste"), None).await;
 
@@ -639,12 +638,14 @@ async fn a_write_is_seen_by_the_next_request_despite_the_page_cache(db: TestDb) 
     let (_, _, sponsor_again) = reader.get(&page).await;
     assert_no_arms("sponsor page after the statistician's", &sponsor_again);
 
-    // Seven more enrolments: the next page and summary count them.
+    // Seven more enrolments (in the trial's first month): the next page and summary count them.
+    app.clock.set_today(start() + chrono::Days::new(30));
     let register = app.token("register", None, None).await;
     for i in 300..307 {
         let (status, body) = app.enrol("taste", &register, &patient(i, "LKP", "F")).await;
         assert_eq!(status, 201, "{body}");
     }
+    app.clock.set_today(chrono::Utc::now().date_naive());
     let (_, _, after) = reader.get(&page).await;
     assert_eq!(randomised(&after), "30");
     assert!(site_row(&after, "LKP").contains(">7<"));

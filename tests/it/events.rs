@@ -3,16 +3,12 @@
 use rrct::store::events;
 use serde_json::{json, Value};
 
-use crate::support::{patient, rrct, Kind, TestApp, TestDb, TASTE};
+use crate::support::{day, patient, rrct, start, Kind, TestApp, TestDb, TASTE};
 
 crate::on_both_backends!(
     http_batches_are_all_or_nothing_and_idempotent,
     csv_import_reports_lines_and_stores_nothing_on_error
 );
-
-fn day(offset: i64) -> String {
-    (chrono::Utc::now().date_naive() + chrono::Duration::days(offset)).to_string()
-}
 
 fn event(id: &str, subject: &str, kind: &str, offset: i64) -> Value {
     json!({"event_id": id, "subject": subject, "type": kind, "date": day(offset), "source": "test"})
@@ -20,7 +16,8 @@ fn event(id: &str, subject: &str, kind: &str, offset: i64) -> Value {
 
 async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "events").await;
-    let token = app.token("register", None, None).await;
+    // A national feed: it may send events for any subject, enrolled or not.
+    let token = app.token("source", None, None).await;
     let sponsor = app.token("sponsor", None, None).await;
     let batch = json!({"events": [
         event("E1", "S000001", "death", 3),
@@ -156,6 +153,7 @@ async fn csv_import_reports_lines_and_stores_nothing_on_error(db: TestDb) {
 /// Enrol the same patients and import the same events into a fresh database; export.
 async fn exports(db: &TestDb) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let app = TestApp::spawn(db, &[TASTE], "exports").await;
+    app.clock.set_today(start());
     let token = app.token("register", None, None).await;
     for i in 0..40 {
         let (status, _) = app
@@ -195,7 +193,8 @@ async fn exports(db: &TestDb) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         String::from_utf8_lossy(&out.stderr)
     );
     app.stop().await;
-    let cutoff = day(400);
+    // The events were imported today: the data are complete as of today.
+    let cutoff = chrono::Utc::now().date_naive().to_string();
     let run = |args: &[&str]| {
         let out = rrct(args);
         assert!(
@@ -280,7 +279,7 @@ async fn exports_are_byte_identical_across_runs_and_backends() {
 async fn analysis_matches_a_refit_of_the_exported_adtte() {
     let db = TestDb::sqlite();
     let (primary, _, _) = exports(&db).await;
-    let cutoff = day(400);
+    let cutoff = chrono::Utc::now().date_naive().to_string();
     let analysis = analyse_json(&db, &cutoff);
     let death = analysis["endpoints"]
         .as_array()
@@ -329,6 +328,7 @@ async fn interim_looks_are_held_at_their_event_counts() {
         ],
     );
     let app = TestApp::spawn(&db, &[&protocol], "interim").await;
+    app.clock.set_today(start());
     let token = app.token("register", None, None).await;
     for i in 0..40 {
         let (status, _) = app
@@ -347,10 +347,7 @@ async fn interim_looks_are_held_at_their_event_counts() {
             )
         })
         .collect();
-    let (status, _) = app
-        .post("/api/v1/events", &token, &json!({ "events": events }))
-        .await;
-    assert_eq!(status, 200);
+    app.deliver_on_their_days(&token, &events).await;
     app.stop().await;
     let analyse = |cutoff: &str| analyse_json(&db, cutoff);
     let early = analyse(&day(70));
@@ -399,9 +396,7 @@ async fn interim_looks_are_held_at_their_event_counts() {
         crate::support::prepared(
             &rrct::store::Store::connect(&db.url).await.unwrap(),
             "taste",
-            rrct::endpoints::DataCutoff(
-                chrono::Utc::now().date_naive() + chrono::Duration::days(300),
-            ),
+            rrct::endpoints::DataCutoff(start() + chrono::Days::new(300)),
         )
         .await
         .analysis

@@ -11,7 +11,7 @@ use rrct::store::since::{self, Since};
 use rrct::store::Store;
 use serde_json::{json, Value};
 
-use crate::dashboard::day;
+use crate::support;
 use crate::support::{patient, TestApp, TestDb, TASTE};
 
 crate::on_both_backends!(
@@ -32,7 +32,7 @@ async fn deliver(
         .iter()
         .map(|i| {
             json!({"event_id": format!("{tag}-{i}"), "subject": format!("S{i:06}"), "type": kind,
-                   "date": day(-days_ago), "source": "test"})
+                   "date": support::days_ago(days_ago), "source": "test"})
         })
         .collect();
     let (status, body) = app
@@ -88,15 +88,17 @@ fn assert_same(
 async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "held").await;
     let register = app.token("register", None, None).await;
+    // The registers' feed: events for subjects enrolled and not yet enrolled alike.
+    let feed = app.token("source", None, None).await;
     for i in 0..12 {
         let (status, body) = app
             .enrol("taste", &register, &patient(i, "UPP", ["F", "M"][i % 2]))
             .await;
         assert_eq!(status, 201, "{body}");
     }
-    deliver(&app, &register, "MI", &[0, 3, 5], "mi", 2).await;
+    deliver(&app, &feed, "MI", &[0, 3, 5], "mi", 2).await;
     // History of someone not yet in the trial: read with their enrolment, not before.
-    deliver(&app, &register, "OLD", &[50], "readmission", 400).await;
+    deliver(&app, &feed, "OLD", &[50], "readmission", 400).await;
 
     let (mut rows, marks) = since::all(&app.store, "taste").await.expect("first read");
     assert_eq!(rows.allocations.len(), 12);
@@ -135,8 +137,8 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     let mut ineligible = patient(90, "UPP", "F");
     ineligible["fields"]["diagnosis"] = json!("UA");
     assert_eq!(app.enrol("taste", &register, &ineligible).await.0, 422);
-    deliver(&app, &register, "EARLY", &[0, 3, 13], "readmission", 30).await;
-    deliver(&app, &register, "D", &[5, 14, 50], "death", 1).await;
+    deliver(&app, &feed, "EARLY", &[0, 3, 13], "readmission", 30).await;
+    deliver(&app, &feed, "D", &[5, 14, 50], "death", 1).await;
     app.token("sponsor", Some("taste"), None).await;
 
     let (rows, later) = match since::since(&app.store, "taste", &marks)
@@ -188,7 +190,10 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
         "taste",
         "R000003",
         "duplicate registration",
-        "cli",
+        &rrct::service::randomised_in_error::Marking {
+            actor: "cli",
+            at: app.clock.now(),
+        },
     )
     .await
     .expect("mark");
@@ -230,6 +235,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
 async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
     let app = Arc::new(TestApp::spawn(&db, &[TASTE], "held-concurrent").await);
     let register = app.token("register", None, None).await;
+    let feed = app.token("source", None, None).await;
     for i in 0..10 {
         let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
         assert_eq!(status, 201, "{body}");
@@ -245,10 +251,10 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
     // events for subjects enrolled and not yet enrolled; two readers ask for the trial
     // throughout.
     let enroller = {
-        let (app, register) = (app.clone(), register.clone());
+        let (app, register, feed) = (app.clone(), register.clone(), feed.clone());
         tokio::spawn(async move {
             for i in 10..40 {
-                deliver(&app, &register, "PRE", &[i], "readmission", 90).await;
+                deliver(&app, &feed, "PRE", &[i], "readmission", 90).await;
                 let (status, body) = app
                     .enrol("taste", &register, &patient(i, "LKP", ["F", "M"][i % 2]))
                     .await;
@@ -257,13 +263,13 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         })
     };
     let deliverer = {
-        let (app, register) = (app.clone(), register.clone());
+        let (app, feed) = (app.clone(), feed.clone());
         tokio::spawn(async move {
             for round in 0..30usize {
                 let subjects: Vec<usize> = (0..4).map(|k| (round * 7 + k * 11) % 45).collect();
                 deliver(
                     &app,
-                    &register,
+                    &feed,
                     &format!("R{round}"),
                     &subjects,
                     ["mi", "death"][round % 2],
@@ -312,7 +318,10 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         "taste",
         "R000004",
         "not a trial patient",
-        "cli",
+        &rrct::service::randomised_in_error::Marking {
+            actor: "cli",
+            at: app.clock.now(),
+        },
     )
     .await
     .expect("mark");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rrct::api::{Application, Settings, Trials};
 use rrct::randomise::MasterSeed;
-use rrct::service::auth;
+use rrct::service::{auth, Clock};
 use rrct::store::Store;
 use serde_json::Value;
 use sqlx::Connection;
@@ -137,10 +137,28 @@ pub fn taste_variant(trial_id: &str, replace: &[(&str, &str)]) -> String {
     s
 }
 
+/// The day the tests' trials start enrolling: long enough ago for a year of follow-up (and
+/// more) to have been received by today, since no register can report the future.
+pub fn start() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive() - chrono::Days::new(500)
+}
+
+/// `offset` days after [`start`], as `YYYY-MM-DD`.
+pub fn day(offset: i64) -> String {
+    (start() + chrono::Duration::days(offset)).to_string()
+}
+
+/// `n` days before today, as `YYYY-MM-DD`.
+pub fn days_ago(n: i64) -> String {
+    (chrono::Utc::now().date_naive() - chrono::Duration::days(n)).to_string()
+}
+
 /// An app served in-process on a real socket.
 pub struct TestApp {
     pub base: String,
     pub store: Store,
+    /// The engine's clock (the system's until a test sets its calendar).
+    pub clock: Clock,
     pub client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -159,9 +177,11 @@ impl TestApp {
                 seed: MasterSeed::from_passphrase(seed),
             },
             bind: ([127, 0, 0, 1], 0).into(),
+            clock: Clock::system(),
         })
         .await
         .expect("build the app");
+        let clock = app.state().clock.clone();
         let base = format!("http://{}", app.address());
         let store = app.state().store.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -171,6 +191,7 @@ impl TestApp {
         TestApp {
             base,
             store,
+            clock,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -215,6 +236,32 @@ impl TestApp {
             .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Deliver register events as the registers would: each on the day it happened (the
+    /// engine's calendar is set to each event's date in turn, then back to today), so that an
+    /// event counts as of any cut-off from its date on.
+    pub async fn deliver_on_their_days(&self, token: &str, events: &[Value]) {
+        let mut by_day: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for e in events {
+            by_day
+                .entry(e["date"].as_str().expect("dated").to_string())
+                .or_default()
+                .push(e.clone());
+        }
+        for (date, batch) in by_day {
+            self.clock
+                .set_today(date.parse().expect("a date YYYY-MM-DD"));
+            let (status, body) = self
+                .post(
+                    "/api/v1/events",
+                    token,
+                    &serde_json::json!({ "events": batch }),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        self.clock.set_today(chrono::Utc::now().date_naive());
     }
 
     /// POST an enrolment; returns status and JSON body.

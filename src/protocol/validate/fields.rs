@@ -248,6 +248,17 @@ fn levels(c: &mut Checker, name: &str, f: &RawField) -> Option<Vec<String>> {
         );
         return None;
     }
+    if raw.get_ref().len() > super::limits::MAX_LEVELS {
+        c.error(
+            raw.span(),
+            format!(
+                "category field `{name}` has {} levels; at most {} are allowed",
+                raw.get_ref().len(),
+                super::limits::MAX_LEVELS
+            ),
+        );
+        return None;
+    }
     Some(unique_labels(c, raw, &format!("level of `{name}`")))
 }
 
@@ -259,6 +270,9 @@ fn unique_labels(c: &mut Checker, raw: &SpannedList<String>, what: &str) -> Vec<
         let text = item.get_ref();
         if text.trim().is_empty() {
             c.error(item.span(), format!("a {what} must not be empty"));
+        } else if let Err(e) = crate::identity::canonical_id(text) {
+            // Levels are compared with what registers send: one spelling each.
+            c.error(item.span(), format!("{what} `{}` {e}", text.escape_debug()));
         } else if text.contains(';') {
             // `;` separates the parts of a stratum key (`site=UPP;sex=F`).
             c.error(item.span(), format!("{what} `{text}` must not contain `;`"));

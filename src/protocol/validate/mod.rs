@@ -7,6 +7,7 @@
 mod criteria;
 mod endpoints;
 mod fields;
+pub(crate) mod limits;
 mod monitoring;
 mod randomisation;
 
@@ -93,7 +94,19 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         );
     }
     let title = non_empty(&mut c, raw.title, "title");
-    let version = non_empty(&mut c, raw.version, "version");
+    if raw.version.get_ref().trim().is_empty() {
+        c.error(raw.version.span(), "version must not be empty");
+    } else if crate::protocol::ProtocolVersion::parse(raw.version.get_ref()).is_none() {
+        c.error(
+            raw.version.span(),
+            format!(
+                "version `{}` must be whole numbers separated by dots, e.g. 1.0 or 2.1.3, so that \
+                 an amendment can be seen to raise it",
+                raw.version.get_ref()
+            ),
+        );
+    }
+    let version = raw.version.into_inner();
     let status = match raw.status {
         None => TrialStatus::Recruiting,
         Some(s) => TrialStatus::parse(s.get_ref()).unwrap_or_else(|| {
@@ -211,6 +224,15 @@ fn sites(c: &mut Checker, raw: Option<Spanned<Vec<RawSite>>>) -> Vec<Site> {
     };
     if raw.get_ref().is_empty() {
         c.error(raw.span(), "`sites` is empty; declare at least one site");
+    } else if raw.get_ref().len() > limits::MAX_SITES {
+        c.error(
+            raw.span(),
+            format!(
+                "a trial may have at most {} sites, found {}",
+                limits::MAX_SITES,
+                raw.get_ref().len()
+            ),
+        );
     }
     let mut seen = HashSet::new();
     let mut sites = Vec::new();
@@ -253,6 +275,14 @@ fn arms(
             raw.span(),
             format!("a trial needs at least 2 arms, found {count}"),
         );
+    } else if count > limits::MAX_ARMS {
+        c.error(
+            raw.span(),
+            format!(
+                "a trial may have at most {} arms, found {count}",
+                limits::MAX_ARMS
+            ),
+        );
     }
     let mut valid = true;
     let mut seen = HashSet::new();
@@ -274,7 +304,18 @@ fn arms(
         let ratio = match arm.ratio {
             None => 1,
             Some(r) => match u32::try_from(*r.get_ref()) {
-                Ok(n) if n > 0 => n,
+                Ok(n) if n > 0 && n <= limits::MAX_RATIO => n,
+                Ok(n) if n > limits::MAX_RATIO => {
+                    c.error(
+                        r.span(),
+                        format!(
+                            "ratio of arm `{id}` must be at most {}, got {n}",
+                            limits::MAX_RATIO
+                        ),
+                    );
+                    valid = false;
+                    1
+                }
                 _ => {
                     c.error(
                         r.span(),

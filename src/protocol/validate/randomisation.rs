@@ -412,6 +412,16 @@ fn block_sizes(c: &mut Checker, raw: &SpannedList<i64>, arms: Option<&[Arm]>) ->
             );
             continue;
         };
+        if size > super::limits::MAX_BLOCK_SIZE {
+            c.error(
+                item.span(),
+                format!(
+                    "block size {size} is larger than {}: a block is drawn and held whole",
+                    super::limits::MAX_BLOCK_SIZE
+                ),
+            );
+            continue;
+        }
         if !seen.insert(size) {
             c.error(item.span(), format!("block size {size} is listed twice"));
         }
@@ -446,6 +456,16 @@ fn example_sizes(arms: Option<&[Arm]>) -> String {
 }
 
 fn stratification(c: &mut Checker, raw: &SpannedList<String>, scope: &Scope<'_>) -> Vec<String> {
+    if raw.get_ref().len() > super::limits::MAX_STRATA_FACTORS {
+        c.error(
+            raw.span(),
+            format!(
+                "at most {} stratification factors are allowed, found {}",
+                super::limits::MAX_STRATA_FACTORS,
+                raw.get_ref().len()
+            ),
+        );
+    }
     let mut seen = HashSet::new();
     let mut strata = Vec::new();
     for item in raw.get_ref() {

@@ -33,8 +33,22 @@ pub(super) struct Pending {
     pub(super) eligible: Option<Vec<bool>>,
     /// The enrolment's level of each minimisation factor, in the scheme's factor order.
     pub(super) levels: Vec<String>,
+    /// The site the caller's token is scoped to, if any: it is not told about other sites.
+    pub(super) site_scope: Option<String>,
     /// The enrolment's cluster, in a cluster trial.
     pub(super) cluster: Option<String>,
+}
+
+/// The record id a caller may be told: not another site's, for a site-scoped caller.
+pub(crate) fn visible_record(
+    record_id: &str,
+    site: Option<&str>,
+    scope: Option<&str>,
+) -> Option<String> {
+    match scope {
+        Some(own) if site != Some(own) => None,
+        _ => Some(record_id.to_string()),
+    }
 }
 
 /// What one trial's part of a batch knows: the trial's status and randomisation counter (read
@@ -69,6 +83,7 @@ fn keeps_arm_counts(scheme: &Scheme) -> bool {
 pub(super) async fn decide_batch(
     store: &Store,
     items: &[Pending],
+    now: Timestamp,
 ) -> Result<Vec<Result<EnrolOutcome, EnrolError>>, StoreError> {
     // Holds the chain head's lock, so everything read below is current until commit.
     let mut tx = store.begin_write().await?;
@@ -124,7 +139,6 @@ pub(super) async fn decide_batch(
         );
     }
 
-    let now = Timestamp::now();
     let mut outcomes = Vec::with_capacity(items.len());
     let mut writes = BatchWrite::default();
     for item in items {
@@ -235,9 +249,10 @@ fn decide_one(
     }
 
     if let Some(record_id) = slice.by_subject.get(&request.subject) {
+        let site = slice.by_record.get(record_id).map(|a| a.site_code.as_str());
         return Err(EnrolError::AlreadyRandomised {
             subject: request.subject.clone(),
-            record_id: record_id.clone(),
+            record_id: visible_record(record_id, site, item.site_scope.as_deref()),
         });
     }
 

@@ -45,6 +45,7 @@ pub use request::{canonical_json, EnrolmentRequest, MAX_ID_LEN};
 use super::{Principal, Role, TrialRegistry};
 use crate::protocol::{self, FieldError};
 use crate::store::{allocations, Store};
+pub(crate) use decide::visible_record;
 use decide::Pending;
 
 /// Enrol one patient: see the module documentation for the order of checks.
@@ -113,6 +114,7 @@ pub async fn enrol(
             stratum,
             eligible,
             levels,
+            site_scope: principal.site_code.clone(),
             cluster,
         })
         .await
@@ -140,7 +142,13 @@ pub async fn lookup(
             "this token is not valid for trial `{trial_id}`"
         )));
     }
-    let Some(row) = allocations::get(store, trial_id, record_id).await? else {
+    let record_id = crate::identity::canonical_id(record_id).map_err(|e| {
+        EnrolError::Invalid(vec![FieldError {
+            field: "record_id".into(),
+            message: format!("record_id {e}"),
+        }])
+    })?;
+    let Some(row) = allocations::get(store, trial_id, &record_id).await? else {
         return Ok(None);
     };
     if !principal.may_access_site(&row.site_code) {

@@ -78,8 +78,16 @@ pub enum EnrolError {
         /// The unmet criteria, as recorded in the screening log.
         reasons: Value,
     },
-    #[error("subject `{subject}` is already randomised in this trial (record `{record_id}`)")]
-    AlreadyRandomised { subject: String, record_id: String },
+    #[error(
+        "subject `{subject}` is already randomised in this trial{}",
+        record_id.as_ref().map_or_else(String::new, |r| format!(" (record `{r}`)"))
+    )]
+    AlreadyRandomised {
+        subject: String,
+        /// The record it was randomised under, when the caller may know it (a site-scoped
+        /// token is not told another site's record ids).
+        record_id: Option<String>,
+    },
     #[error("record `{0}` was already submitted with a different body")]
     RecordConflict(String),
     #[error("trial `{trial}` is not recruiting: {reason}")]
@@ -122,7 +130,10 @@ impl CodedError for EnrolError {
         match self {
             EnrolError::Invalid(fields) => detail("fields", fields),
             EnrolError::NotEligible { reasons } => detail("reasons", reasons),
-            EnrolError::AlreadyRandomised { record_id, .. } => detail("record_id", record_id),
+            EnrolError::AlreadyRandomised {
+                record_id: Some(record_id),
+                ..
+            } => detail("record_id", record_id),
             _ => Map::new(),
         }
     }

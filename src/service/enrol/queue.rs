@@ -5,6 +5,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::decide::{decide_batch, Pending};
 use super::{EnrolError, EnrolOutcome};
+use crate::service::Clock;
 use crate::store::{Store, StoreError};
 
 /// Largest number of enrolments decided and committed together.
@@ -27,7 +28,7 @@ pub struct EnrolmentQueue {
 
 impl EnrolmentQueue {
     /// Start the deciding task on the current tokio runtime; it ends when every handle is dropped.
-    pub fn start(store: Store) -> Self {
+    pub fn start(store: Store, clock: Clock) -> Self {
         let (sender, mut receiver) = mpsc::channel::<(Pending, Reply)>(4 * MAX_BATCH);
         tokio::spawn(async move {
             while let Some(first) = receiver.recv().await {
@@ -40,7 +41,7 @@ impl EnrolmentQueue {
                 }
                 let (items, replies): (Vec<Pending>, Vec<Reply>) = batch.into_iter().unzip();
                 let started = std::time::Instant::now();
-                let decided = decide_batch(&store, &items).await;
+                let decided = decide_batch(&store, &items, clock.now()).await;
                 tracing::debug!(
                     size = items.len(),
                     micros = started.elapsed().as_micros() as u64,
@@ -60,13 +61,18 @@ impl EnrolmentQueue {
                     Err(e) => {
                         tracing::warn!(error = %e, size = items.len(), "batch failed; deciding one by one");
                         for (item, reply) in items.into_iter().zip(replies) {
-                            let outcome =
-                                match decide_batch(&store, std::slice::from_ref(&item)).await {
-                                    Ok(mut o) => o.pop().unwrap_or_else(|| {
-                                        Err(StoreError::Corrupt("no outcome".into()).into())
-                                    }),
-                                    Err(e) => Err(e.into()),
-                                };
+                            let outcome = match decide_batch(
+                                &store,
+                                std::slice::from_ref(&item),
+                                clock.now(),
+                            )
+                            .await
+                            {
+                                Ok(mut o) => o.pop().unwrap_or_else(|| {
+                                    Err(StoreError::Corrupt("no outcome".into()).into())
+                                }),
+                                Err(e) => Err(e.into()),
+                            };
                             let _ = reply.send(outcome);
                         }
                     }

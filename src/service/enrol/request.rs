@@ -1,14 +1,14 @@
 //! The enrolment body as a register sends it: `{"record_id","subject","site","fields":{...}}`,
-//! checked for shape before anything else, and the hash that tells a retry from a different
-//! request.
+//! checked for shape before anything else (ids in their canonical form, see [`crate::identity`]),
+//! and the hash that tells a retry from a different request.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{self, FieldError};
+use crate::identity::{self, canonical_id, IdError};
+use crate::protocol::FieldError;
 
-/// Longest accepted `record_id`, `subject` or `site`.
-pub const MAX_ID_LEN: usize = 128;
+pub use crate::identity::MAX_ID_LEN;
 
 /// A parsed enrolment request.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,28 +55,16 @@ impl EnrolmentRequest {
                 ));
             }
         }
-        let mut text = |name: &str| -> String {
+        let mut id = |name: &str| -> String {
             match obj.get(name) {
                 None | Some(Value::Null) => {
                     errors.push(err(name, format!("{name} is required")));
                     String::new()
                 }
-                Some(Value::String(s)) if s.trim().is_empty() => {
-                    errors.push(err(name, format!("{name} must not be empty")));
+                Some(Value::String(s)) => canonical_id(s).unwrap_or_else(|e| {
+                    errors.push(err(name, format!("{name} {e}")));
                     String::new()
-                }
-                Some(Value::String(s)) if s.chars().count() > MAX_ID_LEN => {
-                    errors.push(err(
-                        name,
-                        format!("{name} is longer than {MAX_ID_LEN} characters"),
-                    ));
-                    String::new()
-                }
-                Some(Value::String(s)) if s.chars().any(char::is_control) => {
-                    errors.push(err(name, format!("{name} contains control characters")));
-                    String::new()
-                }
-                Some(Value::String(s)) => s.clone(),
+                }),
                 Some(other) => {
                     errors.push(err(
                         name,
@@ -86,16 +74,9 @@ impl EnrolmentRequest {
                 }
             }
         };
-        let record_id = text("record_id");
-        let subject = text("subject");
-        let site = text("site");
-        if protocol::looks_like_personal_identity_number(&subject) {
-            errors.push(err(
-                "subject",
-                "subject looks like a personal identity number; send the register's pseudonym"
-                    .into(),
-            ));
-        }
+        let record_id = id("record_id");
+        let subject = id("subject");
+        let site = id("site");
         let fields = match obj.get("fields") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
@@ -107,17 +88,57 @@ impl EnrolmentRequest {
                 Map::new()
             }
         };
+        errors.extend(field_text_errors(&fields));
         if !errors.is_empty() {
             return Err(errors);
+        }
+        // The hash is of the request as understood: two spellings of one id are one request.
+        let mut understood = body.clone();
+        for (key, canonical) in [
+            ("record_id", &record_id),
+            ("subject", &subject),
+            ("site", &site),
+        ] {
+            understood[key] = Value::String(canonical.clone());
         }
         Ok(EnrolmentRequest {
             record_id,
             subject,
             site,
             fields,
-            request_sha256: hex::encode(Sha256::digest(canonical_json(body).as_bytes())),
+            request_sha256: hex::encode(Sha256::digest(canonical_json(&understood).as_bytes())),
         })
     }
+}
+
+/// Field names and text values that no register could have meant: control or invisible
+/// characters (never stored, on any backend), or a personal identity number.
+fn field_text_errors(fields: &Map<String, Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (key, value) in fields {
+        let field = format!("fields.{key}");
+        if let Some(e) = identity::forbidden_character(key) {
+            errors.push(FieldError {
+                field,
+                message: format!("the field name {e}"),
+            });
+            continue;
+        }
+        if let Value::String(text) = value {
+            if let Some(e) = identity::forbidden_character(text) {
+                errors.push(FieldError {
+                    message: format!("{field} {e}"),
+                    field,
+                });
+            } else if identity::contains_personal_identity_number(text) {
+                errors.push(FieldError {
+                    message: format!("{field} {}", IdError::PersonalIdentityNumber),
+                    field,
+                });
+            }
+        }
+    }
+    errors
 }
 
 fn json_type(v: &Value) -> &'static str {
