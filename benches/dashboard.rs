@@ -20,10 +20,11 @@ use rrct::dashboard::unblinded::UnblindedPage;
 use rrct::endpoints::{DataCutoff, Event};
 use rrct::randomise::MasterSeed;
 use rrct::service::enrol::{self, EnrolmentQueue};
+use rrct::service::seed_vault::SeedKey;
 use rrct::service::trial_view::{
     held, Ask, BlindedRelease, PreparedTrial, Reader, TrialView, TrialViews, ViewRequest,
 };
-use rrct::service::{auth, events, trials, Clock, Principal, TrialRegistry};
+use rrct::service::{events, tokens, trials, Clock, Principal, TrialRegistry};
 use rrct::store::Store;
 use serde_json::json;
 
@@ -193,6 +194,7 @@ async fn bench(
         protocol,
         TASTE,
         MasterSeed::from_passphrase("bench"),
+        &SeedKey::generate()?,
     )
     .await?;
     let registry = std::sync::Arc::new(TrialRegistry::from_runtimes([runtime]));
@@ -205,15 +207,15 @@ async fn bench(
         scope: events::EventScope::AnySubject,
         received_at: Clock::system().now(),
     };
-    let token = auth::create_token(&store, "register", None, None).await?;
-    let principal = auth::authenticate(&store, &token)
+    let token = tokens::create_token(&store, "register", None, None).await?;
+    let principal = tokens::authenticate(&store, &token)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no principal"))?;
     let reader = |role: &'static str| {
         let store = store.clone();
         async move {
-            let token = auth::create_token(&store, role, Some("taste"), None).await?;
-            auth::authenticate(&store, &token)
+            let token = tokens::create_token(&store, role, Some("taste"), None).await?;
+            tokens::authenticate(&store, &token)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no principal"))
         }

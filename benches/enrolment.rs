@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use rrct::api::{Application, Settings, Trials};
 use rrct::randomise::MasterSeed;
-use rrct::service::{auth, Clock};
+use rrct::service::seed_vault::SeedKey;
+use rrct::service::{tokens, Clock};
 use rrct::store::{Backend, Store};
 use serde_json::json;
 
@@ -85,18 +86,18 @@ fn spawn_server(
             .build()?;
         runtime.block_on(async move {
             let setup = async {
-                let app = Application::build(Settings {
-                    database: url,
-                    trials: Trials::Sources {
+                let app = Application::build(Settings::local(
+                    url,
+                    Trials::Sources {
                         protocols: vec![("taste.toml".into(), TASTE.into())],
                         seed: MasterSeed::from_passphrase("bench"),
                     },
-                    bind: ([127, 0, 0, 1], 0).into(),
-                    clock: Clock::system(),
-                })
+                    Clock::system(),
+                    SeedKey::generate()?,
+                ))
                 .await?;
                 let store = app.state().store.clone();
-                let token = auth::create_token(&store, "register", None, None).await?;
+                let token = tokens::create_token(&store, "register", None, None).await?;
                 Ok::<_, anyhow::Error>((store, app, token))
             };
             let (store, app, token) = match setup.await {

@@ -20,8 +20,9 @@ use crate::api::application::{shutdown_signal, Application, Settings, Trials};
 use crate::protocol::{self, Protocol};
 use crate::randomise::{AllocationRecord, MasterSeed};
 use crate::service::audit_trail::{self, ChainStatus};
+use crate::service::seed_vault::SeedKey;
 use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, ViewRequest};
-use crate::service::{auth, trials, AppState, Clock};
+use crate::service::{tokens, trials, AppState, Clock};
 
 /// The shipped example, used when `protocols/taste.toml` is not beside the working directory.
 const TASTE_PROTOCOL: &str = include_str!("../protocols/taste.toml");
@@ -66,6 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let db_path = args.dir.join("rrct.db");
+    let key_path = args.dir.join("seed.key");
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", db_path.display()));
         if p.exists() {
@@ -74,6 +76,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let db_path = std::fs::canonicalize(&args.dir)?.join("rrct.db");
     let url = format!("sqlite://{}", db_path.display());
+    // The key the master seed is sealed with. In production it lives apart from the database
+    // (another volume, a secrets manager); the demo keeps a fresh one beside it.
+    if key_path.exists() {
+        std::fs::remove_file(&key_path)
+            .with_context(|| format!("cannot remove {}", key_path.display()))?;
+    }
+    let seed_key = SeedKey::generate()?;
+    seed_key
+        .write_new_file(&key_path)
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
 
     let (protocol_path, source) = match std::fs::read_to_string("protocols/taste.toml") {
         Ok(s) => ("protocols/taste.toml".to_string(), s),
@@ -91,15 +103,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // register follow-up arrives month by month until today (no register can report the future).
     let real_today = chrono::Utc::now().date_naive();
     let enrolled_on = real_today - chrono::Days::new(FOLLOW_UP_DAYS + 35);
-    let app = Application::build(Settings {
-        database: url,
-        trials: Trials::Sources {
+    let app = Application::build(Settings::local(
+        url,
+        Trials::Sources {
             protocols: vec![(protocol_path.clone(), source)],
             seed: MasterSeed::from_passphrase(&phrase),
         },
-        bind: ([127, 0, 0, 1], 0).into(),
-        clock: Clock::on(enrolled_on),
-    })
+        Clock::on(enrolled_on),
+        seed_key,
+    ))
     .await?;
     let addr = app.address();
     let state = app.state().clone();
@@ -109,7 +121,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let _ = stop_rx.await;
     }));
 
-    let token = auth::create_token(&store, "register", Some(&trial_id), None).await?;
+    let token = tokens::create_token(&store, "register", Some(&trial_id), None).await?;
     let base = format!("http://{addr}");
     println!(
         "rrct demo: trial `{trial_id}` ({}) from {protocol_path}",
@@ -134,9 +146,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     if args.serve {
         println!();
-        let sponsor = auth::create_token(&store, "sponsor", Some(&trial_id), None).await?;
+        let sponsor = tokens::create_token(&store, "sponsor", Some(&trial_id), None).await?;
         let statistician =
-            auth::create_token(&store, "statistician", Some(&trial_id), None).await?;
+            tokens::create_token(&store, "statistician", Some(&trial_id), None).await?;
         println!();
         println!("Dashboards: open {base}/ in a browser and sign in with");
         println!("  sponsor (blinded):        {sponsor}");

@@ -5,11 +5,15 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::protocol::{self, ProtocolErrors};
 use crate::randomise::MasterSeed;
+use crate::service::seed_vault::SeedKey;
 use crate::service::trials::{self, LoadError};
 use crate::service::{connect, AppState, Clock, TrialRegistry};
 
@@ -26,15 +30,57 @@ pub enum Trials {
     },
 }
 
+/// Bounds that keep one client from holding the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time a client may take to send a request's headers (a half-sent request is dropped).
+    pub header_read_timeout: Duration,
+    /// Time a request may take in all before it is answered `503 unavailable`.
+    pub request_timeout: Duration,
+    /// Connections served at once; further connections wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
 /// What a server is built from.
 pub struct Settings {
     /// `sqlite://FILE` or `postgres://...`.
     pub database: String,
+    /// How long to wait for a database connection before answering `503 unavailable`.
+    pub database_timeout: Duration,
     pub trials: Trials,
     /// Port 0 picks a free port; [`Application::address`] tells which.
     pub bind: SocketAddr,
     /// The engine's clock: the system's, but for demonstrations and tests.
     pub clock: Clock,
+    /// The key the trials' master seeds are sealed with (kept apart from the database).
+    pub seed_key: SeedKey,
+    pub limits: Limits,
+}
+
+impl Settings {
+    /// Settings with the defaults for everything but the database, the trials, the clock and
+    /// the seed key: a loopback port picked by the system.
+    pub fn local(database: String, trials: Trials, clock: Clock, seed_key: SeedKey) -> Settings {
+        Settings {
+            database,
+            database_timeout: Duration::from_secs(5),
+            trials,
+            bind: ([127, 0, 0, 1], 0).into(),
+            clock,
+            seed_key,
+            limits: Limits::default(),
+        }
+    }
 }
 
 /// Why a server could not be built.
@@ -52,6 +98,11 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(
+        "the database {database} cannot be written ({reason}); a trial engine must not serve \
+         enrolments it cannot record"
+    )]
+    ReadOnly { database: String, reason: String },
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: SocketAddr,
@@ -64,6 +115,7 @@ pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
     state: AppState,
+    limits: Limits,
 }
 
 impl Application {
@@ -71,21 +123,35 @@ impl Application {
     /// [`Application::run_until`].
     #[tracing::instrument(skip_all, err)]
     pub async fn build(settings: Settings) -> Result<Application, BuildError> {
-        let store = connect(&settings.database)
+        let store = connect(&settings.database, settings.database_timeout)
             .await
             .map_err(|source| BuildError::Database {
                 database: redact(&settings.database),
                 source: source.into(),
             })?;
+        store
+            .check_writable()
+            .await
+            .map_err(|e| BuildError::ReadOnly {
+                database: redact(&settings.database),
+                reason: e.to_string(),
+            })?;
         let registry = match settings.trials {
-            Trials::Directory(dir) => trials::load_dir(&store, &dir).await?,
+            Trials::Directory(dir) => trials::load_dir(&store, &dir, &settings.seed_key).await?,
             Trials::Sources { protocols, seed } => {
                 let mut runtimes = Vec::new();
                 for (origin, source) in protocols {
                     let protocol = protocol::parse(&source, &origin)
                         .map_err(|errors| BuildError::Protocol { origin, errors })?;
                     runtimes.push(
-                        trials::register_with_seed(&store, protocol, &source, seed.clone()).await?,
+                        trials::register_with_seed(
+                            &store,
+                            protocol,
+                            &source,
+                            seed.clone(),
+                            &settings.seed_key,
+                        )
+                        .await?,
                     );
                 }
                 TrialRegistry::from_runtimes(runtimes)
@@ -106,6 +172,7 @@ impl Application {
             listener,
             address,
             state: AppState::new(store, registry, settings.clock),
+            limits: settings.limits,
         })
     }
 
@@ -126,8 +193,74 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         self.state.warm_in_background();
-        super::serve(self.listener, self.state, shutdown).await
+        serve_with_limits(self.listener, self.state, self.limits, shutdown).await
     }
+}
+
+/// The accept loop: HTTP/1.1 with a header-read timeout, at most `max_connections` at once,
+/// each request's client address in its extensions (for the failed-authentication limit), and
+/// a graceful end: on `shutdown` no new connection is taken and those open finish their
+/// requests.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    state: AppState,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let router = super::app(state, limits);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service =
+            router
+                .clone()
+                .map_request(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let mut request = request.map(axum::body::Body::new);
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request
+                });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// A database URL without its password, for messages.

@@ -19,12 +19,15 @@ pub fn status(code: Code) -> StatusCode {
         TrialNotFound | EnrolmentNotFound | NotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         AlreadyRandomised | RecordConflict | TrialNotActive | ClusterArmClosed
-        | AlreadyMarkedInError | EventConflict => StatusCode::CONFLICT,
+        | AlreadyMarkedInError | AlreadyRevoked | EventConflict => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         NotEligible | InvalidEnrolment | InvalidRequest | InvalidEvents => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
+        TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        CrossSiteRequest => StatusCode::FORBIDDEN,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }

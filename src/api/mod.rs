@@ -9,6 +9,7 @@ pub mod enrolments;
 pub mod error;
 pub mod events;
 pub mod json;
+pub mod tokens;
 pub mod trials;
 
 use std::future::Future;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
@@ -33,13 +34,16 @@ pub use json::ApiJson;
 /// Largest request body accepted; an enrolment is a few hundred bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
-/// The whole application router: the API and the pages.
-pub fn app(state: AppState) -> Router {
+/// The whole application router: the API and the pages, each request bounded by
+/// `limits.request_timeout`.
+pub fn app(state: AppState, limits: application::Limits) -> Router {
+    let timeout = limits.request_timeout;
     Router::new()
         .route("/healthz", get(healthz))
         .merge(enrolments::router())
         .merge(events::router())
         .merge(trials::router())
+        .merge(tokens::router())
         .with_state(state.clone())
         .merge(crate::dashboard::router(state))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
@@ -47,18 +51,34 @@ pub fn app(state: AppState) -> Router {
             ApiError::new(Code::MethodNotAllowed, "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            within(timeout, request, next)
+        }))
         .layer(middleware::from_fn(request_id))
 }
 
-/// Serve until `shutdown` resolves, then finish in-flight requests.
+/// Answer `408 request_timeout` when a request (its body included) takes longer than `limit`.
+async fn within(limit: std::time::Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(seconds = limit.as_secs(), "request timed out");
+            ApiError::new(
+                Code::RequestTimeout,
+                format!("the request took longer than {} s", limit.as_secs()),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Serve until `shutdown` resolves, then finish in-flight requests (with the default limits).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    application::serve_with_limits(listener, state, application::Limits::default(), shutdown).await
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {

@@ -14,7 +14,7 @@ use crate::analysis::datasets;
 use crate::endpoints::{parse_event, DataCutoff, EventFields};
 use crate::service::events::{self, IngestError, RowError};
 use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, TrialViews, ViewRequest};
-use crate::service::{connect, Clock};
+use crate::service::{connect, Clock, COMMAND_DB_TIMEOUT};
 
 #[derive(Subcommand, Debug)]
 pub enum ImportCommand {
@@ -59,7 +59,7 @@ impl TrialAsOf {
     /// The trial prepared as of the cut-off, read by the operator of the database (who sees
     /// everything it holds, unblinded).
     async fn prepared(&self) -> anyhow::Result<Arc<PreparedTrial>> {
-        let store = connect(&self.db.database).await?;
+        let store = connect(&self.db.database, COMMAND_DB_TIMEOUT).await?;
         let opened = TrialViews::default()
             .open(
                 &store,
@@ -97,7 +97,7 @@ pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let store = connect(&db.database).await?;
+    let store = connect(&db.database, COMMAND_DB_TIMEOUT).await?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(events.len() as u64)
     } else {

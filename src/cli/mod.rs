@@ -1,7 +1,6 @@
 //! The command line (clap). Each command parses its arguments, calls the library and turns
 //! the result into output and an exit code; nothing here decides anything about a trial.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,12 +10,14 @@ mod csv_table;
 mod data;
 mod design;
 mod randomisation;
+mod seeds;
+mod serve;
 mod simulate;
 mod stats;
+mod tokens;
 
-use crate::api::application::{self, Application, Settings, Trials};
 use crate::service::audit_trail::{self, ChainStatus};
-use crate::service::{auth, connect, randomised_in_error, trials, Clock};
+use crate::service::{connect, randomised_in_error, trials, Clock, COMMAND_DB_TIMEOUT};
 
 /// Environment variable read when `--database` is not given.
 pub const DATABASE_ENV: &str = "RRCT_DATABASE_URL";
@@ -44,15 +45,11 @@ enum Command {
     /// Run the end-to-end demonstration on a fresh embedded SQLite database.
     Demo(crate::demo::DemoArgs),
     /// Serve the HTTP API for the trials in a protocol directory.
-    Serve {
-        #[command(flatten)]
-        db: DatabaseArg,
-        /// Directory of protocol files (*.toml), registered at start.
-        #[arg(long, default_value = "protocols")]
-        protocols: PathBuf,
-        /// Address to listen on; port 0 picks a free port (the bound address is logged).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        bind: SocketAddr,
+    Serve(serve::ServeArgs),
+    /// The key the trials' master seeds are sealed with: make one, or rotate to a new one.
+    Seeds {
+        #[command(subcommand)]
+        command: seeds::SeedsCommand,
     },
     /// Protocol file tools.
     Protocol {
@@ -62,7 +59,7 @@ enum Command {
     /// Bearer tokens.
     Token {
         #[command(subcommand)]
-        command: TokenCommand,
+        command: tokens::TokenCommand,
     },
     /// Bring register data in (follow-up events).
     Import {
@@ -140,24 +137,6 @@ enum ProtocolCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum TokenCommand {
-    /// Create a token and print it alone on stdout (it is stored only as a hash).
-    Create {
-        #[command(flatten)]
-        db: DatabaseArg,
-        /// admin, register, sponsor, statistician, dsmb or auditor.
-        #[arg(long)]
-        role: String,
-        /// Restrict the token to one trial.
-        #[arg(long)]
-        trial: Option<String>,
-        /// Restrict the token to one site (needs --trial).
-        #[arg(long)]
-        site: Option<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
 enum AuditCommand {
     /// Recompute the hash chain: `ok: N entries`, or the first broken entry and exit 1.
     Verify {
@@ -201,27 +180,8 @@ fn init_tracing() {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(args) => crate::demo::run(args).await,
-        Command::Serve {
-            db,
-            protocols,
-            bind,
-        } => {
-            let app = Application::build(Settings {
-                database: db.database,
-                trials: Trials::Directory(protocols),
-                bind,
-                clock: Clock::system(),
-            })
-            .await?;
-            let addr = app.address();
-            tracing::info!(%addr, trials = app.state().trials.len(), "serving");
-            // Scripts and tests read the bound address from this line.
-            println!("listening on {addr}");
-            let store = app.state().store.clone();
-            app.run_until(application::shutdown_signal()).await?;
-            store.close().await;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve(args) => serve::run(args).await,
+        Command::Seeds { command } => seeds::run(command).await,
         Command::Protocol {
             command: ProtocolCommand::Check { file },
         } => match trials::read_protocol(&file) {
@@ -241,21 +201,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Token {
-            command:
-                TokenCommand::Create {
-                    db,
-                    role,
-                    trial,
-                    site,
-                },
-        } => {
-            let store = connect(&db.database).await?;
-            let token =
-                auth::create_token(&store, &role, trial.as_deref(), site.as_deref()).await?;
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Token { command } => tokens::run(command).await,
         Command::Import { command } => data::import(command).await,
         Command::Export { command } => data::export(command).await,
         Command::Analyse(args) => data::analyse(args).await,
@@ -273,7 +219,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     reason,
                 },
         } => {
-            let store = connect(&db.database).await?;
+            let store = connect(&db.database, COMMAND_DB_TIMEOUT).await?;
             let marking = randomised_in_error::Marking {
                 actor: "cli",
                 at: Clock::system().now(),
@@ -296,7 +242,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { db },
         } => {
-            let store = connect(&db.database).await?;
+            let store = connect(&db.database, COMMAND_DB_TIMEOUT).await?;
             match audit_trail::verify(&store).await? {
                 ChainStatus::Intact { entries } => {
                     println!("ok: {entries} entries");

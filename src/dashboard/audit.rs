@@ -37,10 +37,21 @@ impl AuditPage {
     /// The page for one page of a trial's audit trail.
     pub fn build(trail: AuditTrailPage, chrome: Chrome) -> AuditPage {
         let page = trail.page;
+        let withheld = if trail.withheld > 0 {
+            format!(
+                " {} of the entries below show neither arm nor block position: their permuted \
+                 block is still open.",
+                trail.withheld
+            )
+        } else {
+            String::new()
+        };
         let (intact, chain_status) = match trail.chain {
             ChainStatus::Intact { entries } => (
                 true,
-                format!("Chain intact: all {entries} entries verified, each hash recomputed."),
+                format!(
+                    "Chain intact: all {entries} entries verified, each hash recomputed.{withheld}"
+                ),
             ),
             ChainStatus::Broken { seq, reason } => {
                 (false, format!("Chain BROKEN at entry {seq}: {reason}"))

@@ -77,7 +77,9 @@ async fn page_headers(mut r: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Same-origin: browsers then send this server's origin with its own form posts (with
+        // `no-referrer` they send `Origin: null`), which the cross-site check reads.
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -279,6 +281,7 @@ fn refused(e: &dyn CodedError, trial: &str) -> Response {
             "Cut-off not accepted",
             sentence(&e.public_message().replacen("cutoff", "The cut-off", 1)),
         ),
+        Code::Unavailable => session::outage(&e.public_message()),
         _ => {
             tracing::error!(error = %e, "dashboard page failed");
             message(

@@ -4,12 +4,8 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::error::{Code, CodedError};
 use super::{TrialRegistry, TrialRuntime};
-use crate::store::tokens::{self, TokenGrant};
-use crate::store::{Store, StoreResult};
 
 /// Who a token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,108 +159,5 @@ pub fn require_unblinded(principal: &Principal) -> Result<(), AccessError> {
             "role `{}` may not see unblinded results",
             principal.role.as_str()
         )))
-    }
-}
-
-/// Why a token could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error(
-        "unknown role `{0}`: expected one of admin, register, source, sponsor, statistician, dsmb, auditor"
-    )]
-    UnknownRole(String),
-    #[error("a site scope needs a trial scope too (--trial), since site codes belong to a trial")]
-    SiteWithoutTrial,
-    #[error("cannot draw a token from the operating system's random source: {0}")]
-    Entropy(String),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Create a token; returns the secret, which is shown once and never stored.
-pub async fn create_token(
-    store: &Store,
-    role: &str,
-    trial_id: Option<&str>,
-    site_code: Option<&str>,
-) -> Result<String, TokenError> {
-    let role = Role::parse(role).ok_or_else(|| TokenError::UnknownRole(role.to_string()))?;
-    if site_code.is_some() && trial_id.is_none() {
-        return Err(TokenError::SiteWithoutTrial);
-    }
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| TokenError::Entropy(e.to_string()))?;
-    let token = format!("rrct_{}", hex::encode(secret));
-    let grant = TokenGrant {
-        token_hash: hash_token(&token),
-        role: role.as_str().to_string(),
-        trial_id: trial_id.map(str::to_string),
-        site_code: site_code.map(str::to_string),
-    };
-    tokens::insert(store, &grant, "cli").await?;
-    Ok(token)
-}
-
-/// Resolve a bearer token to its principal; `None` when unknown or revoked.
-pub async fn authenticate(store: &Store, token: &str) -> StoreResult<Option<Principal>> {
-    let hash = hash_token(token);
-    let Some(grant) = tokens::find(store, &hash).await? else {
-        return Ok(None);
-    };
-    let Some(role) = Role::parse(&grant.role) else {
-        return Ok(None);
-    };
-    Ok(Some(Principal {
-        role,
-        trial_id: grant.trial_id,
-        site_code: grant.site_code,
-        actor: format!("token:{}", &hash[..12]),
-    }))
-}
-
-/// How long a verified token is trusted without asking the database again; a revoked token
-/// stops working at most this long after revocation.
-pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Token verification with a short-lived cache of known tokens, so the enrolment hot path does
-/// not read the tokens table on every request. Unknown tokens are never cached: a token
-/// created a moment ago works at once.
-#[derive(Clone)]
-pub struct Authenticator {
-    store: Store,
-    known: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<String, (Principal, std::time::Instant)>>,
-    >,
-}
-
-impl Authenticator {
-    pub fn new(store: Store) -> Self {
-        Authenticator {
-            store,
-            known: Default::default(),
-        }
-    }
-
-    pub async fn authenticate(&self, token: &str) -> StoreResult<Option<Principal>> {
-        let hash = hash_token(token);
-        if let Ok(known) = self.known.lock() {
-            if let Some((principal, at)) = known.get(&hash) {
-                if at.elapsed() < TOKEN_CACHE_TTL {
-                    return Ok(Some(principal.clone()));
-                }
-            }
-        }
-        let found = authenticate(&self.store, token).await?;
-        if let (Some(principal), Ok(mut known)) = (&found, self.known.lock()) {
-            if known.len() > 10_000 {
-                known.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
-            }
-            known.insert(hash, (principal.clone(), std::time::Instant::now()));
-        }
-        Ok(found)
     }
 }

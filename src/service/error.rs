@@ -39,6 +39,8 @@ pub enum Code {
     ClusterArmClosed,
     /// The allocation is already marked randomised in error.
     AlreadyMarkedInError,
+    /// The token was revoked before.
+    AlreadyRevoked,
     /// The body is larger than the limit.
     PayloadTooLarge,
     /// The body is not declared as `application/json`.
@@ -53,6 +55,12 @@ pub enum Code {
     InvalidEvents,
     /// Event ids of the batch were stored before with other content; nothing was stored.
     EventConflict,
+    /// The client presented too many unknown tokens; it may try again later.
+    TooManyRequests,
+    /// The request took longer than the server allows (a body sent too slowly, say).
+    RequestTimeout,
+    /// A page's form was posted from another site.
+    CrossSiteRequest,
     /// A fault on our side; details are in the server log.
     Internal,
     /// The database cannot be reached.
@@ -77,6 +85,7 @@ impl Code {
             TrialNotActive => "trial_not_active",
             ClusterArmClosed => "cluster_arm_closed",
             AlreadyMarkedInError => "already_marked_in_error",
+            AlreadyRevoked => "already_revoked",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             NotEligible => "not_eligible",
@@ -84,6 +93,9 @@ impl Code {
             InvalidRequest => "invalid_request",
             InvalidEvents => "invalid_events",
             EventConflict => "event_conflict",
+            TooManyRequests => "too_many_requests",
+            RequestTimeout => "request_timeout",
+            CrossSiteRequest => "cross_site_request",
             Internal => "internal",
             Unavailable => "unavailable",
         }

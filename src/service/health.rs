@@ -11,6 +11,8 @@ use crate::store::StoreError;
 pub enum HealthError {
     #[error("the database is unreachable")]
     Unreachable(#[source] StoreError),
+    #[error("the database cannot be written")]
+    ReadOnly(#[source] StoreError),
 }
 
 impl CodedError for HealthError {
@@ -27,11 +29,16 @@ pub struct Health {
     pub trials: Vec<String>,
 }
 
-/// The database answers: the engine is healthy.
+/// The database answers and can be written (a write of nothing, rolled back): the engine is
+/// healthy. A read-only file or server, a full disk or an outage is not.
 pub async fn check(state: &AppState) -> Result<Health, HealthError> {
     state.store.ping().await.map_err(|e| {
         tracing::error!(error = %e, "health check: database unreachable");
         HealthError::Unreachable(e)
+    })?;
+    state.store.check_writable().await.map_err(|e| {
+        tracing::error!(error = %e, "health check: database cannot be written");
+        HealthError::ReadOnly(e)
     })?;
     Ok(Health {
         status: "ok",

@@ -16,6 +16,7 @@
 
 pub mod audit_trail;
 pub mod auth;
+pub mod auth_failures;
 pub mod clock;
 pub mod enrol;
 pub mod error;
@@ -24,11 +25,13 @@ pub mod feasibility;
 pub mod health;
 pub mod randomised_in_error;
 pub mod screening;
+pub mod seed_vault;
 pub mod state;
+pub mod tokens;
 pub mod trial_view;
 pub mod trials;
 
 pub use auth::{Principal, Role};
 pub use clock::Clock;
-pub use state::{connect, AppState};
+pub use state::{connect, AppState, COMMAND_DB_TIMEOUT};
 pub use trials::{TrialRegistry, TrialRuntime};

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use super::auth::Authenticator;
+use super::auth_failures::FailedAuthentications;
 use super::clock::Clock;
 use super::enrol::EnrolmentQueue;
+use super::tokens::Authenticator;
 use super::trial_view::TrialViews;
 use super::TrialRegistry;
 use crate::store::{Store, StoreError};
@@ -22,6 +23,8 @@ pub struct AppState {
     pub views: Arc<TrialViews>,
     /// When things happen, and which day is today.
     pub clock: Clock,
+    /// Failed authentications by client address.
+    pub auth_failures: Arc<FailedAuthentications>,
 }
 
 impl AppState {
@@ -35,6 +38,7 @@ impl AppState {
             store,
             trials: Arc::new(trials),
             clock,
+            auth_failures: Arc::default(),
         }
     }
 
@@ -57,7 +61,10 @@ impl AppState {
 }
 
 /// Open the database at `url` (creating and migrating an SQLite file), for the commands that
-/// work on it.
-pub async fn connect(url: &str) -> Result<Store, StoreError> {
-    Store::connect(url).await
+/// work on it, waiting at most `timeout` for a connection.
+pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<Store, StoreError> {
+    Store::connect_with(url, timeout).await
 }
+
+/// How long the commands wait for a database connection.
+pub const COMMAND_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::seed_vault::{self, SeedKey, Stored, VaultError};
 use crate::protocol::{self, Protocol};
-use crate::randomise::{MasterSeed, Scheme, SchemeError};
-use crate::store::trials::{self, RegisterError};
+use crate::randomise::{seed_commitment, MasterSeed, Scheme, SchemeError};
+use crate::store::trials::{self, NewSeed, RegisterError};
 use crate::store::{Store, StoreError};
 
 /// Environment variable that fixes the master seed of trials created while it is set
@@ -67,6 +68,8 @@ pub enum LoadError {
     #[error("cannot draw a master seed from the operating system: {0}")]
     Entropy(String),
     #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
     Register(#[from] RegisterError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -99,7 +102,11 @@ pub fn new_master_seed() -> Result<MasterSeed, LoadError> {
 /// Register every `*.toml` protocol in `dir` (sorted by file name) and build the registry.
 /// Any invalid file stops the load: a server must not start with a protocol it misreads.
 #[tracing::instrument(skip_all, fields(dir = %dir.display()), err)]
-pub async fn load_dir(store: &Store, dir: &Path) -> Result<TrialRegistry, LoadError> {
+pub async fn load_dir(
+    store: &Store,
+    dir: &Path,
+    key: &SeedKey,
+) -> Result<TrialRegistry, LoadError> {
     let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
         path: dir.to_path_buf(),
         source,
@@ -129,7 +136,7 @@ pub async fn load_dir(store: &Store, dir: &Path) -> Result<TrialRegistry, LoadEr
     }
     let mut registry = TrialRegistry::default();
     for (path, protocol, source) in loaded {
-        let runtime = register(store, protocol, &source)
+        let runtime = register(store, protocol, &source, key)
             .await
             .map_err(|e| match e {
                 LoadError::Scheme { source, .. } => LoadError::Scheme {
@@ -151,24 +158,32 @@ pub async fn register(
     store: &Store,
     protocol: Protocol,
     source: &str,
+    key: &SeedKey,
 ) -> Result<TrialRuntime, LoadError> {
-    register_with_seed(store, protocol, source, new_master_seed()?).await
+    register_with_seed(store, protocol, source, new_master_seed()?, key).await
 }
 
-/// Register one validated protocol; `seed` is stored only if this call creates the trial.
+/// Register one validated protocol; `seed` is stored, sealed with `key`, only if this call
+/// creates the trial. The trial's seed is opened with `key`; a seed stored before seeds were
+/// sealed is sealed now.
 pub async fn register_with_seed(
     store: &Store,
     protocol: Protocol,
     source: &str,
     seed: MasterSeed,
+    key: &SeedKey,
 ) -> Result<TrialRuntime, LoadError> {
+    let new_seed = NewSeed {
+        commitment: seed_commitment(&seed),
+        sealed: seed_vault::seal(key, &protocol.trial_id, &seed)?,
+    };
     let scheme = Scheme::from_protocol(&protocol).map_err(|source| LoadError::Scheme {
         path: PathBuf::from(&protocol.trial_id),
         source,
     })?;
     // Servers starting together are serialised by the store's writer lock: the first creates
     // the trial, the others find it.
-    let outcome = trials::register(store, &protocol, source, &seed, |inputs| {
+    let outcome = trials::register(store, &protocol, source, &new_seed, |inputs| {
         judge_amendment(&protocol, inputs)
     })
     .await?;
@@ -176,10 +191,26 @@ pub async fn register_with_seed(
     let stored = trials::load(store, &protocol.trial_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("trial `{}` vanished", protocol.trial_id)))?;
+    let seed = match seed_vault::open(key, &protocol.trial_id, &stored.stored_seed)? {
+        Stored::Sealed(seed) => seed,
+        Stored::Plain(seed) => {
+            let sealed = seed_vault::seal(key, &protocol.trial_id, &seed)?;
+            trials::replace_seeds(
+                store,
+                &[(protocol.trial_id.clone(), sealed)],
+                "system",
+                "seed_sealed",
+                &serde_json::json!({"trial": protocol.trial_id, "key_id": key.id_hex()}),
+            )
+            .await?;
+            tracing::warn!(trial = %protocol.trial_id, "a master seed stored in plain was sealed");
+            seed
+        }
+    };
     Ok(TrialRuntime {
         protocol,
         scheme,
-        seed: stored.master_seed,
+        seed,
     })
 }
 
@@ -215,4 +246,34 @@ fn judge_amendment(
             allocated_arms: inputs.allocated_arms.clone(),
         },
     )
+}
+
+/// Seal every trial's master seed under `new` (opening each with `old`), in one transaction:
+/// the key rotation. Returns how many seeds were re-sealed.
+pub async fn rotate_seed_key(
+    store: &Store,
+    old: &SeedKey,
+    new: &SeedKey,
+    actor: &str,
+) -> Result<usize, LoadError> {
+    let mut resealed = Vec::new();
+    for (trial, stored) in trials::stored_seeds(store).await? {
+        let seed = match seed_vault::open(old, &trial, &stored)? {
+            Stored::Sealed(seed) | Stored::Plain(seed) => seed,
+        };
+        resealed.push((trial.clone(), seed_vault::seal(new, &trial, &seed)?));
+    }
+    trials::replace_seeds(
+        store,
+        &resealed,
+        actor,
+        "seed_key_rotated",
+        &serde_json::json!({
+            "from_key_id": old.id_hex(),
+            "to_key_id": new.id_hex(),
+            "seeds": resealed.len(),
+        }),
+    )
+    .await?;
+    Ok(resealed.len())
 }

@@ -137,6 +137,27 @@ pub async fn randomised_subjects(
         .collect())
 }
 
+/// Record ids of a trial's allocations in permuted blocks that are still open (fewer slots
+/// taken than the block holds): their arms let a reader tell the block's remaining arms.
+pub async fn in_open_blocks(
+    store: &Store,
+    trial_id: &str,
+) -> StoreResult<std::collections::HashSet<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT a.record_id FROM allocations a JOIN (\
+           SELECT stratum, block_number FROM allocations \
+           WHERE trial_id = $1 AND draw = 'slot' AND block_size > 1 \
+           GROUP BY stratum, block_number, block_size HAVING COUNT(*) < block_size\
+         ) o ON a.stratum = o.stratum AND a.block_number = o.block_number \
+         WHERE a.trial_id = $1 AND a.draw = 'slot'",
+    )
+    .bind(trial_id)
+    .fetch_all(store.pool())
+    .await?
+    .into_iter()
+    .collect())
+}
+
 /// Existing allocations of a trial for any of these record ids or subjects.
 pub async fn existing(
     tx: &mut WriteTx,

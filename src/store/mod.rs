@@ -195,6 +195,15 @@ impl Store {
     /// bring the schema up to date.
     #[tracing::instrument(skip_all, err)]
     pub async fn connect(url: &str) -> StoreResult<Store> {
+        Store::connect_with(url, Duration::from_secs(30)).await
+    }
+
+    /// As [`Store::connect`], waiting at most `timeout` for a connection (then, and whenever
+    /// a connection cannot be had within it later, the operation fails with
+    /// `PoolTimedOut`, which the services answer as `unavailable`). A new SQLite file is
+    /// created readable by its owner only.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn connect_with(url: &str, timeout: Duration) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let file = path.split('?').next().unwrap_or(path);
@@ -206,6 +215,7 @@ impl Store {
                     })?;
                 }
             }
+            create_private_file(file)?;
             let url = if path.contains('?') {
                 url.to_string()
             } else {
@@ -251,10 +261,7 @@ impl Store {
                     })
             }
         };
-        let pool = options
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(&url)
-            .await?;
+        let pool = options.acquire_timeout(timeout).connect(&url).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -272,6 +279,17 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Whether the database can be written: a write of nothing (the audit chain head set to
+    /// itself) under the writer lock, rolled back. A read-only file, a read-only server or a
+    /// full disk fails here.
+    pub async fn check_writable(&self) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(tx.conn())
+            .await?;
+        tx.rollback().await
     }
 
     /// Whether the database answers a trivial query.
@@ -326,6 +344,31 @@ pub(crate) async fn insert_json_rows<T: Serialize>(
         .map_err(|e| StoreError::Corrupt(format!("cannot encode {table} rows: {e}")))?;
     sqlx::query(&sql).bind(json).execute(tx.conn()).await?;
     Ok(())
+}
+
+/// Create an SQLite database file that does not exist yet with mode 0600 (the database holds
+/// what identifies patients' allocations); an existing file is left as it is. SQLite gives its
+/// journal files the database file's mode.
+fn create_private_file(file: &str) -> StoreResult<()> {
+    if file.is_empty() || file == ":memory:" || std::path::Path::new(file).exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        // Created meanwhile by another process: theirs to have made.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::CreateDir {
+            path: file.to_string(),
+            source,
+        }),
+    }
 }
 
 /// Current time as stored: UTC RFC 3339 with microseconds.

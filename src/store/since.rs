@@ -57,12 +57,13 @@ pub enum Since {
 
 /// Audit actions that add rows to the allocations, the events or the screening log, or change
 /// nothing a trial's data are made of (tokens, the trial's status).
-const ADDING_ONLY: [&str; 6] = [
+const ADDING_ONLY: [&str; 7] = [
     "randomised",
     "screened_not_eligible",
     "screened_not_randomised",
     "events_received",
     "token_created",
+    "token_revoked",
     "trial_status_changed",
 ];
 

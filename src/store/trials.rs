@@ -4,7 +4,6 @@ use sqlx::Row;
 
 use super::{audit, now_text, Store, StoreError, StoreResult};
 use crate::protocol::{Protocol, ProtocolVersion, TrialStatus};
-use crate::randomise::{seed_commitment, MasterSeed};
 
 /// What happened when a protocol file was registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,14 +74,22 @@ pub struct AmendmentInputs {
     pub allocated_arms: Vec<String>,
 }
 
-/// A trial as stored, with its secret seed.
+/// A trial as stored, with its master seed as stored (sealed; see `service::seed_vault`).
 #[derive(Debug, Clone)]
 pub struct StoredTrial {
     pub trial_id: String,
     pub status: TrialStatus,
     pub current_version: String,
     pub seed_commitment: String,
-    pub master_seed: MasterSeed,
+    pub stored_seed: Vec<u8>,
+}
+
+/// The master seed of a trial about to be created: its published commitment and its sealed
+/// form (the store never sees the seed itself).
+#[derive(Debug, Clone)]
+pub struct NewSeed {
+    pub commitment: String,
+    pub sealed: Vec<u8>,
 }
 
 /// Register a protocol: create the trial (with `new_seed` as its master seed, used only when the
@@ -95,7 +102,7 @@ pub async fn register(
     store: &Store,
     protocol: &Protocol,
     source: &str,
-    new_seed: &MasterSeed,
+    new_seed: &NewSeed,
     amend: impl FnOnce(&AmendmentInputs) -> Result<Vec<String>, Vec<String>>,
 ) -> Result<Registration, RegisterError> {
     use sha2::{Digest, Sha256};
@@ -112,7 +119,7 @@ pub async fn register(
     let mut amendment = serde_json::Value::Null;
     let outcome = match existing {
         None => {
-            let commitment = seed_commitment(new_seed);
+            let commitment = new_seed.commitment.clone();
             sqlx::query(
                 "INSERT INTO trials (trial_id, title, status, current_version, seed_commitment, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -128,7 +135,7 @@ pub async fn register(
             .map_err(StoreError::from)?;
             sqlx::query("INSERT INTO trial_secrets (trial_id, master_seed) VALUES ($1, $2)")
                 .bind(trial)
-                .bind(new_seed.as_bytes().to_vec())
+                .bind(new_seed.sealed.clone())
                 .execute(tx.conn())
                 .await
                 .map_err(StoreError::from)?;
@@ -315,16 +322,14 @@ pub async fn load(store: &Store, trial_id: &str) -> StoreResult<Option<StoredTri
     .await?;
     let Some(row) = row else { return Ok(None) };
     let status: String = row.try_get("status")?;
-    let seed: Vec<u8> = row.try_get("master_seed")?;
+    let stored_seed: Vec<u8> = row.try_get("master_seed")?;
     Ok(Some(StoredTrial {
         trial_id: row.try_get("trial_id")?,
         status: TrialStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown trial status `{status}`")))?,
         current_version: row.try_get("current_version")?,
         seed_commitment: row.try_get("seed_commitment")?,
-        master_seed: MasterSeed::from_slice(&seed).ok_or_else(|| {
-            StoreError::Corrupt(format!("master seed of `{trial_id}` is not 32 bytes"))
-        })?,
+        stored_seed,
     }))
 }
 
@@ -397,4 +402,34 @@ pub async fn current_protocol(
     .await?;
     row.map(|r| Ok((r.try_get("version")?, r.try_get("source")?)))
         .transpose()
+}
+
+/// Every trial's stored master seed.
+pub async fn stored_seeds(store: &Store) -> StoreResult<Vec<(String, Vec<u8>)>> {
+    let rows = sqlx::query("SELECT trial_id, master_seed FROM trial_secrets ORDER BY trial_id")
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("trial_id")?, r.try_get("master_seed")?)))
+        .collect()
+}
+
+/// Replace stored seeds (sealed anew) in one transaction with one audit entry: all or none.
+pub async fn replace_seeds(
+    store: &Store,
+    seeds: &[(String, Vec<u8>)],
+    actor: &str,
+    action: &str,
+    payload: &serde_json::Value,
+) -> StoreResult<()> {
+    let mut tx = store.begin_write().await?;
+    for (trial, sealed) in seeds {
+        sqlx::query("UPDATE trial_secrets SET master_seed = $2 WHERE trial_id = $1")
+            .bind(trial)
+            .bind(sealed.clone())
+            .execute(tx.conn())
+            .await?;
+    }
+    audit::append(&mut tx, actor, action, None, payload).await?;
+    tx.commit().await
 }

@@ -57,10 +57,16 @@ fn patient(i: usize, site: &str) -> Value {
 
 async fn register(store: &Store, source: &str) -> Result<(), String> {
     let p = protocol::parse(source, "amendment.toml").map_err(|e| e.to_string())?;
-    trials::register_with_seed(store, p, source, MasterSeed::from_passphrase(SEED))
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    trials::register_with_seed(
+        store,
+        p,
+        source,
+        MasterSeed::from_passphrase(SEED),
+        &crate::support::seed_key(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }
 
 async fn versions(store: &Store, trial: &str) -> (Vec<String>, String) {

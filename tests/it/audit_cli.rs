@@ -43,6 +43,8 @@ async fn audit_verify_detects_tampering(db: TestDb) {
 }
 
 async fn token_create_prints_the_token_alone(db: TestDb) {
+    // Tokens are scoped to trials and sites that exist.
+    TestApp::spawn(&db, &[TASTE], "tokens").await.stop().await;
     let out = rrct(&[
         "token",
         "create",
@@ -68,7 +70,7 @@ async fn token_create_prints_the_token_alone(db: TestDb) {
         "{stdout:?}"
     );
     let store = rrct::store::Store::connect(&db.url).await.unwrap();
-    let who = rrct::service::auth::authenticate(&store, lines[0])
+    let who = rrct::service::tokens::authenticate(&store, lines[0])
         .await
         .unwrap()
         .unwrap();

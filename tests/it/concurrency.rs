@@ -31,7 +31,7 @@ async fn run(db: TestDb, n: usize, in_flight: usize) {
     let a = ServerProcess::start(&db.url, &dir, None);
     let b = ServerProcess::start(&db.url, &dir, None);
     let store = Store::connect(&db.url).await.unwrap();
-    let token = rrct::service::auth::create_token(&store, "register", Some("taste"), None)
+    let token = rrct::service::tokens::create_token(&store, "register", Some("taste"), None)
         .await
         .unwrap();
     let client = reqwest::Client::builder()

@@ -220,6 +220,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
         protocol,
         &amended,
         rrct::randomise::MasterSeed::from_passphrase("held"),
+        &crate::support::seed_key(),
     )
     .await
     .expect("amendment registered");

@@ -40,6 +40,7 @@ async fn protocol_versions_are_registered_and_silent_edits_refused(db: TestDb) {
             "--protocols",
         ])
         .arg(&dir)
+        .env("RRCT_SEED_KEY", crate::support::SEED_KEY_HEX)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -92,7 +93,7 @@ async fn serve_runs_minimisation_with_arm_eligibility() {
         Some("serve-design"),
     );
     let store = rrct::store::Store::connect(&db.url).await.unwrap();
-    let token = rrct::service::auth::create_token(&store, "register", None, None)
+    let token = rrct::service::tokens::create_token(&store, "register", None, None)
         .await
         .unwrap();
     let answer: serde_json::Value = reqwest::Client::new()

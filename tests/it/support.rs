@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use rrct::api::{Application, Settings, Trials};
 use rrct::randomise::MasterSeed;
-use rrct::service::{auth, Clock};
+use rrct::service::seed_vault::SeedKey;
+use rrct::service::{tokens, Clock};
 use rrct::store::Store;
 use serde_json::Value;
 use sqlx::Connection;
@@ -137,6 +138,13 @@ pub fn taste_variant(trial_id: &str, replace: &[(&str, &str)]) -> String {
     s
 }
 
+/// The key the tests' master seeds are sealed with (the servers they start are given it too).
+pub const SEED_KEY_HEX: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
+pub fn seed_key() -> SeedKey {
+    SeedKey::from_hex(SEED_KEY_HEX).expect("the test key")
+}
+
 /// The day the tests' trials start enrolling: long enough ago for a year of follow-up (and
 /// more) to have been received by today, since no register can report the future.
 pub fn start() -> chrono::NaiveDate {
@@ -167,18 +175,18 @@ pub struct TestApp {
 impl TestApp {
     /// Register the given protocol sources with a fixed seed and serve them on 127.0.0.1:0.
     pub async fn spawn(db: &TestDb, protocols: &[&str], seed: &str) -> TestApp {
-        let app = Application::build(Settings {
-            database: db.url.clone(),
-            trials: Trials::Sources {
+        let app = Application::build(Settings::local(
+            db.url.clone(),
+            Trials::Sources {
                 protocols: protocols
                     .iter()
                     .map(|source| ("test.toml".to_string(), source.to_string()))
                     .collect(),
                 seed: MasterSeed::from_passphrase(seed),
             },
-            bind: ([127, 0, 0, 1], 0).into(),
-            clock: Clock::system(),
-        })
+            Clock::system(),
+            seed_key(),
+        ))
         .await
         .expect("build the app");
         let clock = app.state().clock.clone();
@@ -202,7 +210,7 @@ impl TestApp {
     }
 
     pub async fn token(&self, role: &str, trial: Option<&str>, site: Option<&str>) -> String {
-        auth::create_token(&self.store, role, trial, site)
+        tokens::create_token(&self.store, role, trial, site)
             .await
             .expect("token")
     }
@@ -311,6 +319,7 @@ impl ServerProcess {
         ])
         .arg(protocols)
         .env("RUST_LOG", "warn")
+        .env("RRCT_SEED_KEY", SEED_KEY_HEX)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -362,6 +371,7 @@ pub fn rrct(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rrct"))
         .args(args)
         .env("RUST_LOG", "warn")
+        .env("RRCT_SEED_KEY", SEED_KEY_HEX)
         .stdin(Stdio::null())
         .output()
         .expect("run rrct")

@@ -1,0 +1,68 @@
+//! `rrct serve`: the HTTP service for the trials of a protocol directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::DatabaseArg;
+use crate::api::application::{self, Application, Limits, Settings, Trials};
+use crate::service::seed_vault::{SeedKey, VaultError};
+use crate::service::Clock;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    db: DatabaseArg,
+    /// Directory of protocol files (*.toml), registered at start.
+    #[arg(long, default_value = "protocols")]
+    protocols: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// File holding the key the trials' master seeds are sealed with (64 hex digits; also
+    /// RRCT_SEED_KEY_FILE, or the key itself in RRCT_SEED_KEY). Keep it apart from the database.
+    #[arg(long)]
+    seed_key_file: Option<PathBuf>,
+    /// Seconds to wait for a database connection before answering 503 unavailable.
+    #[arg(long, env = "RRCT_DB_TIMEOUT_SECS", default_value_t = 5)]
+    db_timeout_secs: u64,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a request may take in all before it is answered 503.
+    #[arg(long, default_value_t = 60)]
+    request_timeout_secs: u64,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let seed_key = SeedKey::configured(args.seed_key_file.as_deref())?.ok_or(VaultError::NoKey)?;
+    let app = Application::build(Settings {
+        database: args.db.database,
+        database_timeout: Duration::from_secs(args.db_timeout_secs.max(1)),
+        trials: Trials::Directory(args.protocols),
+        bind: args.bind,
+        clock: Clock::system(),
+        seed_key,
+        limits: Limits {
+            header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+            max_connections: args.max_connections.max(1),
+        },
+    })
+    .await
+    .context("rrct serve cannot start")?;
+    let addr = app.address();
+    tracing::info!(%addr, trials = app.state().trials.len(), "serving");
+    // Scripts and tests read the bound address from this line.
+    println!("listening on {addr}");
+    let store = app.state().store.clone();
+    app.run_until(application::shutdown_signal()).await?;
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
