@@ -134,10 +134,25 @@ pub fn detail(key: &str, value: impl serde::Serialize) -> Map<String, Value> {
     map
 }
 
+/// Whether a database refused a write because it cannot take one now: a read-only file or
+/// server, a full disk (SQLite's READONLY and FULL families; PostgreSQL's read-only
+/// transaction, disk full and server shutdown states).
+fn cannot_write_now(e: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = e.code() else {
+        return false;
+    };
+    // PostgreSQL's SQLSTATEs first: five characters, some of them all digits.
+    matches!(&*code, "25006" | "53100" | "57P01" | "57P02" | "57P03")
+        || (code.len() < 5 && code.parse::<u32>().is_ok_and(|n| matches!(n % 256, 8 | 13)))
+}
+
 impl CodedError for StoreError {
     fn code(&self) -> Code {
         match self {
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => Code::Unavailable,
+            StoreError::Database(sqlx::Error::Database(e)) if cannot_write_now(e.as_ref()) => {
                 Code::Unavailable
             }
             _ => Code::Internal,

@@ -336,6 +336,14 @@ async fn revoke_as(
     within_trial: Option<&str>,
     actor: &str,
 ) -> Result<(String, TokenRecord), TokenError> {
+    // A token id is 12 lower-case hex digits; nothing else can name one.
+    if token_id.len() != 12
+        || !token_id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(TokenError::NotFound(token_id.escape_debug().to_string()));
+    }
     match tokens::revoke(store, token_id, within_trial, actor).await? {
         Revocation::Revoked { token_hash, record } => Ok((token_hash, record)),
         Revocation::AlreadyRevoked(record) => Err(TokenError::AlreadyRevoked {

@@ -19,3 +19,6 @@ mod randomised_in_error;
 mod reproducibility;
 mod schema;
 mod serve;
+mod trust;
+mod trust_ops;
+mod trust_properties;

@@ -308,6 +308,18 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start `rrct serve` on a free port and wait until it says where it listens.
     pub fn start(db_url: &str, protocols: &Path, seed: Option<&str>) -> ServerProcess {
+        ServerProcess::start_with(db_url, protocols, seed, &[], false)
+    }
+
+    /// As [`ServerProcess::start`], with more arguments, and its log kept for the test to read
+    /// ([`ServerProcess::log`]) when `keep_log`.
+    pub fn start_with(
+        db_url: &str,
+        protocols: &Path,
+        seed: Option<&str>,
+        extra: &[&str],
+        keep_log: bool,
+    ) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rrct"));
         cmd.args([
             "serve",
@@ -318,11 +330,16 @@ impl ServerProcess {
             "--protocols",
         ])
         .arg(protocols)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .env("RRCT_SEED_KEY", SEED_KEY_HEX)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(if keep_log {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
         match seed {
             Some(s) => cmd.env("RRCT_MASTER_SEED", s),
             None => cmd.env_remove("RRCT_MASTER_SEED"),
@@ -342,6 +359,17 @@ impl ServerProcess {
             child,
             base: format!("http://{addr}"),
         }
+    }
+
+    /// Stop the server and return what it logged (started with `keep_log`).
+    pub fn log(mut self) -> String {
+        use std::io::Read;
+        self.kill9();
+        let mut log = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut log);
+        }
+        log
     }
 
     /// SIGKILL: no graceful shutdown, no flushing.
@@ -416,5 +444,92 @@ pub async fn prepared_by(
     match opened.view {
         TrialView::Unblinded(prepared) => prepared,
         TrialView::Blinded(_) => panic!("the operator was given a blinded view"),
+    }
+}
+
+/// The number of rows of every table (but the migrations' own), to show that nothing was
+/// written.
+pub async fn row_counts(store: &Store) -> std::collections::BTreeMap<String, i64> {
+    let tables: Vec<String> = match store.backend() {
+        rrct::store::Backend::Sqlite => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             AND name NOT LIKE '_sqlx%'",
+        ),
+        rrct::store::Backend::Postgres => sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' \
+             AND table_name NOT LIKE '\\_sqlx%'",
+        ),
+    }
+    .fetch_all(store.pool())
+    .await
+    .expect("tables");
+    let mut counts = std::collections::BTreeMap::new();
+    for table in tables {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        counts.insert(table, n);
+    }
+    assert!(counts.len() >= 10, "every table: {counts:?}");
+    counts
+}
+
+/// A pool on the administrative PostgreSQL URL of the suite.
+pub async fn postgres_admin() -> sqlx::PgPool {
+    let url = std::env::var(POSTGRES_ENV).expect("the PostgreSQL suite is on");
+    sqlx::PgPool::connect(&url).await.expect("admin connection")
+}
+
+/// A TCP proxy to a database server that a test can cut (every connection dropped, none
+/// accepted) and restore on the same address: a database outage on demand.
+pub struct Proxy {
+    pub address: String,
+    target: String,
+    running: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let proxy = Proxy {
+            address,
+            target: target.to_string(),
+            running: tokio::sync::Mutex::new(None),
+        };
+        *proxy.running.lock().await = Some(Proxy::serve(listener, proxy.target.clone()));
+        proxy
+    }
+
+    fn serve(listener: tokio::net::TcpListener, target: String) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let target = target.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        })
+    }
+
+    /// Drop every connection and stop accepting.
+    pub async fn cut(&self) {
+        if let Some(task) = self.running.lock().await.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Accept again, on the same address.
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(&self.address).await.unwrap();
+        *self.running.lock().await = Some(Proxy::serve(listener, self.target.clone()));
     }
 }
