@@ -7,8 +7,9 @@
 //! # Layout
 //! Layers, each importing only from the layers below it (`scripts/check_layers.py` checks that
 //! no files import each other in a circle and that the interfaces never name the store):
-//! - core (pure, no I/O): [`protocol`] (parse and validate protocol files, enrolment fields,
-//!   eligibility, strata), [`randomise`] (allocation procedures, seeded streams and the
+//! - core (pure, no I/O): [`identity`] (the one canonical form of every id, and personal
+//!   identity numbers refused), [`protocol`] (parse and validate protocol files, enrolment fields,
+//!   eligibility, strata, versions), [`randomise`] (allocation procedures, seeded streams and the
 //!   allocation record), [`endpoints`] (per-subject outcomes from register events as of a data
 //!   cut-off, and the cut-off itself), [`analysis`] (a trial's data analysed: comparisons,
 //!   interim looks, subgroups, the blinded release and its disclosure control, ADTTE/ADSL);
@@ -16,7 +17,8 @@
 //!   R `survival`'s numbers); [`design`] (group-sequential boundaries, conditional power,
 //!   sample sizes: `rpact`'s numbers);
 //! - store: [`store`] (sqlx on SQLite or PostgreSQL: migrations, transactions, audit chain);
-//! - services: [`service`] (the engine's state, the access policy and the error codes;
+//! - services: [`service`] (the engine's state and clock, the access policy, tokens, the
+//!   sealed seeds and the error codes;
 //!   enrolment, screening, events, randomised-in-error marks; the trial view every interface
 //!   reads an analysed trial through; the audit trail, health, tokens, protocols) and [`sim`]
 //!   (design simulation through the core's own code, which depends on the core only);
