@@ -798,3 +798,50 @@ fn closed_arms_need_an_open_one_and_a_procedure_that_can_close() {
         e[0].ends_with("every arm is closed; a trial needs at least one arm open to new patients")
     );
 }
+
+/// No protocol can make the engine allocate without bound: sizes and counts are limited, each
+/// refused at its place in the file.
+#[test]
+fn limits_are_located_errors() {
+    let huge_block = BASE.replace("block_sizes = [2, 4]", "block_sizes = [4000000000]");
+    let found = errors(&huge_block);
+    assert!(found.iter().any(|e| e.contains("4000000000")), "{found:?}");
+    let big_block = BASE.replace("block_sizes = [2, 4]", "block_sizes = [2000]");
+    assert!(
+        errors(&big_block)
+            .iter()
+            .any(|e| e.contains("block size 2000 is larger than 1000")),
+        "{:?}",
+        errors(&big_block)
+    );
+    let many_arms: String = (0..21)
+        .map(|i| format!("\n[[arms]]\nid = \"x{i}\"\n"))
+        .collect();
+    assert!(errors(&with(&many_arms))
+        .iter()
+        .any(|e| e.contains("at most 20 arms")));
+    let heavy = BASE.replacen("id = \"a\"", "id = \"a\"\nratio = 1000", 1);
+    assert!(errors(&heavy)
+        .iter()
+        .any(|e| e.contains("ratio of arm `a` must be at most 100")));
+    let levels: Vec<String> = (0..201).map(|i| format!("\"l{i}\"")).collect();
+    let wide = with(&format!(
+        "\n[fields.wide]\ntype = \"category\"\nlevels = [{}]\n",
+        levels.join(", ")
+    ));
+    assert!(errors(&wide)
+        .iter()
+        .any(|e| e.contains("201 levels; at most 200")));
+    let version = BASE.replace("version = \"1\"", "version = \"1.0-beta\"");
+    assert!(errors(&version)
+        .iter()
+        .any(|e| e.starts_with("3:11: version `1.0-beta` must be whole numbers")));
+    let padded = format!("{BASE}\n#{}\n", "x".repeat(1024 * 1024));
+    assert!(errors(&padded)
+        .iter()
+        .any(|e| e.starts_with("1:1: the protocol is") && e.contains("at most 1048576")));
+    let spaced_level = with("\n[fields.s]\ntype = \"category\"\nlevels = [\"F \", \"M\"]\n");
+    assert!(errors(&spaced_level)
+        .iter()
+        .any(|e| e.contains("whitespace before or after")));
+}
