@@ -99,20 +99,21 @@ pub async fn list(store: &Store, trial_id: Option<&str>) -> StoreResult<Vec<Toke
     .bind(trial_id)
     .fetch_all(store.pool())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TokenRecord {
-                token_id: r.try_get("token_id")?,
-                role: r.try_get("role")?,
-                trial_id: r.try_get("trial_id")?,
-                site_code: r.try_get("site_code")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-                revoked_at: r.try_get("revoked_at")?,
-                revoked_by: r.try_get("revoked_by")?,
-            })
-        })
-        .collect()
+    rows.iter().map(record).collect()
+}
+
+/// A token's record from a row with the columns of [`TokenRecord`].
+fn record(r: &sqlx::any::AnyRow) -> StoreResult<TokenRecord> {
+    Ok(TokenRecord {
+        token_id: r.try_get("token_id")?,
+        role: r.try_get("role")?,
+        trial_id: r.try_get("trial_id")?,
+        site_code: r.try_get("site_code")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revoked_by: r.try_get("revoked_by")?,
+    })
 }
 
 /// What revoking a token found.
@@ -150,16 +151,7 @@ pub async fn revoke(
         tx.rollback().await?;
         return Ok(Revocation::NotFound);
     };
-    let mut record = TokenRecord {
-        token_id: row.try_get("token_id")?,
-        role: row.try_get("role")?,
-        trial_id: row.try_get("trial_id")?,
-        site_code: row.try_get("site_code")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        revoked_by: row.try_get("revoked_by")?,
-    };
+    let mut record = record(&row)?;
     if record.revoked_at.is_some() {
         tx.rollback().await?;
         return Ok(Revocation::AlreadyRevoked(record));

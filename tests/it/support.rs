@@ -394,6 +394,20 @@ pub fn protocol_dir(db: &TestDb, files: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// `rrct serve` on `db_url` and the protocols in `dir`, when it is expected not to start.
+pub fn serve_once(db_url: &str, dir: &Path) -> std::process::Output {
+    let dir = dir.to_str().expect("a UTF-8 path");
+    rrct(&[
+        "serve",
+        "--database",
+        db_url,
+        "--bind",
+        "127.0.0.1:0",
+        "--protocols",
+        dir,
+    ])
+}
+
 /// Run the `rrct` binary to completion.
 pub fn rrct(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rrct"))

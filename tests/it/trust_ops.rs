@@ -12,7 +12,8 @@ use rrct::store::Store;
 use serde_json::{json, Value};
 
 use crate::support::{
-    patient, protocol_dir, row_counts, rrct, Kind, ServerProcess, TestApp, TestDb, TASTE,
+    patient, protocol_dir, row_counts, rrct, serve_once, Kind, ServerProcess, TestApp, TestDb,
+    TASTE,
 };
 
 crate::on_both_backends!(
@@ -226,15 +227,7 @@ async fn an_older_protocol_never_comes_back(db: TestDb) {
     std::fs::write(dir.join("taste.toml"), TASTE).unwrap();
     let store = Store::connect(&db.url).await.unwrap();
     let before = row_counts(&store).await;
-    let out = rrct(&[
-        "serve",
-        "--database",
-        &db.url,
-        "--bind",
-        "127.0.0.1:0",
-        "--protocols",
-        dir.to_str().unwrap(),
-    ]);
+    let out = serve_once(&db.url, &dir);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -248,15 +241,7 @@ async fn an_older_protocol_never_comes_back(db: TestDb) {
     ] {
         let older = TASTE.replacen("version = \"1.0\"", &format!("version = \"{version}\""), 1);
         std::fs::write(dir.join("taste.toml"), older).unwrap();
-        let out = rrct(&[
-            "serve",
-            "--database",
-            &db.url,
-            "--bind",
-            "127.0.0.1:0",
-            "--protocols",
-            dir.to_str().unwrap(),
-        ]);
+        let out = serve_once(&db.url, &dir);
         assert!(!out.status.success());
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(message),
@@ -599,15 +584,7 @@ async fn a_read_only_database_is_unhealthy_and_refused_at_start(db: TestDb) {
             // Opened read-only (as a file without write permission is): `rrct serve` refuses.
             let ro = format!("{admin_url}?mode=ro");
             let dir = protocol_dir(&db, &[("taste.toml", TASTE)]);
-            let out = rrct(&[
-                "serve",
-                "--database",
-                &ro,
-                "--bind",
-                "127.0.0.1:0",
-                "--protocols",
-                dir.to_str().unwrap(),
-            ]);
+            let out = serve_once(&ro, &dir);
             assert!(!out.status.success());
             assert!(
                 String::from_utf8_lossy(&out.stderr).contains("cannot be written"),
