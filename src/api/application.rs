@@ -86,10 +86,11 @@ impl Settings {
 /// Why a server could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot open the database {database}: {source}")]
+    #[error("cannot open the database {database}: {reason}")]
     Database {
         database: String,
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// The store's error, written out (not chained, so it is said once).
+        reason: String,
     },
     #[error("{origin}: {errors}")]
     Protocol {
@@ -103,10 +104,10 @@ pub enum BuildError {
          enrolments it cannot record"
     )]
     ReadOnly { database: String, reason: String },
-    #[error("cannot listen on {bind}: {source}")]
+    #[error("cannot listen on {bind}: {reason}")]
     Bind {
         bind: SocketAddr,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -125,9 +126,9 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, BuildError> {
         let store = connect(&settings.database, settings.database_timeout)
             .await
-            .map_err(|source| BuildError::Database {
+            .map_err(|e| BuildError::Database {
                 database: redact(&settings.database),
-                source: source.into(),
+                reason: e.to_string(),
             })?;
         store
             .check_writable()
@@ -160,13 +161,13 @@ impl Application {
         let listener =
             TcpListener::bind(settings.bind)
                 .await
-                .map_err(|source| BuildError::Bind {
+                .map_err(|reason| BuildError::Bind {
                     bind: settings.bind,
-                    source,
+                    reason,
                 })?;
-        let address = listener.local_addr().map_err(|source| BuildError::Bind {
+        let address = listener.local_addr().map_err(|reason| BuildError::Bind {
             bind: settings.bind,
-            source,
+            reason,
         })?;
         Ok(Application {
             listener,
