@@ -98,7 +98,7 @@ struct Server {
 /// The sponsor's page from a prepared trial, as the trial view releases it to a blinded reader.
 fn blinded_page(prepared: &PreparedTrial) -> Result<String, askama::Error> {
     let release = BlindedRelease {
-        summary: BlindedSummary::release(prepared.analysis.clone(), None),
+        summary: BlindedSummary::release(&prepared.analysis, None),
         randomisation_days: prepared
             .data
             .randomised_by(prepared.cutoff)

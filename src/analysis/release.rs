@@ -206,7 +206,7 @@ fn cell_index(c: Cell) -> usize {
 impl BlindedSummary {
     /// Blind `analysis`, scope it to `site` (a register host's own site: its flow as the
     /// totals, no trial-wide outcome counts) and apply disclosure control.
-    pub fn release(analysis: Analysis, site: Option<&str>) -> BlindedSummary {
+    pub fn release(analysis: &Analysis, site: Option<&str>) -> BlindedSummary {
         let blinded = analysis.blinded();
         let a = match site {
             Some(site) => blinded.for_site(site),

@@ -134,16 +134,20 @@ fn allocation_quality(data: &TrialData, cutoff: DataCutoff) -> AllocationQuality
 
 impl Analysis {
     /// Without any per-arm figure.
-    pub fn blinded(self) -> Analysis {
+    /// Only what a blinded reader sees is copied: no comparison, fit, interim look or subgroup.
+    pub fn blinded(&self) -> Analysis {
         Analysis {
+            trial_id: self.trial_id.clone(),
+            title: self.title.clone(),
+            protocol_version: self.protocol_version.clone(),
             blinded: true,
             interim: None,
             subgroups: Vec::new(),
             allocation_quality: None,
-            flow: self.flow.blinded(),
+            flow: self.flow.clone().blinded(),
             endpoints: self
                 .endpoints
-                .into_iter()
+                .iter()
                 .map(|e| {
                     let mut all = EndpointGroup::default();
                     let mut sum = 0.0;
@@ -160,13 +164,15 @@ impl Analysis {
                     }
                     all.mean_value = (valued > 0).then(|| sum / valued as f64);
                     EndpointSummary {
+                        id: e.id.clone(),
+                        label: e.label.clone(),
+                        kind: e.kind,
+                        primary: e.primary,
                         groups: BTreeMap::from([("all".to_string(), all)]),
                         comparison: None,
-                        ..e
                     }
                 })
                 .collect(),
-            ..self
         }
     }
 }

@@ -282,14 +282,7 @@ fn refused(e: &dyn CodedError, trial: &str) -> Response {
             sentence(&e.public_message().replacen("cutoff", "The cut-off", 1)),
         ),
         Code::Unavailable => session::outage(&e.public_message()),
-        _ => {
-            tracing::error!(error = %e, "dashboard page failed");
-            message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The page could not be built",
-                "See the server log for the cause.".into(),
-            )
-        }
+        _ => unavailable(&e.to_string()),
     }
 }
 

@@ -119,7 +119,7 @@ impl BlindedTrial {
     pub fn release(&self) -> BlindedRelease {
         let p = &self.prepared;
         BlindedRelease {
-            summary: BlindedSummary::release(p.analysis.clone(), self.site()),
+            summary: BlindedSummary::release(&p.analysis, self.site()),
             randomisation_days: p
                 .data
                 .randomised_by(p.cutoff)
