@@ -11,7 +11,7 @@ the crate (`use crate::...`, `use super::...`, `use self::...`, and paths writte
    `store/audit.rs`): that edge is namespace, not dependency, and is not counted;
 2. every file under src/api/, src/dashboard/, src/cli/ (and src/demo.rs, src/main.rs) that names
    `crate::store`: interfaces reach the engine through the services;
-3. every core module (protocol, randomise, endpoints, analysis, stats, design) that names an
+3. every core module (protocol, randomise, endpoints, analysis, stats, design, pseudonym) that names an
    outer layer (store, service, sim, api, dashboard, cli, demo) or an I/O crate (sqlx, axum,
    tokio).
 
@@ -24,7 +24,7 @@ import sys
 from collections import defaultdict
 
 INTERFACES = ("api", "dashboard", "cli", "demo", "main")
-CORE = ("protocol", "randomise", "endpoints", "analysis", "stats", "design")
+CORE = ("protocol", "randomise", "endpoints", "analysis", "stats", "design", "pseudonym")
 OUTER = ("store", "service", "sim", "api", "dashboard", "cli", "demo")
 IO_CRATES = ("sqlx", "axum", "tokio")
 

@@ -8,9 +8,11 @@
 //! Layers, each importing only from the layers below it (`scripts/check_layers.py` checks that
 //! no files import each other in a circle and that the interfaces never name the store):
 //! - core (pure, no I/O): [`identity`] (the one canonical form of every id, and personal
-//!   identity numbers refused), [`protocol`] (parse and validate protocol files, enrolment fields,
-//!   eligibility, strata, versions), [`randomise`] (allocation procedures, seeded streams and the
-//!   allocation record), [`endpoints`] (per-subject outcomes from register events as of a data
+//!   identity numbers refused), [`pseudonym`] (the key holder's keyed pseudonyms of personal
+//!   identity numbers, made before data reach rrct), [`protocol`] (parse and validate protocol
+//!   files, enrolment fields, eligibility, strata, versions, personal identity numbers' forms),
+//!   [`randomise`] (allocation procedures, seeded streams and the allocation record),
+//!   [`endpoints`] (per-subject outcomes from register events as of a data
 //!   cut-off, and the cut-off itself), [`analysis`] (a trial's data analysed: comparisons,
 //!   interim looks, subgroups, the blinded release and its disclosure control, ADTTE/ADSL);
 //!   [`stats`] (Kaplan–Meier, log-rank, Cox, RMST, subgroups, 2×2, the normal distribution:
@@ -37,6 +39,7 @@ pub mod design;
 pub mod endpoints;
 pub mod identity;
 pub mod protocol;
+pub mod pseudonym;
 pub mod randomise;
 pub mod service;
 pub mod sim;

@@ -50,7 +50,9 @@ pub use enrolment::*;
 pub(crate) use error::{from_toml, locate, Finding};
 pub use error::{ProtocolError, ProtocolErrors};
 pub use model::*;
-pub use personal_identity::looks_like_personal_identity_number;
+pub use personal_identity::{
+    looks_like_personal_identity_number, PersonalIdentityNumber, PersonalIdentityNumberError,
+};
 pub use stratum::*;
 pub use version::ProtocolVersion;
 
