@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 mod csv_table;
 mod data;
 mod design;
+mod pseudonymise;
 mod randomisation;
 mod seeds;
 mod serve;
@@ -51,6 +52,10 @@ enum Command {
         #[command(subcommand)]
         command: seeds::SeedsCommand,
     },
+    /// For the register host, before delivery: replace the personal identity numbers in one
+    /// CSV column by keyed pseudonyms (`new-key` makes the key). Nothing is written if any row
+    /// is bad; each is reported as `FILE:LINE: column COL: reason`.
+    Pseudonymise(pseudonymise::PseudonymiseArgs),
     /// Protocol file tools.
     Protocol {
         #[command(subcommand)]
@@ -182,6 +187,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Seeds { command } => seeds::run(command).await,
+        Command::Pseudonymise(args) => pseudonymise::run(args),
         Command::Protocol {
             command: ProtocolCommand::Check { file },
         } => match trials::read_protocol(&file) {

@@ -15,6 +15,7 @@ mod flow;
 mod held_data;
 mod http_enrolment;
 mod live_procedures;
+mod pseudonymise;
 mod randomised_in_error;
 mod reproducibility;
 mod schema;
