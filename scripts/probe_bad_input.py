@@ -56,11 +56,19 @@ def main():
                 role, _, scope = spec.partition("@")
                 trial, _, site = scope.partition("/")
                 args = [binary, "token", "create", "--database", db, "--role", role]
+                if role == "source":
+                    # `source@ID`: a feed bound to source ID (TASTE's population register by
+                    # default); builds before sources were declared take no --source.
+                    args += ["--source", scope or "population_register"]
+                    trial = site = ""
                 if trial:
                     args += ["--trial", trial]
                 if site:
                     args += ["--site", site]
                 out = subprocess.run(args, capture_output=True, text=True, env=env)
+                if out.returncode != 0 and role == "source":
+                    args = args[: args.index("--source")]
+                    out = subprocess.run(args, capture_output=True, text=True, env=env)
                 if out.returncode != 0 and role == "source":
                     # A build without the `source` role: its unscoped register token was what
                     # sent events for any subject.

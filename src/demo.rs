@@ -56,6 +56,8 @@ struct FeedItem {
 
 #[derive(Debug, Default)]
 struct FeedTally {
+    /// Subjects randomised (answered 201), as the register sent them.
+    randomised: Vec<String>,
     statuses: BTreeMap<u16, usize>,
     error_codes: BTreeMap<String, usize>,
     retries: usize,
@@ -99,17 +101,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // RRCT_MASTER_SEED overrides it.
     let phrase = std::env::var(trials::MASTER_SEED_ENV).unwrap_or_else(|_| "rrct-demo".into());
     let trial_id = protocol.trial_id.clone();
-    // The engine's calendar starts 400 days ago: the feed is enrolled then, and a year of
-    // register follow-up arrives month by month until today (no register can report the future).
+    // The engine's calendar starts TRIAL_DAYS ago: registrations arrive day by day over the
+    // first RECRUITMENT_DAYS, and each register delivers its follow-up on its own cadence and
+    // delay until today (no register can report the future).
     let real_today = chrono::Utc::now().date_naive();
-    let enrolled_on = real_today - chrono::Days::new(FOLLOW_UP_DAYS + 35);
+    let first_day = real_today - chrono::Days::new(TRIAL_DAYS);
     let app = Application::build(Settings::local(
         url,
         Trials::Sources {
             protocols: vec![(protocol_path.clone(), source)],
             seed: MasterSeed::from_passphrase(&phrase),
         },
-        Clock::on(enrolled_on),
+        Clock::on(first_day),
         seed_key,
     ))
     .await?;
@@ -128,19 +131,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         protocol.title
     );
     println!(
-        "  service listening on {base}; playing {} registrations, {} at a time, on {enrolled_on} \
-         (the engine's calendar is set back so that a year of follow-up can arrive by today)...",
-        args.registrations, args.concurrency
+        "  service listening on {base}; playing {} registrations over {RECRUITMENT_DAYS} days from \
+         {first_day}, and the registers' follow-up to today, each source on its own cadence \
+         (the engine's calendar runs from {first_day})...",
+        args.registrations
     );
 
     let feed = synthetic_feed(&protocol, args.registrations, 20131030);
     let started = Instant::now();
-    let tally = play(&base, &trial_id, &token, feed, args.concurrency.max(1)).await?;
+    let (tally, deliveries) = play_calendar(
+        &base,
+        &state,
+        &protocol,
+        &token,
+        feed,
+        first_day,
+        real_today,
+        args.concurrency.max(1),
+    )
+    .await?;
     let elapsed = started.elapsed();
+    state.clock.set_today(real_today);
 
     report(&state, &protocol, &tally, elapsed).await?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    follow_up(&base, &token, &state, &protocol, &dir).await?;
+    follow_up(&state, &protocol, &deliveries, &dir).await?;
     println!();
     println!("Database: {}", db_path.display());
 
@@ -299,12 +314,16 @@ async fn play(
                 };
                 retry_same = Some(same);
             }
-            Ok::<_, reqwest::Error>((status, answer, latency, retry_same))
+            let subject = (status == 201 && item.screening_reason.is_none())
+                .then(|| item.body["subject"].as_str().map(str::to_string))
+                .flatten();
+            Ok::<_, reqwest::Error>((status, answer, latency, retry_same, subject))
         });
     }
     let mut tally = FeedTally::default();
     while let Some(joined) = tasks.join_next().await {
-        let (status, answer, latency, retry_same) = joined??;
+        let (status, answer, latency, retry_same, subject) = joined??;
+        tally.randomised.extend(subject);
         *tally.statuses.entry(status).or_default() += 1;
         if let Some(code) = answer["error"]["code"].as_str() {
             *tally.error_codes.entry(code.to_string()).or_default() += 1;
@@ -367,9 +386,9 @@ async fn report(
     };
     println!();
     println!(
-        "Feed: {sent} enrolment requests in {:.1} s ({:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms), plus {} retries",
+        "Feed: {sent} enrolment requests over {RECRUITMENT_DAYS} simulated days, played with the \
+         registers' deliveries in {:.1} s (latency p50 {:.1} ms, p99 {:.1} ms), plus {} retries",
         elapsed.as_secs_f64(),
-        sent as f64 / elapsed.as_secs_f64().max(1e-9),
         pct(0.5),
         pct(0.99),
         tally.retries
@@ -468,125 +487,241 @@ async fn report(
     Ok(())
 }
 
-/// Days of follow-up the demo simulates after enrolment.
-const FOLLOW_UP_DAYS: u64 = 365;
+/// Days the demo's trial has run by today.
+const TRIAL_DAYS: u64 = 400;
+/// Days over which registrations arrive, from the trial's first day.
+const RECRUITMENT_DAYS: u64 = 300;
+/// The slowest register stops delivering this many days before today, so that the pages show
+/// what a silent source looks like.
+const SILENT_FOR_DAYS: u64 = 70;
 
-/// Simulate a year of register follow-up for the randomised patients, send it through the
-/// events endpoint month by month as the registers would (each month's events received at the
-/// month's end), and print the analysis as of today.
-async fn follow_up(
+/// A register event the demo's registers will deliver: on the first delivery day of its source
+/// on or after `available_on` (the day the register has it).
+struct Pending {
+    source: String,
+    available_on: chrono::NaiveDate,
+    event: Value,
+}
+
+/// What the registers delivered, for the summary.
+#[derive(Default)]
+struct Deliveries {
+    /// By source: deliveries made and events sent.
+    by_source: BTreeMap<String, (usize, usize)>,
+    /// The source that fell silent, and its last delivery day.
+    silent: Option<(String, chrono::NaiveDate)>,
+}
+
+/// A randomised patient's register history and follow-up, each event dated when it happened and
+/// available to its register after that register's plausible delay: deaths and emigrations to
+/// the population register after a few days, infarctions to SWEDEHEART within two days and to
+/// the patient register after three to six weeks, earlier infarctions (history, before
+/// randomisation) to the patient register when it links the new patient.
+fn follow_up_events(
+    protocol: &Protocol,
+    subject: &str,
+    n: usize,
+    randomised_on: chrono::NaiveDate,
+    unit: &mut dyn FnMut() -> f64,
+) -> Vec<Pending> {
+    let declared = |id: &str| protocol.follow_up.source(id).is_some();
+    let mut out = Vec::new();
+    let mut push = |source: &str, id: String, kind: &str, day: i64, delay: i64| {
+        let date = randomised_on + chrono::Duration::days(day);
+        if declared(source) {
+            out.push(Pending {
+                source: source.to_string(),
+                available_on: date + chrono::Duration::days(delay.max(1)),
+                event: json!({"event_id": id, "subject": subject, "type": kind,
+                              "date": date.to_string()}),
+            });
+        }
+    };
+    let exp = |unit: &mut dyn FnMut() -> f64, mean: f64| -(unit().max(1e-12).ln()) * mean;
+    // About 5.5% die within a year (half of them within 30 days), 3% have a new infarction,
+    // 0.5% emigrate; 3% had an infarction before (history, never an outcome).
+    if unit() < 0.055 {
+        let day = if unit() < 0.5 {
+            unit() * 30.0
+        } else {
+            30.0 + unit() * 335.0
+        };
+        let delay = 1.0 + exp(unit, 3.0);
+        push(
+            "population_register",
+            format!("POP-D-{n}"),
+            "death",
+            day as i64,
+            delay as i64,
+        );
+    }
+    if unit() < 0.03 {
+        let day = (unit() * 365.0) as i64;
+        if unit() < 0.9 {
+            push(
+                "swedeheart",
+                format!("SH-MI-{n}"),
+                "mi",
+                day,
+                1 + (unit() * 2.0) as i64,
+            );
+        }
+        if unit() < 0.7 {
+            // The same infarction in the patient register, weeks later.
+            let delay = 20 + (unit() * 25.0) as i64;
+            push("patient_register", format!("NPR-MI-{n}"), "mi", day, delay);
+        }
+    }
+    if unit() < 0.005 {
+        let day = (unit() * 365.0) as i64;
+        let delay = 1.0 + exp(unit, 7.0);
+        push(
+            "population_register",
+            format!("POP-E-{n}"),
+            "emigration",
+            day,
+            delay as i64,
+        );
+    }
+    if unit() < 0.03 {
+        let before = 1 + (unit() * 3000.0) as i64;
+        // Linked when the patient is enrolled.
+        push(
+            "patient_register",
+            format!("NPR-OLD-{n}"),
+            "mi",
+            -before,
+            before + 1,
+        );
+    }
+    out
+}
+
+/// Play the trial day by day from `first_day` to `today`: each day's registrations (the
+/// engine's calendar set to that day), then each register's delivery if it is one of its days
+/// (every `expected_every_days`; the slowest register falls silent [`SILENT_FOR_DAYS`] before
+/// today), carrying what it has by then (an empty delivery when nothing is new), through a
+/// `source` token bound to it.
+#[allow(clippy::too_many_arguments)]
+async fn play_calendar(
     base: &str,
-    token: &str,
     state: &AppState,
     protocol: &Protocol,
-    dir: &std::path::Path,
-) -> anyhow::Result<()> {
+    token: &str,
+    feed: Vec<FeedItem>,
+    first_day: chrono::NaiveDate,
+    today: chrono::NaiveDate,
+    concurrency: usize,
+) -> anyhow::Result<(FeedTally, Deliveries)> {
     let trial = protocol.trial_id.as_str();
-    let enrolled_on = state.clock.today();
-    let randomised = prepared(state, trial, crate::endpoints::DataCutoff(enrolled_on))
-        .await?
-        .data
-        .allocations
-        .clone();
-    let today = enrolled_on;
     let mut rng = ChaCha20Rng::seed_from_u64(7244);
     let mut unit = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-    let mut events = Vec::new();
-    let mut push = |id: String, subject: &str, kind: &str, day: i64, source: &str| {
-        events.push(json!({
-            "event_id": id, "subject": subject, "type": kind,
-            "date": (today + chrono::Duration::days(day)).to_string(), "source": source,
-        }));
-    };
-    for (n, a) in randomised.iter().enumerate() {
-        // About 5.5% die within a year (half of them within 30 days), 2% have a new
-        // infarction, 0.5% emigrate; a few have an infarction before randomisation (history).
-        if unit() < 0.055 {
-            let day = if unit() < 0.5 {
-                unit() * 30.0
-            } else {
-                30.0 + unit() * 335.0
-            };
-            push(
-                format!("POP-{n}"),
-                &a.subject,
-                "death",
-                day as i64,
-                "population_register",
-            );
-        }
-        if unit() < 0.02 {
-            push(
-                format!("MI-{n}"),
-                &a.subject,
-                "mi",
-                (unit() * 365.0) as i64,
-                "swedeheart",
-            );
-        }
-        if unit() < 0.005 {
-            push(
-                format!("EMI-{n}"),
-                &a.subject,
-                "emigration",
-                (unit() * 365.0) as i64,
-                "population_register",
-            );
-        }
-        if unit() < 0.03 {
-            push(
-                format!("OLD-{n}"),
-                &a.subject,
-                "mi",
-                -((unit() * 3000.0) as i64) - 1,
-                "swedeheart",
-            );
-        }
+    // Arrival days: uniform over the recruitment period, in feed order.
+    let mut days: Vec<u64> = (0..feed.len())
+        .map(|_| (unit() * RECRUITMENT_DAYS as f64) as u64)
+        .collect();
+    days.sort_unstable();
+    let mut by_day: BTreeMap<u64, Vec<FeedItem>> = BTreeMap::new();
+    for (item, day) in feed.into_iter().zip(days) {
+        by_day.entry(day).or_default().push(item);
     }
-    // Month by month: each month's events are received at the month's end (history from
-    // before enrolment comes with the first month).
-    let real_today = chrono::Utc::now().date_naive();
-    let month_end = |d: chrono::NaiveDate| {
-        use chrono::Datelike;
-        let first = d.with_day(1).unwrap_or(d);
-        (first + chrono::Months::new(1) - chrono::Days::new(1)).min(real_today)
-    };
-    let mut by_month: BTreeMap<chrono::NaiveDate, Vec<Value>> = BTreeMap::new();
-    for e in events {
-        let date = e["date"]
-            .as_str()
-            .and_then(crate::endpoints::parse_event_date)
-            .unwrap_or(enrolled_on)
-            .max(enrolled_on);
-        by_month.entry(month_end(date)).or_default().push(e);
+    let mut tokens = BTreeMap::new();
+    for s in &protocol.follow_up.sources {
+        tokens.insert(
+            s.id.clone(),
+            tokens::create_source_token(&state.store, &s.id).await?,
+        );
     }
+    let silent = protocol
+        .follow_up
+        .sources
+        .iter()
+        .max_by_key(|s| s.expected_every_days)
+        .map(|s| s.id.clone());
     let client = reqwest::Client::new();
-    let mut stored = 0;
-    let months = by_month.len();
-    for (received_on, month) in by_month {
-        state.clock.set_today(received_on);
-        for batch in month.chunks(1000) {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut tally = FeedTally::default();
+    let mut deliveries = Deliveries::default();
+    let mut n = 0usize;
+    let total_days = (today - first_day).num_days().max(0) as u64;
+    for d in 0..=total_days {
+        let on = first_day + chrono::Days::new(d);
+        state.clock.set_today(on);
+        if let Some(items) = by_day.remove(&d) {
+            let mut day_tally = play(base, trial, token, items, concurrency).await?;
+            // In feed order, whatever order the answers came in: the same follow-up each run.
+            day_tally.randomised.sort_unstable();
+            for subject in &day_tally.randomised {
+                pending.extend(follow_up_events(protocol, subject, n, on, &mut unit));
+                n += 1;
+            }
+            tally.randomised.extend(day_tally.randomised);
+            for (k, v) in day_tally.statuses {
+                *tally.statuses.entry(k).or_default() += v;
+            }
+            for (k, v) in day_tally.error_codes {
+                *tally.error_codes.entry(k).or_default() += v;
+            }
+            tally.retries += day_tally.retries;
+            tally.retries_identical += day_tally.retries_identical;
+            tally.latencies.extend(day_tally.latencies);
+        }
+        for source in &protocol.follow_up.sources {
+            let every = u64::from(source.expected_every_days.max(1));
+            // Each register has its own weekday or day of the month, after its first cycle.
+            let offset = source.id.len() as u64 % every;
+            let stopped =
+                silent.as_deref() == Some(source.id.as_str()) && d + SILENT_FOR_DAYS > total_days;
+            if d < every || d % every != offset || stopped {
+                continue;
+            }
+            let (due, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut pending)
+                .into_iter()
+                .partition(|p| p.source == source.id && p.available_on <= on);
+            pending = rest;
+            let batch: Vec<Value> = due.into_iter().map(|p| p.event).collect();
             let r = client
                 .post(format!("{base}/api/v1/events"))
-                .bearer_auth(token)
+                .bearer_auth(&tokens[&source.id])
                 .json(&json!({ "events": batch }))
                 .send()
                 .await?;
             anyhow::ensure!(
                 r.status().is_success(),
-                "event batch refused: {}",
+                "{}'s delivery refused: {}",
+                source.id,
                 r.text().await?
             );
-            stored += r.json::<Value>().await?["stored"].as_u64().unwrap_or(0);
+            let entry = deliveries.by_source.entry(source.id.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += batch.len();
+            if silent.as_deref() == Some(source.id.as_str()) {
+                deliveries.silent = Some((source.id.clone(), on));
+            }
         }
     }
-    state.clock.set_today(real_today);
+    Ok((tally, deliveries))
+}
+
+/// Print the analysis as of today, with each register's state, and write the ADTTE, the
+/// analysis JSON and the DSMB's closed report beside the database.
+async fn follow_up(
+    state: &AppState,
+    protocol: &Protocol,
+    deliveries: &Deliveries,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let trial = protocol.trial_id.as_str();
+    let real_today = state.clock.today();
     let cutoff = crate::endpoints::DataCutoff(real_today);
+    let sent: usize = deliveries.by_source.values().map(|v| v.1).sum();
+    let made: usize = deliveries.by_source.values().map(|v| v.0).sum();
     println!();
     println!(
-        "Follow-up: {stored} register events (deaths, infarctions, emigrations) in the year after \
-         enrolment, sent through /api/v1/events in {months} monthly deliveries; analysis as of \
-         cut-off {}",
+        "Follow-up: {sent} register events (deaths, infarctions, emigrations, earlier history) in \
+         {made} deliveries from {} registers through /api/v1/events, each with its own token; \
+         analysis as of cut-off {}",
+        deliveries.by_source.len(),
         cutoff.0
     );
     let analysed = prepared(state, trial, cutoff).await?;
@@ -619,6 +754,43 @@ async fn follow_up(
             site.counts.randomised,
             site.counts.eligible,
             100.0 * site.counts.inclusion_rate.unwrap_or(0.0)
+        );
+    }
+    println!("  registers (each complete through the cut-off minus its reporting lag):");
+    for source in &analysis.sources {
+        println!(
+            "    {:<20} lag {:>2} d, every {:>2} d: complete through {}, last delivery {}, {} events \
+             (median {} days from event to receipt){}",
+            source.id,
+            source.reporting_lag_days,
+            source.expected_every_days,
+            source.complete_through,
+            source
+                .last_delivery
+                .map_or_else(|| "never".to_string(), |d| d.to_string()),
+            source.events_received.unwrap_or(0),
+            source
+                .event_lag_days_median
+                .map_or_else(|| "-".to_string(), |m| format!("{m:.0}")),
+            source
+                .stale_reason
+                .as_ref()
+                .map_or_else(String::new, |r| format!("  STALE: {r}"))
+        );
+    }
+    if let Some((source, last)) = &deliveries.silent {
+        println!(
+            "    ({source} was made to fall silent after {last}, so the pages show a stale source)"
+        );
+    }
+    println!("  timeliness per site (days from event to receipt, median):");
+    for site in &flow.sites {
+        println!(
+            "    {:<6}{:>5} events, median {}",
+            site.site,
+            site.events_received,
+            site.event_lag_days_median
+                .map_or_else(|| "-".to_string(), |m| format!("{m:.0} days"))
         );
     }
     println!("  endpoints by arm (unblinded: this is the statistician's view):");

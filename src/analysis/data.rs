@@ -33,6 +33,9 @@ pub struct TrialData {
     pub events: Vec<ReceivedEvent>,
     /// Allocations marked randomised in error, by record id.
     pub in_error: HashMap<String, ErrorMark>,
+    /// The sources' deliveries, in the order received (of every source; the protocol's sources
+    /// are read from them).
+    pub deliveries: Vec<endpoints::sources::Delivery>,
 }
 
 /// Why a data set cannot be made.
@@ -97,6 +100,24 @@ impl TrialData {
                 randomised_on: a.randomised_on(),
             })
             .collect()
+    }
+
+    /// Each declared source's state as of the cut-off ([`endpoints::sources::status`]).
+    pub fn source_status(&self, cutoff: DataCutoff) -> Vec<endpoints::sources::SourceStatus> {
+        if self.protocol.follow_up.sources.is_empty() {
+            return Vec::new();
+        }
+        let randomised: HashMap<&str, chrono::NaiveDate> = self
+            .randomised_by(cutoff)
+            .map(|a| (a.subject.as_str(), a.randomised_on()))
+            .collect();
+        endpoints::sources::status(
+            &self.protocol.follow_up,
+            &self.deliveries,
+            &self.events,
+            &randomised,
+            cutoff,
+        )
     }
 
     pub fn endpoint(&self, id: &str) -> Result<&Endpoint, DataError> {

@@ -10,7 +10,9 @@ use super::data::{DataError, TrialData};
 use crate::endpoints::{self, DataCutoff, ReceivedEvent};
 
 /// ADTTE for one endpoint: `record_id,subject,site,arm,stratum,randomised_on,time_days,event,
-/// censor_reason` (allocations randomised in error are kept, intention to treat; their flag is
+/// censor_reason,source,source_event_id`: `source` is the register the row's value comes from
+/// (the outcome or censoring event's source, or for administrative censoring the source whose
+/// complete-through date ended follow-up), `source_event_id` the deciding event (allocations randomised in error are kept, intention to treat; their flag is
 /// in ADSL, the subject-level data set, to merge by `record_id`). For binary endpoints `event` is 1/0 or empty when incomplete; for counts it
 /// is the count; for continuous endpoints the value.
 pub fn adtte(
@@ -37,6 +39,8 @@ pub fn adtte(
         "time_days",
         "event",
         "censor_reason",
+        "source",
+        "source_event_id",
     ])?;
     for r in &rows {
         out.write_record([
@@ -49,6 +53,8 @@ pub fn adtte(
             &r.time_days().map(|t| t.to_string()).unwrap_or_default(),
             &r.event_text(),
             r.censor_reason.as_ref().map_or("", |c| c.as_text()),
+            r.source.as_deref().unwrap_or(""),
+            r.source_event_id.as_deref().unwrap_or(""),
         ])?;
     }
     out.into_inner()

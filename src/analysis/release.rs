@@ -95,6 +95,10 @@ pub struct ReleasedEndpoint {
     pub label: Option<String>,
     pub kind: &'static str,
     pub primary: bool,
+    /// The day its data are complete through (the cut-off minus its slowest source's lag).
+    pub complete_through: chrono::NaiveDate,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
     /// One group, `all`: outcomes are never split by arm here.
     pub groups: BTreeMap<String, ReleasedGroup>,
 }
@@ -119,6 +123,10 @@ pub struct BlindedSummary {
     pub site: Option<String>,
     pub suppression: SuppressionNote,
     pub flow: ReleasedFlow,
+    /// Each register's complete-through date, last delivery and staleness (no event counts:
+    /// those are trial-wide outcome counts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::endpoints::sources::SourceStatus>,
     /// Pooled counts; empty for a site-scoped reader (they are trial-wide).
     pub endpoints: Vec<ReleasedEndpoint>,
 }
@@ -308,6 +316,8 @@ impl BlindedSummary {
                     label: e.label.clone(),
                     kind: e.kind,
                     primary: e.primary,
+                    complete_through: e.complete_through,
+                    sources: e.sources.clone(),
                     groups: BTreeMap::from([(
                         "all".to_string(),
                         ReleasedGroup {
@@ -338,6 +348,14 @@ impl BlindedSummary {
                 withheld_rate: WITHHELD_RATE,
             },
             flow,
+            sources: a
+                .sources
+                .iter()
+                .map(|s| crate::endpoints::sources::SourceStatus {
+                    events_received: None,
+                    ..s.clone()
+                })
+                .collect(),
             endpoints,
         }
     }

@@ -30,6 +30,13 @@ pub struct EndpointSummary {
     pub label: Option<String>,
     pub kind: &'static str,
     pub primary: bool,
+    /// The day the endpoint's data are complete through as of the cut-off (administrative
+    /// follow-up ends there): the cut-off minus its slowest source's lag.
+    pub complete_through: chrono::NaiveDate,
+    /// The sources its events come from, in order of precedence per type (empty when the
+    /// protocol declares none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
     /// By arm (unblinded) or a single `all` group (blinded).
     pub groups: BTreeMap<String, EndpointGroup>,
     /// The comparison between arms (unblinded only).
@@ -92,6 +99,9 @@ pub struct Analysis {
     pub protocol_version: String,
     pub blinded: bool,
     pub flow: Flow,
+    /// Each declared source as of the cut-off: complete-through date, last delivery, stale.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<endpoints::sources::SourceStatus>,
     pub endpoints: Vec<EndpointSummary>,
     /// Interim monitoring of the primary endpoint (unblinded only; when the protocol plans it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,6 +155,7 @@ impl Analysis {
             subgroups: Vec::new(),
             allocation_quality: None,
             flow: self.flow.clone().blinded(),
+            sources: self.sources.clone(),
             endpoints: self
                 .endpoints
                 .iter()
@@ -168,6 +179,8 @@ impl Analysis {
                         label: e.label.clone(),
                         kind: e.kind,
                         primary: e.primary,
+                        complete_through: e.complete_through,
+                        sources: e.sources.clone(),
                         groups: BTreeMap::from([("all".to_string(), all)]),
                         comparison: None,
                     }
@@ -190,8 +203,29 @@ impl Analysis {
             .unwrap_or_default();
         // Pooled endpoint counts are trial-wide: not for a single site's eyes.
         self.endpoints.clear();
+        for s in &mut self.sources {
+            s.events_received = None;
+            s.event_lag_days_median = None;
+        }
         self
     }
+}
+
+/// The sources of an endpoint's event types, each once, in the order its types and their
+/// precedence give.
+fn endpoint_sources(
+    follow_up: &crate::protocol::FollowUp,
+    e: &crate::protocol::Endpoint,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in &e.events().types {
+        for s in follow_up.sources_of(t) {
+            if !out.contains(&s.id) {
+                out.push(s.id.clone());
+            }
+        }
+    }
+    out
 }
 
 fn kind_name(e: &crate::protocol::Endpoint) -> &'static str {
@@ -324,6 +358,12 @@ pub fn analyse_derived(
                             label: e.label.clone(),
                             kind: kind_name(e),
                             primary: e.primary,
+                            complete_through: endpoints::complete_through(
+                                &data.protocol.follow_up,
+                                e,
+                                cutoff,
+                            ),
+                            sources: endpoint_sources(&data.protocol.follow_up, e),
                             groups: summarise(rows),
                             comparison: compare(&data.protocol, e, rows),
                         })
@@ -338,6 +378,7 @@ pub fn analyse_derived(
         protocol_version: data.protocol.version.clone(),
         blinded: false,
         flow,
+        sources: data.source_status(cutoff),
         interim,
         subgroups,
         allocation_quality: Some(allocation_quality),

@@ -23,6 +23,11 @@ pub enum ImportCommand {
     Events {
         #[command(flatten)]
         db: DatabaseArg,
+        /// Import as this register's delivery (a source a trial's protocol declares): only its
+        /// event types, only for subjects of the trials declaring it, each event stored under
+        /// it; the delivery counts for the source's timeliness.
+        #[arg(long)]
+        source: Option<String>,
         file: PathBuf,
     },
 }
@@ -88,7 +93,7 @@ pub fn parse_cutoff(s: &str) -> Result<DataCutoff, String> {
 }
 
 pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
-    let ImportCommand::Events { db, file } = command;
+    let ImportCommand::Events { db, source, file } = command;
     let received_at = Clock::system().now();
     let (events, lines) = match read_events_csv(&file, received_at.date())? {
         Ok(parsed) => parsed,
@@ -107,10 +112,16 @@ pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    // The operator imports for any subject.
+    // The operator imports for any subject, or as one register.
     let delivery = events::Delivery {
         actor: "cli",
-        scope: events::EventScope::AnySubject,
+        scope: match source {
+            Some(source) => events::EventScope::Source {
+                source,
+                trial: None,
+            },
+            None => events::EventScope::AnySubject,
+        },
         received_at,
     };
     let outcome = events::ingest(&store, &events, &lines, &delivery, |done| {

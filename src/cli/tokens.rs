@@ -23,6 +23,10 @@ pub enum TokenCommand {
         /// Restrict the token to one site of that trial (needs --trial).
         #[arg(long)]
         site: Option<String>,
+        /// The register feed a `source` token delivers for: a source declared under
+        /// [sources.ID] in a trial's protocol (required for, and only for, role source).
+        #[arg(long)]
+        source: Option<String>,
         /// How long the token lasts: e.g. 90d, 12h, 30m, or never (machines' roles only).
         /// Default: 30d for people's roles, never for register and source.
         #[arg(long)]
@@ -52,6 +56,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
             role,
             trial,
             site,
+            source,
             expires_in,
         } => {
             let expires = match expires_in.as_deref() {
@@ -65,6 +70,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
                     role: &role,
                     trial_id: trial.as_deref(),
                     site_code: site.as_deref(),
+                    source_id: source.as_deref(),
                     expires,
                 },
                 "cli",
@@ -79,14 +85,15 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
             let listed = tokens::list(&store, trial.as_deref()).await;
             store.close().await;
             let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            println!("id\trole\ttrial\tsite\tcreated\texpires\trevoked");
+            println!("id\trole\ttrial\tsite\tsource\tcreated\texpires\trevoked");
             for t in listed? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     t.token_id,
                     t.role,
                     dash(&t.trial_id),
                     dash(&t.site_code),
+                    dash(&t.source_id),
                     t.created_at,
                     dash(&t.expires_at),
                     dash(&t.revoked_at)

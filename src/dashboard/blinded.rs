@@ -33,6 +33,8 @@ pub struct BlindedPage {
     /// Why outcome counts are not shown, when they are not.
     pub outcomes_note: Option<String>,
     pub quality: Vec<QualityRow>,
+    /// The registers: complete-through dates, last deliveries, stale flags.
+    pub sources: Vec<page::SourceRow>,
     pub flow: Vec<FlowStep>,
 }
 
@@ -226,6 +228,7 @@ impl BlindedPage {
             endpoints,
             outcomes_note,
             quality,
+            sources: page::source_rows(&a.sources),
         }
     }
 }

@@ -175,6 +175,48 @@ pub fn plain(n: u64) -> String {
     n.to_string()
 }
 
+/// One register on a page: its complete-through date, last delivery and whether it is stale.
+pub struct SourceRow {
+    pub id: String,
+    pub label: String,
+    pub delivers: String,
+    pub lag: u32,
+    pub every: u32,
+    pub complete_through: String,
+    pub last_delivery: String,
+    pub stale: bool,
+    pub stale_reason: String,
+    /// Events received (only where the reader may see trial-wide counts) and the median days
+    /// from event to receipt.
+    pub events: String,
+    pub lag_median: String,
+    pub provenance: String,
+}
+
+/// The rows of the sources table from the sources' states.
+pub fn source_rows(sources: &[crate::endpoints::sources::SourceStatus]) -> Vec<SourceRow> {
+    sources
+        .iter()
+        .map(|s| SourceRow {
+            id: s.id.clone(),
+            label: s.label.clone(),
+            delivers: s.delivers.join(", "),
+            lag: s.reporting_lag_days,
+            every: s.expected_every_days,
+            complete_through: s.complete_through.to_string(),
+            last_delivery: match (s.last_delivery, s.days_since_last_delivery) {
+                (Some(d), Some(n)) => format!("{d} ({n} d ago)"),
+                _ => "never".to_string(),
+            },
+            stale: s.stale,
+            stale_reason: s.stale_reason.clone().unwrap_or_default(),
+            events: s.events_received.map_or("–".into(), |n| n.to_string()),
+            lag_median: opt(s.event_lag_days_median, |d| format!("{d:.0}")),
+            provenance: s.provenance.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

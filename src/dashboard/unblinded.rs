@@ -32,6 +32,8 @@ pub struct UnblindedPage {
     pub guessing: Option<(String, String)>,
     pub monitoring: Option<Monitoring>,
     pub forests: Vec<Forest>,
+    /// The registers: complete-through dates, last deliveries, stale flags.
+    pub sources: Vec<page::SourceRow>,
     pub flow: Vec<FlowStep>,
 }
 
@@ -446,6 +448,7 @@ impl UnblindedPage {
             guessing,
             monitoring,
             forests,
+            sources: page::source_rows(&analysis.sources),
         }
     }
 }
@@ -692,6 +695,7 @@ mod tests {
             allocations,
             events,
             in_error: Default::default(),
+            deliveries: Vec::new(),
         };
         PreparedTrial::prepare(
             Arc::new(data),

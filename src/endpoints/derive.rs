@@ -1,6 +1,7 @@
 //! Deriving one endpoint for every randomised subject.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -85,6 +86,14 @@ pub struct EndpointRow {
     pub outcome: Outcome,
     /// Why follow-up ended without the outcome, when it did.
     pub censor_reason: Option<CensorReason>,
+    /// Provenance: the source of the event that decided the row (the outcome event, the
+    /// measurement, or the censoring event), or, when follow-up ended administratively, the
+    /// source whose complete-through date ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Arc<str>>,
+    /// The id of the event that decided the row, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_event_id: Option<Arc<str>>,
 }
 
 impl EndpointRow {
@@ -262,12 +271,28 @@ impl<'a> EventsBySubject<'a> {
         admin_end: NaiveDate,
         scratch: &mut Scratch<'a>,
     ) -> (Outcome, Option<CensorReason>) {
+        let (outcome, reason, _) = self.decided(follow_up, endpoint, s, cutoff, admin_end, scratch);
+        (outcome, reason)
+    }
+
+    /// [`Self::outcome`], with the event that decided it (see [`decided_outcome`]), which
+    /// stays in `scratch.views` until the next call.
+    fn decided(
+        &self,
+        follow_up: &FollowUp,
+        endpoint: &Endpoint,
+        s: &Subject,
+        cutoff: DataCutoff,
+        admin_end: NaiveDate,
+        scratch: &mut Scratch<'a>,
+    ) -> (Outcome, Option<CensorReason>, Option<usize>) {
         self.known(&s.subject, cutoff, &mut scratch.known);
         scratch.views.clear();
         scratch
             .views
             .extend(scratch.known.iter().map(|e| KnownEvent::of(&e.event)));
-        subject_outcome(
+        apply_precedence(follow_up, &mut scratch.views);
+        decided_outcome(
             follow_up,
             endpoint,
             s.randomised_on,
@@ -292,26 +317,92 @@ pub fn derive_grouped(
     events: &EventsBySubject<'_>,
     cutoff: DataCutoff,
 ) -> Vec<EndpointRow> {
-    let admin_end = administrative_end(follow_up, cutoff);
+    let admin_end = complete_through(follow_up, endpoint, cutoff);
+    // Administrative censoring is where the slowest source's data end.
+    let slowest: Option<Arc<str>> =
+        slowest_source(follow_up, endpoint).map(|s| s.id.as_str().into());
     let mut known = Scratch::default();
     subjects
         .iter()
         .filter(|s| s.randomised_on <= cutoff.0)
         .map(|s| {
-            let (outcome, censor_reason) =
-                events.outcome(follow_up, endpoint, s, cutoff, admin_end, &mut known);
+            let (outcome, censor_reason, by) =
+                events.decided(follow_up, endpoint, s, cutoff, admin_end, &mut known);
+            let decided_by = by.and_then(|i| known.views.get(i));
+            let (source, source_event_id) = match (decided_by, &censor_reason) {
+                (Some(e), _) => (e.source.map(Arc::from), Some(Arc::from(e.event_id))),
+                (None, Some(CensorReason::Administrative)) => (slowest.clone(), None),
+                (None, _) => (None, None),
+            };
             EndpointRow {
                 subject: s.clone(),
                 outcome,
                 censor_reason,
+                source,
+                source_event_id,
             }
         })
         .collect()
 }
 
-/// The last day of administrative follow-up as of `cutoff`: the cut-off minus the reporting lag.
+/// The last day of administrative follow-up as of `cutoff` when no source is named: the
+/// cut-off minus the follow-up's default reporting lag.
 pub fn administrative_end(follow_up: &FollowUp, cutoff: DataCutoff) -> NaiveDate {
     cutoff.0 - chrono::Days::new(u64::from(follow_up.reporting_lag_days))
+}
+
+/// The day `endpoint`'s data are complete through as of `cutoff`, where its administrative
+/// follow-up ends: the cut-off minus the lag of the source its events come from (for a
+/// composite, the slowest of them; see [`FollowUp::lag_of`]).
+pub fn complete_through(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    cutoff: DataCutoff,
+) -> NaiveDate {
+    cutoff.0 - chrono::Days::new(u64::from(follow_up.lag_of(endpoint)))
+}
+
+/// The source whose complete-through date ends an endpoint's administrative follow-up: the
+/// slowest of the sources its types are taken from (first in precedence per type).
+pub fn slowest_source<'f>(
+    follow_up: &'f FollowUp,
+    endpoint: &Endpoint,
+) -> Option<&'f crate::protocol::Source> {
+    endpoint
+        .events()
+        .types
+        .iter()
+        .filter_map(|t| follow_up.sources_of(t).into_iter().next())
+        .max_by_key(|s| s.reporting_lag_days)
+}
+
+/// Keep, for each event type several sources deliver, only the subject's events from the
+/// source first in precedence among those that delivered any: when the cause-of-death register
+/// and the quality register both report a death, the death counts as the register taking
+/// precedence reports it (its date, its code). `known` is one subject's events.
+pub fn apply_precedence(follow_up: &FollowUp, known: &mut Vec<KnownEvent<'_>>) {
+    if !follow_up.has_precedence() || known.len() < 2 {
+        return;
+    }
+    let best = |t: &str, known: &[KnownEvent<'_>]| {
+        known
+            .iter()
+            .filter(|e| e.event_type == t)
+            .map(|e| follow_up.rank(t, e.source))
+            .min()
+    };
+    let keep: Vec<bool> = known
+        .iter()
+        .map(|e| {
+            follow_up
+                .precedence
+                .iter()
+                .all(|p| p.event_type != e.event_type)
+                || best(e.event_type, known) == Some(follow_up.rank(e.event_type, e.source))
+        })
+        .collect();
+    let mut flags = keep.into_iter();
+    known.retain(|_| flags.next().unwrap_or(true));
 }
 
 /// An event known as of the cut-off, as the per-subject derivation reads it (borrowed, so a
@@ -322,6 +413,10 @@ pub struct KnownEvent<'a> {
     pub code: Option<&'a str>,
     pub date: NaiveDate,
     pub value: Option<f64>,
+    /// The source it is stored under (decides precedence).
+    pub source: Option<&'a str>,
+    /// The sender's id of the event (provenance of a derived value).
+    pub event_id: &'a str,
 }
 
 impl<'a> KnownEvent<'a> {
@@ -331,6 +426,8 @@ impl<'a> KnownEvent<'a> {
             code: e.code.as_deref(),
             date: e.date,
             value: e.value,
+            source: e.source.as_deref(),
+            event_id: &e.event_id,
         }
     }
 }
@@ -348,7 +445,7 @@ pub fn count_events(
     if !matches!(endpoint.kind, EndpointKind::TimeToEvent { .. }) {
         return 0;
     }
-    let admin_end = administrative_end(follow_up, cutoff);
+    let admin_end = complete_through(follow_up, endpoint, cutoff);
     let mut known = Scratch::default();
     subjects
         .iter()
@@ -382,7 +479,7 @@ pub fn event_count_changes(
     else {
         return Vec::new();
     };
-    let lag = chrono::Days::new(u64::from(follow_up.reporting_lag_days));
+    let lag = chrono::Days::new(u64::from(follow_up.lag_of(endpoint)));
     let next = chrono::Days::new(1);
     let mut changes = Vec::new();
     let mut scratch = Scratch::default();
@@ -413,7 +510,7 @@ pub fn event_count_changes(
                 continue;
             }
             let cutoff = DataCutoff(day);
-            let admin_end = administrative_end(follow_up, cutoff);
+            let admin_end = complete_through(follow_up, endpoint, cutoff);
             let (outcome, _) =
                 events.outcome(follow_up, endpoint, s, cutoff, admin_end, &mut scratch);
             let now = matches!(outcome, Outcome::TimeToEvent { event: true, .. });
@@ -450,23 +547,28 @@ fn days(from: NaiveDate, to: NaiveDate) -> i64 {
 }
 
 /// Where follow-up ends for a subject (without a horizon), and why.
-fn follow_up_end(
+fn follow_up_end<'k, 'e>(
     follow_up: &FollowUp,
     randomised_on: NaiveDate,
-    known: &[KnownEvent<'_>],
+    known: &'k [KnownEvent<'e>],
     admin_end: NaiveDate,
-) -> (NaiveDate, CensorReason) {
+) -> (NaiveDate, CensorReason, Option<&'k KnownEvent<'e>>) {
     let censoring = known
         .iter()
         .find(|e| e.date >= randomised_on && follow_up.censor_on.iter().any(|t| t == e.event_type));
     match censoring {
-        Some(e) if e.date < admin_end => (e.date, CensorReason::Event(e.event_type.to_string())),
-        _ => (admin_end, CensorReason::Administrative),
+        Some(e) if e.date < admin_end => (
+            e.date,
+            CensorReason::Event(e.event_type.to_string()),
+            Some(e),
+        ),
+        _ => (admin_end, CensorReason::Administrative, None),
     }
 }
 
 /// One subject's value of `endpoint`: `known` are the subject's events known as of the cut-off,
-/// in (date, event id) order without duplicates; `admin_end` is [`administrative_end`].
+/// in (date, event id) order without duplicates (and, where sources overlap, after
+/// [`apply_precedence`]); `admin_end` is [`complete_through`].
 /// [`derive`] calls this for every subject; so does the design simulator.
 pub fn subject_outcome(
     follow_up: &FollowUp,
@@ -475,8 +577,25 @@ pub fn subject_outcome(
     known: &[KnownEvent<'_>],
     admin_end: NaiveDate,
 ) -> (Outcome, Option<CensorReason>) {
+    let (outcome, reason, _) =
+        decided_outcome(follow_up, endpoint, randomised_on, known, admin_end);
+    (outcome, reason)
+}
+
+/// [`subject_outcome`], with the index in `known` of the event that decided it: the outcome
+/// event, the value's measurement, or the censoring event that ended follow-up (`None` when
+/// none did: censored at the horizon or administratively).
+pub fn decided_outcome(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    randomised_on: NaiveDate,
+    known: &[KnownEvent<'_>],
+    admin_end: NaiveDate,
+) -> (Outcome, Option<CensorReason>, Option<usize>) {
+    let index = |e: &KnownEvent<'_>| known.iter().position(|k| std::ptr::eq(k, e));
     let rand = randomised_on;
-    let (end, end_reason) = follow_up_end(follow_up, rand, known, admin_end);
+    let (end, end_reason, censoring) = follow_up_end(follow_up, rand, known, admin_end);
+    let by_censoring = censoring.and_then(index);
     // Days of follow-up available (negative when randomised after the administrative end).
     let followed = days(rand, end);
     let outcomes = |selector| selected(known, rand, selector);
@@ -491,20 +610,25 @@ pub fn subject_outcome(
                 _ => (followed.max(0), end_reason),
             };
             match outcomes(events).find(|(d, _)| *d <= stop) {
-                Some((d, _)) => (
+                Some((d, e)) => (
                     Outcome::TimeToEvent {
                         time_days: d,
                         event: true,
                     },
                     None,
+                    index(e),
                 ),
-                None => (
-                    Outcome::TimeToEvent {
-                        time_days: stop,
-                        event: false,
-                    },
-                    Some(reason),
-                ),
+                None => {
+                    let by = by_censoring.filter(|_| matches!(reason, CensorReason::Event(_)));
+                    (
+                        Outcome::TimeToEvent {
+                            time_days: stop,
+                            event: false,
+                        },
+                        Some(reason),
+                        by,
+                    )
+                }
             }
         }
         EndpointKind::Binary {
@@ -514,18 +638,20 @@ pub fn subject_outcome(
             let h = i64::from(*horizon_days);
             let stop = h.min(followed.max(0));
             match outcomes(events).find(|(d, _)| *d <= stop) {
-                Some((d, _)) => (
+                Some((d, e)) => (
                     Outcome::Binary {
                         time_days: d,
                         event: Some(true),
                     },
                     None,
+                    index(e),
                 ),
                 None if followed >= h => (
                     Outcome::Binary {
                         time_days: h,
                         event: Some(false),
                     },
+                    None,
                     None,
                 ),
                 None => (
@@ -534,6 +660,7 @@ pub fn subject_outcome(
                         event: None,
                     },
                     Some(end_reason),
+                    by_censoring,
                 ),
             }
         }
@@ -551,6 +678,7 @@ pub fn subject_outcome(
                     complete,
                 },
                 (!complete).then_some(end_reason),
+                by_censoring.filter(|_| !complete),
             )
         }
         EndpointKind::Continuous {
@@ -571,6 +699,7 @@ pub fn subject_outcome(
                         value: e.value,
                     },
                     None,
+                    index(e),
                 ),
                 None => (
                     Outcome::Continuous {
@@ -582,6 +711,7 @@ pub fn subject_outcome(
                     } else {
                         end_reason
                     }),
+                    by_censoring.filter(|_| observed_to < to),
                 ),
             }
         }

@@ -56,7 +56,8 @@ pub struct SiteData {
     /// Share of randomised subjects followed up to the cut-off, the horizon or their event
     /// (not lost to follow-up).
     pub follow_up_completeness: Option<f64>,
-    /// Events received for the site's subjects, and the days from event to receipt.
+    /// Events received for the site's subjects, and the days from event to receipt of those
+    /// dated on or after the subject's randomisation (follow-up, not history).
     pub events_received: u64,
     pub event_lag_days_median: Option<f64>,
     pub event_lag_days_p90: Option<f64>,
@@ -165,17 +166,28 @@ pub fn flow(
             }
         }
     }
-    // Timeliness: days from event to receipt, per site of the randomised subject.
-    let subject_site: HashMap<&str, &str> = primary
+    // Timeliness: days from event to receipt of follow-up events (dated on or after the
+    // subject's randomisation: history linked at enrolment says nothing of how timely a
+    // register is), per site of the randomised subject.
+    let subject_site: HashMap<&str, (&str, NaiveDate)> = primary
         .iter()
-        .map(|r| (&*r.subject.subject, &*r.subject.site))
+        .map(|r| {
+            (
+                &*r.subject.subject,
+                (&*r.subject.site, r.subject.randomised_on),
+            )
+        })
         .collect();
     let mut lags: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut received: BTreeMap<&str, u64> = BTreeMap::new();
     for e in events.iter().filter(|e| e.received_on <= cutoff.0) {
-        if let Some(site) = subject_site.get(e.event.subject.as_str()) {
-            lags.entry(site)
-                .or_default()
-                .push((e.received_on - e.event.date).num_days() as f64);
+        if let Some((site, randomised_on)) = subject_site.get(e.event.subject.as_str()) {
+            *received.entry(site).or_default() += 1;
+            if e.event.date >= *randomised_on {
+                lags.entry(site)
+                    .or_default()
+                    .push((e.received_on - e.event.date).num_days() as f64);
+            }
         }
     }
     for site in sites.values_mut() {
@@ -185,9 +197,9 @@ pub fn flow(
             site.follow_up_completeness =
                 Some(1.0 - c.lost_to_follow_up as f64 / c.randomised as f64);
         }
+        site.events_received = received.get(site.site.as_str()).copied().unwrap_or(0);
         if let Some(l) = lags.get_mut(site.site.as_str()) {
             l.sort_by(f64::total_cmp);
-            site.events_received = l.len() as u64;
             site.event_lag_days_median = quantile(l, 0.5);
             site.event_lag_days_p90 = quantile(l, 0.9);
         }
@@ -247,6 +259,8 @@ mod tests {
                 event: false,
             },
             censor_reason: reason,
+            source: None,
+            source_event_id: None,
         }
     }
 

@@ -12,8 +12,13 @@
 //! - As of cut-off date `C`, the known events are those *received* on or before `C`
 //!   (`recorded_at`), whatever their clinical date; an event dated before `C` but received later
 //!   is not yet known.
-//! - Follow-up ends at the earliest of: `C` minus the protocol's reporting lag (administrative
-//!   censoring), the first censoring event (e.g. emigration), and the endpoint's horizon.
+//! - Follow-up ends at the earliest of: `C` minus the reporting lag of the source the
+//!   endpoint's events come from (administrative censoring: the source's data are complete
+//!   through that day; for a composite, the slowest source's), the first censoring event (e.g.
+//!   emigration), and the endpoint's horizon. With no source declared, the protocol's
+//!   `[follow_up] reporting_lag_days` is every type's lag.
+//! - Where two sources deliver one event type, a subject's events of that type are taken from
+//!   the source first in the protocol's precedence among those that reported any.
 //! - Only events dated on or after the randomisation day count (day 0 is the randomisation day);
 //!   earlier events are history, never outcomes. An outcome event on the same day as a
 //!   censoring event counts: the subject was followed that day.
@@ -22,11 +27,12 @@
 mod derive;
 mod event;
 pub mod flow;
+pub mod sources;
 
 pub use derive::{
-    administrative_end, count_events, derive, derive_grouped, event_count_changes, sort_received,
-    subject_outcome, CensorReason, EndpointRow, EventsBySubject, KnownEvent, Outcome,
-    ReceivedEvent, SurvivalData,
+    administrative_end, apply_precedence, complete_through, count_events, decided_outcome, derive,
+    derive_grouped, event_count_changes, slowest_source, sort_received, subject_outcome,
+    CensorReason, EndpointRow, EventsBySubject, KnownEvent, Outcome, ReceivedEvent, SurvivalData,
 };
 pub use event::{
     is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields,

@@ -54,15 +54,181 @@ pub struct Monitoring {
     pub power: f64,
 }
 
-/// Follow-up rules shared by every endpoint.
+/// Follow-up rules shared by every endpoint, and the registers the follow-up comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct FollowUp {
     /// Event types that end follow-up (emigration, loss to follow-up): a subject is censored
     /// at the first of them.
     pub censor_on: Vec<String>,
     /// Days the registers need to report events: follow-up is administratively censored at the
-    /// data cut-off minus this lag.
+    /// data cut-off minus this lag. The default lag of a declared source, and the lag of every
+    /// event type when no source is declared.
     pub reporting_lag_days: u32,
+    /// The registers that deliver follow-up events (`[sources.ID]`), in declaration order.
+    /// Empty: one unnamed feed with `reporting_lag_days`.
+    pub sources: Vec<Source>,
+    /// For each event type more than one source delivers, its sources in order of precedence
+    /// (`[precedence]`): a subject's events of that type are taken from the first source that
+    /// delivered any, and the type is complete through that first source's lag.
+    pub precedence: Vec<Precedence>,
+}
+
+/// A register that delivers follow-up events: its own delay and cadence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    /// Identifier (`[a-z][a-z0-9_]*`); a `source` token is bound to it.
+    pub id: String,
+    pub label: String,
+    /// Event types this source delivers.
+    pub delivers: Vec<String>,
+    /// Days the register needs to report an event: its data as of cut-off C are complete
+    /// through C minus this lag.
+    pub reporting_lag_days: u32,
+    /// How often it is expected to deliver: a source whose last delivery is older than this is
+    /// stale.
+    pub expected_every_days: u32,
+    /// How its data are entered, extracted and interpreted, as the trial documents it.
+    pub provenance: Option<String>,
+}
+
+/// Which source's events of one type count when several deliver it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Precedence {
+    pub event_type: String,
+    /// Source ids, the first taking precedence.
+    pub sources: Vec<String>,
+}
+
+/// Why an event of a type cannot be attributed to a source of this protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceRefusal {
+    #[error("event type `{0}` is not an event type of this trial's protocol")]
+    UnknownType(String),
+    #[error("source `{source_id}` does not deliver event type `{event_type}` in this trial's protocol; it delivers {delivers}")]
+    NotDelivered {
+        source_id: String,
+        event_type: String,
+        delivers: String,
+    },
+    #[error("source `{0}` is not a source of this trial's protocol")]
+    UnknownSource(String),
+    #[error("event type `{event_type}` is delivered by sources {sources}; name the one this event comes from in `source`")]
+    Ambiguous { event_type: String, sources: String },
+    #[error("this token delivers for source `{bound}`, but the event names source `{claimed}`")]
+    OtherSource { bound: String, claimed: String },
+}
+
+impl FollowUp {
+    pub fn source(&self, id: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.id == id)
+    }
+
+    /// The sources delivering `event_type`, in order of precedence.
+    pub fn sources_of<'a>(&'a self, event_type: &str) -> Vec<&'a Source> {
+        if let Some(p) = self.precedence.iter().find(|p| p.event_type == event_type) {
+            return p.sources.iter().filter_map(|id| self.source(id)).collect();
+        }
+        self.sources
+            .iter()
+            .filter(|s| s.delivers.iter().any(|t| t == event_type))
+            .collect()
+    }
+
+    /// Rank of `source` among the sources of `event_type` (0 first); sources not listed (and
+    /// events without a source) come after every listed one.
+    pub fn rank(&self, event_type: &str, source: Option<&str>) -> usize {
+        match self.precedence.iter().find(|p| p.event_type == event_type) {
+            Some(p) => source
+                .and_then(|s| p.sources.iter().position(|id| id == s))
+                .unwrap_or(p.sources.len()),
+            None => 0,
+        }
+    }
+
+    /// Whether any event type has more than one source (so precedence may drop events).
+    pub fn has_precedence(&self) -> bool {
+        !self.precedence.is_empty()
+    }
+
+    /// The reporting lag of `event_type`: that of the source whose events of the type count
+    /// (the first in precedence), or the follow-up default when no source delivers it.
+    pub fn lag_of_type(&self, event_type: &str) -> u32 {
+        self.sources_of(event_type)
+            .first()
+            .map_or(self.reporting_lag_days, |s| s.reporting_lag_days)
+    }
+
+    /// The reporting lag of an endpoint: the longest of its event types' lags, since a
+    /// composite is complete only as far as its slowest source.
+    pub fn lag_of(&self, endpoint: &Endpoint) -> u32 {
+        endpoint
+            .events()
+            .types
+            .iter()
+            .map(|t| self.lag_of_type(t))
+            .max()
+            .unwrap_or(self.reporting_lag_days)
+    }
+
+    /// The source an event of `event_type` is attributed to. `bound` is the source the sender
+    /// is bound to (a `source` token), `claimed` the source the event names. With no source
+    /// declared, the event keeps the source it names.
+    pub fn attribute(
+        &self,
+        event_type: &str,
+        claimed: Option<&str>,
+        bound: Option<&str>,
+    ) -> Result<Option<String>, SourceRefusal> {
+        if let (Some(bound), Some(claimed)) = (bound, claimed) {
+            if bound != claimed {
+                return Err(SourceRefusal::OtherSource {
+                    bound: bound.to_string(),
+                    claimed: claimed.to_string(),
+                });
+            }
+        }
+        if self.sources.is_empty() {
+            if let Some(bound) = bound {
+                return Err(SourceRefusal::UnknownSource(bound.to_string()));
+            }
+            return Ok(claimed.map(str::to_string));
+        }
+        let delivering = self.sources_of(event_type);
+        if delivering.is_empty() {
+            return Err(SourceRefusal::UnknownType(event_type.to_string()));
+        }
+        match bound.or(claimed) {
+            Some(id) => {
+                let Some(source) = self.source(id) else {
+                    return Err(SourceRefusal::UnknownSource(id.to_string()));
+                };
+                if !source.delivers.iter().any(|t| t == event_type) {
+                    return Err(SourceRefusal::NotDelivered {
+                        source_id: id.to_string(),
+                        event_type: event_type.to_string(),
+                        delivers: quoted(&source.delivers),
+                    });
+                }
+                Ok(Some(id.to_string()))
+            }
+            None => match delivering.as_slice() {
+                [only] => Ok(Some(only.id.clone())),
+                many => Err(SourceRefusal::Ambiguous {
+                    event_type: event_type.to_string(),
+                    sources: quoted(&many.iter().map(|s| s.id.clone()).collect::<Vec<_>>()),
+                }),
+            },
+        }
+    }
+}
+
+/// "`a`, `b`".
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|t| format!("`{t}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One outcome, derived per subject from register events.
@@ -488,6 +654,37 @@ impl Protocol {
 
     pub fn primary_endpoint(&self) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.primary)
+    }
+
+    /// Whether the trial reads events of this type: one a declared source delivers, or (with no
+    /// source declared) one an endpoint or `censor_on` names.
+    pub fn knows_event_type(&self, event_type: &str) -> bool {
+        if !self.follow_up.sources.is_empty() {
+            return self
+                .follow_up
+                .sources
+                .iter()
+                .any(|s| s.delivers.iter().any(|t| t == event_type));
+        }
+        self.follow_up.censor_on.iter().any(|t| t == event_type)
+            || self
+                .endpoints
+                .iter()
+                .any(|e| e.events().types.iter().any(|t| t == event_type))
+    }
+
+    /// The source an event of `event_type` is stored under in this trial (see
+    /// [`FollowUp::attribute`]), refusing a type the trial does not know.
+    pub fn attribute_event(
+        &self,
+        event_type: &str,
+        claimed: Option<&str>,
+        bound: Option<&str>,
+    ) -> Result<Option<String>, SourceRefusal> {
+        if !self.knows_event_type(event_type) {
+            return Err(SourceRefusal::UnknownType(event_type.to_string()));
+        }
+        self.follow_up.attribute(event_type, claimed, bound)
     }
 
     /// Arm ratio weights in arm order.

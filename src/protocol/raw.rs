@@ -47,6 +47,22 @@ pub(super) struct RawProtocol {
     #[serde(default)]
     pub endpoints: Entries<RawEndpoint>,
     pub monitoring: Option<RawMonitoring>,
+    #[serde(default)]
+    pub sources: Entries<RawSource>,
+    /// `[precedence]`: event type = [source ids, first taking precedence].
+    #[serde(default)]
+    pub precedence: Entries<SpannedList<String>>,
+}
+
+/// One `[sources.ID]` table: a register delivering follow-up events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub label: Spanned<String>,
+    pub delivers: SpannedList<String>,
+    pub reporting_lag_days: Option<Spanned<i64>>,
+    pub expected_every_days: Spanned<i64>,
+    pub provenance: Option<Spanned<String>>,
 }
 
 /// `[monitoring]`: the group-sequential plan for the primary endpoint.

@@ -5,6 +5,7 @@ use super::*;
 mod endpoints;
 mod monitoring;
 mod randomisation;
+mod sources;
 
 /// The shipped TASTE protocol, parsed (shared by the enrolment, eligibility and stratum tests).
 pub(crate) fn taste() -> Protocol {

@@ -14,8 +14,9 @@ pub enum Role {
     /// A quality register: enrols patients and sends follow-up events for the subjects it
     /// randomised (of its trial, of its site, when scoped).
     Register,
-    /// A national register feed (cause of death, patient, drug register): sends follow-up events
-    /// for any subject, including those not randomised yet; reads nothing.
+    /// A register feed bound to one declared source (cause of death, patient, drug register):
+    /// sends that source's event types for the subjects of any trial declaring the source;
+    /// reads nothing.
     Source,
     /// Blinded aggregates only.
     Sponsor,
@@ -60,6 +61,8 @@ pub struct Principal {
     pub trial_id: Option<String>,
     /// When set, the token only works for this site.
     pub site_code: Option<String>,
+    /// The declared source a `source` token delivers for.
+    pub source_id: Option<String>,
     /// Short, non-secret identifier for audit entries: `token:` + 12 hex of the hash.
     pub actor: String,
 }

@@ -5,6 +5,8 @@
 //! a replayed event (same id, same content) changes nothing and a resubmitted id with other
 //! content fails the whole batch.
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -13,7 +15,9 @@ use sha2::{Digest, Sha256};
 use super::error::{detail, Code, CodedError};
 use super::{Principal, Role};
 use crate::endpoints::{parse_event, Event, EventFields};
+use crate::protocol::{Protocol, SourceRefusal};
 use crate::randomise::Timestamp;
+use crate::store::deliveries::{self, DeliveryRow};
 use crate::store::events::{self, EventRow};
 use crate::store::{allocations, audit, Store, StoreError};
 
@@ -199,25 +203,40 @@ fn event_from_json(
     }
 }
 
-/// Whose events a sender may deliver.
+/// Whose events a sender may deliver, and as which source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventScope {
-    /// Any subject, randomised or not yet: a national feed (`source` tokens), an unscoped
-    /// administrator, the operator importing a file.
+    /// Any subject, randomised or not yet: an unscoped administrator, the operator importing a
+    /// file. Each event must still be of a type a trial knows.
     AnySubject,
     /// Only subjects randomised in the trial (any trial when `None`), at the site (any site when
-    /// `None`).
+    /// `None`): a quality register's own patients.
     Randomised {
         trial: Option<String>,
         site: Option<String>,
     },
+    /// A register feed bound to one source: only that source's event types, for subjects
+    /// randomised in a trial (this one, when `trial` is set) whose protocol declares the source.
+    Source {
+        source: String,
+        trial: Option<String>,
+    },
 }
 
 /// Whose events this caller may send: a register token only its own subjects (of its trial, of
-/// its site), a `source` token any subject.
+/// its site), a `source` token its source's event types for the subjects of the trials
+/// declaring its source. The one decision of event scope, for every path (HTTP, import).
 pub fn authorise(principal: &Principal) -> Result<EventScope, IngestError> {
     match principal.role {
-        Role::Source => Ok(EventScope::AnySubject),
+        Role::Source => match &principal.source_id {
+            Some(source) => Ok(EventScope::Source {
+                source: source.clone(),
+                trial: principal.trial_id.clone(),
+            }),
+            None => Err(IngestError::Forbidden(
+                "this `source` token is bound to no source; create one with --source ID".into(),
+            )),
+        },
         Role::Admin if principal.trial_id.is_none() => Ok(EventScope::AnySubject),
         Role::Register | Role::Admin => Ok(EventScope::Randomised {
             trial: principal.trial_id.clone(),
@@ -230,15 +249,15 @@ pub fn authorise(principal: &Principal) -> Result<EventScope, IngestError> {
     }
 }
 
-/// The stored form of an event, with its content hash.
-fn to_row(e: &Event, recorded_at: &str) -> EventRow {
+/// The stored form of an event under its attributed source, with its content hash.
+fn to_row(e: &Event, source: Option<String>, recorded_at: &str, token: Option<&str>) -> EventRow {
     let content = serde_json::json!([
         e.subject,
         e.event_type,
         e.date.to_string(),
         e.code,
         e.value,
-        e.source
+        source
     ])
     .to_string();
     EventRow {
@@ -248,9 +267,10 @@ fn to_row(e: &Event, recorded_at: &str) -> EventRow {
         event_date: e.date.to_string(),
         code: e.code.clone(),
         value: e.value,
-        source: e.source.clone(),
+        source,
         content_sha256: hex::encode(Sha256::digest(content.as_bytes())),
         recorded_at: recorded_at.to_string(),
+        token_id: token.map(str::to_string),
     }
 }
 
@@ -264,9 +284,156 @@ pub struct Delivery<'a> {
     pub received_at: Timestamp,
 }
 
+impl Delivery<'_> {
+    /// The delivering token's id, kept with each event it stores (`None` for the operator).
+    fn token_id(&self) -> Option<&str> {
+        self.actor.strip_prefix("token:")
+    }
+}
+
+/// Where one event may go: the trials its subject is randomised in within the sender's scope,
+/// and the source it is stored under; or why it may not.
+enum Placed {
+    Source(Option<String>),
+    OutOfScope(String),
+    Refused {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// Decide one event against the sender's scope, the trials its subject is randomised in
+/// (`(trial, site)`) and every trial's protocol. Pure: the one place event scope and
+/// attribution are decided.
+fn place(
+    scope: &EventScope,
+    event: &Event,
+    randomised_in: &[(&str, &str)],
+    protocols: &HashMap<&str, &Protocol>,
+) -> Placed {
+    let (candidates, bound): (Vec<&Protocol>, Option<&str>) = match scope {
+        EventScope::Randomised { trial, site } => {
+            let within: Vec<&Protocol> = randomised_in
+                .iter()
+                .filter(|(t, s)| {
+                    trial.as_deref().is_none_or(|x| x == *t)
+                        && site.as_deref().is_none_or(|x| x == *s)
+                })
+                .filter_map(|(t, _)| protocols.get(t).copied())
+                .collect();
+            if within.is_empty() {
+                return Placed::OutOfScope(format!(
+                    "subject `{}` is not randomised {}; this token sends events only for its own subjects",
+                    event.subject,
+                    match (trial, site) {
+                        (Some(t), Some(s)) => format!("in trial `{t}` at site `{s}`"),
+                        (Some(t), None) => format!("in trial `{t}`"),
+                        (None, Some(s)) => format!("at site `{s}`"),
+                        (None, None) => "in any trial".to_string(),
+                    }
+                ));
+            }
+            (within, None)
+        }
+        EventScope::Source { source, trial } => {
+            let within: Vec<&Protocol> = randomised_in
+                .iter()
+                .filter(|(t, _)| trial.as_deref().is_none_or(|x| x == *t))
+                .filter_map(|(t, _)| protocols.get(t).copied())
+                .filter(|p| p.follow_up.source(source).is_some())
+                .collect();
+            if within.is_empty() {
+                return Placed::OutOfScope(format!(
+                    "subject `{}` is not randomised in any trial{} that declares source `{source}`;                      this token delivers only for those trials' subjects",
+                    event.subject,
+                    trial
+                        .as_deref()
+                        .map_or_else(String::new, |t| format!(" (of `{t}`)"))
+                ));
+            }
+            (within, Some(source.as_str()))
+        }
+        EventScope::AnySubject => {
+            let mut within: Vec<&Protocol> = randomised_in
+                .iter()
+                .filter_map(|(t, _)| protocols.get(t).copied())
+                .collect();
+            if within.is_empty() {
+                // Not randomised (yet): history any trial may read later.
+                within = protocols.values().copied().collect();
+                within.sort_by(|a, b| a.trial_id.cmp(&b.trial_id));
+            }
+            if within.is_empty() {
+                return Placed::Refused {
+                    field: "type",
+                    message: "no trial is registered in this database, so no event type is known"
+                        .into(),
+                };
+            }
+            (within, None)
+        }
+    };
+    let mut first_refusal = None;
+    for p in &candidates {
+        match p.attribute_event(&event.event_type, event.source.as_deref(), bound) {
+            Ok(source) => return Placed::Source(source),
+            Err(refusal) => {
+                first_refusal.get_or_insert((p.trial_id.as_str(), refusal));
+            }
+        }
+    }
+    let (trial, refusal) = first_refusal.expect("at least one candidate trial");
+    let field = match refusal {
+        SourceRefusal::UnknownType(_) => "type",
+        _ => "source",
+    };
+    let message = match refusal {
+        SourceRefusal::UnknownType(t) => {
+            let known = candidates
+                .first()
+                .map(|p| known_types(p))
+                .unwrap_or_default();
+            format!(
+                "event type `{}` is not an event type of trial `{trial}`; its types are {known}",
+                t.escape_debug()
+            )
+        }
+        other => format!("{other} (trial `{trial}`)"),
+    };
+    Placed::Refused { field, message }
+}
+
+/// "`death`, `emigration`, `mi`": the types a trial reads, for error messages.
+fn known_types(p: &Protocol) -> String {
+    let mut types: Vec<&str> = if p.follow_up.sources.is_empty() {
+        p.endpoints
+            .iter()
+            .flat_map(|e| e.events().types.iter())
+            .chain(&p.follow_up.censor_on)
+            .map(String::as_str)
+            .collect()
+    } else {
+        p.follow_up
+            .sources
+            .iter()
+            .flat_map(|s| s.delivers.iter().map(String::as_str))
+            .collect()
+    };
+    types.sort_unstable();
+    types.dedup();
+    types
+        .iter()
+        .map(|t| format!("`{t}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Store a validated batch in one transaction. `rows` gives each event's row number for error
 /// reports (index in the batch, or CSV line); `progress` is told how many rows are stored. A
-/// batch naming a subject outside the sender's scope is refused whole.
+/// batch naming a subject outside the sender's scope is refused whole, and so is one holding an
+/// event of a type its trial does not know or that its sender's source does not deliver. Each
+/// stored event keeps the source it is attributed to and the token that delivered it; each
+/// source delivering records a delivery (a `source` token's, even with no events).
 #[tracing::instrument(skip_all, fields(events = events.len()), err(level = tracing::Level::DEBUG))]
 pub async fn ingest(
     store: &Store,
@@ -277,38 +444,54 @@ pub async fn ingest(
 ) -> Result<IngestReport, IngestError> {
     let recorded_at = delivery.received_at.to_string();
     let actor = delivery.actor;
-    let stored_rows: Vec<EventRow> = events.iter().map(|e| to_row(e, &recorded_at)).collect();
     let mut tx = store.begin_write().await?;
-    if let EventScope::Randomised { trial, site } = &delivery.scope {
-        // Under the writer lock: the subjects in scope cannot change before the commit.
-        let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
-        let known =
-            allocations::randomised_subjects(&mut tx, &subjects, trial.as_deref(), site.as_deref())
-                .await?;
-        let outside: Vec<RowError> = events
-            .iter()
-            .zip(rows)
-            .filter(|(e, _)| !known.contains(&e.subject))
-            .map(|(e, &row)| RowError {
+    // Under the writer lock: the subjects' trials cannot change before the commit.
+    let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+    let found = allocations::subject_trials(&mut tx, &subjects).await?;
+    let mut randomised_in: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+    for (subject, trial, site) in &found {
+        randomised_in
+            .entry(subject.as_str())
+            .or_default()
+            .push((trial.as_str(), site.as_str()));
+    }
+    let stored_protocols = super::trials::stored_protocols_on(tx.conn()).await?;
+    let protocols: HashMap<&str, &Protocol> = stored_protocols
+        .iter()
+        .map(|p| (p.trial_id.as_str(), p.as_ref()))
+        .collect();
+    let mut outside = Vec::new();
+    let mut invalid = Vec::new();
+    let mut stored_rows = Vec::with_capacity(events.len());
+    for (e, &row) in events.iter().zip(rows) {
+        let theirs = randomised_in
+            .get(e.subject.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        match place(&delivery.scope, e, theirs, &protocols) {
+            Placed::Source(source) => {
+                stored_rows.push(to_row(e, source, &recorded_at, delivery.token_id()))
+            }
+            Placed::OutOfScope(message) => outside.push(RowError {
                 row,
                 event_id: Some(e.event_id.clone()),
                 field: Some("subject".into()),
-                message: format!(
-                    "subject `{}` is not randomised {}; this token sends events only for its own subjects",
-                    e.subject,
-                    match (trial, site) {
-                        (Some(t), Some(s)) => format!("in trial `{t}` at site `{s}`"),
-                        (Some(t), None) => format!("in trial `{t}`"),
-                        (None, Some(s)) => format!("at site `{s}`"),
-                        (None, None) => "in any trial".to_string(),
-                    }
-                ),
-            })
-            .collect();
-        if !outside.is_empty() {
-            tx.rollback().await?;
-            return Err(IngestError::OutOfScope(outside));
+                message,
+            }),
+            Placed::Refused { field, message } => invalid.push(RowError {
+                row,
+                event_id: Some(e.event_id.clone()),
+                field: Some(field.into()),
+                message,
+            }),
         }
+    }
+    if !outside.is_empty() {
+        tx.rollback().await?;
+        return Err(IngestError::OutOfScope(outside));
+    }
+    if !invalid.is_empty() {
+        tx.rollback().await?;
+        return Err(IngestError::Invalid(invalid));
     }
     let outcome = events::insert(&mut tx, &stored_rows, progress).await?;
     if !outcome.conflicts.is_empty() {
@@ -322,13 +505,45 @@ pub async fn ingest(
                 event_id: Some(e.event_id.clone()),
                 field: None,
                 message: format!(
-                    "event `{}` was already received with different content; send corrections under a new event id",
+                    "event `{}` was already received (or is now attributed) with different content; send corrections under a new event id",
                     e.event_id
                 ),
             })
             .collect();
         return Err(IngestError::Conflict(errors));
     }
+    // One delivery per source the batch came from. A source token's delivery counts even with
+    // nothing new (the register saying so is what tells a quiet source from a silent one);
+    // another sender's replay of events already stored changes nothing.
+    let mut by_source: BTreeMap<&str, u64> = BTreeMap::new();
+    let is_feed = matches!(delivery.scope, EventScope::Source { .. });
+    if let EventScope::Source { source, .. } = &delivery.scope {
+        by_source.insert(source.as_str(), 0);
+    }
+    if is_feed || outcome.stored > 0 {
+        for r in &stored_rows {
+            if let Some(s) = &r.source {
+                *by_source.entry(s.as_str()).or_default() += 1;
+            }
+        }
+    }
+    let all_new = outcome.stored == stored_rows.len() as u64;
+    for (source, received) in &by_source {
+        deliveries::record(
+            &mut tx,
+            &DeliveryRow {
+                source: source.to_string(),
+                received_at: recorded_at.clone(),
+                token_id: delivery.token_id().map(str::to_string),
+                events_received: *received,
+                // Per source only when every row was new; otherwise the batch's total is in
+                // the audit entry.
+                events_stored: if all_new { *received } else { 0 },
+            },
+        )
+        .await?;
+    }
+    let sources: Vec<&str> = by_source.keys().copied().collect();
     if outcome.stored > 0 {
         let digest = hex::encode(Sha256::digest(
             stored_rows
@@ -343,7 +558,16 @@ pub async fn ingest(
             actor,
             "events_received",
             None,
-            &serde_json::json!({"received": events.len(), "stored": outcome.stored, "batch_sha256": digest}),
+            &serde_json::json!({"received": events.len(), "stored": outcome.stored, "batch_sha256": digest, "sources": sources}),
+        )
+        .await?;
+    } else if !by_source.is_empty() {
+        audit::append(
+            &mut tx,
+            actor,
+            "source_delivery",
+            None,
+            &serde_json::json!({"received": events.len(), "stored": 0, "sources": sources}),
         )
         .await?;
     }

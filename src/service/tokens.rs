@@ -41,6 +41,14 @@ pub enum TokenError {
     UnknownSite { trial: String, site: String },
     #[error("site {0}")]
     InvalidSite(identity::IdError),
+    #[error("a `source` token is bound to one register feed: give --source ID, a source a trial's protocol declares under [sources.ID]")]
+    SourceRequired,
+    #[error("--source binds a `source` token to its register; a `{0}` token takes no source")]
+    SourceNotAllowed(String),
+    #[error("a `source` token delivers for any site of the trials declaring its source; it takes no --site")]
+    SourceWithSite,
+    #[error("no trial {0} declares a source `{1}` under [sources.{1}]")]
+    UnknownSource(String, String),
     #[error("{0}")]
     InvalidExpiry(String),
     #[error("no token `{0}`")]
@@ -130,6 +138,8 @@ pub struct TokenSpec<'a> {
     pub role: &'a str,
     pub trial_id: Option<&'a str>,
     pub site_code: Option<&'a str>,
+    /// The source a `source` token is bound to (required for that role, refused for others).
+    pub source_id: Option<&'a str>,
     pub expires: Expiry,
 }
 
@@ -150,6 +160,24 @@ pub async fn create_token(
             role,
             trial_id,
             site_code,
+            source_id: None,
+            expires: Expiry::Default,
+        },
+        "cli",
+    )
+    .await
+}
+
+/// Create a `source` token bound to `source` (declared by some trial's protocol), for any
+/// trial declaring it; returns the secret.
+pub async fn create_source_token(store: &Store, source: &str) -> Result<String, TokenError> {
+    create(
+        store,
+        &TokenSpec {
+            role: "source",
+            trial_id: None,
+            site_code: None,
+            source_id: Some(source),
             expires: Expiry::Default,
         },
         "cli",
@@ -170,6 +198,26 @@ pub async fn create(
         .site_code
         .map(|s| identity::canonical_id(s).map_err(TokenError::InvalidSite))
         .transpose()?;
+    match (role, spec.source_id, &site) {
+        (Role::Source, None, _) => return Err(TokenError::SourceRequired),
+        (Role::Source, Some(_), Some(_)) => return Err(TokenError::SourceWithSite),
+        (Role::Source, Some(source), None) => {
+            let declared = super::trials::stored_protocols(store)
+                .await?
+                .iter()
+                .filter(|p| spec.trial_id.is_none_or(|t| t == p.trial_id))
+                .any(|p| p.follow_up.source(source).is_some());
+            if !declared {
+                return Err(TokenError::UnknownSource(
+                    spec.trial_id
+                        .map_or_else(|| "in this database".to_string(), |t| format!("`{t}`")),
+                    source.to_string(),
+                ));
+            }
+        }
+        (other, Some(_), _) => return Err(TokenError::SourceNotAllowed(other.as_str().into())),
+        (_, None, _) => {}
+    }
     match (spec.trial_id, &site) {
         (None, Some(_)) => return Err(TokenError::SiteWithoutTrial),
         (Some(trial), site) => {
@@ -215,6 +263,7 @@ pub async fn create(
         role: role.as_str().to_string(),
         trial_id: spec.trial_id.map(str::to_string),
         site_code: site,
+        source_id: spec.source_id.map(str::to_string),
         expires_at,
     };
     tokens::insert(store, &grant, actor).await?;
@@ -251,6 +300,7 @@ async fn verify(store: &Store, token: &str) -> StoreResult<Option<Verified>> {
             role,
             trial_id: grant.trial_id,
             site_code: grant.site_code,
+            source_id: grant.source_id,
             actor: format!("token:{}", &hash[..12]),
         },
     }))

@@ -277,3 +277,42 @@ pub async fn rotate_seed_key(
     .await?;
     Ok(resealed.len())
 }
+
+/// Protocols parsed from their stored text, by the text's hash: a protocol is parsed once per
+/// process however often an intake asks for it.
+static PARSED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<Protocol>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Every trial's current protocol as registered in the database.
+pub async fn stored_protocols(store: &Store) -> Result<Vec<Arc<Protocol>>, StoreError> {
+    let mut conn = store.pool().acquire().await?;
+    stored_protocols_on(&mut conn).await
+}
+
+/// [`stored_protocols`] on a connection (inside a transaction, say).
+pub async fn stored_protocols_on(
+    conn: &mut sqlx::AnyConnection,
+) -> Result<Vec<Arc<Protocol>>, StoreError> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::new();
+    for (trial_id, text) in trials::current_protocols(conn).await? {
+        let key: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let cached = PARSED.lock().ok().and_then(|m| m.get(&key).cloned());
+        let parsed = match cached {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(
+                    protocol::parse(&text, &format!("stored protocol of {trial_id}"))
+                        .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+                );
+                if let Ok(mut m) = PARSED.lock() {
+                    m.insert(key, p.clone());
+                }
+                p
+            }
+        };
+        out.push(parsed);
+    }
+    Ok(out)
+}

@@ -626,7 +626,7 @@ impl<'a> Plan<'a> {
     /// Looks, statistics and boundaries of one simulated trial.
     pub(crate) fn analyse(&self, world: &World) -> TrialOutcome {
         let sc = self.sc;
-        let lag = sc.protocol.follow_up.reporting_lag_days;
+        let lag = sc.protocol.follow_up.lag_of(self.endpoint);
         // The day each subject's primary event is first known within follow-up: the earliest
         // over its primary events (within the horizon) of max(received, event day + lag).
         let mut count_days: Vec<u32> = world
@@ -749,7 +749,8 @@ impl<'a> Plan<'a> {
         out.event.clear();
         out.experimental.clear();
         let cutoff = DataCutoff(self.dates[day as usize]);
-        let admin_end = endpoints::administrative_end(&self.protocol.follow_up, cutoff);
+        let admin_end =
+            endpoints::complete_through(&self.protocol.follow_up, self.endpoint, cutoff);
         let mut known: Vec<KnownEvent<'_>> = Vec::new();
         for s in world.subjects.iter().take_while(|s| s.day <= day) {
             if s.arm != self.experimental && s.arm != self.reference {
@@ -765,6 +766,8 @@ impl<'a> Plan<'a> {
                         code: self.codes[e.kind as usize],
                         date: self.dates[e.day as usize],
                         value: None,
+                        source: None,
+                        event_id: "",
                     }),
             );
             let (outcome, _) = endpoints::subject_outcome(
@@ -1027,6 +1030,7 @@ mod tests {
             allocations,
             events,
             in_error: Default::default(),
+            deliveries: Vec::new(),
         }
     }
 

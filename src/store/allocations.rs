@@ -108,33 +108,35 @@ pub async fn get(
     by_record(&mut conn, trial_id, record_id).await
 }
 
-/// Which of `subjects` are randomised in `trial` (any trial when `None`) at `site` (any site
-/// when `None`), read in the caller's write transaction.
-pub async fn randomised_subjects(
+/// The trials and sites each of `subjects` is randomised in: `(subject, trial_id, site_code)`
+/// (read under the writer lock, so it cannot change before the caller commits).
+pub async fn subject_trials(
     tx: &mut WriteTx,
     subjects: &[&str],
-    trial: Option<&str>,
-    site: Option<&str>,
-) -> StoreResult<std::collections::HashSet<String>> {
+) -> StoreResult<Vec<(String, String, String)>> {
     if subjects.is_empty() {
-        return Ok(Default::default());
+        return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT DISTINCT subject FROM allocations WHERE subject {} \
-         AND ($2 IS NULL OR trial_id = $2) AND ($3 IS NULL OR site_code = $3)",
+        "SELECT DISTINCT subject, trial_id, site_code FROM allocations WHERE subject {}",
         tx.backend().in_json(1)
     );
     let mut unique: Vec<&str> = subjects.to_vec();
     unique.sort_unstable();
     unique.dedup();
-    Ok(sqlx::query_scalar(&sql)
+    let rows = sqlx::query(&sql)
         .bind(json_list(&unique))
-        .bind(trial)
-        .bind(site)
         .fetch_all(tx.conn())
-        .await?
-        .into_iter()
-        .collect())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("subject")?,
+                r.try_get("trial_id")?,
+                r.try_get("site_code")?,
+            ))
+        })
+        .collect()
 }
 
 /// Record ids of a trial's allocations in permuted blocks that are still open (fewer slots

@@ -12,7 +12,7 @@ use crate::endpoints::{Event, ReceivedEvent};
 /// JSON parameter to stay a few megabytes.
 const CHUNK: usize = 5_000;
 
-/// Rows per SQLite insert: 9 bound values each, under SQLite's 32,766 variables.
+/// Rows per SQLite insert: 10 bound values each, under SQLite's 32,766 variables.
 const SQLITE_CHUNK: usize = 3_000;
 
 /// An event as stored.
@@ -24,12 +24,15 @@ pub struct EventRow {
     pub event_date: String,
     pub code: Option<String>,
     pub value: Option<f64>,
+    /// The source it is attributed to: for a `source` token, the source the token is bound to.
     pub source: Option<String>,
     pub content_sha256: String,
     pub recorded_at: String,
+    /// The token that delivered it (`None`: the operator's file import).
+    pub token_id: Option<String>,
 }
 
-const COLUMNS: [(&str, SqlType); 9] = [
+const COLUMNS: [(&str, SqlType); 10] = [
     ("event_id", SqlType::Text),
     ("subject", SqlType::Text),
     ("event_type", SqlType::Text),
@@ -39,6 +42,7 @@ const COLUMNS: [(&str, SqlType); 9] = [
     ("source", SqlType::Text),
     ("content_sha256", SqlType::Text),
     ("recorded_at", SqlType::Text),
+    ("token_id", SqlType::Text),
 ];
 
 /// What an insert did.
@@ -82,7 +86,8 @@ pub async fn insert(
                         .bind(r.value)
                         .bind(&r.source)
                         .bind(&r.content_sha256)
-                        .bind(&r.recorded_at);
+                        .bind(&r.recorded_at)
+                        .bind(&r.token_id);
                 }
                 let affected = query.execute(tx.conn()).await?.rows_affected();
                 outcome.stored += affected;

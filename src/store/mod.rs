@@ -22,6 +22,7 @@ pub mod allocations;
 pub mod audit;
 pub mod balance;
 pub mod batch;
+pub mod deliveries;
 pub mod events;
 pub mod screening_log;
 pub mod since;

@@ -15,11 +15,12 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::allocation_errors;
+use super::{allocation_errors, deliveries};
 use super::{allocations, screening_log};
 use super::{events, Backend, Store, StoreResult};
 use crate::analysis::ErrorMark;
 use crate::endpoints::flow::Screening;
+use crate::endpoints::sources::Delivery;
 use crate::endpoints::ReceivedEvent;
 use crate::randomise::AllocationRecord;
 
@@ -31,6 +32,7 @@ pub struct Marks {
     allocation: i64,
     event: i64,
     screening: i64,
+    delivery: i64,
 }
 
 /// Rows of one trial: everything (a first read) or what was written after the previous marks.
@@ -44,6 +46,8 @@ pub struct TrialRows {
     pub screening: Vec<Screening>,
     /// All the trial's randomised-in-error marks, when one was made since (or on a first read).
     pub in_error: Option<HashMap<String, ErrorMark>>,
+    /// Sources' deliveries, in the order recorded.
+    pub deliveries: Vec<Delivery>,
 }
 
 /// What a read since earlier marks found.
@@ -57,11 +61,12 @@ pub enum Since {
 
 /// Audit actions that add rows to the allocations, the events or the screening log, or change
 /// nothing a trial's data are made of (tokens, the trial's status).
-const ADDING_ONLY: [&str; 7] = [
+const ADDING_ONLY: [&str; 8] = [
     "randomised",
     "screened_not_eligible",
     "screened_not_randomised",
     "events_received",
+    "source_delivery",
     "token_created",
     "token_revoked",
     "trial_status_changed",
@@ -124,8 +129,9 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         }
         marked = actions.iter().any(|a| a == MARKED_IN_ERROR);
     }
-    let (allocation, event, screening) =
-        since.map_or((0, 0, 0), |m| (m.allocation, m.event, m.screening));
+    let (allocation, event, screening, delivery) = since.map_or((0, 0, 0, 0), |m| {
+        (m.allocation, m.event, m.screening, m.delivery)
+    });
     let seq = match backend {
         Backend::Sqlite => "e.rowid",
         Backend::Postgres => "e.seq",
@@ -181,6 +187,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
     }
     let (screening, last_screening) =
         screening_log::screening_outcomes_after(conn, trial_id, screening).await?;
+    let (deliveries, last_delivery) = deliveries::after(conn, delivery).await?;
     let in_error = match marked {
         true => Some(allocation_errors::of_trial_on(conn, trial_id).await?),
         false => None,
@@ -191,6 +198,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         allocation: added.last().map_or(allocation, |a| a.randomisation_number),
         event: last_event.max(event),
         screening: last_screening,
+        delivery: last_delivery,
     };
     Ok(Since::Added(
         TrialRows {
@@ -198,6 +206,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
             events: new_events,
             screening,
             in_error,
+            deliveries,
         },
         marks,
     ))

@@ -11,6 +11,8 @@ pub struct TokenGrant {
     pub role: String,
     pub trial_id: Option<String>,
     pub site_code: Option<String>,
+    /// The declared source a `source` token delivers for.
+    pub source_id: Option<String>,
     /// RFC 3339 UTC; `None` for a token that does not expire.
     pub expires_at: Option<String>,
 }
@@ -29,6 +31,7 @@ pub struct TokenRecord {
     pub role: String,
     pub trial_id: Option<String>,
     pub site_code: Option<String>,
+    pub source_id: Option<String>,
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -40,8 +43,8 @@ pub struct TokenRecord {
 pub async fn insert(store: &Store, grant: &TokenGrant, actor: &str) -> StoreResult<()> {
     let mut tx = store.begin_write().await?;
     sqlx::query(
-        "INSERT INTO tokens (token_hash, token_id, role, trial_id, site_code, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO tokens (token_hash, token_id, role, trial_id, site_code, created_at, expires_at, source_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&grant.token_hash)
     .bind(grant.token_id())
@@ -50,6 +53,7 @@ pub async fn insert(store: &Store, grant: &TokenGrant, actor: &str) -> StoreResu
     .bind(grant.site_code.as_deref())
     .bind(now_text())
     .bind(grant.expires_at.as_deref())
+    .bind(grant.source_id.as_deref())
     .execute(tx.conn())
     .await?;
     audit::append(
@@ -61,6 +65,7 @@ pub async fn insert(store: &Store, grant: &TokenGrant, actor: &str) -> StoreResu
             "token_hash_prefix": grant.token_id(),
             "role": grant.role,
             "site": grant.site_code,
+            "source": grant.source_id,
             "expires_at": grant.expires_at,
         }),
     )
@@ -71,7 +76,7 @@ pub async fn insert(store: &Store, grant: &TokenGrant, actor: &str) -> StoreResu
 /// Look a token up by its hash; revoked and expired tokens are not found.
 pub async fn find(store: &Store, token_hash: &str) -> StoreResult<Option<TokenGrant>> {
     let row = sqlx::query(
-        "SELECT token_hash, role, trial_id, site_code, expires_at FROM tokens \
+        "SELECT token_hash, role, trial_id, site_code, source_id, expires_at FROM tokens \
          WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
     )
     .bind(token_hash)
@@ -84,6 +89,7 @@ pub async fn find(store: &Store, token_hash: &str) -> StoreResult<Option<TokenGr
             role: r.try_get("role")?,
             trial_id: r.try_get("trial_id")?,
             site_code: r.try_get("site_code")?,
+            source_id: r.try_get("source_id")?,
             expires_at: r.try_get("expires_at")?,
         })
     })
@@ -93,7 +99,7 @@ pub async fn find(store: &Store, token_hash: &str) -> StoreResult<Option<TokenGr
 /// Every token (of one trial, when given), oldest first.
 pub async fn list(store: &Store, trial_id: Option<&str>) -> StoreResult<Vec<TokenRecord>> {
     let rows = sqlx::query(
-        "SELECT token_id, role, trial_id, site_code, created_at, expires_at, revoked_at, revoked_by \
+        "SELECT token_id, role, trial_id, site_code, source_id, created_at, expires_at, revoked_at, revoked_by \
          FROM tokens WHERE ($1 IS NULL OR trial_id = $1) ORDER BY created_at, token_id",
     )
     .bind(trial_id)
@@ -109,6 +115,7 @@ fn record(r: &sqlx::any::AnyRow) -> StoreResult<TokenRecord> {
         role: r.try_get("role")?,
         trial_id: r.try_get("trial_id")?,
         site_code: r.try_get("site_code")?,
+        source_id: r.try_get("source_id")?,
         created_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
         revoked_at: r.try_get("revoked_at")?,
@@ -140,7 +147,7 @@ pub async fn revoke(
 ) -> StoreResult<Revocation> {
     let mut tx = store.begin_write().await?;
     let row = sqlx::query(
-        "SELECT token_hash, token_id, role, trial_id, site_code, created_at, expires_at, \
+        "SELECT token_hash, token_id, role, trial_id, site_code, source_id, created_at, expires_at, \
          revoked_at, revoked_by FROM tokens WHERE token_id = $1 AND ($2 IS NULL OR trial_id = $2)",
     )
     .bind(token_id)

@@ -404,6 +404,21 @@ pub async fn current_protocol(
         .transpose()
 }
 
+/// Every trial's current protocol text: `(trial_id, source)`.
+pub async fn current_protocols(
+    conn: &mut sqlx::AnyConnection,
+) -> StoreResult<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT t.trial_id, p.source FROM trials t JOIN protocol_versions p \
+         ON p.trial_id = t.trial_id AND p.version = t.current_version ORDER BY t.trial_id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("trial_id")?, r.try_get("source")?)))
+        .collect()
+}
+
 /// Every trial's stored master seed.
 pub async fn stored_seeds(store: &Store) -> StoreResult<Vec<(String, Vec<u8>)>> {
     let rows = sqlx::query("SELECT trial_id, master_seed FROM trial_secrets ORDER BY trial_id")

@@ -49,7 +49,7 @@ pub async fn seed(app: &TestApp) {
     let events: Vec<Value> = (0..10)
         .map(|i| {
             json!({"event_id": format!("D{i}"), "subject": format!("S{i:06}"), "type": "death",
-                   "date": day(3 + 2 * i as i64), "source": "test"})
+                   "date": day(3 + 2 * i as i64), "source": "population_register"})
         })
         .collect();
     app.deliver_on_their_days(&register, &events).await;
@@ -237,8 +237,15 @@ async fn pages_show_each_role_its_own_view(db: TestDb) {
     let upp = app.token("register", Some("taste"), Some("UPP")).await;
     let body = Reader::page_for(&app, &upp, &later).await;
     assert!(body.contains("UPP") && body.contains("site UPP"));
+    // (As a word: the registers' descriptions hold "RIKS-HIA".)
+    let names_ks = body.match_indices("KS").any(|(i, _)| {
+        let before = body[..i].chars().next_back();
+        let after = body[i + 2..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_uppercase())
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
     assert!(
-        !body.contains("KS") && !body.contains("Karolinska"),
+        !names_ks && !body.contains("Karolinska"),
         "UPP host sees KS"
     );
     assert!(!body.contains("Target 7244"));
@@ -387,13 +394,25 @@ async fn closed_report_is_self_contained(db: TestDb) {
     ] {
         assert!(html.contains(expected), "report lacks `{expected}`");
     }
+    // The registers, each with its complete-through date.
+    assert!(
+        html.contains("Register sources"),
+        "report lacks the sources"
+    );
+    // (Counted outside the sources table, whose lags and cadences are small numbers too.)
+    let sources_at = html
+        .find("<section id=\"sources\">")
+        .expect("a sources section");
+    let sources_end = sources_at + html[sources_at..].find("</section>").unwrap();
+    let balance = format!("{}{}", &html[..sources_at], &html[sources_end..]);
     assert_eq!(
         html.matches("<td class=\"n\">1</td><td class=\"n\">0.66</td>")
             .count(),
         1
     );
     assert_eq!(
-        html.matches("<td class=\"n\">2</td><td class=\"n\">1</td>")
+        balance
+            .matches("<td class=\"n\">2</td><td class=\"n\">1</td>")
             .count(),
         1
     );
@@ -416,7 +435,9 @@ fn small_numbers(v: &Value, path: &str, found: &mut Vec<String>) {
         }
         Value::Object(map) => {
             for (k, item) in map {
-                if k != "suppression" {
+                // The registers' lags, cadences and delivery counts are days and deliveries,
+                // not patients (their event counts are not released; see the caller).
+                if k != "suppression" && k != "sources" {
                     small_numbers(item, &format!("{path}.{k}"), found);
                 }
             }
@@ -477,6 +498,12 @@ async fn small_counts_never_leak_from_blinded_pages_or_the_summary(db: TestDb) {
     let mut found = Vec::new();
     small_numbers(&summary, "summary", &mut found);
     assert!(found.is_empty(), "small counts in the summary: {found:?}");
+    let sources = summary["sources"].as_array().expect("the registers");
+    assert_eq!(sources.len(), 3);
+    assert!(
+        sources.iter().all(|s| s.get("events_received").is_none()),
+        "a blinded summary counts no register's events: {summary}"
+    );
     let flow = &summary["flow"];
     let ks = flow["sites"]
         .as_array()

@@ -3,7 +3,7 @@
 use rrct::store::events;
 use serde_json::{json, Value};
 
-use crate::support::{day, patient, rrct, start, Kind, TestApp, TestDb, TASTE};
+use crate::support::{day, patient, rrct, source_of, start, Kind, TestApp, TestDb, TASTE};
 
 crate::on_both_backends!(
     http_batches_are_all_or_nothing_and_idempotent,
@@ -11,13 +11,14 @@ crate::on_both_backends!(
 );
 
 fn event(id: &str, subject: &str, kind: &str, offset: i64) -> Value {
-    json!({"event_id": id, "subject": subject, "type": kind, "date": day(offset), "source": "test"})
+    json!({"event_id": id, "subject": subject, "type": kind, "date": day(offset), "source": source_of(kind)})
 }
 
 async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "events").await;
-    // A national feed: it may send events for any subject, enrolled or not.
-    let token = app.token("source", None, None).await;
+    // The operator's feed (an unscoped administrator): it may send events for any subject,
+    // enrolled or not.
+    let token = app.token("admin", None, None).await;
     let sponsor = app.token("sponsor", None, None).await;
     let batch = json!({"events": [
         event("E1", "S000001", "death", 3),
@@ -97,6 +98,8 @@ async fn http_batches_are_all_or_nothing_and_idempotent(db: TestDb) {
 }
 
 async fn csv_import_reports_lines_and_stores_nothing_on_error(db: TestDb) {
+    // A database holding TASTE: the event types the import may carry are TASTE's.
+    TestApp::spawn(&db, &[TASTE], "import").await.stop().await;
     let store = rrct::store::Store::connect(&db.url).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.csv");
@@ -127,7 +130,7 @@ async fn csv_import_reports_lines_and_stores_nothing_on_error(db: TestDb) {
     let good = dir.path().join("good.csv");
     std::fs::write(
         &good,
-        "subject,event_id,date,type,code\nS1,A1,2024-01-05,death,I21.4\nS2,A2,2024-01-06,mi,\n",
+        "subject,event_id,date,type,code,source\nS1,A1,2024-01-05,death,I21.4,\nS2,A2,2024-01-06,mi,,swedeheart\n",
     )
     .unwrap();
     for expected in ["2 stored, 0 already present", "0 stored, 2 already present"] {
@@ -165,16 +168,16 @@ async fn exports(db: &TestDb) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
             .await;
         assert_eq!(status, 201);
     }
-    let mut csv = String::from("event_id,subject,type,date\n");
+    let mut csv = String::from("event_id,subject,type,date,source\n");
     for i in 0..40usize {
         match i % 5 {
-            0 => csv += &format!("D{i},S{i:06},death,{}\n", day(10 + i as i64)),
+            0 => csv += &format!("D{i},S{i:06},death,{},\n", day(10 + i as i64)),
             1 => {
-                csv += &format!("M{i},S{i:06},mi,{}\n", day(3));
-                csv += &format!("D{i},S{i:06},death,{}\n", day(3));
+                csv += &format!("M{i},S{i:06},mi,{},swedeheart\n", day(3));
+                csv += &format!("D{i},S{i:06},death,{},\n", day(3));
             }
-            2 => csv += &format!("X{i},S{i:06},emigration,{}\n", day(20)),
-            3 if i == 3 => csv += &format!("D{i},S{i:06},death,{}\n", day(-2)),
+            2 => csv += &format!("X{i},S{i:06},emigration,{},\n", day(20)),
+            3 if i == 3 => csv += &format!("D{i},S{i:06},death,{},\n", day(-2)),
             _ => {}
         }
     }
@@ -238,21 +241,33 @@ async fn exports_are_byte_identical_across_runs_and_backends() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "record_id,subject,site,arm,stratum,randomised_on,time_days,event,censor_reason"
+        "record_id,subject,site,arm,stratum,randomised_on,time_days,event,censor_reason,source,\
+         source_event_id"
     );
     assert_eq!(lines.len(), 41);
-    // Patient 0 died on day 10; patient 2 emigrated on day 20; patient 4 is followed to the horizon.
+    // Patient 0 died on day 10; patient 2 emigrated on day 20; patient 4 is followed to the
+    // horizon. Each row names the register and the event it comes from.
     assert!(
-        lines[1].starts_with("R000000,S000000,UPP,") && lines[1].ends_with(",10,1,"),
+        lines[1].starts_with("R000000,S000000,UPP,")
+            && lines[1].ends_with(",10,1,,population_register,D0"),
         "{}",
         lines[1]
     );
-    assert!(lines[3].ends_with(",20,0,emigration"), "{}", lines[3]);
-    assert!(lines[5].ends_with(",365,0,horizon"), "{}", lines[5]);
-    // Patient 1: MI and death the same day count once in the composite.
+    assert!(
+        lines[3].ends_with(",20,0,emigration,population_register,X2"),
+        "{}",
+        lines[3]
+    );
+    assert!(lines[5].ends_with(",365,0,horizon,,"), "{}", lines[5]);
+    // Patient 1: MI and death the same day count once in the composite (the death, first by
+    // event id), and the MI stands in the quality register's name.
     let composite = String::from_utf8(first.1.clone()).unwrap();
     assert!(
-        composite.lines().nth(2).unwrap().ends_with(",3,1,"),
+        composite
+            .lines()
+            .nth(2)
+            .unwrap()
+            .ends_with(",3,1,,population_register,D1"),
         "{composite}"
     );
     // Patient 3 died before randomisation: flagged in ADSL, not an outcome.
@@ -266,7 +281,7 @@ async fn exports_are_byte_identical_across_runs_and_backends() {
     );
     let row3 = adsl.lines().find(|l| l.starts_with("R000003,")).unwrap();
     assert!(row3.contains(",1,death on "), "{row3}");
-    assert!(lines[4].ends_with(",365,0,horizon"), "{}", lines[4]);
+    assert!(lines[4].ends_with(",365,0,horizon,,"), "{}", lines[4]);
     if let Some(pg) = TestDb::of(Kind::Postgres).await {
         let on_postgres = exports(&pg).await;
         assert_eq!(first, on_postgres, "SQLite and PostgreSQL exports differ");
@@ -325,6 +340,8 @@ async fn interim_looks_are_held_at_their_event_counts() {
         &[
             ("planned_events = 400", "planned_events = 10"),
             ("looks = [0.66, 1.0]", "looks = [0.5, 1.0]"),
+            // Deaths reported on the day they happen, as the looks below count.
+            ("reporting_lag_days = 7", "reporting_lag_days = 0"),
         ],
     );
     let app = TestApp::spawn(&db, &[&protocol], "interim").await;

@@ -32,7 +32,7 @@ async fn deliver(
         .iter()
         .map(|i| {
             json!({"event_id": format!("{tag}-{i}"), "subject": format!("S{i:06}"), "type": kind,
-                   "date": support::days_ago(days_ago), "source": "test"})
+                   "date": support::days_ago(days_ago), "source": support::source_of(kind)})
         })
         .collect();
     let (status, body) = app
@@ -89,7 +89,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     let app = TestApp::spawn(&db, &[TASTE], "held").await;
     let register = app.token("register", None, None).await;
     // The registers' feed: events for subjects enrolled and not yet enrolled alike.
-    let feed = app.token("source", None, None).await;
+    let feed = app.token("admin", None, None).await;
     for i in 0..12 {
         let (status, body) = app
             .enrol("taste", &register, &patient(i, "UPP", ["F", "M"][i % 2]))
@@ -98,7 +98,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     }
     deliver(&app, &feed, "MI", &[0, 3, 5], "mi", 2).await;
     // History of someone not yet in the trial: read with their enrolment, not before.
-    deliver(&app, &feed, "OLD", &[50], "readmission", 400).await;
+    deliver(&app, &feed, "OLD", &[50], "mi", 400).await;
 
     let (mut rows, marks) = since::all(&app.store, "taste").await.expect("first read");
     assert_eq!(rows.allocations.len(), 12);
@@ -137,7 +137,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     let mut ineligible = patient(90, "UPP", "F");
     ineligible["fields"]["diagnosis"] = json!("UA");
     assert_eq!(app.enrol("taste", &register, &ineligible).await.0, 422);
-    deliver(&app, &feed, "EARLY", &[0, 3, 13], "readmission", 30).await;
+    deliver(&app, &feed, "EARLY", &[0, 3, 13], "mi", 30).await;
     deliver(&app, &feed, "D", &[5, 14, 50], "death", 1).await;
     app.token("sponsor", Some("taste"), None).await;
 
@@ -236,7 +236,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
 async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
     let app = Arc::new(TestApp::spawn(&db, &[TASTE], "held-concurrent").await);
     let register = app.token("register", None, None).await;
-    let feed = app.token("source", None, None).await;
+    let feed = app.token("admin", None, None).await;
     for i in 0..10 {
         let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
         assert_eq!(status, 201, "{body}");
@@ -255,7 +255,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         let (app, register, feed) = (app.clone(), register.clone(), feed.clone());
         tokio::spawn(async move {
             for i in 10..40 {
-                deliver(&app, &feed, "PRE", &[i], "readmission", 90).await;
+                deliver(&app, &feed, "PRE", &[i], "mi", 90).await;
                 let (status, body) = app
                     .enrol("taste", &register, &patient(i, "LKP", ["F", "M"][i % 2]))
                     .await;

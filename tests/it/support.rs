@@ -215,6 +215,13 @@ impl TestApp {
             .expect("token")
     }
 
+    /// A `source` token bound to one declared source.
+    pub async fn source_token(&self, source: &str) -> String {
+        tokens::create_source_token(&self.store, source)
+            .await
+            .expect("source token")
+    }
+
     pub fn enrolments_url(&self, trial: &str) -> String {
         format!("{}/api/v1/trials/{trial}/enrolments", self.base)
     }
@@ -545,5 +552,14 @@ impl Proxy {
     pub async fn restore(&self) {
         let listener = tokio::net::TcpListener::bind(&self.address).await.unwrap();
         *self.running.lock().await = Some(Proxy::serve(listener, self.target.clone()));
+    }
+}
+
+/// The source TASTE's protocol declares for an event type (the quality register's for an
+/// infarction, which two sources deliver).
+pub fn source_of(kind: &str) -> &'static str {
+    match kind {
+        "mi" => "swedeheart",
+        _ => "population_register",
     }
 }

@@ -33,14 +33,27 @@ impl Placeholders<'_> {
         }
         let (role, scope) = spec.split_once('@').unwrap_or((spec, ""));
         let (trial, site) = scope.split_once('/').unwrap_or((scope, ""));
-        let token = self
-            .app
-            .token(
-                role,
-                Some(trial).filter(|t| !t.is_empty()),
-                Some(site).filter(|s| !s.is_empty()),
-            )
-            .await;
+        let token = match role {
+            // `source@ID`: a feed bound to source ID (by default TASTE's population register).
+            "source" => {
+                self.app
+                    .source_token(
+                        Some(scope)
+                            .filter(|s| !s.is_empty())
+                            .unwrap_or("population_register"),
+                    )
+                    .await
+            }
+            _ => {
+                self.app
+                    .token(
+                        role,
+                        Some(trial).filter(|t| !t.is_empty()),
+                        Some(site).filter(|s| !s.is_empty()),
+                    )
+                    .await
+            }
+        };
         self.tokens.insert(spec.to_string(), token.clone());
         Some(token)
     }

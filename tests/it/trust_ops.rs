@@ -122,13 +122,18 @@ async fn every_role_gets_what_the_matrix_says(db: TestDb) {
     for (row, (spec, expected, expected_page)) in matrix.iter().enumerate() {
         let (role, scope) = spec.split_once('@').unwrap_or((spec, ""));
         let (trial, site) = scope.split_once('/').unwrap_or((scope, ""));
-        let token = app
-            .token(
-                role,
-                Some(trial).filter(|t| !t.is_empty()),
-                Some(site).filter(|s| !s.is_empty()),
-            )
-            .await;
+        let token = match role {
+            // A register feed is bound to the source whose events it sends.
+            "source" => app.source_token("swedeheart").await,
+            _ => {
+                app.token(
+                    role,
+                    Some(trial).filter(|t| !t.is_empty()),
+                    Some(site).filter(|s| !s.is_empty()),
+                )
+                .await
+            }
+        };
         let n = 100 + row;
         let mut screened = patient(n + 50, "UPP", "M");
         screened["reason"] = json!("consent_declined");
@@ -138,7 +143,7 @@ async fn every_role_gets_what_the_matrix_says(db: TestDb) {
             list.last().unwrap().token_id.clone()
         };
         let event = json!({"events": [{"event_id": format!("M{row}"), "subject": format!("S{row:06}"),
-                           "type": "mi", "date": crate::support::days_ago(1), "source": "test"}]});
+                           "type": "mi", "date": crate::support::days_ago(1), "source": "swedeheart"}]});
         let got = [
             app.enrol("taste", &token, &patient(n, "UPP", "F")).await.0,
             app.get(
@@ -331,7 +336,7 @@ async fn tokens_expire_are_revoked_and_need_a_real_scope(db: TestDb) {
     .unwrap();
     assert!(!listed.contains(&secret[5..]), "no secret in the list");
     let row = listed.lines().find(|l| l.contains("sponsor")).unwrap();
-    let expires = row.split('\t').nth(5).unwrap();
+    let expires = row.split('\t').nth(6).unwrap();
     let expires = chrono::DateTime::parse_from_rfc3339(expires).unwrap();
     let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days();
     assert!((29..=30).contains(&days), "{row}");
@@ -344,6 +349,7 @@ async fn tokens_expire_are_revoked_and_need_a_real_scope(db: TestDb) {
             trial_id: Some("taste"),
             site_code: None,
             expires: Expiry::After(chrono::Duration::seconds(2)),
+            source_id: None,
         },
         "test",
     )

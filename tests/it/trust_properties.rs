@@ -65,7 +65,7 @@ async fn generated_input_never_breaks_the_trust_boundary(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "properties").await;
     let register = app.token("register", Some("taste"), None).await;
     let admin = app.token("admin", None, None).await;
-    let source = app.token("source", None, None).await;
+    let source = app.source_token("population_register").await;
     let statistician = app.token("statistician", Some("taste"), None).await;
     let handle = tokio::runtime::Handle::current();
     let counter = std::sync::atomic::AtomicUsize::new(0);

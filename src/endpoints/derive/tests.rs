@@ -68,6 +68,7 @@ fn follow_up(lag: u32) -> FollowUp {
     FollowUp {
         censor_on: vec!["emigration".into()],
         reporting_lag_days: lag,
+        ..FollowUp::default()
     }
 }
 
@@ -509,4 +510,221 @@ fn counting_events_agrees_with_the_derived_rows_at_every_cutoff() {
         removals > 0,
         "the fixture has an event a late censoring takes away"
     );
+}
+
+// --- Sources: each register's own lag, and precedence ---------------------------------------
+
+fn source(id: &str, delivers: &[&str], lag: u32) -> crate::protocol::Source {
+    crate::protocol::Source {
+        id: id.into(),
+        label: id.into(),
+        delivers: delivers.iter().map(|t| t.to_string()).collect(),
+        reporting_lag_days: lag,
+        expected_every_days: 30,
+        provenance: None,
+    }
+}
+
+/// The quality register reports infarctions within 2 days; the cause-of-death register reports
+/// deaths after 60 days; the population register reports emigration after 30 days and deaths
+/// too, with the cause-of-death register taking precedence for deaths.
+fn registers() -> FollowUp {
+    FollowUp {
+        censor_on: vec!["emigration".into()],
+        reporting_lag_days: 0,
+        sources: vec![
+            source("swedeheart", &["mi"], 2),
+            source("cause_of_death", &["death"], 60),
+            source("population", &["emigration", "death"], 30),
+        ],
+        precedence: vec![crate::protocol::Precedence {
+            event_type: "death".into(),
+            sources: vec!["cause_of_death".into(), "population".into()],
+        }],
+    }
+}
+
+fn from(mut e: ReceivedEvent, source: &str) -> ReceivedEvent {
+    e.event.source = Some(source.into());
+    e
+}
+
+fn by_registers(endpoint: &Endpoint, s: Subject, events: &[ReceivedEvent]) -> EndpointRow {
+    let rows = derive(&registers(), endpoint, &[s], events, DataCutoff(d(CUTOFF)));
+    assert_eq!(rows.len(), 1);
+    rows[0].clone()
+}
+
+#[test]
+fn each_endpoint_is_complete_through_its_own_sources_lag() {
+    let f = registers();
+    let cutoff = DataCutoff(d(CUTOFF));
+    // Cut-off 2024-12-31: deaths complete through 2024-11-01 (60 days), infarctions through
+    // 2024-12-29 (2 days), a composite of both only through the slower, 2024-11-01.
+    assert_eq!(
+        complete_through(&f, &tte(&["death"], None), cutoff),
+        d("2024-11-01")
+    );
+    assert_eq!(
+        complete_through(&f, &tte(&["mi"], None), cutoff),
+        d("2024-12-29")
+    );
+    assert_eq!(
+        complete_through(&f, &tte(&["mi", "death"], None), cutoff),
+        d("2024-11-01")
+    );
+    // A type no source delivers (none here) would take the follow-up default.
+    assert_eq!(f.lag_of_type("stroke"), 0);
+}
+
+#[test]
+fn a_slow_sources_outcome_beyond_its_complete_through_date_does_not_count() {
+    // Randomised 2024-10-01. A death on 2024-11-20 (after the cause-of-death register's
+    // complete-through date 2024-11-01) was received early, on 2024-11-25: it does not count;
+    // follow-up ends at 2024-11-01, day 31.
+    let row = by_registers(
+        &tte(&["death"], Some(365)),
+        subject("A", "2024-10-01"),
+        &[from(
+            ev("d1", "A", "death", "2024-11-20", "2024-11-25"),
+            "cause_of_death",
+        )],
+    );
+    assert_eq!(row.outcome, tte_outcome(31, false));
+    assert_eq!(row.censor_reason, Some(CensorReason::Administrative));
+    // The same death on 2024-10-20 (day 19) is within it and counts.
+    let row = by_registers(
+        &tte(&["death"], Some(365)),
+        subject("A", "2024-10-01"),
+        &[from(
+            ev("d1", "A", "death", "2024-10-20", "2024-11-25"),
+            "cause_of_death",
+        )],
+    );
+    assert_eq!(row.outcome, tte_outcome(19, true));
+}
+
+#[test]
+fn a_fast_sources_outcome_on_the_same_day_counts() {
+    // An infarction on 2024-11-20 from the quality register (complete through 2024-12-29):
+    // day 50, an event.
+    let row = by_registers(
+        &tte(&["mi"], Some(365)),
+        subject("A", "2024-10-01"),
+        &[from(
+            ev("m1", "A", "mi", "2024-11-20", "2024-11-21"),
+            "swedeheart",
+        )],
+    );
+    assert_eq!(row.outcome, tte_outcome(50, true));
+    // Without one, followed to 2024-12-29: day 89.
+    let row = by_registers(&tte(&["mi"], Some(365)), subject("A", "2024-10-01"), &[]);
+    assert_eq!(row.outcome, tte_outcome(89, false));
+    // Death or MI: that infarction is after the composite's complete-through date (the
+    // cause-of-death register's 2024-11-01), so it waits for the deaths of those days.
+    let row = by_registers(
+        &tte(&["death", "mi"], Some(365)),
+        subject("A", "2024-10-01"),
+        &[from(
+            ev("m1", "A", "mi", "2024-11-20", "2024-11-21"),
+            "swedeheart",
+        )],
+    );
+    assert_eq!(row.outcome, tte_outcome(31, false));
+}
+
+#[test]
+fn precedence_decides_when_two_sources_report_one_death() {
+    let endpoint = tte(&["death"], Some(365));
+    // The population register reported the death on 2024-10-10 (day 9) and the cause-of-death
+    // register on 2024-10-12 (day 11): the cause-of-death register's date counts.
+    let both = [
+        from(
+            ev("p1", "A", "death", "2024-10-10", "2024-10-15"),
+            "population",
+        ),
+        from(
+            ev("c1", "A", "death", "2024-10-12", "2024-12-01"),
+            "cause_of_death",
+        ),
+    ];
+    let row = by_registers(&endpoint, subject("A", "2024-10-01"), &both);
+    assert_eq!(row.outcome, tte_outcome(11, true));
+    // As of 2024-11-30 only the population register's report had been received: it counts
+    // until the register taking precedence reports (cut-off 2024-11-30, complete through
+    // 2024-10-01 + 0 days? no: 2024-11-30 - 60 = 2024-10-01, so day 9 is beyond it) ...
+    let rows = derive(
+        &registers(),
+        &endpoint,
+        &[subject("A", "2024-10-01")],
+        &both,
+        DataCutoff(d("2024-12-20")),
+    );
+    // ... as of 2024-12-20 (complete through 2024-10-21) both are known: day 11.
+    assert_eq!(rows[0].outcome, tte_outcome(11, true));
+    let rows = derive(
+        &registers(),
+        &endpoint,
+        &[subject("A", "2024-10-01")],
+        &both,
+        DataCutoff(d("2024-11-30")),
+    );
+    // As of 2024-11-30 (complete through 2024-10-01, day 0) neither date is within follow-up.
+    assert_eq!(rows[0].outcome, tte_outcome(0, false));
+    // Only the population register's report: it counts, day 9.
+    let row = by_registers(&endpoint, subject("A", "2024-10-01"), &both[..1]);
+    assert_eq!(row.outcome, tte_outcome(9, true));
+    // Precedence is per type: an infarction from the quality register is untouched by it.
+    let mut known = vec![
+        KnownEvent::of(&both[0].event),
+        KnownEvent::of(&both[1].event),
+        KnownEvent {
+            event_type: "mi",
+            code: None,
+            date: d("2024-10-05"),
+            value: None,
+            source: Some("swedeheart"),
+            event_id: "m1",
+        },
+    ];
+    apply_precedence(&registers(), &mut known);
+    let kept: Vec<(&str, Option<&str>)> = known.iter().map(|e| (e.event_type, e.source)).collect();
+    assert_eq!(
+        kept,
+        [
+            ("death", Some("cause_of_death")),
+            ("mi", Some("swedeheart"))
+        ]
+    );
+}
+
+#[test]
+fn events_are_attributed_to_the_source_that_delivers_their_type() {
+    use crate::protocol::SourceRefusal;
+    let f = registers();
+    assert_eq!(f.attribute("mi", None, None), Ok(Some("swedeheart".into())));
+    assert_eq!(
+        f.attribute("death", None, Some("population")),
+        Ok(Some("population".into()))
+    );
+    assert!(matches!(
+        f.attribute("death", None, None),
+        Err(SourceRefusal::Ambiguous { .. })
+    ));
+    assert!(matches!(
+        f.attribute("mi", None, Some("cause_of_death")),
+        Err(SourceRefusal::NotDelivered { .. })
+    ));
+    assert!(matches!(
+        f.attribute("mi", Some("swedeheart"), Some("population")),
+        Err(SourceRefusal::OtherSource { .. })
+    ));
+    assert!(matches!(
+        f.attribute("deth", None, None),
+        Err(SourceRefusal::UnknownType(_))
+    ));
+    assert!(matches!(
+        f.attribute("mi", Some("lab"), None),
+        Err(SourceRefusal::UnknownSource(_))
+    ));
 }

@@ -13,13 +13,27 @@ fn selector(types: &[&str], codes: &[&str]) -> EventSelector {
 #[test]
 fn taste_declares_its_endpoints() {
     let taste = taste();
+    assert_eq!(taste.follow_up.censor_on, ["emigration"]);
+    assert_eq!(taste.follow_up.reporting_lag_days, 0);
+    let sources: Vec<(&str, u32, u32)> = taste
+        .follow_up
+        .sources
+        .iter()
+        .map(|s| (s.id.as_str(), s.reporting_lag_days, s.expected_every_days))
+        .collect();
     assert_eq!(
-        taste.follow_up,
-        FollowUp {
-            censor_on: vec!["emigration".into()],
-            reporting_lag_days: 0,
-        }
+        sources,
+        [
+            ("swedeheart", 2, 1),
+            ("population_register", 7, 7),
+            ("patient_register", 45, 31)
+        ]
     );
+    // Deaths are complete through the population register's lag; infarctions through
+    // SWEDEHEART's, which takes precedence over the patient register.
+    assert_eq!(taste.follow_up.lag_of_type("death"), 7);
+    assert_eq!(taste.follow_up.lag_of_type("mi"), 2);
+    let _ = FollowUp::default();
     let summary: Vec<(&str, bool, &EndpointKind)> = taste
         .endpoints
         .iter()

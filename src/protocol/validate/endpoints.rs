@@ -51,6 +51,8 @@ impl Kind {
 pub(super) struct Declared {
     pub endpoints: Vec<Endpoint>,
     outcomes: Vec<(String, String)>,
+    /// Every event type an endpoint names, with the endpoint and where the type is written.
+    pub outcome_spans: Vec<(String, String, Range<usize>)>,
 }
 
 pub(super) fn endpoints(c: &mut Checker, raw: Entries<RawEndpoint>) -> Declared {
@@ -58,6 +60,7 @@ pub(super) fn endpoints(c: &mut Checker, raw: Entries<RawEndpoint>) -> Declared 
     let mut primary: Option<String> = None;
     let mut endpoints = Vec::new();
     let mut outcomes = Vec::new();
+    let mut outcome_spans = Vec::new();
     for (key, raw_endpoint) in raw.0 {
         let id = key.get_ref().clone();
         if !is_field_name(&id) {
@@ -81,6 +84,13 @@ pub(super) fn endpoints(c: &mut Checker, raw: Entries<RawEndpoint>) -> Declared 
                 ),
             }
         }
+        outcome_spans.extend(
+            raw_endpoint
+                .events
+                .get_ref()
+                .iter()
+                .map(|t| (t.get_ref().clone(), id.clone(), t.span())),
+        );
         let (endpoint, types) = endpoint(c, &id, raw_endpoint);
         outcomes.extend(types.into_iter().map(|t| (t, id.clone())));
         endpoints.extend(endpoint);
@@ -94,6 +104,7 @@ pub(super) fn endpoints(c: &mut Checker, raw: Entries<RawEndpoint>) -> Declared 
     Declared {
         endpoints,
         outcomes,
+        outcome_spans,
     }
 }
 
@@ -252,7 +263,7 @@ fn endpoint(c: &mut Checker, id: &str, raw: RawEndpoint) -> (Option<Endpoint>, V
 
 /// Event type names, reporting malformed and repeated ones at their position. `place` says
 /// where the list is ("endpoint `death_30d`", "`censor_on`").
-fn event_types(c: &mut Checker, raw: &SpannedList<String>, place: &str) -> Vec<String> {
+pub(super) fn event_types(c: &mut Checker, raw: &SpannedList<String>, place: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut types = Vec::new();
     for item in raw.get_ref() {
@@ -446,6 +457,8 @@ pub(super) fn follow_up(c: &mut Checker, raw: RawFollowUp, declared: &Declared) 
     FollowUp {
         censor_on,
         reporting_lag_days,
+        sources: Vec::new(),
+        precedence: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@ mod fields;
 pub(crate) mod limits;
 mod monitoring;
 mod randomisation;
+mod sources;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -185,7 +186,28 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         }
     }
     let declared = endpoints::endpoints(&mut c, raw.endpoints);
-    let follow_up = endpoints::follow_up(&mut c, raw.follow_up, &declared);
+    let censor_spans: Vec<(String, Range<usize>)> = raw
+        .follow_up
+        .censor_on
+        .as_ref()
+        .map(|list| {
+            list.get_ref()
+                .iter()
+                .map(|t| (t.get_ref().clone(), t.span()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut follow_up = endpoints::follow_up(&mut c, raw.follow_up, &declared);
+    let (declared_sources, precedence) = sources::sources(
+        &mut c,
+        raw.sources,
+        raw.precedence,
+        follow_up.reporting_lag_days,
+        &declared.outcome_spans,
+        &censor_spans,
+    );
+    follow_up.sources = declared_sources;
+    follow_up.precedence = precedence;
     let monitoring = raw
         .monitoring
         .map(|m| monitoring::monitoring(&mut c, m, &declared.endpoints, arms.len()));

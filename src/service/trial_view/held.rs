@@ -11,7 +11,9 @@ use crate::analysis::TrialData;
 use crate::endpoints::flow::Screening;
 use crate::protocol::{self, Protocol};
 use crate::store::since::{self, Marks, Since, TrialRows};
-use crate::store::{allocation_errors, allocations, events, screening_log, trials, Store};
+use crate::store::{
+    allocation_errors, allocations, deliveries, events, screening_log, trials, Store,
+};
 
 /// A trial's data as last read, and how far that read went.
 struct Held {
@@ -55,6 +57,7 @@ impl HeldData {
                     let mut data = Arc::unwrap_or_clone(h.data);
                     let mut screening = Arc::unwrap_or_clone(h.screening);
                     data.add(rows.allocations, rows.events);
+                    data.deliveries.extend(rows.deliveries);
                     if let Some(marks) = rows.in_error {
                         data.in_error = marks;
                     }
@@ -104,6 +107,7 @@ pub async fn from_rows(
         allocations: Vec::new(),
         events: Vec::new(),
         in_error,
+        deliveries: rows.deliveries,
     };
     data.add(rows.allocations, rows.events);
     Ok(data)
@@ -117,12 +121,13 @@ pub async fn read_each_table(
     trial_id: &str,
 ) -> Result<(TrialData, Vec<Screening>), TrialViewError> {
     // Independent reads: on a pool, at the same time.
-    let (protocol, allocations, events, in_error, screening) = tokio::try_join!(
+    let (protocol, allocations, events, in_error, screening, deliveries) = tokio::try_join!(
         stored_protocol(store, trial_id),
         async { Ok(allocations::list(store, trial_id).await?) },
         async { Ok(events::for_trial(store, trial_id).await?) },
         async { Ok(allocation_errors::of_trial(store, trial_id).await?) },
         async { Ok(screening_log::screening_outcomes(store, trial_id).await?) },
+        async { Ok(deliveries::all(store).await?) },
     )?;
     Ok((
         TrialData {
@@ -130,6 +135,7 @@ pub async fn read_each_table(
             allocations,
             events,
             in_error,
+            deliveries,
         },
         screening,
     ))
