@@ -21,8 +21,12 @@
 //! `[randomisation]` (`method` = simple, permuted_blocks, minimisation, biased_coin, big_stick
 //! or urn, with `block_sizes`, `strata`, `factors`, `measure`, `p`, `initial_random`,
 //! `max_imbalance`, `alpha`, `beta`, `cluster`, `arm_eligibility`), `[follow_up]` (`censor_on`, default
-//! `[]`; `reporting_lag_days`, default 0) and `[endpoints.ID]` (`label`, `kind`, `events`,
-//! `codes`, `horizon_days`, `primary`, `window`, `target_day`).
+//! `[]`; `reporting_lag_days`, default 0), `[endpoints.ID]` (`label`, `kind`, `events`,
+//! `codes`, `horizon_days`, `primary`, `window`, `target_day`), `[sources.ID]` (`label`,
+//! `delivers`, `reporting_lag_days` defaulting to `[follow_up]`'s, `expected_every_days`,
+//! `provenance`) and `[precedence]` (event type = source ids, first taking precedence).
+//! When sources are declared, every event type an endpoint or `censor_on` reads must be delivered
+//! by one, and a type two sources deliver needs a precedence rule naming exactly them.
 //!
 //! An endpoint's `kind` decides which keys it takes: `time_to_event` (`horizon_days`
 //! optional), `binary` (`horizon_days` required), `count` (`window = [from, to]` required) and
