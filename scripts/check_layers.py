@@ -24,7 +24,7 @@ import sys
 from collections import defaultdict
 
 INTERFACES = ("api", "dashboard", "cli", "demo", "main")
-CORE = ("protocol", "randomise", "endpoints", "analysis", "stats", "design", "pseudonym")
+CORE = ("protocol", "randomise", "endpoints", "analysis", "stats", "design", "pseudonym", "outbound")
 OUTER = ("store", "service", "sim", "api", "dashboard", "cli", "demo")
 IO_CRATES = ("sqlx", "axum", "tokio")
 

@@ -38,6 +38,7 @@ pub mod demo;
 pub mod design;
 pub mod endpoints;
 pub mod identity;
+pub mod outbound;
 pub mod protocol;
 pub mod pseudonym;
 pub mod randomise;

@@ -16,6 +16,9 @@ pub struct Protocol {
     pub status: TrialStatus,
     pub target_sample_size: u32,
     pub consent: ConsentModel,
+    /// Who knows the arm while the trial runs: `open_label` (the register host treats by it, so
+    /// its outbound events carry the arm) or `blinded` (they carry the allocation number only).
+    pub masking: Masking,
     /// Reference of the ethics approval; a trial without one cannot recruit.
     pub ethics_approval: Option<String>,
     pub sites: Vec<Site>,
@@ -324,6 +327,26 @@ impl TrialStatus {
             "closed" => TrialStatus::Closed,
             _ => return None,
         })
+    }
+}
+
+/// Whether the arm may leave rrct with an allocation (the trial's masking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Masking {
+    /// Open label: the register host and clinicians know the arm (they treat by it).
+    OpenLabel,
+    /// Blinded: outside the unblinded roles only the allocation number is known.
+    Blinded,
+}
+
+impl Masking {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open_label" => Some(Masking::OpenLabel),
+            "blinded" => Some(Masking::Blinded),
+            _ => None,
+        }
     }
 }
 

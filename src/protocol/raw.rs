@@ -30,6 +30,7 @@ pub(super) struct RawProtocol {
     pub status: Option<Spanned<String>>,
     pub target_sample_size: Spanned<i64>,
     pub consent: Spanned<String>,
+    pub masking: Option<Spanned<String>>,
     pub ethics_approval: Option<Spanned<String>>,
     pub sites: Option<Spanned<Vec<RawSite>>>,
     pub arms: Option<Spanned<Vec<RawArm>>>,

@@ -24,6 +24,7 @@ pub mod balance;
 pub mod batch;
 pub mod deliveries;
 pub mod events;
+pub mod outbox;
 pub mod screening_log;
 pub mod since;
 pub mod tokens;
@@ -95,6 +96,16 @@ impl Backend {
             Backend::Sqlite => format!("IN (SELECT value FROM json_each(${n}))"),
             Backend::Postgres => {
                 format!("= ANY(ARRAY(SELECT jsonb_array_elements_text(${n}::jsonb)))")
+            }
+        }
+    }
+
+    /// `IN (...)` over a JSON array of integers bound as parameter `n`.
+    pub fn in_json_integers(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => format!("IN (SELECT value FROM json_each(${n}))"),
+            Backend::Postgres => {
+                format!("= ANY(ARRAY(SELECT jsonb_array_elements_text(${n}::jsonb)::bigint))")
             }
         }
     }

@@ -61,7 +61,8 @@ pub enum Since {
 
 /// Audit actions that add rows to the allocations, the events or the screening log, or change
 /// nothing a trial's data are made of (tokens, the trial's status).
-const ADDING_ONLY: [&str; 8] = [
+const ADDING_ONLY: [&str; 9] = [
+    "source_stale",
     "randomised",
     "screened_not_eligible",
     "screened_not_randomised",

@@ -19,7 +19,8 @@ use toml::Spanned;
 
 use super::error::Finding;
 use super::model::{
-    Arm, ConsentModel, DerivedField, FieldKind, FieldSpec, Method, Protocol, Site, TrialStatus,
+    Arm, ConsentModel, DerivedField, FieldKind, FieldSpec, Masking, Method, Protocol, Site,
+    TrialStatus,
 };
 use super::raw::{RawArm, RawProtocol, RawSite};
 
@@ -131,6 +132,20 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         );
         ConsentModel::Written
     });
+    // Absent: blinded, so that no arm leaves rrct unless the protocol says the trial is open.
+    let masking = match raw.masking {
+        None => Masking::Blinded,
+        Some(m) => Masking::parse(m.get_ref()).unwrap_or_else(|| {
+            c.error(
+                m.span(),
+                format!(
+                    "unknown masking `{}`; expected open_label or blinded",
+                    m.get_ref()
+                ),
+            );
+            Masking::Blinded
+        }),
+    };
     let target_sample_size = match u32::try_from(*raw.target_sample_size.get_ref()) {
         Ok(n) if n > 0 => n,
         _ => {
@@ -222,6 +237,7 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         status,
         target_sample_size,
         consent,
+        masking,
         ethics_approval,
         sites,
         arms,
