@@ -348,11 +348,16 @@ impl BlindedSummary {
                 withheld_rate: WITHHELD_RATE,
             },
             flow,
+            // No event counts; a median of fewer events than the small-count limit would show
+            // how many arrived (and one event's delay), so it goes too.
             sources: a
                 .sources
                 .iter()
                 .map(|s| crate::endpoints::sources::SourceStatus {
                     events_received: None,
+                    event_lag_days_median: s
+                        .event_lag_days_median
+                        .filter(|_| s.events_received.unwrap_or(0) > disclosure::SMALL_COUNT_LIMIT),
                     ..s.clone()
                 })
                 .collect(),

@@ -291,7 +291,7 @@ impl<'a> EventsBySubject<'a> {
         scratch
             .views
             .extend(scratch.known.iter().map(|e| KnownEvent::of(&e.event)));
-        apply_precedence(follow_up, &mut scratch.views);
+        apply_precedence(follow_up, s.randomised_on, &mut scratch.views);
         decided_outcome(
             follow_up,
             endpoint,
@@ -376,28 +376,51 @@ pub fn slowest_source<'f>(
         .max_by_key(|s| s.reporting_lag_days)
 }
 
-/// Keep, for each event type several sources deliver, only the subject's events from the
-/// source first in precedence among those that delivered any: when the cause-of-death register
-/// and the quality register both report a death, the death counts as the register taking
-/// precedence reports it (its date, its code). `known` is one subject's events.
-pub fn apply_precedence(follow_up: &FollowUp, known: &mut Vec<KnownEvent<'_>>) {
+/// Keep, among a subject's follow-up events (dated on or after `randomised_on`) of each type
+/// several sources deliver, only those of the source first in precedence among the sources that
+/// reported any: when the cause-of-death register and the population register both report a
+/// death, the death counts as the register taking precedence reports it (its date, its code);
+/// until that register reports, the other's report counts. History before randomisation is
+/// left as it is (it is never an outcome, and one register's history must not hide another's
+/// follow-up). An event stored under a source that does not deliver its type in this protocol
+/// (written for another trial, or before the protocol declared sources) is dropped. `known` is
+/// one subject's events.
+pub fn apply_precedence(
+    follow_up: &FollowUp,
+    randomised_on: NaiveDate,
+    known: &mut Vec<KnownEvent<'_>>,
+) {
+    if follow_up.sources.is_empty() {
+        return;
+    }
+    let declared = |e: &KnownEvent<'_>| match e.source {
+        Some(s) => follow_up
+            .source(s)
+            .is_some_and(|src| src.delivers.iter().any(|t| t == e.event_type)),
+        None => true,
+    };
+    if !known.iter().all(declared) {
+        known.retain(declared);
+    }
     if !follow_up.has_precedence() || known.len() < 2 {
         return;
     }
+    let follow = |e: &KnownEvent<'_>| e.date >= randomised_on;
     let best = |t: &str, known: &[KnownEvent<'_>]| {
         known
             .iter()
-            .filter(|e| e.event_type == t)
+            .filter(|e| e.event_type == t && follow(e))
             .map(|e| follow_up.rank(t, e.source))
             .min()
     };
     let keep: Vec<bool> = known
         .iter()
         .map(|e| {
-            follow_up
-                .precedence
-                .iter()
-                .all(|p| p.event_type != e.event_type)
+            !follow(e)
+                || follow_up
+                    .precedence
+                    .iter()
+                    .all(|p| p.event_type != e.event_type)
                 || best(e.event_type, known) == Some(follow_up.rank(e.event_type, e.source))
         })
         .collect();
@@ -464,8 +487,10 @@ pub fn count_events(
 /// only through the events received by C and the administrative end C − lag. It can become an
 /// event only when one of its endpoint events is received or comes within follow-up (on its
 /// date plus the lag), and stop being one only when a censoring event is received or comes
-/// within follow-up (the day after its date plus the lag, as follow-up then ends at it); it is
-/// derived on those days only.
+/// within follow-up (the day after its date plus the lag, as follow-up then ends at it), or
+/// when a report of a type under a precedence rule is received or comes within follow-up (a
+/// register taking precedence replaces the events of the others); it is derived on those days
+/// only.
 pub fn event_count_changes(
     follow_up: &FollowUp,
     endpoint: &Endpoint,
@@ -489,11 +514,24 @@ pub fn event_count_changes(
         days.clear();
         for e in events.of_subject(&s.subject) {
             let view = KnownEvent::of(&e.event);
+            let ruled = follow_up
+                .precedence
+                .iter()
+                .any(|p| p.event_type == e.event.event_type);
             if selects(selector, &view) {
                 days.push((e.received_on, false));
                 days.push((e.event.date + lag, false));
             } else if follow_up.censor_on.contains(&e.event.event_type) {
                 days.push((e.received_on, true));
+                days.push((e.event.date + lag + next, true));
+            }
+            if ruled {
+                // A report from a register taking precedence can replace a counted event by a
+                // later one, or by one the endpoint does not select: its receipt can end an
+                // event too, and its coming within follow-up can start one.
+                days.push((e.received_on, true));
+                days.push((e.received_on, false));
+                days.push((e.event.date + lag, false));
                 days.push((e.event.date + lag + next, true));
             }
         }

@@ -5,7 +5,7 @@
 //! a replayed event (same id, same content) changes nothing and a resubmitted id with other
 //! content fails the whole batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -249,15 +249,24 @@ pub fn authorise(principal: &Principal) -> Result<EventScope, IngestError> {
     }
 }
 
-/// The stored form of an event under its attributed source, with its content hash.
-fn to_row(e: &Event, source: Option<String>, recorded_at: &str, token: Option<&str>) -> EventRow {
+/// The stored form of an event under its attributed source, with its content hash. The hash
+/// covers what the sender sent (and the source a feed is bound to), not the attribution, so a
+/// replay stays a replay when attribution changes (an amendment declaring sources, a subject
+/// enrolled after its history arrived).
+fn to_row(
+    e: &Event,
+    source: Option<String>,
+    bound: Option<&str>,
+    recorded_at: &str,
+    token: Option<&str>,
+) -> EventRow {
     let content = serde_json::json!([
         e.subject,
         e.event_type,
         e.date.to_string(),
         e.code,
         e.value,
-        source
+        bound.or(e.source.as_deref())
     ])
     .to_string();
     EventRow {
@@ -344,7 +353,8 @@ fn place(
                 .collect();
             if within.is_empty() {
                 return Placed::OutOfScope(format!(
-                    "subject `{}` is not randomised in any trial{} that declares source `{source}`;                      this token delivers only for those trials' subjects",
+                    "subject `{}` is not randomised in any trial{} that declares source \
+                     `{source}`; this token delivers only for those trials' subjects",
                     event.subject,
                     trial
                         .as_deref()
@@ -354,14 +364,34 @@ fn place(
             (within, Some(source.as_str()))
         }
         EventScope::AnySubject => {
-            let mut within: Vec<&Protocol> = randomised_in
+            let within: Vec<&Protocol> = randomised_in
                 .iter()
                 .filter_map(|(t, _)| protocols.get(t).copied())
                 .collect();
             if within.is_empty() {
-                // Not randomised (yet): history any trial may read later.
-                within = protocols.values().copied().collect();
-                within.sort_by(|a, b| a.trial_id.cmp(&b.trial_id));
+                // Not randomised (yet): history any trial may read later, attributed as the
+                // first trial (by id) knowing the type attributes it.
+                let mut all: Vec<&Protocol> = protocols.values().copied().collect();
+                all.sort_by(|a, b| a.trial_id.cmp(&b.trial_id));
+                for p in &all {
+                    if let Ok(source) =
+                        p.attribute_event(&event.event_type, event.source.as_deref(), None)
+                    {
+                        return Placed::Source(source);
+                    }
+                }
+                return match all.first() {
+                    Some(p) => refusal(
+                        p,
+                        p.attribute_event(&event.event_type, event.source.as_deref(), None),
+                    ),
+                    None => Placed::Refused {
+                        field: "type",
+                        message: "no trial is registered in this database, so no event type is \
+                                  known"
+                            .into(),
+                    },
+                };
             }
             if within.is_empty() {
                 return Placed::Refused {
@@ -373,31 +403,56 @@ fn place(
             (within, None)
         }
     };
-    let mut first_refusal = None;
+    // Events are the subject's, whichever trial reads them: every trial the subject is in
+    // (within the sender's scope) must accept the event and attribute it alike.
+    let mut agreed: Option<(&str, Option<String>)> = None;
     for p in &candidates {
-        match p.attribute_event(&event.event_type, event.source.as_deref(), bound) {
-            Ok(source) => return Placed::Source(source),
-            Err(refusal) => {
-                first_refusal.get_or_insert((p.trial_id.as_str(), refusal));
+        let attributed = p.attribute_event(&event.event_type, event.source.as_deref(), bound);
+        match (attributed, &agreed) {
+            (Err(e), _) => return refusal(p, Err(e)),
+            (Ok(source), None) => agreed = Some((p.trial_id.as_str(), source)),
+            (Ok(source), Some((first, theirs))) if source != *theirs => {
+                return Placed::Refused {
+                    field: "source",
+                    message: format!(
+                        "trials `{first}` and `{}` attribute event type `{}` to different \
+                         sources ({} and {}); name the `source`",
+                        p.trial_id,
+                        event.event_type,
+                        theirs.as_deref().unwrap_or("none"),
+                        source.as_deref().unwrap_or("none")
+                    ),
+                };
             }
+            (Ok(_), Some(_)) => {}
         }
     }
-    let (trial, refusal) = first_refusal.expect("at least one candidate trial");
+    match agreed {
+        Some((_, source)) => Placed::Source(source),
+        None => Placed::Refused {
+            field: "subject",
+            message: "no trial to attribute the event in".into(),
+        },
+    }
+}
+
+/// The refusal of an event by trial `p`.
+fn refusal(p: &Protocol, attributed: Result<Option<String>, SourceRefusal>) -> Placed {
+    let refusal = match attributed {
+        Ok(source) => return Placed::Source(source),
+        Err(r) => r,
+    };
+    let trial = &p.trial_id;
     let field = match refusal {
         SourceRefusal::UnknownType(_) => "type",
         _ => "source",
     };
     let message = match refusal {
-        SourceRefusal::UnknownType(t) => {
-            let known = candidates
-                .first()
-                .map(|p| known_types(p))
-                .unwrap_or_default();
-            format!(
-                "event type `{}` is not an event type of trial `{trial}`; its types are {known}",
-                t.escape_debug()
-            )
-        }
+        SourceRefusal::UnknownType(t) => format!(
+            "event type `{}` is not an event type of trial `{trial}`; its types are {}",
+            t.escape_debug(),
+            known_types(p)
+        ),
         other => format!("{other} (trial `{trial}`)"),
     };
     Placed::Refused { field, message }
@@ -460,6 +515,10 @@ pub async fn ingest(
         .iter()
         .map(|p| (p.trial_id.as_str(), p.as_ref()))
         .collect();
+    let bound = match &delivery.scope {
+        EventScope::Source { source, .. } => Some(source.as_str()),
+        _ => None,
+    };
     let mut outside = Vec::new();
     let mut invalid = Vec::new();
     let mut stored_rows = Vec::with_capacity(events.len());
@@ -469,7 +528,7 @@ pub async fn ingest(
             .map_or(&[][..], Vec::as_slice);
         match place(&delivery.scope, e, theirs, &protocols) {
             Placed::Source(source) => {
-                stored_rows.push(to_row(e, source, &recorded_at, delivery.token_id()))
+                stored_rows.push(to_row(e, source, bound, &recorded_at, delivery.token_id()))
             }
             Placed::OutOfScope(message) => outside.push(RowError {
                 row,
@@ -512,38 +571,29 @@ pub async fn ingest(
             .collect();
         return Err(IngestError::Conflict(errors));
     }
-    // One delivery per source the batch came from. A source token's delivery counts even with
-    // nothing new (the register saying so is what tells a quiet source from a silent one);
-    // another sender's replay of events already stored changes nothing.
-    let mut by_source: BTreeMap<&str, u64> = BTreeMap::new();
-    let is_feed = matches!(delivery.scope, EventScope::Source { .. });
-    if let EventScope::Source { source, .. } = &delivery.scope {
-        by_source.insert(source.as_str(), 0);
-    }
-    if is_feed || outcome.stored > 0 {
-        for r in &stored_rows {
-            if let Some(s) = &r.source {
-                *by_source.entry(s.as_str()).or_default() += 1;
-            }
-        }
-    }
-    let all_new = outcome.stored == stored_rows.len() as u64;
-    for (source, received) in &by_source {
+    // A register's own delivery (its bound token, or the operator's import as it) is recorded,
+    // also with nothing new: that is what tells a quiet source from a silent one. Events other
+    // senders attribute to a source do not make it look alive.
+    if let Some(source) = bound {
         deliveries::record(
             &mut tx,
             &DeliveryRow {
                 source: source.to_string(),
                 received_at: recorded_at.clone(),
                 token_id: delivery.token_id().map(str::to_string),
-                events_received: *received,
-                // Per source only when every row was new; otherwise the batch's total is in
-                // the audit entry.
-                events_stored: if all_new { *received } else { 0 },
+                events_received: events.len() as u64,
+                events_stored: outcome.stored,
             },
         )
         .await?;
     }
-    let sources: Vec<&str> = by_source.keys().copied().collect();
+    let mut sources: Vec<&str> = stored_rows
+        .iter()
+        .filter_map(|r| r.source.as_deref())
+        .chain(bound)
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
     if outcome.stored > 0 {
         let digest = hex::encode(Sha256::digest(
             stored_rows
@@ -561,7 +611,7 @@ pub async fn ingest(
             &serde_json::json!({"received": events.len(), "stored": outcome.stored, "batch_sha256": digest, "sources": sources}),
         )
         .await?;
-    } else if !by_source.is_empty() {
+    } else if bound.is_some() {
         audit::append(
             &mut tx,
             actor,

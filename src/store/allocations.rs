@@ -118,7 +118,8 @@ pub async fn subject_trials(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT DISTINCT subject, trial_id, site_code FROM allocations WHERE subject {}",
+        "SELECT DISTINCT subject, trial_id, site_code FROM allocations WHERE subject {} \
+         ORDER BY subject, trial_id",
         tx.backend().in_json(1)
     );
     let mut unique: Vec<&str> = subjects.to_vec();

@@ -79,6 +79,10 @@ fn assert_same(
     );
     assert!(held.events == fresh.0.events, "{what}: event rows");
     assert_eq!(
+        held.deliveries, fresh.0.deliveries,
+        "{what}: sources' deliveries"
+    );
+    assert_eq!(
         held.in_error, fresh.0.in_error,
         "{what}: randomised-in-error marks"
     );
@@ -140,6 +144,12 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     deliver(&app, &feed, "EARLY", &[0, 3, 13], "mi", 30).await;
     deliver(&app, &feed, "D", &[5, 14, 50], "death", 1).await;
     app.token("sponsor", Some("taste"), None).await;
+    // A register saying "nothing new": a delivery, no event.
+    let population = app.source_token("population_register").await;
+    let (status, body) = app
+        .post("/api/v1/events", &population, &json!({"events": []}))
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     let (rows, later) = match since::since(&app.store, "taste", &marks)
         .await
@@ -175,7 +185,9 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
         4,
         "three randomised, one not eligible"
     );
+    assert_eq!(rows.deliveries.len(), 1, "the empty delivery is read");
     held.add(rows.allocations, rows.events);
+    held.deliveries.extend(rows.deliveries);
     screening.extend(rows.screening);
     assert_same(
         "after adding what was written since",

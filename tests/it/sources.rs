@@ -25,8 +25,8 @@ fn other_trial() -> String {
         &[
             ("[sources.swedeheart]", "[sources.riks_hia]"),
             (
-                "mi = [\"swedeheart\", \"patient_register\"]",
-                "mi = [\"riks_hia\", \"patient_register\"]",
+                "mi = [\"patient_register\", \"swedeheart\"]",
+                "mi = [\"patient_register\", \"riks_hia\"]",
             ),
         ],
     )
@@ -160,7 +160,7 @@ async fn source_tokens_deliver_only_their_sources_types_for_their_trials(db: Tes
     assert!(body["error"]["rows"][0]["message"]
         .as_str()
         .unwrap()
-        .contains("delivered by sources `swedeheart`, `patient_register`"));
+        .contains("delivered by sources `patient_register`, `swedeheart`"));
     assert_eq!(row_counts(&app.store).await, before);
     let (status, body) = app
         .post(
@@ -207,7 +207,8 @@ async fn source_tokens_deliver_only_their_sources_types_for_their_trials(db: Tes
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source"));
     app.stop().await;
 
-    // Provenance in ADTTE: the infarction counted by SWEDEHEART's precedence, by its event id.
+    // Provenance in ADTTE: the infarction the patient register reported, which takes precedence
+    // over SWEDEHEART's, by its event id.
     let out = rrct(&[
         "export",
         "adtte",
@@ -228,9 +229,9 @@ async fn source_tokens_deliver_only_their_sources_types_for_their_trials(db: Tes
         .lines()
         .find(|l| l.contains(taste_subject))
         .expect("the subject's row");
-    // Randomised on day 0: the SWEDEHEART infarction on day 30 counts, not the patient
-    // register's on day 40 (SWEDEHEART takes precedence for infarctions).
-    assert!(row.ends_with(",30,1,,swedeheart,SH-1"), "{csv}");
+    // Randomised on day 0: once the patient register reported its infarction (day 40), it
+    // replaces SWEDEHEART's (day 30).
+    assert!(row.ends_with(",40,1,,patient_register,R-1"), "{csv}");
 }
 
 async fn a_source_that_stops_delivering_is_stale_on_the_pages_and_in_analyse(db: TestDb) {
@@ -330,7 +331,8 @@ async fn a_source_that_stops_delivering_is_stale_on_the_pages_and_in_analyse(db:
                 .clone()
         };
         assert_eq!(endpoint("death_1y")["complete_through"], day(293));
-        assert_eq!(endpoint("death_or_mi_1y")["complete_through"], day(293));
+        // Death or infarction: as far as the patient register (45 days), the slowest.
+        assert_eq!(endpoint("death_or_mi_1y")["complete_through"], day(255));
     }
     for html in &pages {
         assert!(html.contains("Register sources"), "{html}");

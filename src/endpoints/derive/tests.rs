@@ -605,7 +605,7 @@ fn a_slow_sources_outcome_beyond_its_complete_through_date_does_not_count() {
 }
 
 #[test]
-fn a_fast_sources_outcome_on_the_same_day_counts() {
+fn a_fast_sources_outcome_beyond_the_slow_sources_date_counts() {
     // An infarction on 2024-11-20 from the quality register (complete through 2024-12-29):
     // day 50, an event.
     let row = by_registers(
@@ -650,9 +650,7 @@ fn precedence_decides_when_two_sources_report_one_death() {
     ];
     let row = by_registers(&endpoint, subject("A", "2024-10-01"), &both);
     assert_eq!(row.outcome, tte_outcome(11, true));
-    // As of 2024-11-30 only the population register's report had been received: it counts
-    // until the register taking precedence reports (cut-off 2024-11-30, complete through
-    // 2024-10-01 + 0 days? no: 2024-11-30 - 60 = 2024-10-01, so day 9 is beyond it) ...
+    // As of 2024-12-20 (complete through 2024-10-21) both are known: day 11.
     let rows = derive(
         &registers(),
         &endpoint,
@@ -660,7 +658,6 @@ fn precedence_decides_when_two_sources_report_one_death() {
         &both,
         DataCutoff(d("2024-12-20")),
     );
-    // ... as of 2024-12-20 (complete through 2024-10-21) both are known: day 11.
     assert_eq!(rows[0].outcome, tte_outcome(11, true));
     let rows = derive(
         &registers(),
@@ -687,7 +684,7 @@ fn precedence_decides_when_two_sources_report_one_death() {
             event_id: "m1",
         },
     ];
-    apply_precedence(&registers(), &mut known);
+    apply_precedence(&registers(), d("2024-10-01"), &mut known);
     let kept: Vec<(&str, Option<&str>)> = known.iter().map(|e| (e.event_type, e.source)).collect();
     assert_eq!(
         kept,
@@ -727,4 +724,141 @@ fn events_are_attributed_to_the_source_that_delivers_their_type() {
         f.attribute("mi", Some("lab"), None),
         Err(SourceRefusal::UnknownSource(_))
     ));
+}
+
+#[test]
+fn one_type_from_two_sources_counts_through_the_first_sources_date() {
+    // Deaths: the cause-of-death register (60 days) takes precedence over the population
+    // register (30 days), so deaths are complete through 2024-11-01 as of 2024-12-31, whichever
+    // register reports them. A death on 2024-11-15 (after that date, within the population
+    // register's 2024-12-01) reported by the population register does not count yet.
+    let row = by_registers(
+        &tte(&["death"], Some(365)),
+        subject("A", "2024-10-01"),
+        &[from(
+            ev("p1", "A", "death", "2024-11-15", "2024-11-20"),
+            "population",
+        )],
+    );
+    assert_eq!(row.outcome, tte_outcome(31, false));
+    // On 2024-10-25 (day 24) it does, by the population register until the other reports.
+    let row = by_registers(
+        &tte(&["death"], Some(365)),
+        subject("A", "2024-10-01"),
+        &[from(
+            ev("p1", "A", "death", "2024-10-25", "2024-10-27"),
+            "population",
+        )],
+    );
+    assert_eq!(row.outcome, tte_outcome(24, true));
+    assert_eq!(row.source.as_deref(), Some("population"));
+    assert_eq!(row.source_event_id.as_deref(), Some("p1"));
+}
+
+#[test]
+fn history_from_the_first_source_does_not_hide_the_others_follow_up() {
+    // A death cannot be history, so take infarctions: the patient register (complete, first)
+    // and the quality register. A quality-register infarction from 2020 must not hide the
+    // patient register's... and the other way round: the patient register's history must not
+    // hide the quality register's infarction after randomisation.
+    let f = FollowUp {
+        sources: vec![source("patient", &["mi"], 0), source("quality", &["mi"], 0)],
+        precedence: vec![crate::protocol::Precedence {
+            event_type: "mi".into(),
+            sources: vec!["patient".into(), "quality".into()],
+        }],
+        ..FollowUp::default()
+    };
+    let events = [
+        from(ev("old", "A", "mi", "2020-05-01", "2024-10-02"), "patient"),
+        from(ev("q1", "A", "mi", "2024-10-11", "2024-10-12"), "quality"),
+    ];
+    let rows = derive(
+        &f,
+        &tte(&["mi"], Some(365)),
+        &[subject("A", "2024-10-01")],
+        &events,
+        DataCutoff(d(CUTOFF)),
+    );
+    assert_eq!(rows[0].outcome, tte_outcome(10, true));
+    assert_eq!(rows[0].source.as_deref(), Some("quality"));
+}
+
+#[test]
+fn an_event_under_a_source_not_delivering_its_type_here_is_ignored() {
+    // Stored for another trial by a register this protocol does not read deaths from.
+    let row = by_registers(
+        &tte(&["death"], Some(365)),
+        subject("A", "2024-10-01"),
+        &[from(
+            ev("x1", "A", "death", "2024-10-05", "2024-10-06"),
+            "swedeheart",
+        )],
+    );
+    assert_eq!(row.outcome, tte_outcome(31, false));
+}
+
+#[test]
+fn counting_events_agrees_with_the_derived_rows_under_precedence() {
+    // Subject a: the population register's death on day 9 is counted, then the cause-of-death
+    // register's report dated day 200 replaces it (after the horizon of 100 days: no event).
+    // Subject b: the cause-of-death register's death arrives first; a population report later
+    // changes nothing. Subject c: only the population register reports.
+    let subjects = [
+        subject("a", "2024-01-01"),
+        subject("b", "2024-01-01"),
+        subject("c", "2024-01-01"),
+    ];
+    let events = [
+        from(
+            ev("p-a", "a", "death", "2024-01-10", "2024-01-12"),
+            "population",
+        ),
+        from(
+            ev("c-a", "a", "death", "2024-07-19", "2024-07-25"),
+            "cause_of_death",
+        ),
+        from(
+            ev("c-b", "b", "death", "2024-02-01", "2024-02-03"),
+            "cause_of_death",
+        ),
+        from(
+            ev("p-b", "b", "death", "2024-01-20", "2024-03-01"),
+            "population",
+        ),
+        from(
+            ev("p-c", "c", "death", "2024-03-01", "2024-03-02"),
+            "population",
+        ),
+    ];
+    let grouped = EventsBySubject::new(&events);
+    let f = registers();
+    let mut removals = 0;
+    for endpoint in [tte(&["death"], Some(100)), tte(&["death"], None)] {
+        let mut changes = event_count_changes(
+            &f,
+            &endpoint,
+            &subjects,
+            &grouped,
+            DataCutoff(d("2024-12-31")),
+        );
+        changes.sort_unstable();
+        removals += changes.iter().filter(|c| c.1 == -1).count();
+        let mut day = d("2024-01-01");
+        while day <= d("2024-12-31") {
+            let swept: i64 = changes.iter().filter(|c| c.0 <= day).map(|c| c.1).sum();
+            let cutoff = DataCutoff(day);
+            let rows = derive(&f, &endpoint, &subjects, &events, cutoff);
+            let expected = rows
+                .iter()
+                .filter(|r| matches!(r.outcome, Outcome::TimeToEvent { event: true, .. }))
+                .count() as i64;
+            assert_eq!(swept, expected, "{} at {day}", endpoint.id);
+            day = day + chrono::Days::new(1);
+        }
+    }
+    assert!(
+        removals > 0,
+        "a report taking precedence takes a counted death away"
+    );
 }
