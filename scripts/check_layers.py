@@ -23,9 +23,9 @@ import re
 import sys
 from collections import defaultdict
 
-INTERFACES = ("api", "dashboard", "cli", "demo", "main")
-CORE = ("protocol", "randomise", "endpoints", "analysis", "stats", "design", "pseudonym", "outbound")
-OUTER = ("store", "service", "sim", "api", "dashboard", "cli", "demo")
+INTERFACES = ("api", "bus", "dashboard", "cli", "demo", "main")
+CORE = ("protocol", "randomise", "endpoints", "analysis", "stats", "design", "pseudonym", "outbound", "inbound")
+OUTER = ("store", "service", "sim", "api", "bus", "dashboard", "cli", "demo")
 IO_CRATES = ("sqlx", "axum", "tokio")
 
 

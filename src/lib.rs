@@ -32,12 +32,14 @@
 
 pub mod analysis;
 pub mod api;
+pub mod bus;
 pub mod cli;
 pub mod dashboard;
 pub mod demo;
 pub mod design;
 pub mod endpoints;
 pub mod identity;
+pub mod inbound;
 pub mod outbound;
 pub mod protocol;
 pub mod pseudonym;

@@ -5,32 +5,13 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::service::error::{Code, CodedError};
 
-/// The HTTP status of each code.
+/// The HTTP status of each code (the one table is [`Code::http_status`]).
 pub fn status(code: Code) -> StatusCode {
-    use Code::*;
-    match code {
-        MalformedJson | InvalidQuery => StatusCode::BAD_REQUEST,
-        Unauthenticated => StatusCode::UNAUTHORIZED,
-        Forbidden => StatusCode::FORBIDDEN,
-        TrialNotFound | EnrolmentNotFound | NotFound => StatusCode::NOT_FOUND,
-        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        AlreadyRandomised | RecordConflict | TrialNotActive | ClusterArmClosed
-        | AlreadyMarkedInError | AlreadyRevoked | EventConflict => StatusCode::CONFLICT,
-        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        NotEligible | InvalidEnrolment | InvalidRequest | InvalidEvents => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-        CrossSiteRequest => StatusCode::FORBIDDEN,
-        Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-    }
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// An API failure: a code from the table, a message for people, and optional details.
@@ -58,12 +39,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = Map::new();
-        error.insert("code".into(), json!(self.code.as_str()));
-        error.insert("message".into(), json!(self.message));
-        error.extend(self.details);
-        let mut response =
-            (status(self.code), axum::Json(json!({ "error": error }))).into_response();
+        let body = crate::service::error::error_body(self.code, &self.message, self.details);
+        let mut response = (status(self.code), axum::Json(body)).into_response();
         if self.code == Code::Unauthenticated {
             response
                 .headers_mut()

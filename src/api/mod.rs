@@ -5,6 +5,7 @@
 
 pub mod application;
 pub mod auth;
+pub mod cloudevents;
 pub mod enrolments;
 pub mod error;
 pub mod events;
@@ -42,6 +43,7 @@ pub fn app(state: AppState, limits: application::Limits) -> Router {
         .route("/healthz", get(healthz))
         .merge(enrolments::router())
         .merge(events::router())
+        .merge(cloudevents::router())
         .merge(trials::router())
         .merge(tokens::router())
         .with_state(state.clone())

@@ -38,6 +38,18 @@ pub struct ServeArgs {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// NATS server to consume enrolments, screenings and events from (JetStream stream
+    /// `RRCT_IN`) and publish the outbox to (`RRCT_OUT`), e.g. nats://127.0.0.1:4222.
+    #[arg(long, env = "RRCT_NATS_URL")]
+    nats: Option<String>,
+    /// Subject prefix on the bus (`rrct`: subjects rrct.in.>, rrct.out.>, rrct.dead.>; streams
+    /// RRCT_IN, RRCT_OUT, RRCT_DEAD).
+    #[arg(long, env = "RRCT_NATS_PREFIX", default_value = "rrct")]
+    nats_prefix: String,
+    /// Seconds a message taken by this instance may stay unacknowledged before the bus hands it
+    /// to another instance.
+    #[arg(long, env = "RRCT_NATS_ACK_WAIT_SECS", default_value_t = 30)]
+    nats_ack_wait_secs: u64,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -62,7 +74,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Scripts and tests read the bound address from this line.
     println!("listening on {addr}");
     let store = app.state().store.clone();
+    let bus = match &args.nats {
+        Some(url) => {
+            let mut settings = crate::bus::BusSettings::new(url);
+            settings.prefix = args.nats_prefix.clone();
+            settings.ack_wait = Duration::from_secs(args.nats_ack_wait_secs.max(1));
+            let bus = crate::bus::start(app.state().clone(), settings)
+                .await
+                .context("rrct serve cannot start the bus")?;
+            // Scripts and tests wait for this line.
+            println!("consuming {url}");
+            Some(bus)
+        }
+        None => None,
+    };
     app.run_until(application::shutdown_signal()).await?;
+    if let Some(bus) = bus {
+        bus.stop().await;
+    }
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,11 @@ pub enum Code {
     RequestTimeout,
     /// A page's form was posted from another site.
     CrossSiteRequest,
+    /// A CloudEvent's envelope breaks the specification or names no type rrct receives (each
+    /// attribute named).
+    InvalidCloudEvent,
+    /// A CloudEvent's source and id were received before with other content.
+    CloudEventConflict,
     /// A fault on our side; details are in the server log.
     Internal,
     /// The database cannot be reached.
@@ -96,6 +101,8 @@ impl Code {
             TooManyRequests => "too_many_requests",
             RequestTimeout => "request_timeout",
             CrossSiteRequest => "cross_site_request",
+            InvalidCloudEvent => "invalid_cloudevent",
+            CloudEventConflict => "cloudevent_conflict",
             Internal => "internal",
             Unavailable => "unavailable",
         }
@@ -106,6 +113,71 @@ impl Code {
     pub fn is_fault(self) -> bool {
         matches!(self, Code::Internal | Code::Unavailable)
     }
+
+    /// The HTTP status of the code: the API answers with it, and the bus's replies carry it in
+    /// their `Rrct-Status` header, so both speak one table.
+    pub fn http_status(self) -> u16 {
+        use Code::*;
+        match self {
+            MalformedJson | InvalidQuery | InvalidCloudEvent => 400,
+            Unauthenticated => 401,
+            Forbidden | CrossSiteRequest => 403,
+            TrialNotFound | EnrolmentNotFound | NotFound => 404,
+            MethodNotAllowed => 405,
+            RequestTimeout => 408,
+            AlreadyRandomised | RecordConflict | TrialNotActive | ClusterArmClosed
+            | AlreadyMarkedInError | AlreadyRevoked | EventConflict | CloudEventConflict => 409,
+            PayloadTooLarge => 413,
+            UnsupportedMediaType => 415,
+            NotEligible | InvalidEnrolment | InvalidRequest | InvalidEvents => 422,
+            TooManyRequests => 429,
+            Internal => 500,
+            Unavailable => 503,
+        }
+    }
+
+    /// Every code.
+    pub const ALL: [Code; 28] = [
+        Code::MalformedJson,
+        Code::InvalidQuery,
+        Code::Unauthenticated,
+        Code::Forbidden,
+        Code::TrialNotFound,
+        Code::EnrolmentNotFound,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::AlreadyRandomised,
+        Code::RecordConflict,
+        Code::TrialNotActive,
+        Code::ClusterArmClosed,
+        Code::AlreadyMarkedInError,
+        Code::AlreadyRevoked,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::NotEligible,
+        Code::InvalidEnrolment,
+        Code::InvalidRequest,
+        Code::InvalidEvents,
+        Code::EventConflict,
+        Code::TooManyRequests,
+        Code::RequestTimeout,
+        Code::CrossSiteRequest,
+        Code::InvalidCloudEvent,
+        Code::CloudEventConflict,
+        Code::Internal,
+        Code::Unavailable,
+    ];
+}
+
+/// The error body every interface sends: `{"error": {"code", "message", ...details}}`.
+pub fn error_body(code: Code, message: &str, details: Map<String, Value>) -> Value {
+    let mut error = Map::new();
+    error.insert("code".into(), Value::String(code.as_str().into()));
+    error.insert("message".into(), Value::String(message.into()));
+    error.extend(details);
+    let mut body = Map::new();
+    body.insert("error".into(), Value::Object(error));
+    Value::Object(body)
 }
 
 /// A service error that names its code, the message a client may read and the details that go

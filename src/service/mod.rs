@@ -23,6 +23,8 @@ pub mod error;
 pub mod events;
 pub mod feasibility;
 pub mod health;
+pub mod intake;
+pub mod outbox;
 pub mod randomised_in_error;
 pub mod screening;
 pub mod seed_vault;

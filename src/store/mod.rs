@@ -24,6 +24,7 @@ pub mod balance;
 pub mod batch;
 pub mod deliveries;
 pub mod events;
+pub mod inbound;
 pub mod outbox;
 pub mod screening_log;
 pub mod since;

@@ -1,0 +1,78 @@
+//! CloudEvents received: the answer kept under each `(source, id)`, so that a replay is answered
+//! alike and a reuse of the key with other content is told apart.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, StoreResult};
+
+/// An answer kept for a CloudEvent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub ce_type: String,
+    pub content_sha256: String,
+    pub status: u16,
+    pub answer: serde_json::Value,
+}
+
+/// The answer kept for `(source, id)`, if any.
+pub async fn find(store: &Store, source: &str, id: &str) -> StoreResult<Option<Kept>> {
+    let row = sqlx::query(
+        "SELECT ce_type, content_sha256, status, answer FROM inbound_events \
+         WHERE ce_source = $1 AND ce_id = $2",
+    )
+    .bind(source)
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| {
+        let answer: String = r.try_get("answer")?;
+        let status: i64 = r.try_get("status")?;
+        Ok(Kept {
+            ce_type: r.try_get("ce_type")?,
+            content_sha256: r.try_get("content_sha256")?,
+            status: u16::try_from(status).unwrap_or(500),
+            answer: serde_json::from_str(&answer)
+                .map_err(|e| StoreError::Corrupt(format!("inbound answer is not JSON: {e}")))?,
+        })
+    })
+    .transpose()
+}
+
+/// Keep the answer given for `(source, id)`, unless one is kept already: then that one is
+/// returned (the first answer stands).
+pub async fn keep(
+    store: &Store,
+    source: &str,
+    id: &str,
+    kept: &Kept,
+    received_at: &str,
+) -> StoreResult<Option<Kept>> {
+    let mut tx = store.begin_write().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO inbound_events (ce_source, ce_id, ce_type, content_sha256, status, answer, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ce_source, ce_id) DO NOTHING",
+    )
+    .bind(source)
+    .bind(id)
+    .bind(&kept.ce_type)
+    .bind(&kept.content_sha256)
+    .bind(i64::from(kept.status))
+    .bind(kept.answer.to_string())
+    .bind(received_at)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    if inserted == 1 {
+        Ok(None)
+    } else {
+        find(store, source, id).await
+    }
+}
+
+/// Number of kept answers (tests).
+pub async fn count(store: &Store) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events")
+        .fetch_one(store.pool())
+        .await?)
+}
