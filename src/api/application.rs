@@ -15,6 +15,7 @@ use crate::protocol::{self, ProtocolErrors};
 use crate::randomise::MasterSeed;
 use crate::service::seed_vault::SeedKey;
 use crate::service::trials::{self, LoadError};
+use crate::service::webhooks::{self, DeliveryOptions};
 use crate::service::{connect, AppState, Clock, TrialRegistry};
 
 /// Where the served trials come from.
@@ -65,6 +66,8 @@ pub struct Settings {
     /// The key the trials' master seeds are sealed with (kept apart from the database).
     pub seed_key: SeedKey,
     pub limits: Limits,
+    /// How webhooks are delivered (the worker runs beside the server).
+    pub webhooks: DeliveryOptions,
 }
 
 impl Settings {
@@ -79,6 +82,7 @@ impl Settings {
             clock,
             seed_key,
             limits: Limits::default(),
+            webhooks: DeliveryOptions::default(),
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct Application {
     address: SocketAddr,
     state: AppState,
     limits: Limits,
+    seed_key: SeedKey,
+    webhooks: DeliveryOptions,
 }
 
 impl Application {
@@ -174,6 +180,8 @@ impl Application {
             address,
             state: AppState::new(store, registry, settings.clock),
             limits: settings.limits,
+            seed_key: settings.seed_key,
+            webhooks: settings.webhooks,
         })
     }
 
@@ -188,13 +196,22 @@ impl Application {
     }
 
     /// Serve until `shutdown` resolves, then finish in-flight requests. The served trials'
-    /// data are read for the trial views meanwhile.
+    /// data are read for the trial views meanwhile, and webhooks are delivered until the server
+    /// stops (their requests in flight finish too).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         self.state.warm_in_background();
-        serve_with_limits(self.listener, self.state, self.limits, shutdown).await
+        let (stop_webhooks, webhooks_stopped) = tokio::sync::oneshot::channel::<()>();
+        let store = self.state.store.clone();
+        let delivery = webhooks::spawn_delivery(store, self.seed_key, self.webhooks, async {
+            let _ = webhooks_stopped.await;
+        });
+        let served = serve_with_limits(self.listener, self.state, self.limits, shutdown).await;
+        let _ = stop_webhooks.send(());
+        let _ = delivery.await;
+        served
     }
 }
 

@@ -16,6 +16,7 @@ mod serve;
 mod simulate;
 mod stats;
 mod tokens;
+mod webhook;
 
 use crate::service::audit_trail::{self, ChainStatus};
 use crate::service::{connect, randomised_in_error, trials, Clock, COMMAND_DB_TIMEOUT};
@@ -65,6 +66,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: tokens::TokenCommand,
+    },
+    /// Webhooks: a trial's outbox records sent as signed CloudEvents, in order, at least once.
+    Webhook {
+        #[command(subcommand)]
+        command: webhook::WebhookCommand,
     },
     /// Bring register data in (follow-up events).
     Import {
@@ -208,6 +214,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Token { command } => tokens::run(command).await,
+        Command::Webhook { command } => webhook::run(command).await,
         Command::Import { command } => data::import(command).await,
         Command::Export { command } => data::export(command).await,
         Command::Analyse(args) => data::analyse(args).await,

@@ -66,6 +66,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
             max_connections: args.max_connections.max(1),
         },
+        webhooks: Default::default(),
     })
     .await
     .context("rrct serve cannot start")?;

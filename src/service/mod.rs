@@ -13,6 +13,7 @@
 //! - [`enrol`], [`screening`], [`events`], [`randomised_in_error`]: the writes;
 //! - [`trial_view`]: the one way every interface reads an analysed trial;
 //! - [`audit_trail`], [`health`], [`feasibility`]: the rest of what readers ask.
+//! - [`webhooks`]: webhooks registered, and the worker that delivers the outbox to them.
 
 pub mod audit_trail;
 pub mod auth;
@@ -32,6 +33,7 @@ pub mod state;
 pub mod tokens;
 pub mod trial_view;
 pub mod trials;
+pub mod webhooks;
 
 pub use auth::{Principal, Role};
 pub use clock::Clock;

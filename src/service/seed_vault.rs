@@ -9,6 +9,10 @@
 //! The key is 32 random bytes written as 64 hex digits, read from the file named by
 //! `--seed-key-file` or `RRCT_SEED_KEY_FILE`, or from `RRCT_SEED_KEY` itself. `rrct seeds
 //! new-key` makes one; `rrct seeds rotate-key` re-seals every seed under a new one.
+//!
+//! Other secrets the server must use but a database copy must not reveal (webhooks' signing
+//! secrets) are sealed under the same key with [`seal_secret`]: their own tag, and the
+//! caller's context as associated data.
 
 use std::path::Path;
 
@@ -70,6 +74,14 @@ pub enum VaultError {
     Unreadable(String),
     #[error("cannot draw randomness from the operating system: {0}")]
     Entropy(String),
+    #[error("{what} is sealed with key {stored}, not with the key given ({given})")]
+    SecretWrongKey {
+        what: String,
+        stored: String,
+        given: String,
+    },
+    #[error("{0} does not open: altered, moved, or not a sealed secret")]
+    SecretTampered(String),
 }
 
 impl SeedKey {
@@ -220,6 +232,62 @@ pub fn open(key: &SeedKey, trial: &str, stored: &[u8]) -> Result<Stored, VaultEr
         .ok_or_else(|| VaultError::Unreadable(trial.to_string()))
 }
 
+/// Tag of a sealed secret other than a seed.
+const SECRET_MAGIC: &[u8; 12] = b"rrct-secret1";
+
+/// Seal a secret other than a seed (`context`, the associated data, says whose it is and
+/// what it is bound to). Stored: tag · key id · nonce · ciphertext and tag.
+pub fn seal_secret(key: &SeedKey, context: &[u8], secret: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| VaultError::Entropy(e.to_string()))?;
+    let sealed = XChaCha20Poly1305::new((&key.key).into())
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: secret,
+                aad: context,
+            },
+        )
+        .map_err(|_| VaultError::Entropy("sealing failed".into()))?;
+    let mut out = Vec::with_capacity(SECRET_MAGIC.len() + KEY_ID_LEN + NONCE_LEN + sealed.len());
+    out.extend_from_slice(SECRET_MAGIC);
+    out.extend_from_slice(&key.id);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Open a secret sealed by [`seal_secret`] with the same `context`; `what` names it in errors.
+pub fn open_secret(
+    key: &SeedKey,
+    what: &str,
+    context: &[u8],
+    stored: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    let header = SECRET_MAGIC.len() + KEY_ID_LEN + NONCE_LEN;
+    if stored.len() < header + 16 || !stored.starts_with(SECRET_MAGIC) {
+        return Err(VaultError::SecretTampered(what.to_string()));
+    }
+    let (id, rest) = stored[SECRET_MAGIC.len()..].split_at(KEY_ID_LEN);
+    if id != key.id {
+        return Err(VaultError::SecretWrongKey {
+            what: what.to_string(),
+            stored: hex::encode(id),
+            given: key.id_hex(),
+        });
+    }
+    let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    XChaCha20Poly1305::new((&key.key).into())
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: context,
+            },
+        )
+        .map_err(|_| VaultError::SecretTampered(what.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +324,28 @@ mod tests {
         ));
         // Two seals of one seed differ (fresh nonces).
         assert_ne!(sealed, seal(&key, "taste", &seed).unwrap());
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_with_its_key_and_context_only() {
+        let key = SeedKey::generate().unwrap();
+        let sealed = seal_secret(&key, b"ctx", b"the secret").unwrap();
+        assert!(!sealed.windows(10).any(|w| w == b"the secret"));
+        assert_eq!(
+            open_secret(&key, "it", b"ctx", &sealed).unwrap(),
+            b"the secret"
+        );
+        assert!(matches!(
+            open_secret(&key, "it", b"other", &sealed),
+            Err(VaultError::SecretTampered(_))
+        ));
+        assert!(matches!(
+            open_secret(&SeedKey::generate().unwrap(), "it", b"ctx", &sealed),
+            Err(VaultError::SecretWrongKey { .. })
+        ));
+        assert!(matches!(
+            open_secret(&key, "it", b"ctx", b""),
+            Err(VaultError::SecretTampered(_))
+        ));
     }
 }

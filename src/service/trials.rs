@@ -198,6 +198,7 @@ pub async fn register_with_seed(
             trials::replace_seeds(
                 store,
                 &[(protocol.trial_id.clone(), sealed)],
+                &[],
                 "system",
                 "seed_sealed",
                 &serde_json::json!({"trial": protocol.trial_id, "key_id": key.id_hex()}),
@@ -263,15 +264,23 @@ pub async fn rotate_seed_key(
         };
         resealed.push((trial.clone(), seed_vault::seal(new, &trial, &seed)?));
     }
+    // Webhooks' signing secrets are sealed under the same key: re-sealed in the same transaction.
+    let mut webhook_secrets = Vec::new();
+    for w in crate::store::webhooks::sealed_secrets(store).await? {
+        let sealed = super::webhooks::secret::reseal(old, new, &w)?;
+        webhook_secrets.push((w.webhook_id, sealed));
+    }
     trials::replace_seeds(
         store,
         &resealed,
+        &webhook_secrets,
         actor,
         "seed_key_rotated",
         &serde_json::json!({
             "from_key_id": old.id_hex(),
             "to_key_id": new.id_hex(),
             "seeds": resealed.len(),
+            "webhook_secrets": webhook_secrets.len(),
         }),
     )
     .await?;

@@ -30,6 +30,7 @@ pub mod screening_log;
 pub mod since;
 pub mod tokens;
 pub mod trials;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

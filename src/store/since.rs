@@ -61,8 +61,10 @@ pub enum Since {
 
 /// Audit actions that add rows to the allocations, the events or the screening log, or change
 /// nothing a trial's data are made of (tokens, the trial's status).
-const ADDING_ONLY: [&str; 9] = [
+const ADDING_ONLY: [&str; 11] = [
     "source_stale",
+    "webhook_added",
+    "webhook_removed",
     "randomised",
     "screened_not_eligible",
     "screened_not_randomised",

@@ -429,10 +429,12 @@ pub async fn stored_seeds(store: &Store) -> StoreResult<Vec<(String, Vec<u8>)>> 
         .collect()
 }
 
-/// Replace stored seeds (sealed anew) in one transaction with one audit entry: all or none.
+/// Replace stored seeds (sealed anew), and webhooks' secrets sealed under the same key, in one
+/// transaction with one audit entry: all or none.
 pub async fn replace_seeds(
     store: &Store,
     seeds: &[(String, Vec<u8>)],
+    webhook_secrets: &[(String, Vec<u8>)],
     actor: &str,
     action: &str,
     payload: &serde_json::Value,
@@ -445,6 +447,7 @@ pub async fn replace_seeds(
             .execute(tx.conn())
             .await?;
     }
+    super::webhooks::replace_sealed_secrets(&mut tx, webhook_secrets).await?;
     audit::append(&mut tx, actor, action, None, payload).await?;
     tx.commit().await
 }

@@ -25,3 +25,4 @@ mod sources;
 mod trust;
 mod trust_ops;
 mod trust_properties;
+mod webhooks;

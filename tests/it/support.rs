@@ -175,7 +175,17 @@ pub struct TestApp {
 impl TestApp {
     /// Register the given protocol sources with a fixed seed and serve them on 127.0.0.1:0.
     pub async fn spawn(db: &TestDb, protocols: &[&str], seed: &str) -> TestApp {
-        let app = Application::build(Settings::local(
+        TestApp::spawn_with(db, protocols, seed, |_| {}).await
+    }
+
+    /// As [`TestApp::spawn`], with the settings changed by `configure` first.
+    pub async fn spawn_with(
+        db: &TestDb,
+        protocols: &[&str],
+        seed: &str,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let mut settings = Settings::local(
             db.url.clone(),
             Trials::Sources {
                 protocols: protocols
@@ -186,9 +196,9 @@ impl TestApp {
             },
             Clock::system(),
             seed_key(),
-        ))
-        .await
-        .expect("build the app");
+        );
+        configure(&mut settings);
+        let app = Application::build(settings).await.expect("build the app");
         let clock = app.state().clock.clone();
         let base = format!("http://{}", app.address());
         let store = app.state().store.clone();
