@@ -68,6 +68,9 @@ pub struct Settings {
     pub limits: Limits,
     /// How webhooks are delivered (the worker runs beside the server).
     pub webhooks: DeliveryOptions,
+    /// How often stale sources are looked for (and their alarm raised); `None`: never (tests and
+    /// the demo, which look when they choose).
+    pub stale_source_check: Option<Duration>,
 }
 
 impl Settings {
@@ -83,6 +86,7 @@ impl Settings {
             seed_key,
             limits: Limits::default(),
             webhooks: DeliveryOptions::default(),
+            stale_source_check: None,
         }
     }
 }
@@ -123,6 +127,7 @@ pub struct Application {
     limits: Limits,
     seed_key: SeedKey,
     webhooks: DeliveryOptions,
+    stale_source_check: Option<Duration>,
 }
 
 impl Application {
@@ -182,6 +187,7 @@ impl Application {
             limits: settings.limits,
             seed_key: settings.seed_key,
             webhooks: settings.webhooks,
+            stale_source_check: settings.stale_source_check,
         })
     }
 
@@ -208,9 +214,24 @@ impl Application {
         let delivery = webhooks::spawn_delivery(store, self.seed_key, self.webhooks, async {
             let _ = webhooks_stopped.await;
         });
+        let (stop_alarms, alarms_stopped) = tokio::sync::oneshot::channel::<()>();
+        let alarms = self.stale_source_check.map(|every| {
+            tokio::spawn(crate::service::alarms::watch(
+                self.state.store.clone(),
+                self.state.clock.clone(),
+                every,
+                async {
+                    let _ = alarms_stopped.await;
+                },
+            ))
+        });
         let served = serve_with_limits(self.listener, self.state, self.limits, shutdown).await;
         let _ = stop_webhooks.send(());
+        let _ = stop_alarms.send(());
         let _ = delivery.await;
+        if let Some(alarms) = alarms {
+            let _ = alarms.await;
+        }
         served
     }
 }

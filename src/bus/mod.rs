@@ -313,7 +313,9 @@ async fn handle(
                     actor: format!("bus:{}", envelope.source),
                     ..principal
                 };
-                let answer = intake::receive(state, &principal, &envelope).await;
+                let answer =
+                    intake::receive_keeping(state, &principal, &envelope, intake::Keeping::After)
+                        .await;
                 (
                     answer,
                     Some(envelope.id.clone()),

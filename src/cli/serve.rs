@@ -67,13 +67,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_connections: args.max_connections.max(1),
         },
         webhooks: Default::default(),
+        stale_source_check: Some(crate::service::alarms::CHECK_EVERY),
     })
     .await
     .context("rrct serve cannot start")?;
     let addr = app.address();
-    tracing::info!(%addr, trials = app.state().trials.len(), "serving");
-    // Scripts and tests read the bound address from this line.
-    println!("listening on {addr}");
     let store = app.state().store.clone();
     let bus = match &args.nats {
         Some(url) => {
@@ -83,12 +81,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let bus = crate::bus::start(app.state().clone(), settings)
                 .await
                 .context("rrct serve cannot start the bus")?;
-            // Scripts and tests wait for this line.
-            println!("consuming {url}");
+            tracing::info!(nats = %application::redact(url), "consuming the bus");
             Some(bus)
         }
         None => None,
     };
+    tracing::info!(%addr, trials = app.state().trials.len(), "serving");
+    // Scripts and tests read the bound address from this line (the bus, when configured, is
+    // consumed by then).
+    println!("listening on {addr}");
     app.run_until(application::shutdown_signal()).await?;
     if let Some(bus) = bus {
         bus.stop().await;

@@ -14,7 +14,7 @@
 //!
 //! # File layout
 //! Top level: `id`, `title`, `version`, `status` (default `recruiting`), `target_sample_size`,
-//! `consent`, `ethics_approval` (optional); then `[[sites]]` (`code`, `name`), `[[arms]]`
+//! `consent`, `masking` (`open_label` or `blinded`, the default), `ethics_approval` (optional); then `[[sites]]` (`code`, `name`), `[[arms]]`
 //! (`id`, `label`, `ratio`), `[fields.NAME]` (`type`, `label`, `required`, `min`, `max`,
 //! `levels`), `[derived.NAME]` (`from`, `cuts`, `labels`), `[[inclusion]]` and `[[exclusion]]`
 //! (`id`, `text`, `field`, and conditions `eq`, `ne`, `in`, `not_in`, `lt`, `le`, `gt`, `ge`),

@@ -5,9 +5,9 @@
 //! so a replay gets the same answer, and the same key with other content is a conflict.
 //!
 //! An answer is the status and JSON body the HTTP endpoints would give (the bus sends the body
-//! as its reply and the status in a header). Answers are kept only when final: a refusal or
-//! success, never a fault of the engine (5xx) or a rate limit, after which the sender may try
-//! again.
+//! as its reply and the status in a header). Answers are kept only when they follow from the
+//! event alone (see [`Answer::is_final`]): never a fault of the engine, a rate limit or a
+//! refusal of the sender's scope, after which the same event may be sent again.
 
 use serde_json::{json, Map, Value};
 
@@ -46,10 +46,56 @@ impl Answer {
     pub fn is_transient(&self) -> bool {
         self.status >= 500 || self.status == 429
     }
+
+    /// Whether the answer follows from the event alone, and so is kept for its replays: a
+    /// success, or a refusal of what the event says (invalid, not eligible, a conflict). A
+    /// refusal of who sent it (401, 403), of where (404) or of when (a trial not recruiting, a
+    /// fault) is not kept: the same event may succeed when sent again.
+    fn is_final(&self) -> bool {
+        if (200..300).contains(&self.status) {
+            return true;
+        }
+        let code = self.body["error"]["code"].as_str().unwrap_or("");
+        [
+            Code::MalformedJson,
+            Code::InvalidCloudEvent,
+            Code::InvalidEnrolment,
+            Code::InvalidRequest,
+            Code::InvalidEvents,
+            Code::NotEligible,
+            Code::AlreadyRandomised,
+            Code::RecordConflict,
+            Code::EventConflict,
+        ]
+        .iter()
+        .any(|c| c.as_str() == code)
+    }
+}
+
+/// Take one CloudEvent through its path for `principal`.
+/// When the answer is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keeping {
+    /// Before answering (HTTP: a replay sent right after the answer finds it).
+    Before,
+    /// After answering (the bus: the answer is not held up by the keeping's commit; the change
+    /// itself is committed before the answer either way, so a replay meanwhile is answered by
+    /// the record's or event's own idempotency, with the same allocation).
+    After,
 }
 
 /// Take one CloudEvent through its path for `principal`.
 pub async fn receive(state: &AppState, principal: &Principal, envelope: &Envelope) -> Answer {
+    receive_keeping(state, principal, envelope, Keeping::Before).await
+}
+
+/// [`receive`], keeping the answer before or after answering.
+pub async fn receive_keeping(
+    state: &AppState,
+    principal: &Principal,
+    envelope: &Envelope,
+    keeping: Keeping,
+) -> Answer {
     match store::inbound::find(&state.store, &envelope.source, &envelope.id).await {
         Ok(Some(kept)) if kept.content_sha256 == envelope.content_sha256 => {
             return Answer {
@@ -72,7 +118,7 @@ pub async fn receive(state: &AppState, principal: &Principal, envelope: &Envelop
         Err(e) => return Answer::of(&e),
     }
     let answer = dispatch(state, principal, envelope).await;
-    if !answer.is_transient() {
+    if answer.is_final() {
         let kept = store::inbound::Kept {
             ce_type: envelope.event_type.clone(),
             content_sha256: envelope.content_sha256.clone(),
@@ -80,9 +126,20 @@ pub async fn receive(state: &AppState, principal: &Principal, envelope: &Envelop
             answer: answer.body.clone(),
         };
         let at = state.clock.now().to_string();
-        match store::inbound::keep(&state.store, &envelope.source, &envelope.id, &kept, &at).await {
+        let hash = kept.content_sha256.clone();
+        let item = (envelope.source.clone(), envelope.id.clone(), kept, at);
+        if keeping == Keeping::After {
+            let keeper = state.kept.clone();
+            tokio::spawn(async move {
+                if let Err(e) = keeper.keep(item).await {
+                    tracing::warn!(error = %e, "a CloudEvent's answer was not kept");
+                }
+            });
+            return answer;
+        }
+        match state.kept.keep(item).await {
             // Another delivery of the same event kept its answer first: that one stands.
-            Ok(Some(first)) if first.content_sha256 == kept.content_sha256 => {
+            Ok(Some(first)) if first.content_sha256 == hash => {
                 return Answer {
                     status: first.status,
                     body: first.answer,

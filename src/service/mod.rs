@@ -15,6 +15,7 @@
 //! - [`audit_trail`], [`health`], [`feasibility`]: the rest of what readers ask.
 //! - [`webhooks`]: webhooks registered, and the worker that delivers the outbox to them.
 
+pub mod alarms;
 pub mod audit_trail;
 pub mod auth;
 pub mod auth_failures;
@@ -25,6 +26,7 @@ pub mod events;
 pub mod feasibility;
 pub mod health;
 pub mod intake;
+pub mod keeper;
 pub mod outbox;
 pub mod randomised_in_error;
 pub mod screening;

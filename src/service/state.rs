@@ -25,6 +25,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Failed authentications by client address.
     pub auth_failures: Arc<FailedAuthentications>,
+    /// Answers to CloudEvents, kept in groups.
+    pub kept: super::keeper::Keeper,
 }
 
 impl AppState {
@@ -34,6 +36,7 @@ impl AppState {
         AppState {
             enrolments: EnrolmentQueue::start(store.clone(), clock.clone()),
             auth: Authenticator::new(store.clone()),
+            kept: super::keeper::Keeper::start(store.clone()),
             views: Arc::default(),
             store,
             trials: Arc::new(trials),

@@ -70,6 +70,43 @@ pub async fn keep(
     }
 }
 
+/// One answer to keep: `(source, id, answer, received_at)`.
+pub type ToKeep = (String, String, Kept, String);
+
+/// Keep many answers in one transaction (the keeper's group commit): for each, `None` when it
+/// was kept, or the answer kept before under its key.
+pub async fn keep_many(store: &Store, items: &[ToKeep]) -> StoreResult<Vec<Option<Kept>>> {
+    let mut tx = store.begin_write().await?;
+    let mut inserted = Vec::with_capacity(items.len());
+    for (source, id, kept, received_at) in items {
+        let n = sqlx::query(
+            "INSERT INTO inbound_events (ce_source, ce_id, ce_type, content_sha256, status, answer, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ce_source, ce_id) DO NOTHING",
+        )
+        .bind(source)
+        .bind(id)
+        .bind(&kept.ce_type)
+        .bind(&kept.content_sha256)
+        .bind(i64::from(kept.status))
+        .bind(kept.answer.to_string())
+        .bind(received_at)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        inserted.push(n == 1);
+    }
+    tx.commit().await?;
+    let mut out = Vec::with_capacity(items.len());
+    for ((source, id, _, _), new) in items.iter().zip(inserted) {
+        out.push(if new {
+            None
+        } else {
+            find(store, source, id).await?
+        });
+    }
+    Ok(out)
+}
+
 /// Number of kept answers (tests).
 pub async fn count(store: &Store) -> StoreResult<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events")

@@ -17,6 +17,7 @@
 //! Throughput comes from batching many decisions into one transaction, not from parallel
 //! writers (see `service::enrol`).
 
+pub mod alarms;
 pub mod allocation_errors;
 pub mod allocations;
 pub mod audit;

@@ -7,6 +7,8 @@ mod support;
 mod amendments;
 mod audit_cli;
 mod browser;
+mod bus;
+mod cloudevents;
 mod concurrency;
 mod crash;
 mod dashboard;

@@ -340,6 +340,59 @@ async fn a_source_that_stops_delivering_is_stale_on_the_pages_and_in_analyse(db:
         assert!(html.contains("last delivery 279 days before the cut-off"));
         assert!(html.contains(&format!("{} (1 d ago)", day(299))));
     }
+
+    // The alarm others are told of: once per silence, through the outbox.
+    let store = rrct::store::Store::connect(&db.url).await.unwrap();
+    let raise = |on: i64| rrct::service::alarms::raise_stale_sources(&store, date(&day(on)));
+    assert_eq!(
+        raise(300).await.unwrap(),
+        2,
+        "population and patient registers"
+    );
+    assert_eq!(raise(300).await.unwrap(), 0, "raised once");
+    // A day later SWEDEHEART (expected daily) is silent too; the others' silence is the same.
+    assert_eq!(
+        raise(301).await.unwrap(),
+        1,
+        "only SWEDEHEART's new silence"
+    );
+    let alarms: Vec<Value> = rrct::service::outbox::after(&store, 0, Some("taste"), 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == "rrct.source.stale")
+        .map(|e| e.event)
+        .collect();
+    let named: Vec<(&str, &str)> = alarms
+        .iter()
+        .map(|a| {
+            (
+                a["subject"].as_str().unwrap(),
+                a["data"]["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (
+                "population_register",
+                "last delivery 279 days ago; expected every 7 days"
+            ),
+            (
+                "patient_register",
+                &*format!(
+                    "no delivery since the first randomisation ({}); expected every 31 days",
+                    day(0)
+                )
+            ),
+            (
+                "swedeheart",
+                "last delivery 2 days ago; expected every 1 days"
+            ),
+        ]
+    );
+    store.close().await;
 }
 
 /// A reader's trial page as of `cutoff`, signed in with `token`.

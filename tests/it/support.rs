@@ -168,6 +168,8 @@ pub struct TestApp {
     /// The engine's clock (the system's until a test sets its calendar).
     pub clock: Clock,
     pub client: reqwest::Client,
+    /// The engine behind the server (to start the bus beside it, say).
+    pub state: rrct::service::AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -202,6 +204,7 @@ impl TestApp {
         let clock = app.state().clock.clone();
         let base = format!("http://{}", app.address());
         let store = app.state().store.clone();
+        let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -214,6 +217,7 @@ impl TestApp {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
+            state,
             stop: Some(tx),
             server: Some(server),
         }
