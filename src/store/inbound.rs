@@ -38,38 +38,6 @@ pub async fn find(store: &Store, source: &str, id: &str) -> StoreResult<Option<K
     .transpose()
 }
 
-/// Keep the answer given for `(source, id)`, unless one is kept already: then that one is
-/// returned (the first answer stands).
-pub async fn keep(
-    store: &Store,
-    source: &str,
-    id: &str,
-    kept: &Kept,
-    received_at: &str,
-) -> StoreResult<Option<Kept>> {
-    let mut tx = store.begin_write().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO inbound_events (ce_source, ce_id, ce_type, content_sha256, status, answer, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ce_source, ce_id) DO NOTHING",
-    )
-    .bind(source)
-    .bind(id)
-    .bind(&kept.ce_type)
-    .bind(&kept.content_sha256)
-    .bind(i64::from(kept.status))
-    .bind(kept.answer.to_string())
-    .bind(received_at)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    if inserted == 1 {
-        Ok(None)
-    } else {
-        find(store, source, id).await
-    }
-}
-
 /// One answer to keep: `(source, id, answer, received_at)`.
 pub type ToKeep = (String, String, Kept, String);
 

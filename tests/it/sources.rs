@@ -397,25 +397,9 @@ async fn a_source_that_stops_delivering_is_stale_on_the_pages_and_in_analyse(db:
 
 /// A reader's trial page as of `cutoff`, signed in with `token`.
 async fn page(app: &TestApp, token: &str, cutoff: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = client
-        .post(format!("{}/login", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .unwrap();
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .unwrap_or("")
-        .to_string();
-    let r = client
+    let cookie = crate::support::session(app, token).await;
+    let r = app
+        .client
         .get(format!("{}/trials/taste?cutoff={cutoff}", app.base))
         .header("cookie", cookie)
         .send()

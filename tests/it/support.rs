@@ -577,3 +577,24 @@ pub fn source_of(kind: &str) -> &'static str {
         _ => "population_register",
     }
 }
+
+/// Sign in to the pages with `token`; the session cookie (`name=value`).
+pub async fn session(app: &TestApp, token: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/login", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    r.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .unwrap_or("")
+        .to_string()
+}

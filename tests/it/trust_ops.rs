@@ -12,8 +12,8 @@ use rrct::store::Store;
 use serde_json::{json, Value};
 
 use crate::support::{
-    patient, protocol_dir, row_counts, rrct, serve_once, Kind, ServerProcess, TestApp, TestDb,
-    TASTE,
+    patient, protocol_dir, row_counts, rrct, serve_once, session, Kind, ServerProcess, TestApp,
+    TestDb, TASTE,
 };
 
 crate::on_both_backends!(
@@ -25,27 +25,6 @@ crate::on_both_backends!(
     a_read_only_database_is_unhealthy_and_refused_at_start,
     one_patient_under_64_spellings_on_two_servers_is_randomised_once,
 );
-
-/// Sign in to the pages with `token`; the cookie.
-async fn session(app: &TestApp, token: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = client
-        .post(format!("{}/login", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .unwrap();
-    r.headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .unwrap_or("")
-        .to_string()
-}
 
 /// The trial page for a signed-in reader: status and which page it is.
 async fn page(app: &TestApp, token: &str) -> (u16, &'static str) {
