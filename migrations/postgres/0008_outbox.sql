@@ -33,10 +33,12 @@ FOR EACH ROW WHEN (NEW.action IN ('randomised', 'screened_not_eligible', 'screen
                                   'randomised_in_error_marked', 'trial_status_changed', 'source_stale'))
 EXECUTE FUNCTION audit_log_to_outbox();
 
--- CloudEvents received (HTTP or the bus): the (source, id) pair is the idempotency key, the
--- content hash tells a replay from a conflicting reuse, and the answer given is kept so that a
--- replay gets the same one.
+-- CloudEvents received (HTTP or the bus): the (source, id) pair is the idempotency key within
+-- the sender's scope (role, trial, site, source: one sender's key is never answered or blocked for
+-- another), the content hash tells a replay from a conflicting reuse, and the answer given is
+-- kept so that a replay gets the same one.
 CREATE TABLE inbound_events (
+    scope TEXT NOT NULL,
     ce_source TEXT NOT NULL,
     ce_id TEXT NOT NULL,
     ce_type TEXT NOT NULL,
@@ -44,5 +46,5 @@ CREATE TABLE inbound_events (
     status BIGINT NOT NULL,
     answer TEXT NOT NULL,
     received_at TEXT NOT NULL,
-    PRIMARY KEY (ce_source, ce_id)
+    PRIMARY KEY (scope, ce_source, ce_id)
 );

@@ -29,10 +29,12 @@ BEGIN
             NEW.recorded_at);
 END;
 
--- CloudEvents received (HTTP or the bus): the (source, id) pair is the idempotency key, the
--- content hash tells a replay from a conflicting reuse, and the answer given is kept so that a
--- replay gets the same one.
+-- CloudEvents received (HTTP or the bus): the (source, id) pair is the idempotency key within
+-- the sender's scope (role, trial, site, source: one sender's key is never answered or blocked for
+-- another), the content hash tells a replay from a conflicting reuse, and the answer given is
+-- kept so that a replay gets the same one.
 CREATE TABLE inbound_events (
+    scope TEXT NOT NULL,
     ce_source TEXT NOT NULL,
     ce_id TEXT NOT NULL,
     ce_type TEXT NOT NULL,
@@ -40,5 +42,5 @@ CREATE TABLE inbound_events (
     status BIGINT NOT NULL,
     answer TEXT NOT NULL,
     received_at TEXT NOT NULL,
-    PRIMARY KEY (ce_source, ce_id)
+    PRIMARY KEY (scope, ce_source, ce_id)
 );

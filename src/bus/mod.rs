@@ -20,7 +20,11 @@
 //! CloudEvent's id in `Ce-Id`. (A stream does not keep a message's NATS reply subject, which is
 //! why the reply subject travels in the message.) A message that can never succeed (invalid,
 //! out of scope, refused) is published to `{p}.dead.<original subject>` with the answer and
-//! acked; one that failed for a transient reason (the database unavailable) is redelivered.
+//! acked; one that failed for a transient reason (the database unavailable) is redelivered, and
+//! dead-lettered after [`MAX_DELIVERIES`]. A reply is never published under rrct's own prefix
+//! (`{p}.`) or the JetStream API: a sender cannot make rrct publish into the outbox or an intake.
+//! Kept answers are keyed by the subject's scope as well as the event's source and id, and the
+//! audit entries name the subject (`bus:{subject}`), not what the message says of itself.
 //!
 //! The outbox is published by [`publish`]: every outbox record, in order, to
 //! `{p}.out.<trial>.<type>`, with its outbox id as `Nats-Msg-Id` (JetStream drops a duplicate
@@ -41,6 +45,10 @@ use tokio::task::JoinHandle;
 use crate::inbound::{self, ENROLMENT_REQUESTED, EVENT_RECORDED, SCREENING_REPORTED};
 use crate::service::intake::{self, Answer};
 use crate::service::{AppState, Principal, Role};
+
+/// Deliveries after which a message the engine could not answer (a fault, every time) is
+/// dead-lettered instead of taken again.
+pub const MAX_DELIVERIES: i64 = 10;
 
 /// Where the bus is and how it is used.
 #[derive(Debug, Clone)]
@@ -95,6 +103,7 @@ pub enum BusError {
 pub struct Bus {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    client: async_nats::Client,
 }
 
 impl Bus {
@@ -104,6 +113,8 @@ impl Bus {
         for t in self.tasks {
             let _ = t.await;
         }
+        // The last replies and acknowledgements leave before the connection goes.
+        let _ = self.client.flush().await;
     }
 }
 
@@ -177,6 +188,7 @@ pub async fn start(state: AppState, settings: BusSettings) -> Result<Bus, BusErr
     Ok(Bus {
         stop,
         tasks: vec![consume, publish],
+        client,
     })
 }
 
@@ -309,10 +321,6 @@ async fn handle(
                 header_reply.or(envelope.reply_to.clone()),
             ),
             Ok(envelope) => {
-                let principal = Principal {
-                    actor: format!("bus:{}", envelope.source),
-                    ..principal
-                };
                 let answer =
                     intake::receive_keeping(state, &principal, &envelope, intake::Keeping::After)
                         .await;
@@ -324,7 +332,15 @@ async fn handle(
             }
         },
     };
-    if answer.is_transient() {
+    // A reply never goes to rrct's own subjects: a sender allowed to publish one kind of
+    // message must not make rrct publish on its behalf into the outbox or another intake.
+    let own = format!("{}.", settings.prefix);
+    let reply_to = reply_to.filter(|r| !r.starts_with(&own) && !r.starts_with("$JS."));
+    let info = message.info().ok();
+    let deliveries = info.as_ref().map_or(1, |i| i.delivered);
+    // Failing again and again (a fault that does not pass): told for good and dead-lettered.
+    let given_up = answer.is_transient() && deliveries >= MAX_DELIVERIES;
+    if answer.is_transient() && !given_up {
         // Not answered: taken again later, by this instance or another.
         let _ = message
             .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
@@ -354,7 +370,19 @@ async fn handle(
             "message": String::from_utf8_lossy(&message.payload),
         });
         let dead_subject = format!("{}.dead.{subject}", settings.prefix);
-        let published = match js.publish(dead_subject, dead.to_string().into()).await {
+        // Keyed by the message's place in its stream: a redelivered message is dead-lettered
+        // once (within the stream's duplicate window).
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(i) = &info {
+            headers.insert(
+                "Nats-Msg-Id",
+                format!("dead-{}", i.stream_sequence).as_str(),
+            );
+        }
+        let published = match js
+            .publish_with_headers(dead_subject, headers, dead.to_string().into())
+            .await
+        {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };

@@ -53,8 +53,9 @@ async fn round(
     if events.is_empty() {
         return Ok(0);
     }
-    // Publish all, then await the acknowledgements: one round trip's wait for the round.
-    let mut acks = Vec::with_capacity(events.len());
+    // One at a time, each acknowledged before the next is sent: an event whose acknowledgement
+    // fails is sent again before any later one, so the stream keeps the outbox's order.
+    let mut done = Vec::with_capacity(events.len());
     for e in &events {
         let subject = format!(
             "{}.out.{}.{}",
@@ -65,21 +66,18 @@ async fn round(
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", e.id.to_string().as_str());
         headers.insert("Content-Type", "application/cloudevents+json");
-        let ack = js
+        let acked = match js
             .publish_with_headers(subject, headers, e.event.to_string().into())
             .await
-            .map_err(|e| e.to_string())?;
-        acks.push(ack);
-    }
-    let mut done = Vec::with_capacity(events.len());
-    for (e, ack) in events.iter().zip(acks) {
-        match ack.await {
-            Ok(_) => done.push(e.id),
-            Err(err) => {
-                tracing::warn!(error = %err, id = e.id, "bus: an outbox event was not acknowledged");
-                break;
-            }
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = acked {
+            tracing::warn!(error = %err, id = e.id, "bus: an outbox event was not acknowledged");
+            break;
         }
+        done.push(e.id);
     }
     let at = state.clock.now().to_string();
     outbox::published(&state.store, &done, &at)

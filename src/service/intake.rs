@@ -96,7 +96,8 @@ pub async fn receive_keeping(
     envelope: &Envelope,
     keeping: Keeping,
 ) -> Answer {
-    match store::inbound::find(&state.store, &envelope.source, &envelope.id).await {
+    let scope = scope_key(principal);
+    match store::inbound::find(&state.store, &scope, &envelope.source, &envelope.id).await {
         Ok(Some(kept)) if kept.content_sha256 == envelope.content_sha256 => {
             return Answer {
                 status: kept.status,
@@ -127,7 +128,13 @@ pub async fn receive_keeping(
         };
         let at = state.clock.now().to_string();
         let hash = kept.content_sha256.clone();
-        let item = (envelope.source.clone(), envelope.id.clone(), kept, at);
+        let item = (
+            scope,
+            envelope.source.clone(),
+            envelope.id.clone(),
+            kept,
+            at,
+        );
         if keeping == Keeping::After {
             let keeper = state.kept.clone();
             tokio::spawn(async move {
@@ -150,6 +157,19 @@ pub async fn receive_keeping(
         }
     }
     answer
+}
+
+/// The sender's scope as the kept answers are keyed by it: role, trial, site and source. A
+/// replay is answered from what was kept only for a sender of the same scope (another sender's
+/// event goes its own way, to its own refusal), and one sender's key never blocks another's.
+fn scope_key(p: &Principal) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        p.role.as_str(),
+        p.trial_id.as_deref().unwrap_or("*"),
+        p.site_code.as_deref().unwrap_or("*"),
+        p.source_id.as_deref().unwrap_or("*")
+    )
 }
 
 /// The trial an enrolment or screening event is for: `trial_id` in its data (taken out of the

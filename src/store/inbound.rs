@@ -14,12 +14,13 @@ pub struct Kept {
     pub answer: serde_json::Value,
 }
 
-/// The answer kept for `(source, id)`, if any.
-pub async fn find(store: &Store, source: &str, id: &str) -> StoreResult<Option<Kept>> {
+/// The answer kept for `(source, id)` within `scope`, if any.
+pub async fn find(store: &Store, scope: &str, source: &str, id: &str) -> StoreResult<Option<Kept>> {
     let row = sqlx::query(
         "SELECT ce_type, content_sha256, status, answer FROM inbound_events \
-         WHERE ce_source = $1 AND ce_id = $2",
+         WHERE scope = $1 AND ce_source = $2 AND ce_id = $3",
     )
+    .bind(scope)
     .bind(source)
     .bind(id)
     .fetch_optional(store.pool())
@@ -38,19 +39,20 @@ pub async fn find(store: &Store, source: &str, id: &str) -> StoreResult<Option<K
     .transpose()
 }
 
-/// One answer to keep: `(source, id, answer, received_at)`.
-pub type ToKeep = (String, String, Kept, String);
+/// One answer to keep: `(scope, source, id, answer, received_at)`.
+pub type ToKeep = (String, String, String, Kept, String);
 
 /// Keep many answers in one transaction (the keeper's group commit): for each, `None` when it
 /// was kept, or the answer kept before under its key.
 pub async fn keep_many(store: &Store, items: &[ToKeep]) -> StoreResult<Vec<Option<Kept>>> {
     let mut tx = store.begin_write().await?;
     let mut inserted = Vec::with_capacity(items.len());
-    for (source, id, kept, received_at) in items {
+    for (scope, source, id, kept, received_at) in items {
         let n = sqlx::query(
-            "INSERT INTO inbound_events (ce_source, ce_id, ce_type, content_sha256, status, answer, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ce_source, ce_id) DO NOTHING",
+            "INSERT INTO inbound_events (scope, ce_source, ce_id, ce_type, content_sha256, status, answer, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (scope, ce_source, ce_id) DO NOTHING",
         )
+        .bind(scope)
         .bind(source)
         .bind(id)
         .bind(&kept.ce_type)
@@ -65,11 +67,11 @@ pub async fn keep_many(store: &Store, items: &[ToKeep]) -> StoreResult<Vec<Optio
     }
     tx.commit().await?;
     let mut out = Vec::with_capacity(items.len());
-    for ((source, id, _, _), new) in items.iter().zip(inserted) {
+    for ((scope, source, id, _, _), new) in items.iter().zip(inserted) {
         out.push(if new {
             None
         } else {
-            find(store, source, id).await?
+            find(store, scope, source, id).await?
         });
     }
     Ok(out)

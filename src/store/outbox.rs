@@ -62,12 +62,13 @@ pub async fn mark_published(store: &Store, ids: &[i64], at: &str) -> StoreResult
         "UPDATE outbox SET published_at = $1 WHERE published_at IS NULL AND outbox_id {}",
         store.backend().in_json_integers(2)
     );
+    let mut tx = store.begin_write().await?;
     sqlx::query(&sql)
         .bind(at)
         .bind(serde_json::Value::from(list).to_string())
-        .execute(store.pool())
+        .execute(tx.conn())
         .await?;
-    Ok(())
+    tx.commit().await
 }
 
 /// How many records wait to be published.

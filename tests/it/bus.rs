@@ -105,7 +105,7 @@ async fn enrolment_by_request_reply_dead_letters_and_the_outbox() {
     let p = prefix("a");
     let mut settings = rrct::bus::BusSettings::new(&url);
     settings.prefix = p.clone();
-    settings.ack_wait = Duration::from_secs(2);
+    settings.ack_wait = Duration::from_secs(10);
     let bus = rrct::bus::start(app.state.clone(), settings)
         .await
         .expect("bus");

@@ -40,6 +40,7 @@ async fn send(app: &TestApp, token: &str, content_type: &str, body: String) -> (
 async fn each_content_mode_takes_its_path_and_a_replay_writes_nothing(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "cloudevents").await;
     let register = app.token("register", Some("taste"), None).await;
+    let sponsor = app.token("sponsor", Some("taste"), None).await;
     let structured = "application/cloudevents+json";
 
     // Structured: the allocation, as the enrolment endpoint gives it.
@@ -66,6 +67,12 @@ async fn each_content_mode_takes_its_path_and_a_replay_writes_nothing(db: TestDb
     let (status, replayed) = send(&app, &register, structured, again.to_string()).await;
     assert_eq!((status, &replayed), (201, &allocation));
     assert_eq!(row_counts(&app.store).await, before);
+
+    // Another sender's scope is never answered from what was kept for this one: a sponsor
+    // replaying the register's event gets its own refusal, not the allocation.
+    let (status, body) = send(&app, &sponsor, structured, again.to_string()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.get("arm").is_none());
 
     // The same id and source with other content: a conflict, nothing written.
     let (status, body) = send(
@@ -144,7 +151,6 @@ async fn each_content_mode_takes_its_path_and_a_replay_writes_nothing(db: TestDb
 
     // Scope holds as on the plain endpoints: a sponsor cannot enrol, and its refusal is not kept
     // (the same event from the register then succeeds).
-    let sponsor = app.token("sponsor", Some("taste"), None).await;
     let (status, body) = send(&app, &sponsor, structured, enrolment("CE-5", 5).to_string()).await;
     assert_eq!(status, 403, "{body}");
     let (status, _) = send(
