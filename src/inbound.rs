@@ -261,38 +261,10 @@ fn is_subject(s: &str) -> bool {
 
 /// SHA-256 of the type and the data with object keys sorted.
 fn content_hash(event_type: &str, data: &Map<String, Value>) -> String {
-    fn canonical(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String((*k).clone()).to_string());
-                    out.push(':');
-                    canonical(&m[*k], out);
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    canonical(item, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut text = String::from(event_type);
-    text.push('\n');
-    canonical(&Value::Object(data.clone()), &mut text);
+    let text = format!(
+        "{event_type}\n{}",
+        crate::identity::canonical_json(&Value::Object(data.clone()))
+    );
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 

@@ -215,7 +215,7 @@ pub fn flow(
 }
 
 /// Quantile of sorted values by linear interpolation (R's default type 7).
-fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }

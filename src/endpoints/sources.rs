@@ -118,19 +118,10 @@ pub fn status(
                 stale: stale_reason.is_some(),
                 stale_reason,
                 events_received: Some(received),
-                event_lag_days_median: median(&lags),
+                event_lag_days_median: super::flow::quantile(&lags, 0.5),
             }
         })
         .collect()
-}
-
-fn median(sorted: &[f64]) -> Option<f64> {
-    let n = sorted.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(sorted[n / 2]),
-        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
-    }
 }
 
 #[cfg(test)]
