@@ -16,7 +16,7 @@ use crate::randomise::MasterSeed;
 use crate::service::seed_vault::SeedKey;
 use crate::service::trials::{self, LoadError};
 use crate::service::webhooks::{self, DeliveryOptions};
-use crate::service::{connect, AppState, Clock, TrialRegistry};
+use crate::service::{connect_pooled, AppState, Clock, TrialRegistry};
 
 /// Where the served trials come from.
 pub enum Trials {
@@ -58,6 +58,10 @@ pub struct Settings {
     pub database: String,
     /// How long to wait for a database connection before answering `503 unavailable`.
     pub database_timeout: Duration,
+    /// Most database connections this server holds at once; `None`: the backend's default
+    /// (8 for SQLite, 32 for PostgreSQL). Instances sharing one PostgreSQL server must stay,
+    /// together, under its `max_connections`.
+    pub database_pool: Option<u32>,
     pub trials: Trials,
     /// Port 0 picks a free port; [`Application::address`] tells which.
     pub bind: SocketAddr,
@@ -80,6 +84,7 @@ impl Settings {
         Settings {
             database,
             database_timeout: Duration::from_secs(5),
+            database_pool: None,
             trials,
             bind: ([127, 0, 0, 1], 0).into(),
             clock,
@@ -135,12 +140,16 @@ impl Application {
     /// [`Application::run_until`].
     #[tracing::instrument(skip_all, err)]
     pub async fn build(settings: Settings) -> Result<Application, BuildError> {
-        let store = connect(&settings.database, settings.database_timeout)
-            .await
-            .map_err(|e| BuildError::Database {
-                database: redact(&settings.database),
-                reason: e.to_string(),
-            })?;
+        let store = connect_pooled(
+            &settings.database,
+            settings.database_timeout,
+            settings.database_pool,
+        )
+        .await
+        .map_err(|e| BuildError::Database {
+            database: redact(&settings.database),
+            reason: e.to_string(),
+        })?;
         store
             .check_writable()
             .await

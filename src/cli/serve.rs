@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Seconds to wait for a database connection before answering 503 unavailable.
     #[arg(long, env = "RRCT_DB_TIMEOUT_SECS", default_value_t = 5)]
     db_timeout_secs: u64,
+    /// Most database connections held at once (default 8 for SQLite, 32 for PostgreSQL).
+    /// Instances sharing one PostgreSQL server must together stay under its max_connections.
+    #[arg(long, env = "RRCT_DB_POOL_SIZE")]
+    db_pool_size: Option<u32>,
     /// Seconds a client may take to send a request's headers.
     #[arg(long, default_value_t = 10)]
     header_timeout_secs: u64,
@@ -57,6 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let app = Application::build(Settings {
         database: args.db.database,
         database_timeout: Duration::from_secs(args.db_timeout_secs.max(1)),
+        database_pool: args.db_pool_size,
         trials: Trials::Directory(args.protocols),
         bind: args.bind,
         clock: Clock::system(),

@@ -39,5 +39,5 @@ pub mod webhooks;
 
 pub use auth::{Principal, Role};
 pub use clock::Clock;
-pub use state::{connect, AppState, COMMAND_DB_TIMEOUT};
+pub use state::{connect, connect_pooled, AppState, COMMAND_DB_TIMEOUT};
 pub use trials::{TrialRegistry, TrialRuntime};

@@ -69,5 +69,14 @@ pub async fn connect(url: &str, timeout: std::time::Duration) -> Result<Store, S
     Store::connect_with(url, timeout).await
 }
 
+/// As [`connect`], holding at most `pool` connections (`None`: the backend's default).
+pub async fn connect_pooled(
+    url: &str,
+    timeout: std::time::Duration,
+    pool: Option<u32>,
+) -> Result<Store, StoreError> {
+    Store::connect_pooled(url, timeout, pool).await
+}
+
 /// How long the commands wait for a database connection.
 pub const COMMAND_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -219,6 +219,17 @@ impl Store {
     /// created readable by its owner only.
     #[tracing::instrument(skip_all, err)]
     pub async fn connect_with(url: &str, timeout: Duration) -> StoreResult<Store> {
+        Store::connect_pooled(url, timeout, None).await
+    }
+
+    /// As [`Store::connect_with`], holding at most `pool` connections at once (`None`: 8 for
+    /// SQLite, 32 for PostgreSQL; at least 2, so a reader never waits behind the writer).
+    #[tracing::instrument(skip_all, err)]
+    pub async fn connect_pooled(
+        url: &str,
+        timeout: Duration,
+        pool: Option<u32>,
+    ) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let file = path.split('?').next().unwrap_or(path);
@@ -246,7 +257,7 @@ impl Store {
         let options = match backend {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(pool.unwrap_or(8).max(2))
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             // WAL lets readers run beside the writer; synchronous=FULL makes every
@@ -263,7 +274,7 @@ impl Store {
             }
             Backend::Postgres => {
                 AnyPoolOptions::new()
-                    .max_connections(32)
+                    .max_connections(pool.unwrap_or(32).max(2))
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             // A trial's tables start empty and grow fast; a generic plan cached

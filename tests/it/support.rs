@@ -354,6 +354,9 @@ impl ServerProcess {
         .args(extra)
         .env("RUST_LOG", "warn")
         .env("RRCT_SEED_KEY", SEED_KEY_HEX)
+        // Two tests run at once, some with two servers each: together they must stay under
+        // the test PostgreSQL's 100 connections (the store's default is 32 per server).
+        .env("RRCT_DB_POOL_SIZE", "10")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(if keep_log {
