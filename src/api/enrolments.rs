@@ -45,6 +45,12 @@ async fn create(
     Ok(match outcome {
         EnrolOutcome::Created(a) => (StatusCode::CREATED, Json(a)).into_response(),
         EnrolOutcome::Replayed(a) => (StatusCode::OK, Json(a)).into_response(),
+        // Only enrolments sent as CloudEvents are answered from a kept answer.
+        EnrolOutcome::Kept(answer) => (
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK),
+            Json(answer.body),
+        )
+            .into_response(),
     })
 }
 

@@ -11,68 +11,14 @@
 
 use serde_json::{json, Map, Value};
 
-use super::error::{error_body, Code, CodedError};
+pub use super::answer::Answer;
+use super::error::Code;
 use super::events::{self, Delivery, IngestError};
 use super::screening::{self, ScreeningOutcome};
 use super::{enrol, AppState, Principal};
 use crate::inbound::{Envelope, ENROLMENT_REQUESTED, EVENT_RECORDED, SCREENING_REPORTED};
 use crate::store::{self, StoreError};
 
-/// What the sender is told: an HTTP status and the JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
-}
-
-impl Answer {
-    pub fn error(code: Code, message: &str, details: Map<String, Value>) -> Answer {
-        Answer {
-            status: code.http_status(),
-            body: error_body(code, message, details),
-        }
-    }
-
-    fn of(e: &dyn CodedError) -> Answer {
-        let code = e.code();
-        if code.is_fault() {
-            tracing::error!(error = %e, code = code.as_str(), "cloudevent failed");
-        }
-        Answer::error(code, &e.public_message(), e.details())
-    }
-
-    /// Whether the sender should send it again later (a fault or a rate limit), rather than
-    /// being told for good.
-    pub fn is_transient(&self) -> bool {
-        self.status >= 500 || self.status == 429
-    }
-
-    /// Whether the answer follows from the event alone, and so is kept for its replays: a
-    /// success, or a refusal of what the event says (invalid, not eligible, a conflict). A
-    /// refusal of who sent it (401, 403), of where (404) or of when (a trial not recruiting, a
-    /// fault) is not kept: the same event may succeed when sent again.
-    fn is_final(&self) -> bool {
-        if (200..300).contains(&self.status) {
-            return true;
-        }
-        let code = self.body["error"]["code"].as_str().unwrap_or("");
-        [
-            Code::MalformedJson,
-            Code::InvalidCloudEvent,
-            Code::InvalidEnrolment,
-            Code::InvalidRequest,
-            Code::InvalidEvents,
-            Code::NotEligible,
-            Code::AlreadyRandomised,
-            Code::RecordConflict,
-            Code::EventConflict,
-        ]
-        .iter()
-        .any(|c| c.as_str() == code)
-    }
-}
-
-/// Take one CloudEvent through its path for `principal`.
 /// When the answer is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keeping {
@@ -89,7 +35,8 @@ pub async fn receive(state: &AppState, principal: &Principal, envelope: &Envelop
     receive_keeping(state, principal, envelope, Keeping::Before).await
 }
 
-/// [`receive`], keeping the answer before or after answering.
+/// [`receive`], keeping the answer before or after answering (an enrolment's answer is kept
+/// in its batch's transaction either way; see [`enrol::enrol_event`]).
 pub async fn receive_keeping(
     state: &AppState,
     principal: &Principal,
@@ -97,66 +44,106 @@ pub async fn receive_keeping(
     keeping: Keeping,
 ) -> Answer {
     let scope = scope_key(principal);
-    match store::inbound::find(&state.store, &scope, &envelope.source, &envelope.id).await {
-        Ok(Some(kept)) if kept.content_sha256 == envelope.content_sha256 => {
-            return Answer {
-                status: kept.status,
-                body: kept.answer,
+    if envelope.event_type == ENROLMENT_REQUESTED {
+        let refused = match trial_and_body(&envelope.data) {
+            Err(answer) => answer,
+            Ok((trial, body)) => {
+                let key = enrol::CloudEventKey {
+                    scope: scope.clone(),
+                    source: envelope.source.clone(),
+                    id: envelope.id.clone(),
+                    ce_type: envelope.event_type.clone(),
+                    content_sha256: envelope.content_sha256.clone(),
+                };
+                match enrol::enrol_event(
+                    &state.enrolments,
+                    &state.trials,
+                    principal,
+                    &trial,
+                    &body,
+                    key,
+                )
+                .await
+                {
+                    enrol::Decided::Queued(answer) => return answer,
+                    enrol::Decided::Refused(e) => Answer::of(&e),
+                }
             }
-        }
-        Ok(Some(_)) => {
-            return Answer::error(
-                Code::CloudEventConflict,
-                &format!(
-                    "CloudEvent `{}` from `{}` was received before with other content; send \
-                     another event under a new id",
-                    envelope.id, envelope.source
-                ),
-                Map::new(),
-            )
-        }
-        Ok(None) => {}
-        Err(e) => return Answer::of(&e),
+        };
+        // Refused before the queue: an answer kept earlier under the key still stands.
+        return match kept_answer(state, &scope, envelope).await {
+            Some(earlier) => earlier,
+            None => keep(state, scope, envelope, refused, keeping).await,
+        };
+    }
+    if let Some(earlier) = kept_answer(state, &scope, envelope).await {
+        return earlier;
     }
     let answer = dispatch(state, principal, envelope).await;
-    if answer.is_final() {
-        let kept = store::inbound::Kept {
-            ce_type: envelope.event_type.clone(),
-            content_sha256: envelope.content_sha256.clone(),
-            status: answer.status,
-            answer: answer.body.clone(),
-        };
-        let at = state.clock.now().to_string();
-        let hash = kept.content_sha256.clone();
-        let item = (
-            scope,
-            envelope.source.clone(),
-            envelope.id.clone(),
-            kept,
-            at,
-        );
-        if keeping == Keeping::After {
-            let keeper = state.kept.clone();
-            tokio::spawn(async move {
-                if let Err(e) = keeper.keep(item).await {
-                    tracing::warn!(error = %e, "a CloudEvent's answer was not kept");
-                }
-            });
-            return answer;
-        }
-        match state.kept.keep(item).await {
-            // Another delivery of the same event kept its answer first: that one stands.
-            Ok(Some(first)) if first.content_sha256 == hash => {
-                return Answer {
-                    status: first.status,
-                    body: first.answer,
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return Answer::of(&e),
-        }
+    keep(state, scope, envelope, answer, keeping).await
+}
+
+/// The answer kept under the event's key, a conflict when it was kept for other content, or
+/// a fault; `None` when nothing is kept.
+async fn kept_answer(state: &AppState, scope: &str, envelope: &Envelope) -> Option<Answer> {
+    match store::inbound::find(&state.store, scope, &envelope.source, &envelope.id).await {
+        Ok(Some(kept)) if kept.content_sha256 == envelope.content_sha256 => Some(Answer {
+            status: kept.status,
+            body: kept.answer,
+        }),
+        Ok(Some(_)) => Some(Answer::of(&enrol::EnrolError::CloudEventConflict {
+            ce_source: envelope.source.clone(),
+            id: envelope.id.clone(),
+        })),
+        Ok(None) => None,
+        Err(e) => Some(Answer::of(&e)),
     }
-    answer
+}
+
+/// Keep `answer` under the event's key when it is final, before or after answering.
+async fn keep(
+    state: &AppState,
+    scope: String,
+    envelope: &Envelope,
+    answer: Answer,
+    keeping: Keeping,
+) -> Answer {
+    if !answer.is_final() {
+        return answer;
+    }
+    let kept = store::inbound::Kept {
+        ce_type: envelope.event_type.clone(),
+        content_sha256: envelope.content_sha256.clone(),
+        status: answer.status,
+        answer: answer.body.clone(),
+    };
+    let at = state.clock.now().to_string();
+    let hash = kept.content_sha256.clone();
+    let item = (
+        scope,
+        envelope.source.clone(),
+        envelope.id.clone(),
+        kept,
+        at,
+    );
+    if keeping == Keeping::After {
+        let keeper = state.kept.clone();
+        tokio::spawn(async move {
+            if let Err(e) = keeper.keep(item).await {
+                tracing::warn!(error = %e, "a CloudEvent's answer was not kept");
+            }
+        });
+        return answer;
+    }
+    match state.kept.keep(item).await {
+        // Another delivery of the same event kept its answer first: that one stands.
+        Ok(Some(first)) if first.content_sha256 == hash => Answer {
+            status: first.status,
+            body: first.answer,
+        },
+        Ok(_) => answer,
+        Err(e) => Answer::of(&e),
+    }
 }
 
 /// The sender's scope as the kept answers are keyed by it: role, trial, site and source. A
@@ -197,23 +184,6 @@ fn trial_and_body(data: &Map<String, Value>) -> Result<(String, Value), Answer> 
 
 async fn dispatch(state: &AppState, principal: &Principal, envelope: &Envelope) -> Answer {
     match envelope.event_type.as_str() {
-        ENROLMENT_REQUESTED => {
-            let (trial, body) = match trial_and_body(&envelope.data) {
-                Ok(v) => v,
-                Err(a) => return a,
-            };
-            match enrol::enrol(&state.enrolments, &state.trials, principal, &trial, &body).await {
-                Ok(enrol::EnrolOutcome::Created(a)) => Answer {
-                    status: 201,
-                    body: json!(a),
-                },
-                Ok(enrol::EnrolOutcome::Replayed(a)) => Answer {
-                    status: 200,
-                    body: json!(a),
-                },
-                Err(e) => Answer::of(&e),
-            }
-        }
         SCREENING_REPORTED => {
             let (trial, body) = match trial_and_body(&envelope.data) {
                 Ok(v) => v,

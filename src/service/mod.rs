@@ -16,6 +16,7 @@
 //! - [`webhooks`]: webhooks registered, and the worker that delivers the outbox to them.
 
 pub mod alarms;
+pub mod answer;
 pub mod audit_trail;
 pub mod auth;
 pub mod auth_failures;

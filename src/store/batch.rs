@@ -210,6 +210,8 @@ pub struct BatchWrite {
     pub marginals: Vec<MarginalRow>,
     /// Clusters the batch randomised.
     pub clusters: Vec<ClusterRow>,
+    /// Answers to the batch's CloudEvents, kept with the decisions they report.
+    pub kept: Vec<super::inbound::KeptRow>,
 }
 
 /// The statements of a batch write, each reading its rows from one JSON parameter `$n`.
@@ -281,11 +283,25 @@ fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
                 ("randomisation_number", SqlType::Integer),
             ])
         ),
+        8 => format!(
+            "INSERT INTO inbound_events (scope, ce_source, ce_id, ce_type, content_sha256, status, \
+             answer, received_at) {}",
+            rows(&[
+                ("scope", SqlType::Text),
+                ("ce_source", SqlType::Text),
+                ("ce_id", SqlType::Text),
+                ("ce_type", SqlType::Text),
+                ("content_sha256", SqlType::Text),
+                ("status", SqlType::Integer),
+                ("answer", SqlType::Text),
+                ("received_at", SqlType::Text),
+            ])
+        ),
         _ => super::audit::head_update_sql(backend, n),
     }
 }
 
-const BATCH_PARTS: usize = 9;
+const BATCH_PARTS: usize = 10;
 
 /// Write a batch's decisions (chaining its audit entries onto the transaction's head). On
 /// PostgreSQL this is one statement of data-modifying CTEs, so a batch costs one round trip
@@ -337,6 +353,10 @@ pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()
         (
             batch.clusters.is_empty(),
             encode(serde_json::to_string(&batch.clusters))?,
+        ),
+        (
+            batch.kept.is_empty(),
+            encode(serde_json::to_string(&batch.kept))?,
         ),
         (audit_rows.is_empty(), head),
     ];

@@ -9,6 +9,7 @@ use crate::support::{day, patient, row_counts, TestApp, TestDb, TASTE};
 crate::on_both_backends!(
     each_content_mode_takes_its_path_and_a_replay_writes_nothing,
     envelopes_breaking_the_specification_are_refused_and_write_nothing,
+    one_key_sent_at_once_is_decided_once,
 );
 
 const URL: &str = "/api/v1/cloudevents";
@@ -238,4 +239,52 @@ async fn envelopes_breaking_the_specification_are_refused_and_write_nothing(db: 
     *expected.get_mut("inbound_events").unwrap() += 1;
     assert_eq!(after, expected);
     app.stop().await;
+}
+
+/// Deliveries of one CloudEvent key arriving together (a register retrying against two
+/// instances, or a producer reusing an id): the answer is looked up and kept in the enrolment
+/// batch's own transaction, so exactly one is decided. Same content: every delivery gets that
+/// answer. Other content: one is allocated, the others are conflicts, and no second
+/// allocation is made.
+async fn one_key_sent_at_once_is_decided_once(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "cloudevents-race").await;
+    let register = app.token("register", Some("taste"), None).await;
+    let structured = "application/cloudevents+json";
+    for round in 0..10 {
+        let id = format!("RACE-{round}");
+        // Same content, eight times at once.
+        let same = enrolment(&id, 100 + round);
+        let answers = futures_util::future::join_all(
+            (0..8).map(|_| send(&app, &register, structured, same.to_string())),
+        )
+        .await;
+        let first = &answers[0];
+        assert_eq!(first.0, 201, "{}", first.1);
+        for a in &answers {
+            assert_eq!(a, first, "every delivery of one event gets one answer");
+        }
+        // Other content under another key's id, eight variants at once: one allocation.
+        let id = format!("CLASH-{round}");
+        let variants: Vec<Value> = (0..8)
+            .map(|k| enrolment(&id, 1000 + 10 * round + k))
+            .collect();
+        let answers = futures_util::future::join_all(
+            variants
+                .iter()
+                .map(|v| send(&app, &register, structured, v.to_string())),
+        )
+        .await;
+        let created: Vec<&(u16, Value)> = answers.iter().filter(|a| a.0 == 201).collect();
+        assert_eq!(created.len(), 1, "{answers:?}");
+        for a in answers.iter().filter(|a| a.0 != 201) {
+            assert_eq!(a.0, 409, "{}", a.1);
+            assert_eq!(a.1["error"]["code"], "cloudevent_conflict", "{}", a.1);
+        }
+    }
+    let allocations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM allocations")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(allocations, 20);
+    assert_eq!(rrct::store::inbound::count(&app.store).await.unwrap(), 20);
 }

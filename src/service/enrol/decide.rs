@@ -14,10 +14,12 @@ use crate::randomise::{
     self, AllocationContext, AllocationError, AllocationRecord, Draw, Scheme, StratumState,
     Timestamp,
 };
+use crate::service::answer::Answer;
 use crate::service::TrialRuntime;
 use crate::store::audit::NewEntry;
 use crate::store::balance::{unsigned, ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
 use crate::store::batch::{self, BatchWrite};
+use crate::store::inbound;
 use crate::store::screening_log::{self, ScreeningRow};
 use crate::store::{Store, StoreError};
 
@@ -37,6 +39,8 @@ pub(super) struct Pending {
     pub(super) site_scope: Option<String>,
     /// The enrolment's cluster, in a cluster trial.
     pub(super) cluster: Option<String>,
+    /// The key its answer is kept under, when it came as a CloudEvent.
+    pub(super) cloud_event: Option<super::CloudEventKey>,
 }
 
 /// The record id a caller may be told: not another site's, for a site-scoped caller.
@@ -139,14 +143,66 @@ pub(super) async fn decide_batch(
         );
     }
 
+    // Answers kept for the batch's CloudEvents, read under the writer lock.
+    let keys: Vec<inbound::Key> = items
+        .iter()
+        .filter_map(|p| p.cloud_event.as_ref())
+        .map(|k| (k.scope.clone(), k.source.clone(), k.id.clone()))
+        .collect();
+    let mut kept = inbound::find_in(&mut tx, &keys).await?;
+
     let mut outcomes = Vec::with_capacity(items.len());
     let mut writes = BatchWrite::default();
     for item in items {
         let trial = item.runtime.protocol.trial_id.as_str();
+        let key = item
+            .cloud_event
+            .as_ref()
+            .map(|k| (k, (k.scope.clone(), k.source.clone(), k.id.clone())));
+        if let Some((event, key)) = &key {
+            if let Some(earlier) = kept.get(key) {
+                outcomes.push(if earlier.content_sha256 == event.content_sha256 {
+                    Ok(EnrolOutcome::Kept(Answer {
+                        status: earlier.status,
+                        body: earlier.answer.clone(),
+                    }))
+                } else {
+                    Err(EnrolError::CloudEventConflict {
+                        ce_source: event.source.clone(),
+                        id: event.id.clone(),
+                    })
+                });
+                continue;
+            }
+        }
         let outcome = match slices.get_mut(trial) {
             None => Err(EnrolError::TrialNotFound(trial.to_string())),
             Some(slice) => decide_one(item, slice, now, &mut writes),
         };
+        if let Some((event, key)) = key {
+            let answer = super::answer(&outcome);
+            if answer.is_final() {
+                writes.kept.push(inbound::KeptRow {
+                    scope: event.scope.clone(),
+                    ce_source: event.source.clone(),
+                    ce_id: event.id.clone(),
+                    ce_type: event.ce_type.clone(),
+                    content_sha256: event.content_sha256.clone(),
+                    status: i64::from(answer.status),
+                    answer: answer.body.to_string(),
+                    received_at: now.to_string(),
+                });
+                kept.insert(
+                    key,
+                    inbound::Kept {
+                        ce_type: event.ce_type.clone(),
+                        content_sha256: event.content_sha256.clone(),
+                        status: answer.status,
+                        answer: answer.body,
+                    },
+                );
+            }
+        }
         outcomes.push(outcome);
     }
     for (&trial, slice) in &slices {

@@ -38,7 +38,9 @@ pub mod request;
 
 use serde_json::Value;
 
-pub use outcome::{Allocation, EnrolError, EnrolOutcome};
+pub use outcome::{answer, Allocation, EnrolError, EnrolOutcome};
+
+use crate::service::answer::Answer;
 pub use queue::{EnrolmentQueue, MAX_BATCH};
 pub use request::{canonical_json, EnrolmentRequest, MAX_ID_LEN};
 
@@ -57,6 +59,58 @@ pub async fn enrol(
     trial_id: &str,
     body: &Value,
 ) -> Result<EnrolOutcome, EnrolError> {
+    let pending = prepare(registry, principal, trial_id, body, None)?;
+    queue.submit(pending).await
+}
+
+/// The key an enrolment sent as a CloudEvent is answered under: the sender's scope, the
+/// event's `(source, id)`, its type and the hash of its content.
+#[derive(Debug, Clone)]
+pub struct CloudEventKey {
+    pub scope: String,
+    pub source: String,
+    pub id: String,
+    pub ce_type: String,
+    pub content_sha256: String,
+}
+
+/// Where an enrolment sent as a CloudEvent ended.
+#[derive(Debug)]
+pub enum Decided {
+    /// Decided in an enrolment batch, which also looked for an answer kept under the event's
+    /// key and kept this one (when final) in the same transaction: the answer to send.
+    Queued(Answer),
+    /// Refused before reaching the queue (checks that need no database); nothing was looked
+    /// up or kept.
+    Refused(EnrolError),
+}
+
+/// Enrol one patient sent as a CloudEvent: as [`enrol`], with the answer kept under `key` in
+/// the batch's own transaction — under the writer lock, so two deliveries of one key are
+/// decided one after the other: the second gets the first's answer (or a conflict when its
+/// content differs), and the answer is durable exactly when the allocation is.
+pub async fn enrol_event(
+    queue: &EnrolmentQueue,
+    registry: &TrialRegistry,
+    principal: &Principal,
+    trial_id: &str,
+    body: &Value,
+    key: CloudEventKey,
+) -> Decided {
+    match prepare(registry, principal, trial_id, body, Some(key)) {
+        Ok(pending) => Decided::Queued(answer(&queue.submit(pending).await)),
+        Err(e) => Decided::Refused(e),
+    }
+}
+
+/// The checks that need no database, giving the enrolment the queue decides.
+fn prepare(
+    registry: &TrialRegistry,
+    principal: &Principal,
+    trial_id: &str,
+    body: &Value,
+    cloud_event: Option<CloudEventKey>,
+) -> Result<Pending, EnrolError> {
     let runtime = registry
         .get(trial_id)
         .ok_or_else(|| EnrolError::TrialNotFound(trial_id.to_string()))?;
@@ -104,20 +158,19 @@ pub async fn enrol(
         .cluster
         .as_deref()
         .map(|field| protocol::level(&values, field));
-    queue
-        .submit(Pending {
-            runtime,
-            actor: principal.actor.clone(),
-            request,
-            values,
-            refusals,
-            stratum,
-            eligible,
-            levels,
-            site_scope: principal.site_code.clone(),
-            cluster,
-        })
-        .await
+    Ok(Pending {
+        runtime,
+        actor: principal.actor.clone(),
+        request,
+        values,
+        refusals,
+        stratum,
+        eligible,
+        levels,
+        site_scope: principal.site_code.clone(),
+        cluster,
+        cloud_event,
+    })
 }
 
 /// Look up an enrolment's allocation for a caller allowed to see it.

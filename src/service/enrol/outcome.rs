@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::protocol::FieldError;
 use crate::randomise::AllocationRecord;
+use crate::service::answer::Answer;
 use crate::service::error::{detail, Code, CodedError};
 use crate::service::TrialRuntime;
 use crate::store::StoreError;
@@ -62,6 +63,26 @@ pub enum EnrolOutcome {
     Created(Allocation),
     /// The same request was seen before: its allocation, unchanged.
     Replayed(Allocation),
+    /// A CloudEvent answered before: the answer it was given, as kept (only for enrolments
+    /// sent as CloudEvents, see [`super::enrol_event`]).
+    Kept(Answer),
+}
+
+/// What the sender of an enrolment CloudEvent is told of `outcome`: the status and body the
+/// plain endpoint gives.
+pub fn answer(outcome: &Result<EnrolOutcome, EnrolError>) -> Answer {
+    match outcome {
+        Ok(EnrolOutcome::Created(a)) => Answer {
+            status: 201,
+            body: serde_json::json!(a),
+        },
+        Ok(EnrolOutcome::Replayed(a)) => Answer {
+            status: 200,
+            body: serde_json::json!(a),
+        },
+        Ok(EnrolOutcome::Kept(answer)) => answer.clone(),
+        Err(e) => Answer::of(e),
+    }
 }
 
 /// Why an enrolment was refused.
@@ -97,6 +118,11 @@ pub enum EnrolError {
          has; its members cannot be enrolled"
     )]
     ClusterArmClosed { cluster: String, arm: String },
+    #[error(
+        "CloudEvent `{id}` from `{ce_source}` was received before with other content; send another \
+         event under a new id"
+    )]
+    CloudEventConflict { ce_source: String, id: String },
     #[error("the enrolment service is shutting down")]
     Unavailable,
     #[error(transparent)]
@@ -114,6 +140,7 @@ impl CodedError for EnrolError {
             EnrolError::RecordConflict(_) => Code::RecordConflict,
             EnrolError::TrialNotActive { .. } => Code::TrialNotActive,
             EnrolError::ClusterArmClosed { .. } => Code::ClusterArmClosed,
+            EnrolError::CloudEventConflict { .. } => Code::CloudEventConflict,
             EnrolError::Unavailable => Code::Unavailable,
             EnrolError::Store(e) => e.code(),
         }
