@@ -12,6 +12,7 @@
 pub mod data;
 pub mod datasets;
 pub mod disclosure;
+pub mod forecast;
 pub mod interim;
 pub mod release;
 pub mod subgroups;
