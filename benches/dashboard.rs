@@ -42,6 +42,7 @@ fn chrome() -> Chrome {
         scope: "all sites".into(),
         cutoff: String::new(),
         interactive: true,
+        lifecycle: None,
     }
 }
 

@@ -11,7 +11,8 @@
 //!   identity numbers refused), [`pseudonym`] (the key holder's keyed pseudonyms of personal
 //!   identity numbers, made before data reach rrct), [`protocol`] (parse and validate protocol
 //!   files, enrolment fields, eligibility, strata, versions, personal identity numbers' forms),
-//!   [`randomise`] (allocation procedures, seeded streams and the allocation record),
+//!   [`randomise`] (allocation procedures, seeded streams, the allocation record, one
+//!   enrolment's decision as the engine and the replay of an exported log both make it),
 //!   [`endpoints`] (per-subject outcomes from register events as of a data
 //!   cut-off, and the cut-off itself), [`analysis`] (a trial's data analysed: comparisons,
 //!   interim looks, subgroups, the blinded release and its disclosure control, ADTTE/ADSL);

@@ -2,10 +2,12 @@
 //! others are told of) made into a structured-mode event, blinded as the trial's masking says.
 //!
 //! Types: `rrct.allocation.created`, `rrct.screening.recorded`,
-//! `rrct.allocation.marked_in_error`, `rrct.trial.status_changed`, `rrct.source.stale`. The
+//! `rrct.allocation.marked_in_error`, `rrct.trial.status_changed` (the trial paused, resumed or
+//! closed), `rrct.site.enrolment_changed` (a site closed or opened), `rrct.source.stale`. The
 //! event's `id` is the outbox id (the audit sequence number, unique and increasing in commit
 //! order), its `source` `/rrct/trials/{trial}`, its `subject` the record id (or the source id of
-//! a stale-source alarm). Blinding holds here too: the arm leaves rrct only for an open-label
+//! a stale-source alarm, the site of a site's change). The reason given for a status change
+//! stays in the audit log: it may say more than a register should read. Blinding holds here too: the arm leaves rrct only for an open-label
 //! trial, whose register treats by it; a blinded trial's events carry the allocation
 //! (randomisation) number only. Stratum and block are never sent: they would let a reader
 //! predict the next allocation. Pure: no I/O.
@@ -31,11 +33,12 @@ pub struct OutboundRecord {
 }
 
 /// Every outbound type, for documentation, filters and checks.
-pub const TYPES: [&str; 5] = [
+pub const TYPES: [&str; 6] = [
     "rrct.allocation.created",
     "rrct.screening.recorded",
     "rrct.allocation.marked_in_error",
     "rrct.trial.status_changed",
+    "rrct.site.enrolment_changed",
     "rrct.source.stale",
 ];
 
@@ -94,7 +97,11 @@ pub fn cloud_event(record: &OutboundRecord, masking: Masking) -> Value {
             }
             (p.get("record_id").cloned(), d)
         }
-        "trial_status_changed" => (None, pick(&["status"])),
+        "trial_status_changed" => (None, pick(&["status", "previous_status", "change"])),
+        "site_enrolment_changed" => (
+            p.get("site").cloned(),
+            pick(&["site", "enrolment", "previous_enrolment", "change"]),
+        ),
         _ => {
             let d = pick(&[
                 "source",
@@ -166,5 +173,32 @@ mod tests {
         let e = cloud_event(&mark, Masking::Blinded);
         assert!(!e.to_string().contains("pci"));
         assert_eq!(e["data"]["reason"], "found ineligible");
+    }
+
+    #[test]
+    fn a_status_change_carries_the_status_and_never_the_reason() {
+        let record = OutboundRecord {
+            id: 50,
+            trial_id: Some("taste".into()),
+            event_type: "rrct.site.enrolment_changed".into(),
+            time: "2026-12-05T10:00:00.000000Z".into(),
+            action: "site_enrolment_changed".into(),
+            payload: json!({"change": "site_close", "site": "UPP", "enrolment": "closed",
+                "previous_enrolment": "open", "reason": "consent problems found"}),
+        };
+        let e = cloud_event(&record, Masking::Blinded);
+        assert_eq!(e["subject"], "UPP");
+        assert_eq!(e["data"]["enrolment"], "closed");
+        assert!(!e.to_string().contains("consent problems"));
+        let mut trial = record;
+        trial.action = "trial_status_changed".into();
+        trial.event_type = "rrct.trial.status_changed".into();
+        trial.payload = json!({"change": "pause", "status": "paused", "previous_status": "active",
+            "reason": "DSMB recommends a pause"});
+        let e = cloud_event(&trial, Masking::Blinded);
+        assert_eq!(e["data"]["status"], "paused");
+        assert_eq!(e["data"]["previous_status"], "active");
+        assert!(e.get("subject").is_none());
+        assert!(!e.to_string().contains("DSMB"));
     }
 }

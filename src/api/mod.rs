@@ -10,6 +10,7 @@ pub mod enrolments;
 pub mod error;
 pub mod events;
 pub mod json;
+pub mod lifecycle;
 pub mod tokens;
 pub mod trials;
 
@@ -45,6 +46,7 @@ pub fn app(state: AppState, limits: application::Limits) -> Router {
         .merge(events::router())
         .merge(cloudevents::router())
         .merge(trials::router())
+        .merge(lifecycle::router())
         .merge(tokens::router())
         .with_state(state.clone())
         .merge(crate::dashboard::router(state))

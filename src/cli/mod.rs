@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod audit;
 mod csv_table;
 mod data;
 mod design;
@@ -16,10 +17,12 @@ mod serve;
 mod simulate;
 mod stats;
 mod tokens;
+mod trial;
+mod verify;
 mod webhook;
 
-use crate::service::audit_trail::{self, ChainStatus};
-use crate::service::{connect, randomised_in_error, trials, Clock, COMMAND_DB_TIMEOUT};
+use crate::service::COMMAND_DB_TIMEOUT;
+use crate::service::{allocation_log, connect, randomised_in_error, trials, Clock};
 
 /// Environment variable read when `--database` is not given.
 pub const DATABASE_ENV: &str = "RRCT_DATABASE_URL";
@@ -105,15 +108,25 @@ enum Command {
     /// code: power or type I error, stopping per look, expected subjects, events and duration,
     /// balance, predictability (JSON, or HTML with charts).
     Simulate(simulate::SimulateArgs),
-    /// Analysis data sets as CSV on stdout.
+    /// Analysis data sets as CSV on stdout, and the randomisation log for replay.
     Export {
         #[command(subcommand)]
-        command: data::ExportCommand,
+        command: ExportCommand,
     },
-    /// The audit log.
+    /// The audit log: verify the chain, anchor its head, check anchors.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: audit::AuditCommand,
+    },
+    /// A trial's lifecycle: pause, resume, close, close or open a site, reveal the seed.
+    Trial {
+        #[command(subcommand)]
+        command: trial::TrialCommand,
+    },
+    /// Independent checks that need no database: replay an exported randomisation log.
+    Verify {
+        #[command(subcommand)]
+        command: verify::VerifyCommand,
     },
     /// Enrolments already made.
     Enrolment {
@@ -148,11 +161,24 @@ enum ProtocolCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum AuditCommand {
-    /// Recompute the hash chain: `ok: N entries`, or the first broken entry and exit 1.
-    Verify {
+enum ExportCommand {
+    #[command(flatten)]
+    Data(data::ExportCommand),
+    /// The trial's randomisation log as one self-describing JSON file (every allocation's
+    /// input as judged, protocol version, draw and arm, and the randomised-in-error marks), for
+    /// `rrct verify replay` or anyone's own replay (docs/VERIFY.md).
+    Allocations {
         #[command(flatten)]
         db: DatabaseArg,
+        #[arg(long)]
+        trial: String,
+        /// Where to write the log (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write each registered protocol version's file into this directory
+        /// (`TRIAL-VERSION.toml`, byte for byte as registered).
+        #[arg(long)]
+        protocols_dir: Option<PathBuf>,
     },
 }
 
@@ -216,7 +242,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Token { command } => tokens::run(command).await,
         Command::Webhook { command } => webhook::run(command).await,
         Command::Import { command } => data::import(command).await,
-        Command::Export { command } => data::export(command).await,
+        Command::Export {
+            command: ExportCommand::Data(command),
+        } => data::export(command).await,
+        Command::Export {
+            command:
+                ExportCommand::Allocations {
+                    db,
+                    trial,
+                    out,
+                    protocols_dir,
+                },
+        } => export_allocations(&db, &trial, out, protocols_dir).await,
+        Command::Trial { command } => trial::run(command).await,
+        Command::Verify { command } => verify::run(command),
         Command::Analyse(args) => data::analyse(args).await,
         Command::Feasibility(args) => data::feasibility(args).await,
         Command::Stats { command } => stats::run(command),
@@ -252,20 +291,45 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Audit {
-            command: AuditCommand::Verify { db },
-        } => {
-            let store = connect(&db.database, COMMAND_DB_TIMEOUT).await?;
-            match audit_trail::verify(&store).await? {
-                ChainStatus::Intact { entries } => {
-                    println!("ok: {entries} entries");
-                    Ok(ExitCode::SUCCESS)
-                }
-                ChainStatus::Broken { seq, reason } => {
-                    println!("broken: entry {seq}: {reason}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+        Command::Audit { command } => audit::run(command).await,
+    }
+}
+
+/// `rrct export allocations`.
+async fn export_allocations(
+    db: &DatabaseArg,
+    trial: &str,
+    out: Option<PathBuf>,
+    protocols_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let store = connect(&db.database, COMMAND_DB_TIMEOUT).await?;
+    let exported = allocation_log::export(&store, trial, &Clock::system().now().to_string()).await;
+    store.close().await;
+    let Some((log, sources)) = exported? else {
+        eprintln!("error: no trial `{trial}` in this database");
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut json = serde_json::to_string_pretty(&log)?;
+    json.push('\n');
+    match &out {
+        Some(path) => std::fs::write(path, json)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{json}"),
+    }
+    if let Some(dir) = protocols_dir {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        for s in sources {
+            let path = dir.join(&s.file_name);
+            std::fs::write(&path, s.source)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
+    eprintln!(
+        "{} allocations of trial `{trial}` exported (lifecycle {})",
+        log.allocations.len(),
+        log.lifecycle
+    );
+    Ok(ExitCode::SUCCESS)
 }

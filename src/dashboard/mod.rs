@@ -37,7 +37,7 @@ use serde::Deserialize;
 use crate::service::auth::{self, PageKind};
 use crate::service::error::{Code, CodedError};
 use crate::service::trial_view::{Ask, PreparedTrial, Reader, TrialView, ViewRequest};
-use crate::service::{audit_trail, AppState, Principal, Role};
+use crate::service::{audit_trail, lifecycle, unblinding, AppState, Principal, Role};
 use cache::{PageCache, PageKey};
 use page::Chrome;
 use session::SignedIn;
@@ -194,7 +194,7 @@ async fn trial_page(
     // An emptied cut-off field means "today", as no cut-off does.
     let asked = q.cutoff.as_deref().filter(|s| !s.is_empty());
     let protocol = &runtime.protocol;
-    let chrome = |cutoff: String| Chrome {
+    let chrome = |cutoff: String, lifecycle: Option<page::LifecyclePanel>| Chrome {
         trial_id: trial.clone(),
         title: protocol.title.clone(),
         protocol_version: protocol.version.clone(),
@@ -205,19 +205,25 @@ async fn trial_page(
             .map_or_else(|| "all sites".to_string(), |s| format!("site {s}")),
         cutoff,
         interactive: true,
+        lifecycle,
     };
     if p.page() == PageKind::AuditTrail {
         if let Err(e) = app.clock.cutoff(asked) {
             return refused(&e, &trial);
         }
         let page = q.page.as_deref().and_then(|s| s.parse().ok()).unwrap_or(1);
-        return match audit_trail::page(app, &p, &trial, page).await {
-            Ok(trail) => html(
-                StatusCode::OK,
-                &audit::AuditPage::build(trail, chrome(String::new())),
-            ),
-            Err(e) => refused(&e, &trial),
+        let trail = match audit_trail::page(app, &p, &trial, page).await {
+            Ok(trail) => trail,
+            Err(e) => return refused(&e, &trial),
         };
+        let panel = match lifecycle_panel(app, &p, &trial).await {
+            Ok(panel) => panel,
+            Err(e) => return refused(&e, &trial),
+        };
+        return html(
+            StatusCode::OK,
+            &audit::AuditPage::build(trail, chrome(String::new(), Some(panel))),
+        );
     }
     let opened = match app
         .views
@@ -238,7 +244,12 @@ async fn trial_page(
         Ok(opened) => opened,
         Err(e) => return refused(&e, &trial),
     };
-    let chrome = chrome(opened.cutoff.0.to_string());
+    // Read after the view's head, so the page cached under that head is never older than it.
+    let panel = match lifecycle_panel(app, &p, &trial).await {
+        Ok(panel) => panel,
+        Err(e) => return refused(&e, &trial),
+    };
+    let chrome = chrome(opened.cutoff.0.to_string(), Some(panel));
     let key = PageKey {
         trial: trial.clone(),
         cutoff: opened.cutoff,
@@ -261,6 +272,56 @@ async fn trial_page(
         Ok(body) => Html(body.as_str().to_owned()).into_response(),
         Err(e) => unavailable(&e),
     }
+}
+
+/// The trial's lifecycle, history and unblindings as this reader sees them: the list of
+/// unblindings only for the statistician, the DSMB and the auditor; their number for everyone.
+async fn lifecycle_panel(
+    app: &AppState,
+    p: &Principal,
+    trial: &str,
+) -> Result<page::LifecyclePanel, lifecycle::LifecycleError> {
+    let overview = lifecycle::overview(&app.store, trial).await?;
+    let unblinding_list = if p.may_list_unblindings(trial) {
+        let rows = unblinding::of_trial(&app.store, trial).await?;
+        Some(
+            rows.into_iter()
+                .rev()
+                .map(|u| {
+                    [
+                        u.unblinded_at,
+                        u.record_id,
+                        u.randomisation_number.to_string(),
+                        u.person,
+                        u.reason,
+                        u.actor,
+                    ]
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(page::LifecyclePanel {
+        status: overview.lifecycle,
+        closed_sites: overview.closed_sites.join(", "),
+        history: overview
+            .history
+            .into_iter()
+            .rev()
+            .map(|h| {
+                [
+                    h.changed_at,
+                    h.change.replace('_', " "),
+                    h.site_code.unwrap_or_default(),
+                    h.reason,
+                    h.actor,
+                ]
+            })
+            .collect(),
+        unblindings: overview.unblindings,
+        unblinding_list,
+    })
 }
 
 /// A refusal or failure of the trial view, worded for a reader of pages.
@@ -318,6 +379,7 @@ pub fn closed_report(prepared: &PreparedTrial) -> Result<String, askama::Error> 
             scope: "all sites".into(),
             cutoff: prepared.cutoff.0.to_string(),
             interactive: false,
+            lifecycle: None,
         },
     )
     .render()

@@ -39,6 +39,21 @@ pub struct Chrome {
     pub cutoff: String,
     /// Served pages have the cut-off form and sign-out; a written report has neither.
     pub interactive: bool,
+    /// The trial's lifecycle, its history and its emergency unblindings (served pages).
+    pub lifecycle: Option<LifecyclePanel>,
+}
+
+/// The trial's lifecycle as every page shows it under its header.
+pub struct LifecyclePanel {
+    /// active, paused or closed.
+    pub status: String,
+    pub closed_sites: String,
+    /// Newest first: (when, what, site, reason, by).
+    pub history: Vec<[String; 5]>,
+    /// How many emergency unblindings there were (every reader sees the number).
+    pub unblindings: usize,
+    /// Who, when, why, which record (no arm): for the statistician, the DSMB and the auditor.
+    pub unblinding_list: Option<Vec<[String; 6]>>,
 }
 
 /// One box of the CONSORT flow.

@@ -713,6 +713,7 @@ mod tests {
             scope: "all sites".into(),
             cutoff: String::new(),
             interactive: false,
+            lifecycle: None,
         }
     }
 

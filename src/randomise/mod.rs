@@ -40,11 +40,17 @@
 //!   patient's cluster already has an arm, the patient inherits it without a draw and without
 //!   taking a slot (`next` equals the input state): the sequence runs over clusters, so the
 //!   caller passes the state and counts of clusters, not of patients.
+//!
+//! [`sequence`] turns a parsed enrolment into its decision and the counts it moves, for the live
+//! engine and for [`replay`], which remakes a closed trial's exported log from the revealed seed
+//! (specified for outsiders in `docs/VERIFY.md`).
 
 mod coins;
 mod minimisation;
 pub mod quality;
 pub mod record;
+pub mod replay;
+pub mod sequence;
 mod stream;
 
 pub use crate::protocol::ImbalanceMeasure;
@@ -296,6 +302,14 @@ impl Scheme {
             Scheme::BigStick { .. } => "big_stick",
             Scheme::Urn { .. } => "urn",
         }
+    }
+
+    /// Whether the procedure balances per-stratum arm counts (biased coin, big stick, urn).
+    pub fn keeps_arm_counts(&self) -> bool {
+        matches!(
+            self,
+            Scheme::BiasedCoin { .. } | Scheme::BigStick { .. } | Scheme::Urn { .. }
+        )
     }
 
     /// The minimisation factors, in order (empty for the other procedures).

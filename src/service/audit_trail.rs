@@ -7,7 +7,7 @@ use super::auth::{self, AccessError, Principal};
 use super::error::{Code, CodedError};
 use super::AppState;
 use crate::protocol::TrialStatus;
-use crate::store::{allocations, audit, Store, StoreError};
+use crate::store::{allocations, audit, lifecycle, Store, StoreError};
 
 pub use crate::store::audit::{AuditEntry, ChainStatus};
 
@@ -71,7 +71,11 @@ pub async fn page(
     let (mut entries, total) =
         audit::entries_page(&state.store, trial_id, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
     let chain = audit::verify(&state.store).await?;
-    let closed = runtime.protocol.status == TrialStatus::Closed;
+    // Closed by its protocol or, for good, by its admins: no block is open any more.
+    let closed = runtime.protocol.status == TrialStatus::Closed
+        || lifecycle::of_trial(&state.store, trial_id)
+            .await?
+            .is_some_and(|l| l.lifecycle == lifecycle::Lifecycle::Closed.as_str());
     let open = if closed {
         Default::default()
     } else {

@@ -23,10 +23,13 @@ pub enum Role {
     Statistician,
     Dsmb,
     Auditor,
+    /// The on-call unblinder: may break the code of one subject in an emergency (with a reason
+    /// and their name, audited); otherwise reads what a sponsor reads.
+    Unblinder,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Admin,
         Role::Register,
         Role::Source,
@@ -34,6 +37,7 @@ impl Role {
         Role::Statistician,
         Role::Dsmb,
         Role::Auditor,
+        Role::Unblinder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Role {
             Role::Statistician => "statistician",
             Role::Dsmb => "dsmb",
             Role::Auditor => "auditor",
+            Role::Unblinder => "unblinder",
         }
     }
 
@@ -101,6 +106,19 @@ impl Principal {
     /// May administer the trial (mark an allocation randomised in error): an admin token for it.
     pub fn may_administer(&self, trial_id: &str) -> bool {
         self.role == Role::Admin && self.may_access_trial(trial_id)
+    }
+
+    /// May break the blind of one subject in an emergency: the on-call unblinder of the trial
+    /// (of the subject's site, when the token is site-scoped).
+    pub fn may_unblind(&self, trial_id: &str) -> bool {
+        self.role == Role::Unblinder && self.may_access_trial(trial_id)
+    }
+
+    /// May read the list of emergency unblindings (who, when, why): the trial statistician,
+    /// the DSMB and the auditor.
+    pub fn may_list_unblindings(&self, trial_id: &str) -> bool {
+        matches!(self.role, Role::Statistician | Role::Dsmb | Role::Auditor)
+            && self.may_access_trial(trial_id)
     }
 
     /// The page this reader is shown for a trial.

@@ -70,6 +70,18 @@ pub enum Code {
     Internal,
     /// The database cannot be reached.
     Unavailable,
+    /// The trial is paused by its admins (lifecycle): no enrolment until it is resumed.
+    TrialPaused,
+    /// The trial is closed by its admins (lifecycle), for good.
+    TrialClosed,
+    /// The enrolment's site is closed to enrolment.
+    SiteClosed,
+    /// No such site in the trial.
+    SiteNotFound,
+    /// A lifecycle change that the trial's or the site's current status does not allow.
+    InvalidTransition,
+    /// The master seed can be revealed only once the trial is closed.
+    TrialNotClosed,
 }
 
 impl Code {
@@ -105,6 +117,12 @@ impl Code {
             CloudEventConflict => "cloudevent_conflict",
             Internal => "internal",
             Unavailable => "unavailable",
+            TrialPaused => "trial_paused",
+            TrialClosed => "trial_closed",
+            SiteClosed => "site_closed",
+            SiteNotFound => "site_not_found",
+            InvalidTransition => "invalid_transition",
+            TrialNotClosed => "trial_not_closed",
         }
     }
 
@@ -122,11 +140,12 @@ impl Code {
             MalformedJson | InvalidQuery | InvalidCloudEvent => 400,
             Unauthenticated => 401,
             Forbidden | CrossSiteRequest => 403,
-            TrialNotFound | EnrolmentNotFound | NotFound => 404,
+            TrialNotFound | EnrolmentNotFound | NotFound | SiteNotFound => 404,
             MethodNotAllowed => 405,
             RequestTimeout => 408,
             AlreadyRandomised | RecordConflict | TrialNotActive | ClusterArmClosed
-            | AlreadyMarkedInError | AlreadyRevoked | EventConflict | CloudEventConflict => 409,
+            | AlreadyMarkedInError | AlreadyRevoked | EventConflict | CloudEventConflict
+            | TrialPaused | TrialClosed | SiteClosed | InvalidTransition | TrialNotClosed => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             NotEligible | InvalidEnrolment | InvalidRequest | InvalidEvents => 422,
@@ -137,7 +156,7 @@ impl Code {
     }
 
     /// Every code.
-    pub const ALL: [Code; 28] = [
+    pub const ALL: [Code; 34] = [
         Code::MalformedJson,
         Code::InvalidQuery,
         Code::Unauthenticated,
@@ -166,6 +185,12 @@ impl Code {
         Code::CloudEventConflict,
         Code::Internal,
         Code::Unavailable,
+        Code::TrialPaused,
+        Code::TrialClosed,
+        Code::SiteClosed,
+        Code::SiteNotFound,
+        Code::InvalidTransition,
+        Code::TrialNotClosed,
     ];
 }
 

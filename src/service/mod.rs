@@ -11,11 +11,16 @@
 //! - [`error`]: the stable error codes and [`error::CodedError`];
 //! - [`trials`]: protocols registered and served;
 //! - [`enrol`], [`screening`], [`events`], [`randomised_in_error`]: the writes;
+//! - [`lifecycle`] (pause, resume, close, sites, the seed's reveal), [`unblinding`] (one
+//!   subject's emergency code-break), [`allocation_log`] (the randomisation log for replay) and
+//!   [`anchor`] (the audit chain's head signed and checked);
 //! - [`trial_view`]: the one way every interface reads an analysed trial;
 //! - [`audit_trail`], [`health`], [`feasibility`]: the rest of what readers ask.
 //! - [`webhooks`]: webhooks registered, and the worker that delivers the outbox to them.
 
 pub mod alarms;
+pub mod allocation_log;
+pub mod anchor;
 pub mod answer;
 pub mod audit_trail;
 pub mod auth;
@@ -28,6 +33,7 @@ pub mod feasibility;
 pub mod health;
 pub mod intake;
 pub mod keeper;
+pub mod lifecycle;
 pub mod outbox;
 pub mod randomised_in_error;
 pub mod screening;
@@ -36,6 +42,7 @@ pub mod state;
 pub mod tokens;
 pub mod trial_view;
 pub mod trials;
+pub mod unblinding;
 pub mod webhooks;
 
 pub use auth::{Principal, Role};

@@ -20,7 +20,7 @@ use super::{AppState, Principal};
 use crate::analysis::ErrorMark;
 use crate::identity;
 use crate::protocol::{self, FieldError};
-use crate::randomise::{Draw, Scheme, Timestamp};
+use crate::randomise::{sequence, Draw, Scheme, Timestamp};
 use crate::store::{allocation_errors, allocations, screening_log};
 use crate::store::{audit, trials, Store, StoreError};
 
@@ -244,18 +244,19 @@ pub async fn mark(
                     "stored fields of {record_id} no longer parse: {e:?}"
                 ))
             })?;
-            for factor in scheme.factors() {
-                let level = protocol::level(&values, &factor.name);
-                allocation_errors::release_marginal(
-                    &mut tx,
-                    trial_id,
-                    &factor.name,
-                    &level,
-                    &row.arm,
-                )
-                .await?;
+            // The rule the replay of an exported log follows too.
+            let levels = sequence::levels(&scheme, &values);
+            for (factor, level, arm) in sequence::released_by_mark(
+                &scheme,
+                &levels,
+                &row.arm,
+                row.draw,
+                row.cluster.as_deref(),
+            ) {
+                allocation_errors::release_marginal(&mut tx, trial_id, &factor, &level, &arm)
+                    .await?;
                 released.push(serde_json::json!({
-                    "factor": factor.name, "level": level, "arm": row.arm,
+                    "factor": factor, "level": level, "arm": arm,
                 }));
             }
         }

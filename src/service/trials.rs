@@ -325,3 +325,19 @@ pub async fn stored_protocols_on(
     }
     Ok(out)
 }
+
+/// A trial's master seed, opened with `key`; `None` when there is no such trial.
+pub async fn opened_seed(
+    store: &Store,
+    trial_id: &str,
+    key: &SeedKey,
+) -> Result<Option<MasterSeed>, LoadError> {
+    let Some(stored) = trials::load(store, trial_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        match seed_vault::open(key, trial_id, &stored.stored_seed)? {
+            Stored::Sealed(seed) | Stored::Plain(seed) => seed,
+        },
+    ))
+}

@@ -311,3 +311,26 @@ fn entry_from_row(row: &sqlx::any::AnyRow) -> StoreResult<AuditEntry> {
         hash: row.try_get("hash")?,
     })
 }
+
+/// The chain head as stored (the newest entry's sequence number and hash).
+pub async fn stored_head(store: &Store) -> StoreResult<ChainHead> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(store.pool())
+        .await?;
+    Ok(ChainHead {
+        seq: row.try_get("seq")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// Every entry up to and including `seq`, oldest first.
+pub async fn entries_through(store: &Store, seq: i64) -> StoreResult<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT seq, recorded_at, actor, action, trial_id, payload, prev_hash, hash \
+         FROM audit_log WHERE seq <= $1 ORDER BY seq",
+    )
+    .bind(seq)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(entry_from_row).collect()
+}

@@ -23,6 +23,10 @@ use crate::randomise::{AllocationRecord, StratumState};
 /// audit chain head into the transaction.
 pub struct BatchContext {
     pub trial: Option<(String, i64)>,
+    /// The trial's lifecycle (`active`, `paused`, `closed`; migration 0010).
+    pub lifecycle: Option<String>,
+    /// The trial's sites closed to enrolment.
+    pub closed_sites: Vec<String>,
     pub allocations: Vec<AllocationRecord>,
     pub strata: HashMap<String, StratumState>,
     pub balance: Balance,
@@ -58,6 +62,7 @@ pub async fn batch_context(
          UNION SELECT 'a', {ALLOCATION_COLUMNS} FROM allocations WHERE trial_id = $1 AND subject {in3} \
          UNION ALL {strata} \
          UNION ALL {trial} \
+         UNION ALL {closed_sites} \
          UNION ALL {head} \
          UNION ALL {counts} \
          UNION ALL {marginals} \
@@ -81,8 +86,14 @@ pub async fn batch_context(
                 ("trial_id", "trial_id"),
                 ("randomisation_number", "next_randomisation_number"),
                 ("record_id", "status"),
+                ("subject", "lifecycle"),
             ],
             "trials WHERE trial_id = $1",
+        ),
+        closed_sites = riding(
+            "x",
+            &[("trial_id", "trial_id"), ("site_code", "site_code")],
+            "sites WHERE trial_id = $1 AND enrolment = 'closed'",
         ),
         head = riding(
             "h",
@@ -136,6 +147,8 @@ pub async fn batch_context(
         .await?;
     let mut context = BatchContext {
         trial: None,
+        lifecycle: None,
+        closed_sites: Vec::new(),
         allocations: Vec::new(),
         strata: HashMap::new(),
         balance: Balance::default(),
@@ -148,8 +161,10 @@ pub async fn batch_context(
                 context.trial = Some((
                     row.try_get("record_id")?,
                     row.try_get("randomisation_number")?,
-                ))
+                ));
+                context.lifecycle = Some(row.try_get("subject")?);
             }
+            "x" => context.closed_sites.push(row.try_get("site_code")?),
             "h" => {
                 if tx.head.is_none() {
                     tx.head = Some(super::audit::ChainHead {

@@ -26,6 +26,7 @@ pub mod batch;
 pub mod deliveries;
 pub mod events;
 pub mod inbound;
+pub mod lifecycle;
 pub mod outbox;
 pub mod screening_log;
 pub mod since;

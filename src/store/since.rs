@@ -60,9 +60,13 @@ pub enum Since {
 }
 
 /// Audit actions that add rows to the allocations, the events or the screening log, or change
-/// nothing a trial's data are made of (tokens, the trial's status).
-const ADDING_ONLY: [&str; 11] = [
+/// nothing a trial's data are made of (tokens, the trial's status and sites, unblindings, the
+/// seed's reveal).
+const ADDING_ONLY: [&str; 14] = [
     "source_stale",
+    "site_enrolment_changed",
+    "emergency_unblinded",
+    "seed_revealed",
     "webhook_added",
     "webhook_removed",
     "randomised",

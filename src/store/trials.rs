@@ -333,36 +333,6 @@ pub async fn load(store: &Store, trial_id: &str) -> StoreResult<Option<StoredTri
     }))
 }
 
-/// Set a trial's status (e.g. close recruitment), with an audit entry.
-#[tracing::instrument(skip_all, fields(trial = %trial_id), err)]
-pub async fn set_status(
-    store: &Store,
-    trial_id: &str,
-    status: TrialStatus,
-    actor: &str,
-) -> StoreResult<bool> {
-    let mut tx = store.begin_write().await?;
-    let done = sqlx::query("UPDATE trials SET status = $2 WHERE trial_id = $1")
-        .bind(trial_id)
-        .bind(status.as_str())
-        .execute(tx.conn())
-        .await?
-        .rows_affected()
-        == 1;
-    if done {
-        audit::append(
-            &mut tx,
-            actor,
-            "trial_status_changed",
-            Some(trial_id),
-            &serde_json::json!({ "status": status.as_str() }),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(done)
-}
-
 /// Whether a trial exists.
 pub async fn exists(conn: &mut sqlx::AnyConnection, trial_id: &str) -> StoreResult<bool> {
     let found: Option<String> =
@@ -450,4 +420,44 @@ pub async fn replace_seeds(
     super::webhooks::replace_sealed_secrets(&mut tx, webhook_secrets).await?;
     audit::append(&mut tx, actor, action, None, payload).await?;
     tx.commit().await
+}
+
+/// One registered protocol version of a trial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    pub version: String,
+    pub source_sha256: String,
+    pub source: String,
+    pub loaded_at: String,
+}
+
+/// Every registered protocol version of a trial, in registration order.
+pub async fn protocol_versions(store: &Store, trial_id: &str) -> StoreResult<Vec<VersionRow>> {
+    let rows = sqlx::query(
+        "SELECT version, source_sha256, source, loaded_at FROM protocol_versions \
+         WHERE trial_id = $1 ORDER BY loaded_at, version",
+    )
+    .bind(trial_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(VersionRow {
+                version: r.try_get("version")?,
+                source_sha256: r.try_get("source_sha256")?,
+                source: r.try_get("source")?,
+                loaded_at: r.try_get("loaded_at")?,
+            })
+        })
+        .collect()
+}
+
+/// A trial's seed commitment, if the trial exists.
+pub async fn seed_commitment(store: &Store, trial_id: &str) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT seed_commitment FROM trials WHERE trial_id = $1")
+            .bind(trial_id)
+            .fetch_optional(store.pool())
+            .await?,
+    )
 }

@@ -385,11 +385,16 @@ async fn trial_not_active_when_closed_or_without_ethics_approval(db: TestDb) {
     // Closing a trial after an allocation: the register's retry still gets its allocation.
     let (status, first) = app.enrol("taste", &token, &patient(10, "UPP", "F")).await;
     assert_eq!(status, 201);
-    rrct::store::trials::set_status(
+    rrct::service::lifecycle::change(
         &app.store,
         "taste",
-        rrct::protocol::TrialStatus::Closed,
-        "test",
+        rrct::service::lifecycle::Change::Close,
+        None,
+        "target reached",
+        &rrct::service::lifecycle::By {
+            actor: "test",
+            at: app.clock.now(),
+        },
     )
     .await
     .unwrap();
@@ -398,7 +403,7 @@ async fn trial_not_active_when_closed_or_without_ethics_approval(db: TestDb) {
     assert_eq!(replay, first);
     let (status, err) = app.enrol("taste", &token, &patient(11, "UPP", "F")).await;
     assert_eq!(status, 409);
-    assert_error(&err, "trial_not_active");
+    assert_error(&err, "trial_closed");
     app.stop().await;
 }
 

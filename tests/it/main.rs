@@ -5,6 +5,7 @@
 mod support;
 
 mod amendments;
+mod anchors;
 mod audit_cli;
 mod browser;
 mod bus;
@@ -17,9 +18,11 @@ mod events;
 mod flow;
 mod held_data;
 mod http_enrolment;
+mod lifecycle;
 mod live_procedures;
 mod pseudonymise;
 mod randomised_in_error;
+mod replay;
 mod reproducibility;
 mod schema;
 mod serve;

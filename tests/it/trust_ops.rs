@@ -53,48 +53,76 @@ async fn every_role_gets_what_the_matrix_says(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "matrix").await;
     let register = app.token("register", Some("taste"), None).await;
     // Allocations to read, mark and send events for (one each per row of the matrix).
-    for i in 0..8 {
+    for i in 0..9 {
         let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
         assert_eq!(status, 201, "{body}");
     }
-    // role, enrol, read, mark, screen, events, summary, analysis, revoke, page
-    type Row = (&'static str, [u16; 8], &'static str);
-    let matrix: [Row; 8] = [
-        ("admin", [403, 200, 201, 403, 200, 200, 403, 200], "blinded"),
+    // role, enrol, read, mark, screen, events, summary, analysis, revoke, unblind, unblindings,
+    // status, site-close, reveal-seed; page
+    type Row = (&'static str, [u16; 13], &'static str);
+    let matrix: [Row; 9] = [
+        (
+            "admin",
+            [
+                403, 200, 201, 403, 200, 200, 403, 200, 403, 403, 200, 200, 409,
+            ],
+            "blinded",
+        ),
         (
             "register@taste",
-            [201, 200, 403, 201, 200, 200, 403, 403],
+            [
+                201, 200, 403, 201, 200, 200, 403, 403, 403, 403, 200, 403, 403,
+            ],
             "blinded",
         ),
         (
             "register@taste/UPP",
-            [201, 200, 403, 201, 200, 200, 403, 403],
+            [
+                201, 200, 403, 201, 200, 200, 403, 403, 403, 403, 200, 403, 403,
+            ],
             "blinded",
         ),
         (
             "source",
-            [403, 403, 403, 403, 200, 403, 403, 403],
+            [
+                403, 403, 403, 403, 200, 403, 403, 403, 403, 403, 403, 403, 403,
+            ],
             "refused",
         ),
         (
             "sponsor@taste",
-            [403, 403, 403, 403, 403, 200, 403, 403],
+            [
+                403, 403, 403, 403, 403, 200, 403, 403, 403, 403, 200, 403, 403,
+            ],
             "blinded",
         ),
         (
             "statistician@taste",
-            [403, 403, 403, 403, 403, 200, 200, 403],
+            [
+                403, 403, 403, 403, 403, 200, 200, 403, 403, 200, 200, 403, 403,
+            ],
             "unblinded",
         ),
         (
             "dsmb@taste",
-            [403, 403, 403, 403, 403, 200, 200, 403],
+            [
+                403, 403, 403, 403, 403, 200, 200, 403, 403, 200, 200, 403, 403,
+            ],
             "unblinded",
         ),
         (
             "auditor@taste",
-            [403, 403, 403, 403, 403, 200, 403, 403],
+            [
+                403, 403, 403, 403, 403, 200, 403, 403, 403, 200, 200, 403, 403,
+            ],
             "audit",
+        ),
+        (
+            "unblinder@taste",
+            [
+                403, 403, 403, 403, 403, 200, 403, 403, 200, 403, 200, 403, 403,
+            ],
+            "blinded",
         ),
     ];
     let mut wrong = Vec::new();
@@ -151,10 +179,41 @@ async fn every_role_gets_what_the_matrix_says(db: TestDb) {
             )
             .await
             .0,
+            app.post(
+                &format!("/api/v1/trials/taste/enrolments/R{row:06}/unblind"),
+                &token,
+                &json!({"reason": "emergency", "person": "Dr On Call"}),
+            )
+            .await
+            .0,
+            app.get("/api/v1/trials/taste/unblindings", &token).await.0,
+            app.get("/api/v1/trials/taste/status", &token).await.0,
+            app.post(
+                "/api/v1/trials/taste/sites/SUS/close",
+                &token,
+                &json!({"reason": "matrix"}),
+            )
+            .await
+            .0,
+            app.post("/api/v1/trials/taste/reveal-seed", &token, &json!({}))
+                .await
+                .0,
         ];
         let _ = throwaway;
         let endpoints = [
-            "enrol", "read", "mark", "screen", "events", "summary", "analysis", "revoke",
+            "enrol",
+            "read",
+            "mark",
+            "screen",
+            "events",
+            "summary",
+            "analysis",
+            "revoke",
+            "unblind",
+            "unblindings",
+            "status",
+            "site-close",
+            "reveal-seed",
         ];
         for ((endpoint, got), want) in endpoints.iter().zip(got).zip(expected) {
             if got != *want {

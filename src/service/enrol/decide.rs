@@ -10,16 +10,15 @@ use serde_json::Value;
 use super::request::EnrolmentRequest;
 use super::{Allocation, EnrolError, EnrolOutcome};
 use crate::protocol::{self, FieldError, TrialStatus};
-use crate::randomise::{
-    self, AllocationContext, AllocationError, AllocationRecord, Draw, Scheme, StratumState,
-    Timestamp,
-};
+use crate::randomise::sequence::{self, DecideError, Judged, Tallies};
+use crate::randomise::{AllocationRecord, StratumState, Timestamp};
 use crate::service::answer::Answer;
 use crate::service::TrialRuntime;
 use crate::store::audit::NewEntry;
-use crate::store::balance::{unsigned, ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
+use crate::store::balance::{ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
 use crate::store::batch::{self, BatchWrite};
 use crate::store::inbound;
+use crate::store::lifecycle::Lifecycle;
 use crate::store::screening_log::{self, ScreeningRow};
 use crate::store::{Store, StoreError};
 
@@ -30,15 +29,10 @@ pub(super) struct Pending {
     pub(super) request: EnrolmentRequest,
     pub(super) values: protocol::EnrolmentValues,
     pub(super) refusals: Vec<protocol::Ineligibility>,
-    pub(super) stratum: String,
-    /// One flag per arm when the enrolment named ineligible arms.
-    pub(super) eligible: Option<Vec<bool>>,
-    /// The enrolment's level of each minimisation factor, in the scheme's factor order.
-    pub(super) levels: Vec<String>,
+    /// The stratum, minimisation levels, eligible arms and cluster, as judged from the fields.
+    pub(super) judged: Judged,
     /// The site the caller's token is scoped to, if any: it is not told about other sites.
     pub(super) site_scope: Option<String>,
-    /// The enrolment's cluster, in a cluster trial.
-    pub(super) cluster: Option<String>,
     /// The key its answer is kept under, when it came as a CloudEvent.
     pub(super) cloud_event: Option<super::CloudEventKey>,
 }
@@ -55,11 +49,15 @@ pub(crate) fn visible_record(
     }
 }
 
-/// What one trial's part of a batch knows: the trial's status and randomisation counter (read
-/// under the writer lock) and everything already stored or decided earlier in the batch for the
-/// batch's records, subjects and strata.
+/// What one trial's part of a batch knows: the trial's status, lifecycle, closed sites and
+/// randomisation counter (read under the writer lock, so a pause or a site closed by another
+/// transaction is either committed before this batch and seen here, or ordered after it) and
+/// everything already stored or decided earlier in the batch for the batch's records, subjects
+/// and strata.
 struct TrialSlice {
     status: TrialStatus,
+    lifecycle: Lifecycle,
+    closed_sites: BTreeSet<String>,
     next_number: i64,
     by_record: HashMap<String, AllocationRecord>,
     /// subject → record id of its allocation.
@@ -74,12 +72,19 @@ struct TrialSlice {
     touched_marginals: BTreeSet<(String, String, String)>,
 }
 
-/// Whether a scheme balances per-stratum arm counts.
-fn keeps_arm_counts(scheme: &Scheme) -> bool {
-    matches!(
-        scheme,
-        Scheme::BiasedCoin { .. } | Scheme::BigStick { .. } | Scheme::Urn { .. }
-    )
+/// The counts as the batch holds them, for the engine's decision.
+impl Tallies for Balance {
+    fn arm_count(&self, stratum: &str, arm: &str) -> i64 {
+        Balance::arm_count(self, stratum, arm)
+    }
+
+    fn marginal(&self, factor: &str, level: &str, arm: &str) -> i64 {
+        Balance::marginal(self, factor, level, arm)
+    }
+
+    fn cluster_arm(&self, cluster: &str) -> Option<&str> {
+        self.clusters.get(cluster).map(|c| c.arm.as_str())
+    }
 }
 
 /// Decide a batch of enrolments in one transaction, in arrival order, and commit.
@@ -104,7 +109,7 @@ pub(super) async fn decide_batch(
             .collect();
         let records: Vec<&str> = mine.iter().map(|p| p.request.record_id.as_str()).collect();
         let subjects: Vec<&str> = mine.iter().map(|p| p.request.subject.as_str()).collect();
-        let strata: BTreeSet<&str> = mine.iter().map(|p| p.stratum.as_str()).collect();
+        let strata: BTreeSet<&str> = mine.iter().map(|p| p.judged.stratum.as_str()).collect();
         let strata: Vec<&str> = strata.into_iter().collect();
         let refused: Vec<&str> = mine
             .iter()
@@ -118,12 +123,17 @@ pub(super) async fn decide_batch(
             continue;
         };
         let (existing, strata) = (context.allocations, context.strata);
+        let lifecycle = context.lifecycle.as_deref().unwrap_or_default();
         slices.insert(
             trial,
             TrialSlice {
                 status: TrialStatus::parse(&status).ok_or_else(|| {
                     StoreError::Corrupt(format!("unknown trial status `{status}`"))
                 })?,
+                lifecycle: Lifecycle::parse(lifecycle).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown trial lifecycle `{lifecycle}`"))
+                })?,
+                closed_sites: context.closed_sites.into_iter().collect(),
                 next_number,
                 by_subject: existing
                     .iter()
@@ -248,14 +258,14 @@ fn balance_keys<'a>(mine: &[&'a Pending]) -> BalanceKeys<'a> {
     let mut levels = BTreeSet::new();
     let mut clusters = BTreeSet::new();
     for p in mine {
-        if keeps_arm_counts(&p.runtime.scheme) {
-            strata.insert(p.stratum.as_str());
+        if p.runtime.scheme.keeps_arm_counts() {
+            strata.insert(p.judged.stratum.as_str());
         }
-        for (factor, level) in p.runtime.scheme.factors().iter().zip(&p.levels) {
+        for (factor, level) in p.runtime.scheme.factors().iter().zip(&p.judged.levels) {
             factors.insert(factor.name.as_str());
             levels.insert(level.as_str());
         }
-        if let Some(cluster) = &p.cluster {
+        if let Some(cluster) = &p.judged.cluster {
             clusters.insert(cluster.as_str());
         }
     }
@@ -290,6 +300,12 @@ fn decide_one(
         };
     }
 
+    // The lifecycle first: a closed trial is closed for good, a paused one until resumed.
+    match slice.lifecycle {
+        Lifecycle::Closed => return Err(EnrolError::TrialClosed(trial_id.to_string())),
+        Lifecycle::Paused => return Err(EnrolError::TrialPaused(trial_id.to_string())),
+        Lifecycle::Active => {}
+    }
     let not_active = if slice.status != TrialStatus::Recruiting {
         Some(format!("its status is `{}`", slice.status.as_str()))
     } else if protocol.ethics_approval.is_none() {
@@ -301,6 +317,12 @@ fn decide_one(
         return Err(EnrolError::TrialNotActive {
             trial: trial_id.to_string(),
             reason,
+        });
+    }
+    if slice.closed_sites.contains(&request.site) {
+        return Err(EnrolError::SiteClosed {
+            trial: trial_id.to_string(),
+            site: request.site.clone(),
         });
     }
 
@@ -352,77 +374,37 @@ fn decide_one(
         return Err(EnrolError::NotEligible { reasons });
     }
 
-    let state = slice.strata.get(&item.stratum).copied().unwrap_or_default();
-    let scheme = &runtime.scheme;
-    let arms = &protocol.arms;
-    let cluster = item
-        .cluster
-        .as_ref()
-        .and_then(|c| slice.balance.clusters.get(c));
-    let cluster_arm = match cluster {
-        Some(c) => {
-            Some(
-                protocol
-                    .arm_index(&c.arm)
-                    .ok_or_else(|| EnrolError::ClusterArmClosed {
-                        cluster: c.cluster.clone(),
-                        arm: c.arm.clone(),
-                    })?,
-            )
+    let judged = &item.judged;
+    let state = slice
+        .strata
+        .get(&judged.stratum)
+        .copied()
+        .unwrap_or_default();
+    let decided = sequence::decide(
+        protocol,
+        &runtime.scheme,
+        &runtime.seed,
+        judged,
+        &state,
+        &slice.balance,
+    )
+    .map_err(|e| match e {
+        DecideError::ClusterArmClosed { cluster, arm } => {
+            EnrolError::ClusterArmClosed { cluster, arm }
         }
-        None => None,
-    };
-    let counts = |f: &dyn Fn(&str) -> i64| -> Result<Vec<u64>, StoreError> {
-        arms.iter().map(|a| unsigned(f(&a.id))).collect()
-    };
-    let ctx = AllocationContext {
-        eligible_arms: item.eligible.clone(),
-        arm_counts: if keeps_arm_counts(scheme) {
-            counts(&|arm| slice.balance.arm_count(&item.stratum, arm))?
-        } else {
-            Vec::new()
-        },
-        marginals: scheme
-            .factors()
-            .iter()
-            .zip(&item.levels)
-            .map(|(f, level)| counts(&|arm| slice.balance.marginal(&f.name, level, arm)))
-            .collect::<Result<_, _>>()?,
-        cluster_arm,
-    };
-    let decision =
-        randomise::allocate_with(scheme, &runtime.seed, trial_id, &item.stratum, &state, &ctx)
-            .map_err(|e| match (e, cluster) {
-                (AllocationError::ClusterArmIneligible { .. }, Some(c)) => {
-                    EnrolError::Invalid(vec![FieldError {
-                        field: protocol::INELIGIBLE_ARMS.to_string(),
-                        message: format!(
-                    "cluster `{}` is already randomised to arm `{}`, which this enrolment lists \
-                     as ineligible",
-                    c.cluster, c.arm
+        DecideError::ClusterArmIneligible { cluster, arm } => {
+            EnrolError::Invalid(vec![FieldError {
+                field: protocol::INELIGIBLE_ARMS.to_string(),
+                message: format!(
+                    "cluster `{cluster}` is already randomised to arm `{arm}`, which this \
+                     enrolment lists as ineligible"
                 ),
-                    }])
-                }
-                (e, _) => StoreError::Corrupt(format!("allocation context: {e}")).into(),
-            })?;
-    let arm = arms
-        .get(decision.arm)
-        .ok_or_else(|| StoreError::Corrupt(format!("arm index {} out of range", decision.arm)))?;
-    let restricted = item.eligible.as_ref().is_some_and(|e| e.contains(&false));
-    let draw = if cluster_arm.is_some() {
-        Draw::Inherited
-    } else if restricted && matches!(scheme, Scheme::PermutedBlocks { .. }) {
-        Draw::Restricted
-    } else {
-        Draw::Slot
-    };
-    let eligible_ids: Option<Vec<String>> = restricted.then(|| {
-        arms.iter()
-            .zip(item.eligible.iter().flatten())
-            .filter(|(_, &e)| e)
-            .map(|(a, _)| a.id.clone())
-            .collect()
-    });
+            }])
+        }
+        e => StoreError::Corrupt(e.to_string()).into(),
+    })?;
+    let decision = &decided.decision;
+    let eligible_ids = decided.eligible_ids.clone();
     let eligible_arms = eligible_ids
         .as_ref()
         .map(|ids| Value::from(ids.clone()).to_string());
@@ -432,8 +414,8 @@ fn decide_one(
         record_id: request.record_id.clone(),
         subject: request.subject.clone(),
         site_code: request.site.clone(),
-        arm: arm.id.clone(),
-        stratum: item.stratum.clone(),
+        arm: decided.arm.clone(),
+        stratum: judged.stratum.clone(),
         block_number: i64::try_from(decision.block_number)
             .map_err(|_| StoreError::Corrupt("block number overflow".into()))?,
         block_size: i64::from(decision.block_size),
@@ -443,39 +425,33 @@ fn decide_one(
         allocated_at: now,
         detail: decision.detail.as_ref().map(Value::to_string),
         eligible_arms,
-        cluster: item.cluster.clone(),
-        draw,
+        cluster: judged.cluster.clone(),
+        draw: decided.draw,
     };
     // Counts are of randomised units: an inherited cluster member changes none of them.
-    if cluster_arm.is_none() {
-        if keeps_arm_counts(scheme) {
-            let key = (item.stratum.clone(), arm.id.clone());
-            *slice.balance.arm_counts.entry(key.clone()).or_default() += 1;
-            slice.touched_arm_counts.insert(key);
-        }
-        for (factor, level) in scheme.factors().iter().zip(&item.levels) {
-            let key = (factor.name.clone(), level.clone(), arm.id.clone());
-            *slice.balance.marginals.entry(key.clone()).or_default() += 1;
-            slice.touched_marginals.insert(key);
-        }
-        if let Some(cluster) = &item.cluster {
-            let randomised = ClusterRow {
-                trial_id: trial_id.to_string(),
-                cluster: cluster.clone(),
-                arm: arm.id.clone(),
-                stratum: item.stratum.clone(),
-                randomisation_number: row.randomisation_number,
-            };
-            slice
-                .balance
-                .clusters
-                .insert(cluster.clone(), randomised.clone());
-            writes.clusters.push(randomised);
-        }
+    let adds = decided.adds;
+    if let Some(key) = adds.arm_count {
+        *slice.balance.arm_counts.entry(key.clone()).or_default() += 1;
+        slice.touched_arm_counts.insert(key);
+    }
+    for key in adds.marginals {
+        *slice.balance.marginals.entry(key.clone()).or_default() += 1;
+        slice.touched_marginals.insert(key);
+    }
+    if let Some((cluster, arm)) = adds.cluster {
+        let randomised = ClusterRow {
+            trial_id: trial_id.to_string(),
+            cluster: cluster.clone(),
+            arm,
+            stratum: judged.stratum.clone(),
+            randomisation_number: row.randomisation_number,
+        };
+        slice.balance.clusters.insert(cluster, randomised.clone());
+        writes.clusters.push(randomised);
     }
     slice.next_number += 1;
-    slice.strata.insert(item.stratum.clone(), decision.next);
-    slice.touched_strata.insert(item.stratum.clone());
+    slice.strata.insert(judged.stratum.clone(), decision.next);
+    slice.touched_strata.insert(judged.stratum.clone());
     slice
         .by_subject
         .insert(request.subject.clone(), request.record_id.clone());

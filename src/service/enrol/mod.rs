@@ -6,7 +6,9 @@
 //! 2. a `record_id` seen before answers from the store: the same body replays the allocation,
 //!    another body is a `record_conflict` — this works even after recruitment has closed, so a
 //!    register's retry of an acknowledged enrolment never fails;
-//! 3. the trial must be recruiting and have an ethics approval (`trial_not_active`);
+//! 3. the trial's lifecycle must be active (`trial_closed`, `trial_paused`: see
+//!    [`super::lifecycle`]), its protocol must say it is recruiting and have an ethics approval
+//!    (`trial_not_active`), and the site must be open (`site_closed`);
 //! 4. a subject already randomised under another record is refused (`already_randomised`);
 //! 5. an ineligible patient is refused with reasons, and the refusal is recorded in the screening
 //!    log (identical retries are not recorded twice);
@@ -46,6 +48,7 @@ pub use request::{canonical_json, EnrolmentRequest, MAX_ID_LEN};
 
 use super::{Principal, Role, TrialRegistry};
 use crate::protocol::{self, FieldError};
+use crate::randomise::sequence;
 use crate::store::{allocations, Store};
 pub(crate) use decide::visible_record;
 use decide::Pending;
@@ -146,29 +149,15 @@ fn prepare(
         }
     };
     let refusals = protocol::check_eligibility(protocol, &values);
-    let stratum = protocol::stratum(protocol, &values).key;
-    let levels = runtime
-        .scheme
-        .factors()
-        .iter()
-        .map(|f| protocol::level(&values, &f.name))
-        .collect();
-    let cluster = protocol
-        .randomisation
-        .cluster
-        .as_deref()
-        .map(|field| protocol::level(&values, field));
+    let judged = sequence::judge(protocol, &runtime.scheme, &values, eligible);
     Ok(Pending {
         runtime,
         actor: principal.actor.clone(),
         request,
         values,
         refusals,
-        stratum,
-        eligible,
-        levels,
+        judged,
         site_scope: principal.site_code.clone(),
-        cluster,
         cloud_event,
     })
 }

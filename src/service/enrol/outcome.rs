@@ -113,6 +113,12 @@ pub enum EnrolError {
     RecordConflict(String),
     #[error("trial `{trial}` is not recruiting: {reason}")]
     TrialNotActive { trial: String, reason: String },
+    #[error("trial `{0}` is paused: it enrols no patient until an admin resumes it")]
+    TrialPaused(String),
+    #[error("trial `{0}` is closed: it enrols no more patients")]
+    TrialClosed(String),
+    #[error("site `{site}` of trial `{trial}` is closed to enrolment")]
+    SiteClosed { trial: String, site: String },
     #[error(
         "cluster `{cluster}` was randomised to arm `{arm}`, which the current protocol no longer \
          has; its members cannot be enrolled"
@@ -139,6 +145,9 @@ impl CodedError for EnrolError {
             EnrolError::AlreadyRandomised { .. } => Code::AlreadyRandomised,
             EnrolError::RecordConflict(_) => Code::RecordConflict,
             EnrolError::TrialNotActive { .. } => Code::TrialNotActive,
+            EnrolError::TrialPaused(_) => Code::TrialPaused,
+            EnrolError::TrialClosed(_) => Code::TrialClosed,
+            EnrolError::SiteClosed { .. } => Code::SiteClosed,
             EnrolError::ClusterArmClosed { .. } => Code::ClusterArmClosed,
             EnrolError::CloudEventConflict { .. } => Code::CloudEventConflict,
             EnrolError::Unavailable => Code::Unavailable,
