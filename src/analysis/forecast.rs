@@ -20,10 +20,14 @@
 //! interval. Days are counted from the cut-off (day 0); a count already reached has its day
 //! (zero or negative) and no interval.
 
+use chrono::NaiveDate;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp1, Gamma};
 use serde::Serialize;
+
+use crate::endpoints::{self, CensorReason, DataCutoff, EndpointRow, Outcome};
+use crate::protocol::{EndpointKind, Protocol};
 
 /// One randomised subject as of the cut-off (day 0).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,6 +46,9 @@ pub enum Status {
     AtRisk,
     /// Follow-up ended on this day without the event (drop-out).
     Lost { at: f64 },
+    /// Followed without the event to the end of the endpoint's horizon on this day: no event
+    /// can come.
+    Completed { at: f64 },
 }
 
 /// The event hazard's shape.
@@ -71,6 +78,9 @@ pub struct Settings {
     pub level: f64,
     /// Days after the cut-off beyond which a count counts as not reached.
     pub horizon_days: f64,
+    /// Days from randomisation after which an event no longer counts (the endpoint's
+    /// horizon), if any.
+    pub max_follow_up: Option<f64>,
     pub seed: u64,
 }
 
@@ -85,6 +95,7 @@ impl Settings {
             replicates: 2000,
             level: 0.9,
             horizon_days: 20.0 * 365.25,
+            max_follow_up: None,
             seed: 20_261_205,
         }
     }
@@ -215,7 +226,7 @@ pub fn forecast(subjects: &[Subject], settings: &Settings) -> Result<Forecast, F
     let mut first_entry = f64::INFINITY;
     for (i, s) in subjects.iter().enumerate() {
         let end = match s.status {
-            Status::Event { at } | Status::Lost { at } => at,
+            Status::Event { at } | Status::Lost { at } | Status::Completed { at } => at,
             Status::AtRisk => 0.0,
         };
         if !(s.entry.is_finite() && s.entry <= 0.0 && end >= s.entry && end <= 0.0) {
@@ -235,7 +246,7 @@ pub fn forecast(subjects: &[Subject], settings: &Settings) -> Result<Forecast, F
                 observed.push(at);
             }
             Status::Lost { .. } => lost += 1,
-            Status::AtRisk => {}
+            Status::AtRisk | Status::Completed { .. } => {}
         }
     }
     observed.sort_by(f64::total_cmp);
@@ -291,7 +302,8 @@ pub fn forecast(subjects: &[Subject], settings: &Settings) -> Result<Forecast, F
                 } else {
                     f64::INFINITY
                 };
-                if t < dropped {
+                let counted = settings.max_follow_up.is_none_or(|h| since + t <= h);
+                if t < dropped && counted {
                     let day = at + t;
                     if day <= settings.horizon_days {
                         future.push(day);
@@ -370,6 +382,149 @@ pub fn forecast(subjects: &[Subject], settings: &Settings) -> Result<Forecast, F
         level: settings.level,
         targets,
     })
+}
+
+/// When the trial's planned looks will be reached: the forecast for the primary endpoint, in
+/// dates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrialForecast {
+    pub endpoint: String,
+    /// Day 0 of the forecast: the primary endpoint's complete-through date (the cut-off minus
+    /// its sources' reporting lag).
+    pub complete_through: NaiveDate,
+    /// Each planned look's event count (the last is the final analysis's), in dates.
+    pub looks: Vec<LookForecast>,
+    /// The estimates and the day-based forecast they came from (left out where counts are
+    /// released under disclosure control: they hold the pooled event and drop-out counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<Forecast>,
+}
+
+impl Outlook {
+    /// As released to blinded readers under disclosure control: the dates and intervals, not
+    /// the counts and rates they came from.
+    pub fn released(&self) -> Outlook {
+        match self {
+            Outlook::Forecast(f) => Outlook::Forecast(Box::new(TrialForecast {
+                model: None,
+                ..(**f).clone()
+            })),
+            other => other.clone(),
+        }
+    }
+}
+
+/// One look's event count: reached on a date, or expected on a date within an interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LookForecast {
+    pub look: usize,
+    pub events: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reached_on: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_on: Option<NaiveDate>,
+    /// The prediction interval (at the model's level), when the replicates reach the count
+    /// often enough.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[NaiveDate; 2]>,
+    pub probability_reached: f64,
+}
+
+fn date_at(day0: NaiveDate, day: f64) -> Option<NaiveDate> {
+    let days = day.round();
+    if !days.is_finite() || days.abs() > 1e6 {
+        return None;
+    }
+    day0.checked_add_signed(chrono::Duration::days(days as i64))
+}
+
+/// The forecast of the looks, or why none can be made yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Outlook {
+    Forecast(Box<TrialForecast>),
+    NotYet { note: String },
+}
+
+/// [`of_trial`] as an [`Outlook`].
+pub fn outlook(protocol: &Protocol, rows: &[EndpointRow], cutoff: DataCutoff) -> Option<Outlook> {
+    of_trial(protocol, rows, cutoff).map(|r| match r {
+        Ok(f) => Outlook::Forecast(Box::new(f)),
+        Err(note) => Outlook::NotYet { note },
+    })
+}
+
+/// The forecast of the planned looks of `protocol`'s primary endpoint from its rows as of
+/// `cutoff` (blinded: arms are not used). `None` when the protocol plans no looks or its primary
+/// endpoint is not time-to-event; a note when no forecast can be made yet.
+pub fn of_trial(
+    protocol: &Protocol,
+    rows: &[EndpointRow],
+    cutoff: DataCutoff,
+) -> Option<Result<TrialForecast, String>> {
+    let plan = protocol.monitoring.as_ref()?;
+    let endpoint = protocol.primary_endpoint()?;
+    let EndpointKind::TimeToEvent { horizon_days, .. } = &endpoint.kind else {
+        return None;
+    };
+    let day0 = endpoints::complete_through(&protocol.follow_up, endpoint, cutoff);
+    let planned = f64::from(plan.planned_events);
+    let targets: Vec<u64> = plan
+        .looks
+        .iter()
+        .map(|t| (t * planned).ceil() as u64)
+        .collect();
+    let subjects: Vec<Subject> = rows
+        .iter()
+        .filter_map(|r| {
+            let Outcome::TimeToEvent { time_days, event } = r.outcome else {
+                return None;
+            };
+            let entry = ((r.subject.randomised_on - day0).num_days() as f64).min(0.0);
+            let end = entry + time_days as f64;
+            let status = match (&r.censor_reason, event) {
+                (_, true) => Status::Event { at: end },
+                (Some(CensorReason::Event(_)), false) => Status::Lost { at: end },
+                (Some(CensorReason::Horizon), false) => Status::Completed { at: end },
+                _ => Status::AtRisk,
+            };
+            Some(Subject { entry, status })
+        })
+        .collect();
+    // A thousand replicates: the interval's ends to about a day or two, in the time a page
+    // may take.
+    let settings = Settings {
+        max_follow_up: horizon_days.map(f64::from),
+        replicates: 1000,
+        ..Settings::new(protocol.target_sample_size as usize, targets.clone())
+    };
+    Some(
+        forecast(&subjects, &settings)
+            .map_err(|e| e.to_string())
+            .map(|model| TrialForecast {
+                endpoint: endpoint.id.clone(),
+                complete_through: day0,
+                looks: model
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .map(|(k, t)| LookForecast {
+                        look: k + 1,
+                        events: t.events,
+                        reached_on: t.reached_on_day.and_then(|d| date_at(day0, d)),
+                        expected_on: t.median_day.and_then(|d| date_at(day0, d)),
+                        interval: match (t.lower_day, t.upper_day) {
+                            (Some(lo), Some(hi)) => date_at(day0, lo)
+                                .zip(date_at(day0, hi))
+                                .map(|(a, b)| [a, b]),
+                            _ => None,
+                        },
+                        probability_reached: t.probability_reached,
+                    })
+                    .collect(),
+                model: Some(model),
+            }),
+    )
 }
 
 /// Pieces without exposure take the rate of the last piece before them that has one (or, at

@@ -129,6 +129,10 @@ pub struct BlindedSummary {
     pub sources: Vec<crate::endpoints::sources::SourceStatus>,
     /// Pooled counts; empty for a site-scoped reader (they are trial-wide).
     pub endpoints: Vec<ReleasedEndpoint>,
+    /// When the planned looks will be reached: dates and intervals only (no counts); not for a
+    /// site-scoped reader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<super::forecast::Outlook>,
 }
 
 /// The cells of one [`FlowCounts`].
@@ -341,6 +345,7 @@ impl BlindedSummary {
             protocol_version: a.protocol_version,
             blinded: true,
             site: site.map(str::to_string),
+            forecast: a.forecast.as_ref().map(super::forecast::Outlook::released),
             suppression: SuppressionNote {
                 small_count_limit: disclosure::SMALL_COUNT_LIMIT,
                 small: disclosure::SMALL,

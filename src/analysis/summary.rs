@@ -113,6 +113,10 @@ pub struct Analysis {
     /// (unblinded only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allocation_quality: Option<AllocationQuality>,
+    /// When the primary endpoint's planned looks will be reached (pooled over arms, so blinded
+    /// readers see it too; when the protocol plans looks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<super::forecast::Outlook>,
 }
 
 /// [`quality::observed`](crate::randomise::quality::observed) applied to the allocations made
@@ -154,6 +158,7 @@ impl Analysis {
             interim: None,
             subgroups: Vec::new(),
             allocation_quality: None,
+            forecast: self.forecast.clone(),
             flow: self.flow.clone().blinded(),
             sources: self.sources.clone(),
             endpoints: self
@@ -203,6 +208,7 @@ impl Analysis {
             .unwrap_or_default();
         // Pooled endpoint counts are trial-wide: not for a single site's eyes.
         self.endpoints.clear();
+        self.forecast = None;
         for s in &mut self.sources {
             s.events_received = None;
             s.event_lag_days_median = None;
@@ -382,6 +388,8 @@ pub fn analyse_derived(
         interim,
         subgroups,
         allocation_quality: Some(allocation_quality),
+        forecast: primary
+            .and_then(|(_, rows)| super::forecast::outlook(&data.protocol, rows, cutoff)),
         endpoints,
     }
 }

@@ -35,6 +35,8 @@ pub struct BlindedPage {
     pub quality: Vec<QualityRow>,
     /// The registers: complete-through dates, last deliveries, stale flags.
     pub sources: Vec<page::SourceRow>,
+    /// When the planned looks will be reached (dates only).
+    pub forecast: Option<page::ForecastView>,
     pub flow: Vec<FlowStep>,
 }
 
@@ -229,6 +231,7 @@ impl BlindedPage {
             outcomes_note,
             quality,
             sources: page::source_rows(&a.sources),
+            forecast: page::forecast_view(a.forecast.as_ref()),
         }
     }
 }

@@ -190,6 +190,87 @@ pub fn plain(n: u64) -> String {
     n.to_string()
 }
 
+/// One planned look's event count on a page: reached, or when it is expected.
+pub struct ForecastRow {
+    pub look: usize,
+    pub events: u64,
+    pub when: String,
+    pub interval: String,
+    pub probability: String,
+}
+
+/// The forecast of the looks as the pages show it: its rows, the sentence that explains it,
+/// and a note when none can be made yet.
+pub struct ForecastView {
+    pub rows: Vec<ForecastRow>,
+    pub basis: String,
+    pub note: Option<String>,
+}
+
+pub fn forecast_view(outlook: Option<&crate::analysis::forecast::Outlook>) -> Option<ForecastView> {
+    use crate::analysis::forecast::Outlook;
+    match outlook? {
+        Outlook::NotYet { note } => Some(ForecastView {
+            rows: Vec::new(),
+            basis: String::new(),
+            note: Some(note.clone()),
+        }),
+        Outlook::Forecast(f) => {
+            let rate = |r: f64| format!("{:.3}", r * 365.25);
+            let basis = match &f.model {
+                None => format!(
+                    "From the data complete through {}, pooled over the arms.",
+                    f.complete_through
+                ),
+                Some(m) => format!(
+                "From {} randomised and {} events ({} dropped out) in the data complete through {}: \
+                 {} a year at risk{}{}, pooled over the arms; {} replicates, {:.0}% prediction \
+                 intervals.",
+                m.subjects,
+                m.events,
+                m.dropped_out,
+                f.complete_through,
+                m.hazard_per_day
+                    .iter()
+                    .map(|&r| rate(r))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                m.drop_out_per_day
+                    .map_or_else(String::new, |r| format!(", drop-out {} a year", rate(r))),
+                m.accrual_per_day.map_or_else(String::new, |r| format!(
+                    ", {:.1} randomised a week",
+                    r * 7.0
+                )),
+                m.replicates,
+                m.level * 100.0
+            ),
+            };
+            let rows = f
+                .looks
+                .iter()
+                .map(|l| ForecastRow {
+                    look: l.look,
+                    events: l.events,
+                    when: match (l.reached_on, l.expected_on) {
+                        (Some(d), _) => format!("reached {d}"),
+                        (None, Some(d)) => format!("expected {d}"),
+                        (None, None) => "not within 20 years".to_string(),
+                    },
+                    interval: l
+                        .interval
+                        .map_or_else(|| "–".to_string(), |[a, b]| format!("{a} to {b}")),
+                    probability: format!("{:.0}%", l.probability_reached * 100.0),
+                })
+                .collect();
+            Some(ForecastView {
+                rows,
+                basis,
+                note: None,
+            })
+        }
+    }
+}
+
 /// One register on a page: its complete-through date, last delivery and whether it is stale.
 pub struct SourceRow {
     pub id: String,

@@ -31,6 +31,8 @@ pub struct UnblindedPage {
     /// only the patient's stratum.
     pub guessing: Option<(String, String)>,
     pub monitoring: Option<Monitoring>,
+    /// When the planned looks will be reached.
+    pub forecast: Option<page::ForecastView>,
     pub forests: Vec<Forest>,
     /// The registers: complete-through dates, last deliveries, stale flags.
     pub sources: Vec<page::SourceRow>,
@@ -447,6 +449,7 @@ impl UnblindedPage {
             balance,
             guessing,
             monitoring,
+            forecast: page::forecast_view(analysis.forecast.as_ref()),
             forests,
             sources: page::source_rows(&analysis.sources),
         }

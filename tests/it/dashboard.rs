@@ -436,8 +436,9 @@ fn small_numbers(v: &Value, path: &str, found: &mut Vec<String>) {
         Value::Object(map) => {
             for (k, item) in map {
                 // The registers' lags, cadences and delivery counts are days and deliveries,
-                // not patients (their event counts are not released; see the caller).
-                if k != "suppression" && k != "sources" {
+                // not patients (their event counts are not released; see the caller); a
+                // forecast's `look` is the planned look's ordinal.
+                if k != "suppression" && k != "sources" && k != "look" {
                     small_numbers(item, &format!("{path}.{k}"), found);
                 }
             }
@@ -498,6 +499,13 @@ async fn small_counts_never_leak_from_blinded_pages_or_the_summary(db: TestDb) {
     let mut found = Vec::new();
     small_numbers(&summary, "summary", &mut found);
     assert!(found.is_empty(), "small counts in the summary: {found:?}");
+    // The forecast of the looks reaches blinded readers as dates only: no counts or rates.
+    let forecast = &summary["forecast"];
+    assert!(
+        forecast["looks"].is_array() || forecast["note"].is_string(),
+        "{summary}"
+    );
+    assert!(forecast.get("model").is_none(), "{forecast}");
     let sources = summary["sources"].as_array().expect("the registers");
     assert_eq!(sources.len(), 3);
     assert!(

@@ -63,6 +63,25 @@ async fn the_demo_plays_a_running_trial_with_nothing_dated_after_its_receipt() {
         String::from_utf8_lossy(&out.stderr)
     );
     let analysis: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // When the looks will be reached: each planned look's count, reached or expected after
+    // the data's complete-through date, with the pooled model it came from.
+    let forecast = &analysis["forecast"];
+    let through = forecast["complete_through"].as_str().unwrap();
+    let looks = forecast["looks"].as_array().unwrap();
+    assert_eq!(looks.len(), 2, "{forecast}");
+    for l in looks {
+        match (l["reached_on"].as_str(), l["expected_on"].as_str()) {
+            (Some(on), _) => assert!(on <= through, "{l}"),
+            (None, Some(on)) => assert!(on > through, "{l}"),
+            // Reached in fewer than half the replicates (a count the horizon may never let
+            // the trial reach): no median date.
+            (None, None) => assert!(l["probability_reached"].as_f64().unwrap() < 0.5, "{l}"),
+        }
+    }
+    assert_eq!(
+        forecast["model"]["subjects"], analysis["flow"]["randomised"],
+        "{forecast}"
+    );
     for site in analysis["flow"]["sites"].as_array().unwrap() {
         if let Some(median) = site["event_lag_days_median"].as_f64() {
             assert!(median > 0.0, "{site}");
