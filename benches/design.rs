@@ -11,7 +11,8 @@
 use std::time::Instant;
 
 use rrct::design::{
-    efficacy_boundaries, equally_spaced, group_sequential, DesignSpec, Sided, SpendingFunction,
+    efficacy_boundaries, equally_spaced, group_sequential, DesignSpec, FutilityBounds, Sided,
+    SpendingFunction,
 };
 
 fn time_per_call<T>(repeat: usize, mut f: impl FnMut() -> T) -> (f64, T) {
@@ -63,7 +64,9 @@ fn main() {
         }
     }
     let mut spec = DesignSpec::new(5, 0.025, Sided::One, SpendingFunction::OBrienFleming);
-    spec.futility = Some(SpendingFunction::OBrienFleming);
+    spec.futility = Some(FutilityBounds::BetaSpending(
+        SpendingFunction::OBrienFleming,
+    ));
     let (full, d) = time_per_call(repeat.div_ceil(20), || group_sequential(&spec));
     let d = d.expect("valid design");
     println!(

@@ -11,13 +11,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rrct::design::{
     self, efficacy_boundaries, group_sequential, DesignSpec, Observation, Sided, SpendingFunction,
-    RPACT_BOUNDARY_TOLERANCE, RPACT_RELATIVE_TOLERANCE,
+    RPACT_DESIGN_TOLERANCE, RPACT_LEVEL_TOLERANCE, RPACT_RELATIVE_TOLERANCE,
 };
 use serde_json::Value;
-
-/// Cumulative alpha and beta: rrct reports the spending function's value, rpact the crossing
-/// probability its integration reached (within its root-finding tolerance of 1e-8).
-const SPENT_TOLERANCE: f64 = 1e-7;
 
 /// Conditional power, absolute.
 const CONDITIONAL_POWER_TOLERANCE: f64 = 1e-5;
@@ -48,58 +44,46 @@ fn rrct_json(args: &[String]) -> Value {
 /// How a key is compared.
 enum Tolerance {
     Absolute(f64),
-    Relative(f64),
+    /// `|rrct - rpact| <= tolerance * max(|rpact|, floor)`: relative, except that values
+    /// smaller than `floor` in size (z values near 0) are held to `tolerance * floor`.
+    Relative {
+        tolerance: f64,
+        floor: f64,
+    },
 }
 
-struct CaseContext {
-    sides: f64,
-}
-
-fn tolerance(
-    key: &str,
-    expected: f64,
-    actual_look: Option<&Value>,
-    ctx: &CaseContext,
-) -> Tolerance {
+/// The design's boundaries, beta spent and inflation factor to [`RPACT_DESIGN_TOLERANCE`]
+/// relative (a z boundary near 0, a futility bound, to that tolerance absolute); nominal levels
+/// and alpha spent to [`RPACT_LEVEL_TOLERANCE`] relative (see there why). Cumulative alpha and beta: rrct reports the spending function's value
+/// for a spending design, rpact the crossing probability its integration reached.
+fn tolerance(key: &str, expected: f64) -> Tolerance {
     match key {
-        "upper_z" | "lower_z" => Tolerance::Absolute(RPACT_BOUNDARY_TOLERANCE),
-        // A boundary within its tolerance moves the nominal level by at most density * tolerance.
-        "nominal_alpha" => {
-            let z = actual_look
-                .and_then(|l| l["upper_z"].as_f64())
-                .unwrap_or(0.0);
-            Tolerance::Absolute(
-                ctx.sides * rrct::stats::normal::density(z) * RPACT_BOUNDARY_TOLERANCE + 1e-12,
-            )
-        }
-        "cumulative_alpha" | "cumulative_beta" => Tolerance::Absolute(SPENT_TOLERANCE),
+        "upper_z" | "lower_z" => Tolerance::Relative {
+            tolerance: RPACT_DESIGN_TOLERANCE,
+            floor: 1.0,
+        },
+        "cumulative_beta" | "inflation_factor" => Tolerance::Relative {
+            tolerance: RPACT_DESIGN_TOLERANCE,
+            floor: 0.0,
+        },
+        "nominal_alpha" | "cumulative_alpha" => Tolerance::Relative {
+            tolerance: RPACT_LEVEL_TOLERANCE,
+            floor: 0.0,
+        },
         "conditional_power_hr" => Tolerance::Absolute(CONDITIONAL_POWER_TOLERANCE),
         _ if expected.abs() < 1e-12 => Tolerance::Absolute(1e-12),
-        _ => Tolerance::Relative(RPACT_RELATIVE_TOLERANCE),
+        _ => Tolerance::Relative {
+            tolerance: RPACT_RELATIVE_TOLERANCE,
+            floor: 0.0,
+        },
     }
 }
 
-fn compare(
-    path: &str,
-    key: &str,
-    expected: &Value,
-    actual: &Value,
-    look: Option<&Value>,
-    ctx: &CaseContext,
-    failures: &mut Vec<String>,
-) {
+fn compare(path: &str, key: &str, expected: &Value, actual: &Value, failures: &mut Vec<String>) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(_)) => {
             for (k, v) in e {
-                compare(
-                    &format!("{path}.{k}"),
-                    k,
-                    v,
-                    &actual[k],
-                    Some(actual),
-                    ctx,
-                    failures,
-                );
+                compare(&format!("{path}.{k}"), k, v, &actual[k], failures);
             }
         }
         (Value::Array(e), Value::Array(a)) => {
@@ -108,7 +92,7 @@ fn compare(
                 return;
             }
             for (i, (ev, av)) in e.iter().zip(a).enumerate() {
-                compare(&format!("{path}[{i}]"), key, ev, av, look, ctx, failures);
+                compare(&format!("{path}[{i}]"), key, ev, av, failures);
             }
         }
         (Value::Number(e), Value::Number(a)) => {
@@ -116,12 +100,18 @@ fn compare(
                 e.as_f64().unwrap_or(f64::NAN),
                 a.as_f64().unwrap_or(f64::NAN),
             );
-            let ok = match tolerance(key, e, look, ctx) {
-                Tolerance::Absolute(t) => (e - a).abs() <= t,
-                Tolerance::Relative(t) => ((e - a) / e).abs() <= t,
+            let (ok, relative) = match tolerance(key, e) {
+                Tolerance::Absolute(t) => ((e - a).abs() <= t, (e - a).abs()),
+                Tolerance::Relative { tolerance, floor } => {
+                    let r = (e - a).abs() / e.abs().max(floor);
+                    (r <= tolerance, r)
+                }
             };
             if !ok {
-                failures.push(format!("{path}: rpact {e}, rrct {a} (diff {:.2e})", a - e));
+                failures.push(format!(
+                    "{path}: rpact {e}, rrct {a} (diff {:.2e}, measured {relative:.2e})",
+                    a - e
+                ));
             }
         }
         (e, a) if e == a => {}
@@ -133,7 +123,16 @@ fn compare(
 fn every_golden_case_matches_rpact() {
     let golden = golden();
     let cases = golden["cases"].as_array().expect("cases");
-    assert!(cases.len() >= 40, "only {} golden cases", cases.len());
+    assert!(cases.len() >= 80, "only {} golden cases", cases.len());
+    // Every rpact type of design is among them.
+    for design in ["OF", "P", "WT:", "HP", "asOF", "asP", "asHSD:", "asKD:"] {
+        assert!(
+            cases.iter().any(|c| c["expected"]["type_of_design"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(design))),
+            "no golden case of type {design}"
+        );
+    }
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().expect("name");
@@ -146,23 +145,8 @@ fn every_golden_case_matches_rpact() {
                 other => other.to_string(),
             })
             .collect();
-        let ctx = CaseContext {
-            sides: if args.windows(2).any(|w| w[0] == "--sided" && w[1] == "2") {
-                2.0
-            } else {
-                1.0
-            },
-        };
         let actual = rrct_json(&args);
-        compare(
-            name,
-            "",
-            &case["expected"],
-            &actual,
-            None,
-            &ctx,
-            &mut failures,
-        );
+        compare(name, "", &case["expected"], &actual, &mut failures);
     }
     assert!(
         failures.is_empty(),
@@ -202,6 +186,50 @@ fn bad_arguments_are_refused_clearly() {
         "unknown spending",
     );
     assert_refused(&[&gsd[..], &["--spending", "kd:-1"]].concat(), "rho");
+    // rpact's classical design names are never read as the spending versions.
+    assert_refused(&[&gsd[..], &["--spending", "of"]].concat(), "--design OF");
+    assert_refused(&[&gsd[..], &["--spending", "P"]].concat(), "--design P");
+    assert_refused(&[&gsd[..], &["--design", "PT"]].concat(), "Pampallona");
+    assert_refused(
+        &[&gsd[..], &["--design", "WToptimum"]].concat(),
+        "WToptimum",
+    );
+    assert_refused(&[&gsd[..], &["--design", "WT"]].concat(), "delta");
+    assert_refused(&[&gsd[..], &["--design", "WT:2"]].concat(), "[-0.5, 1]");
+    assert_refused(&[&gsd[..], &["--design", "obf"]].concat(), "--spending");
+    assert_refused(
+        &[&gsd[..], &["--design", "OF", "--spending", "obf"]].concat(),
+        "cannot be used with",
+    );
+    assert_refused(
+        &[&gsd[..], &["--design", "OF", "--futility", "obf"]].concat(),
+        "alpha-spending",
+    );
+    assert_refused(
+        &[&gsd[..], &["--design", "OF", "--futility-bounds", "0"]].concat(),
+        "--futility-bounds has 1 values",
+    );
+    assert_refused(
+        &[&gsd[..], &["--design", "OF", "--binding-futility"]].concat(),
+        "--binding-futility needs",
+    );
+    assert_refused(
+        &[
+            "design",
+            "conditional-power",
+            "--looks",
+            "3",
+            "--alpha",
+            "0.025",
+            "--design",
+            "OF",
+            "--z",
+            "1",
+            "--information",
+            "0.3",
+        ],
+        "alpha-spending design",
+    );
     assert_refused(
         &[&gsd[..], &["--spending", "obf", "--timing", "0.5,0.4,1"]].concat(),
         "strictly increase",

@@ -74,10 +74,11 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         } else {
             Sided::Two
         },
-        spending,
+        design: spending.into(),
         timing: plan.looks.clone(),
         power: plan.power,
         futility: None,
+        binding_futility: false,
     };
     let mut report = InterimReport {
         endpoint: endpoint.id.clone(),

@@ -7,8 +7,12 @@
 //!
 //! Flags shared by the sizing commands: `--alpha`, `--power`, `--sided 1|2` (default 1),
 //! `--ratio` (experimental : control, default 1), and, for a group-sequential design whose
-//! inflation factor multiplies the fixed-design size, `--looks K --spending obf|pocock|hsd:G|kd:R
-//! [--timing T1,...,TK] [--futility SPENDING]`.
+//! inflation factor multiplies the fixed-design size, `--looks K` with either
+//! `--design OF|P|WT:DELTA|HP|asOF|asP|asHSD:G|asKD:R` (rpact's `typeOfDesign`) or
+//! `--spending obf|pocock|hsd:G|kd:R` (the same as `--design asOF|asP|asHSD:G|asKD:R`), then
+//! `[--timing T1,...,TK] [--futility SPENDING | --futility-bounds Z1,...,Z(K-1)]
+//! [--binding-futility]`. rpact's classical names given to `--spending` (`of`, `p`) are refused
+//! with a pointer to `--design`, never read as the spending versions.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,14 +24,16 @@ use serde::Serialize;
 use crate::design::{
     self,
     sample_size::{self, ControlEventRate},
-    DesignSpec, Effect, GroupSequentialDesign, Observation, Sided, SpendingFunction,
+    DesignKind, DesignSpec, Effect, FutilityBounds, GroupSequentialDesign, Observation, Sided,
+    SpendingFunction,
 };
 
 /// The design commands.
 #[derive(Subcommand, Debug)]
 pub enum DesignCommand {
-    /// Group-sequential boundaries (Lan–DeMets alpha spending), optional non-binding futility
-    /// boundaries (beta spending) and the inflation factor.
+    /// Group-sequential boundaries (classical OF, P, WT, HP or Lan–DeMets alpha spending),
+    /// optional futility boundaries (beta spending or fixed, binding or not) and the inflation
+    /// factor.
     Gsd(GsdArgs),
     /// Events needed for a hazard ratio (Schoenfeld), times the inflation factor of a
     /// group-sequential design when one is given.
@@ -50,16 +56,29 @@ pub struct SequentialArgs {
     /// Number of looks, the final analysis included.
     #[arg(long)]
     looks: Option<usize>,
-    /// Alpha-spending function: obf, pocock, hsd:GAMMA or kd:RHO.
+    /// Type of design, as rpact's typeOfDesign: OF, P, WT:DELTA, HP (classical) or asOF, asP,
+    /// asHSD:GAMMA, asKD:RHO (alpha spending).
+    #[arg(long, conflicts_with = "spending")]
+    design: Option<String>,
+    /// Alpha-spending function: obf, pocock, hsd:GAMMA or kd:RHO (the same as --design asOF,
+    /// asP, asHSD:GAMMA, asKD:RHO).
     #[arg(long)]
     spending: Option<String>,
     /// Information fractions of the looks, comma-separated, the last 1 (default: equally
     /// spaced).
     #[arg(long, value_delimiter = ',')]
     timing: Vec<f64>,
-    /// Beta-spending function of non-binding futility boundaries (one-sided designs).
-    #[arg(long)]
+    /// Beta-spending function of futility boundaries (one-sided alpha-spending designs).
+    #[arg(long, conflicts_with = "futility_bounds")]
     futility: Option<String>,
+    /// Fixed futility boundaries (z) at looks 1 to K-1, comma-separated (one-sided designs;
+    /// rpact's futilityBounds).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    futility_bounds: Vec<f64>,
+    /// The futility boundaries bind: the efficacy boundaries count on a trial below them
+    /// stopping (rpact's bindingFutility = TRUE).
+    #[arg(long)]
+    binding_futility: bool,
 }
 
 /// `rrct design gsd`.
@@ -233,11 +252,17 @@ fn design_spec(
         if required {
             bail!("--looks is required");
         }
-        if sequential.spending.is_some()
+        if sequential.design.is_some()
+            || sequential.spending.is_some()
             || !sequential.timing.is_empty()
             || sequential.futility.is_some()
+            || !sequential.futility_bounds.is_empty()
+            || sequential.binding_futility
         {
-            bail!("--spending, --timing and --futility describe a group-sequential design: give --looks too");
+            bail!(
+                "--design, --spending, --timing, --futility, --futility-bounds and \
+                 --binding-futility describe a group-sequential design: give --looks too"
+            );
         }
         return Ok(None);
     };
@@ -247,11 +272,16 @@ fn design_spec(
             design::MAX_LOOKS
         );
     }
-    let Some(text) = sequential.spending.as_deref() else {
-        bail!("--spending is required with --looks (obf, pocock, hsd:GAMMA or kd:RHO)");
+    let kind = match (sequential.design.as_deref(), sequential.spending.as_deref()) {
+        (Some(text), _) => DesignKind::parse(text).context("--design")?,
+        (None, Some(text)) => spending("spending", text)?.into(),
+        (None, None) => bail!(
+            "--looks needs --design (OF, P, WT:DELTA, HP, asOF, asP, asHSD:GAMMA or asKD:RHO) \
+             or --spending (obf, pocock, hsd:GAMMA or kd:RHO)"
+        ),
     };
     let sided = Sided::from_count(sided).context("--sided")?;
-    let mut spec = DesignSpec::new(looks, alpha, sided, spending("spending", text)?);
+    let mut spec = DesignSpec::new(looks, alpha, sided, kind);
     if !sequential.timing.is_empty() {
         if sequential.timing.len() != looks {
             bail!(
@@ -262,10 +292,25 @@ fn design_spec(
         spec.timing = sequential.timing.clone();
     }
     spec.power = power;
-    spec.futility = match sequential.futility.as_deref() {
-        Some(text) => Some(spending("futility", text)?),
-        None => None,
+    spec.futility = match (sequential.futility.as_deref(), &sequential.futility_bounds) {
+        (Some(text), _) => Some(FutilityBounds::BetaSpending(spending("futility", text)?)),
+        (None, bounds) if !bounds.is_empty() => {
+            if bounds.len() + 1 != looks {
+                bail!(
+                    "--futility-bounds has {} values but a design of {looks} looks needs {} \
+                     (one per interim look)",
+                    bounds.len(),
+                    looks - 1
+                );
+            }
+            Some(FutilityBounds::Fixed(bounds.clone()))
+        }
+        _ => None,
     };
+    if sequential.binding_futility && spec.futility.is_none() {
+        bail!("--binding-futility needs futility boundaries: give --futility or --futility-bounds");
+    }
+    spec.binding_futility = sequential.binding_futility;
     spec.validate()?;
     Ok(Some(spec))
 }

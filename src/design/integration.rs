@@ -23,6 +23,10 @@ use crate::stats::normal;
 /// Jennison and Turnbull's grid parameter (`6r - 1` points before the Simpson midpoints).
 pub const GRID_R: usize = 16;
 
+/// The grid parameter of full designs and interim monitoring ([`crate::design::group_sequential`],
+/// [`crate::design::monitor`]): rpact's digits to 1e-7 relative.
+pub const DESIGN_GRID_R: usize = 48;
+
 /// Beyond this exponent a normal kernel is below `e^-40` (4e-18) of its peak: the density sum
 /// skips it.
 const KERNEL_CUTOFF: f64 = 40.0;

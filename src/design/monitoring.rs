@@ -5,8 +5,11 @@
 //! Boundaries at observed information: look `j` spends `alpha(t_j) - alpha(t_{j-1})` with the
 //! spending function evaluated at the observed fractions, given the boundaries actually used at
 //! the earlier looks; the final look (the last planned look, or any look with `t >= 1`) spends
-//! all remaining alpha, whatever its information. Futility boundaries (non-binding) are
-//! recomputed the same way from beta spending under the design drift.
+//! all remaining alpha, whatever its information. Futility boundaries from beta spending are
+//! recomputed the same way under the design drift; fixed futility bounds keep their planned
+//! value look by look. Binding futility boundaries enter the efficacy boundaries as in the
+//! design. Only alpha-spending designs can be monitored this way: a classical design (OF, P,
+//! WT, HP) fixes its boundaries at the planned information, and is refused.
 //!
 //! Conditional power at look `j` is the probability, given `Z_j = z_j`, of crossing an efficacy
 //! boundary at one of the remaining planned looks, whose boundaries are those the spending
@@ -17,10 +20,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::group_sequential::{
-    cumulative_alpha, rejection_probability, solve_efficacy, solve_futility, validate_timing,
+    cumulative_alpha, rejection_probability, solve_binding_beta_spending, solve_efficacy,
+    solve_futility, validate_timing,
 };
-use super::integration::{standard_grid, Continuation, GRID_R};
-use super::{invalid, DesignError, GroupSequentialDesign, Sided};
+use super::integration::Continuation;
+use super::{invalid, DesignError, FutilityBounds, GroupSequentialDesign, Sided, SpendingFunction};
 use crate::stats::normal;
 
 /// The data of one look held.
@@ -187,27 +191,58 @@ fn boundaries(
     grid: &[f64],
 ) -> Boundaries {
     let spec = &design.spec;
-    let cumulative = cumulative_alpha(spec.alpha, spec.sided, spec.spending, timing, final_at_last);
-    let upper = solve_efficacy(&cumulative, timing, spec.sided, grid);
+    // check_observations refuses the classical designs.
+    let spending = spec
+        .design
+        .spending()
+        .unwrap_or(SpendingFunction::OBrienFleming);
+    let cumulative = cumulative_alpha(spec.alpha, spec.sided, spending, timing, final_at_last);
     let n = timing.len();
-    let (continuation_lower, reported_lower) = match (spec.sided, spec.futility) {
+    let report = |futility: &[f64], upper: &[f64]| -> Vec<Option<f64>> {
+        futility
+            .iter()
+            .zip(upper)
+            .enumerate()
+            .map(|(k, (&f, &c))| (!(final_at_last && k + 1 == n)).then_some(f.min(c)))
+            .collect()
+    };
+    let (upper, continuation_lower, reported_lower) = match (spec.sided, &spec.futility) {
         (Sided::Two, _) => {
+            let upper = solve_efficacy(&cumulative, timing, spec.sided, None, grid);
             let lower: Vec<f64> = upper.iter().map(|c| -c).collect();
-            (lower.clone(), lower.into_iter().map(Some).collect())
+            let reported = lower.iter().copied().map(Some).collect();
+            (upper, lower, reported)
         }
-        (Sided::One, Some(bs)) => {
+        (Sided::One, Some(FutilityBounds::BetaSpending(bs))) => {
             let beta = 1.0 - spec.power;
             let targets: Vec<f64> = timing.iter().map(|&t| bs.spent(beta, t, 1)).collect();
-            let futility = solve_futility(design.drift, &targets, timing, &upper, grid);
-            let reported = futility
-                .iter()
-                .zip(&upper)
-                .enumerate()
-                .map(|(k, (&f, &c))| (!(final_at_last && k + 1 == n)).then_some(f.min(c)))
-                .collect();
-            (futility, reported)
+            let (upper, futility) = if spec.binding_futility {
+                solve_binding_beta_spending(design.drift, &cumulative, &targets, timing, grid)
+            } else {
+                let upper = solve_efficacy(&cumulative, timing, spec.sided, None, grid);
+                let futility = solve_futility(design.drift, &targets, timing, &upper, grid);
+                (upper, futility)
+            };
+            let reported = report(&futility, &upper);
+            (upper, futility, reported)
         }
-        (Sided::One, None) => (vec![f64::NEG_INFINITY; n], vec![None; n]),
+        (Sided::One, Some(FutilityBounds::Fixed(bounds))) => {
+            // Look k keeps the bound planned for look k; the final analysis has none.
+            let futility: Vec<f64> = (0..n)
+                .map(|k| bounds.get(k).copied().unwrap_or(f64::NEG_INFINITY))
+                .collect();
+            let binding = spec.binding_futility.then_some(futility.as_slice());
+            let upper = solve_efficacy(&cumulative, timing, spec.sided, binding, grid);
+            let reported = report(&futility, &upper)
+                .into_iter()
+                .map(|f| f.filter(|v| v.is_finite()))
+                .collect();
+            (upper, futility, reported)
+        }
+        (Sided::One, None) => {
+            let upper = solve_efficacy(&cumulative, timing, spec.sided, None, grid);
+            (upper, vec![f64::NEG_INFINITY; n], vec![None; n])
+        }
     };
     Boundaries {
         upper,
@@ -223,6 +258,17 @@ fn check_observations(
     observed: &[Observation],
 ) -> Result<bool, DesignError> {
     let planned = design.looks.len();
+    if design.spec.design.spending().is_none() {
+        return Err(invalid(
+            "design",
+            format!(
+                "interim monitoring recomputes the boundaries at the information observed, which \
+                 needs an alpha-spending design; the classical {} design fixes its boundaries at \
+                 the planned information fractions (use asOF, asP, asHSD:GAMMA or asKD:RHO)",
+                design.spec.design
+            ),
+        ));
+    }
     if observed.is_empty() {
         return Err(DesignError::InvalidObservations("no looks".into()));
     }
@@ -283,7 +329,7 @@ pub fn conditional_power(
     if is_final {
         return Ok(None);
     }
-    let grid = standard_grid(GRID_R);
+    let grid = super::group_sequential::design_grid();
     Ok(Some(conditional_power_at(design, observed, effect, &grid)?))
 }
 
@@ -338,7 +384,7 @@ pub fn monitor(
     observed: &[Observation],
 ) -> Result<Vec<MonitoredLook>, DesignError> {
     let last_is_final = check_observations(design, observed)?;
-    let grid = standard_grid(GRID_R);
+    let grid = super::group_sequential::design_grid();
     let timing: Vec<f64> = observed.iter().map(|o| o.information_fraction).collect();
     let b = boundaries(design, &timing, last_is_final, &grid);
     let sides = f64::from(design.spec.sided.count());

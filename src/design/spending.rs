@@ -67,9 +67,39 @@ impl SpendingFunction {
                 Err(invalid("the parameter is not finite"))
             }
         };
-        let function = match name.trim().to_ascii_lowercase().as_str() {
-            "obf" | "of" | "asof" | "bsof" => SpendingFunction::OBrienFleming,
-            "pocock" | "p" | "asp" | "bsp" => SpendingFunction::Pocock,
+        let lower = name.trim().to_ascii_lowercase();
+        if let Some((classical, spending)) = match lower.as_str() {
+            "of" => Some((
+                "O'Brien–Fleming design (rpact typeOfDesign OF)",
+                "`obf` (rpact asOF)",
+            )),
+            "p" => Some((
+                "Pocock design (rpact typeOfDesign P)",
+                "`pocock` (rpact asP)",
+            )),
+            "wt" => Some((
+                "Wang–Tsiatis design (rpact typeOfDesign WT)",
+                "`hsd:GAMMA` or `kd:RHO`",
+            )),
+            "hp" => Some((
+                "Haybittle–Peto design (rpact typeOfDesign HP)",
+                "`hsd:GAMMA` or `kd:RHO`",
+            )),
+            _ => None,
+        } {
+            return Err(DesignError::InvalidArgument {
+                name: "spending".into(),
+                message: format!(
+                    "`{text}` is the classical {classical}, not a spending function; the \
+                     spending function closest to it is {spending}, and `rrct design` takes the \
+                     classical design as `--design {}`",
+                    name.trim().to_ascii_uppercase()
+                ),
+            });
+        }
+        let function = match lower.as_str() {
+            "obf" | "asof" | "bsof" => SpendingFunction::OBrienFleming,
+            "pocock" | "asp" | "bsp" => SpendingFunction::Pocock,
             "hsd" | "ashsd" | "bshsd" => SpendingFunction::HwangShihDeCani {
                 gamma: value(parameter)?,
             },
@@ -188,6 +218,11 @@ mod tests {
         assert!(SpendingFunction::parse("hsd").is_err());
         assert!(SpendingFunction::parse("hsd:x").is_err());
         assert!(SpendingFunction::parse("wt").is_err());
+        // rpact's classical design names are never taken for the spending versions.
+        for classical in ["of", "OF", "p", "P", "hp", "WT"] {
+            let e = SpendingFunction::parse(classical).unwrap_err().to_string();
+            assert!(e.contains("classical") && e.contains("--design"), "{e}");
+        }
         assert_eq!(
             SpendingFunction::parse("kd:3").unwrap(),
             SpendingFunction::KimDeMets { rho: 3.0 }

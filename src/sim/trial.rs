@@ -1068,9 +1068,11 @@ mod tests {
                     assert_eq!(live.information_fraction, sim.information_fraction);
                     let z = sim.z.unwrap();
                     assert!((live.z - z).abs() < 1e-12, "{} vs {z}", live.z);
+                    // The simulator integrates on the coarser grid (design::GRID_R), the live
+                    // report on design::DESIGN_GRID_R: their boundaries agree to about 2e-6.
                     let upper = sim.upper_z.unwrap();
                     assert!(
-                        (live.upper_z - upper).abs() < 1e-9,
+                        (live.upper_z - upper).abs() < 1e-5,
                         "{} vs {upper}",
                         live.upper_z
                     );

@@ -70,3 +70,25 @@ fn monitoring_needs_a_time_to_event_primary_endpoint() {
         errors(&source)
     );
 }
+
+#[test]
+fn a_classical_design_name_is_refused_where_it_stands() {
+    // rpact's `OF` is the classical design, not O'Brien–Fleming-type spending: never a silent
+    // substitute, and the error says why monitoring needs a spending function.
+    let source = with(&format!(
+        "{ENDPOINT}\n[monitoring]\nalpha = 0.05\nsided = 2\nspending = \"OF\"\nplanned_events = 100\nlooks = [0.5, 1.0]\n"
+    ));
+    let found = errors(&source);
+    let line = source
+        .lines()
+        .position(|l| l.starts_with("spending = \"OF\""))
+        .unwrap()
+        + 1;
+    assert!(
+        found.iter().any(|e| e.starts_with(&format!("{line}:"))
+            && e.contains("classical")
+            && e.contains("`obf`")
+            && e.contains("recomputed at the information observed")),
+        "{found:?}"
+    );
+}

@@ -30,7 +30,17 @@ pub(super) fn monitoring(
     };
     let spending = crate::design::SpendingFunction::parse(raw.spending.get_ref().trim())
         .unwrap_or_else(|e| {
-            c.error(raw.spending.span(), e.to_string());
+            let mut message = e.to_string();
+            if message.contains("classical") {
+                // Interim monitoring recomputes the boundaries at the information observed at
+                // each look, which only a spending function can do without inflating alpha.
+                message.push_str(
+                    "; [monitoring] needs a spending function because the boundaries are \
+                     recomputed at the information observed at each look, which a classical \
+                     design (fixed at the planned information) cannot do",
+                );
+            }
+            c.error(raw.spending.span(), message);
             // Never used: a protocol with an error is not returned.
             crate::design::SpendingFunction::OBrienFleming
         });
