@@ -15,6 +15,8 @@ mod seeds;
 mod serve;
 mod simulate;
 mod stats;
+mod stats_competing;
+mod stats_output;
 mod tokens;
 mod webhook;
 

@@ -21,8 +21,10 @@
 //! and lets the CLI and the analysis service share it.
 
 pub mod binary;
+pub mod competing;
 pub mod cox;
 pub mod dist;
+pub mod finegray;
 pub mod km;
 mod linalg;
 pub mod logrank;
