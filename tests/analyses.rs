@@ -145,3 +145,23 @@ fn cause_specific_and_counting_process_cox_match_coxph() {
 fn kaplan_meier_logit_arcsin_and_levels_match_survfit() {
     check_category("km");
 }
+
+#[test]
+fn rate_ratios_match_glm_and_glm_nb() {
+    check_category("rate");
+}
+
+#[test]
+fn ancova_matches_lm() {
+    check_category("ancova");
+}
+
+#[test]
+fn welch_matches_t_test() {
+    check_category("ttest");
+}
+
+#[test]
+fn mantel_haenszel_matches_mantelhaen_and_fisher() {
+    check_category("mh");
+}

@@ -299,6 +299,237 @@ km_case("small_arcsin", "small_km", "small_km.csv", "time", "status", NULL, "arc
         at = c(0.5, 1, 2, 4.5, 8))
 
 # ---------------------------------------------------------------------------------------------
+# Counts: glm(family = poisson) and MASS::glm.nb, log link, log(exposure) as offset.
+q <- MASS::quine
+q$female <- as.integer(q$Sex == "F")
+q$slow <- as.integer(q$Lrn == "SL")
+ds$quine <- export(q[, c("Eth", "Sex", "Age", "Lrn", "Days", "female", "slow")], "quine.csv")
+# Bladder cancer recurrences per patient (survival::bladder2) with follow-up as exposure.
+b2 <- survival::bladder2
+per <- aggregate(cbind(recurrences = event, followup = stop) ~ id + rx + number + size,
+                 data = b2, FUN = function(v) v[length(v)])
+per$recurrences <- as.vector(tapply(b2$event, b2$id, sum)[as.character(per$id)])
+per$followup <- as.vector(tapply(b2$stop, b2$id, max)[as.character(per$id)])
+per$arm <- ifelse(per$rx == 1, "placebo", "thiotepa")
+per <- per[per$followup > 0, ]
+ds$bladder_counts <- export(per[, c("id", "arm", "number", "size", "recurrences", "followup")],
+                            "bladder_counts.csv")
+set.seed(17)
+n <- 400
+ex <- data.frame(arm = sample(c("control", "active"), n, replace = TRUE),
+                 years = round(runif(n, 0.2, 3), 2), age = round(rnorm(n, 70, 9)))
+ex$admissions <- rnbinom(n, size = 1.3, mu = ex$years * 0.8 *
+                         ifelse(ex$arm == "active", 0.75, 1) * exp(0.01 * (ex$age - 70)))
+ds$admissions <- export(ex, "admissions.csv")
+ds$tiny_counts <- export(data.frame(arm = c("a", "a", "a", "a", "b", "b", "b", "b"),
+                                    y = c(0, 1, 1, 3, 2, 5, 0, 7)), "tiny_counts.csv")
+
+rate_case <- function(name, data, csv, outcome, group, model, exposure = NULL,
+                      covariates = character(0), control = NULL, conf_level = 0.95) {
+    d <- complete(ds[[data]], c(outcome, group, exposure, covariates))
+    lv <- levels_of(d[[group]])
+    if (!is.null(control)) lv <- c(control, setdiff(lv, control))
+    d$.g <- factor(d[[group]], levels = lv)
+    rhs <- paste(c(".g", if (length(covariates)) paste0("`", covariates, "`")), collapse = " + ")
+    f <- as.formula(paste0("`", outcome, "` ~ ", rhs,
+                           if (!is.null(exposure)) paste0(" + offset(log(`", exposure, "`))")))
+    fit <- if (model == "poisson") glm(f, family = poisson, data = d) else glm.nb(f, data = d)
+    sm <- summary(fit)$coefficients
+    zc <- qnorm(1 - (1 - conf_level) / 2)
+    names_r <- c("(Intercept)", paste0(group, lv[-1]), covariates)
+    coefs <- lapply(seq_len(nrow(sm)), function(k) {
+        b <- sm[k, 1]; se <- sm[k, 2]
+        list(name = names_r[k], coef = b, se = se, z = b / se, p = p2(b / se),
+             rate_ratio = exp(b), lower = exp(b - zc * se), upper = exp(b + zc * se))
+    })
+    expected <- list(n_dropped = nrow(ds[[data]]) - nrow(d), reference = lv[1], model = model,
+                     n = nrow(d), coefficients = coefs)
+    if (model == "poisson") {
+        expected$deviance <- fit$deviance
+        expected$two_loglik <- 2 * as.numeric(logLik(fit))
+        expected$aic <- AIC(fit)
+    } else {
+        expected$theta <- fit$theta
+        expected$theta_se <- fit$SE.theta
+        expected$two_loglik <- fit$twologlik
+        expected$aic <- fit$aic
+    }
+    args <- c("rate", "--csv", csv, "--outcome", outcome, "--group", group, "--model", model,
+              if (!is.null(exposure)) c("--exposure", exposure),
+              if (length(covariates)) c("--covariates", paste(covariates, collapse = ",")),
+              if (!is.null(control)) c("--control", control), "--conf-level", conf_level)
+    add("rate", list(name = name, args = I(args), expected = expected))
+}
+rate_case("quine_negbin", "quine", "quine.csv", "Days", "Eth", "negbin")
+rate_case("quine_negbin_adjusted", "quine", "quine.csv", "Days", "Eth", "negbin",
+          covariates = c("female", "slow"), control = "N")
+rate_case("quine_poisson", "quine", "quine.csv", "Days", "Eth", "poisson",
+          covariates = c("female"))
+rate_case("bladder_negbin_exposure", "bladder_counts", "bladder_counts.csv", "recurrences",
+          "arm", "negbin", exposure = "followup", covariates = c("number", "size"))
+rate_case("bladder_poisson_exposure", "bladder_counts", "bladder_counts.csv", "recurrences",
+          "arm", "poisson", exposure = "followup")
+rate_case("admissions_negbin", "admissions", "admissions.csv", "admissions", "arm", "negbin",
+          exposure = "years", covariates = "age", control = "control", conf_level = 0.9)
+rate_case("tiny_poisson", "tiny_counts", "tiny_counts.csv", "y", "arm", "poisson")
+rate_case("tiny_negbin", "tiny_counts", "tiny_counts.csv", "y", "arm", "negbin")
+
+# ---------------------------------------------------------------------------------------------
+# Continuous: lm (ANCOVA) and t.test (Welch).
+an <- MASS::anorexia
+an$Treat <- as.character(an$Treat)
+ds$anorexia <- export(an, "anorexia.csv")
+set.seed(5)
+n <- 300
+trial <- data.frame(arm = sample(c("usual", "new"), n, replace = TRUE),
+                    centre = sample(c("north", "south", "east"), n, replace = TRUE),
+                    sex = sample(c("F", "M"), n, replace = TRUE),
+                    baseline = round(rnorm(n, 50, 10), 1))
+trial$score <- round(10 + 0.6 * trial$baseline + 3 * (trial$arm == "new") +
+                     2 * (trial$centre == "south") + rnorm(n, 0, 8), 1)
+trial$score[c(3, 40)] <- NA
+ds$prom <- export(trial, "prom.csv")
+ds$sleep <- export(data.frame(extra = datasets::sleep$extra,
+                              group = paste0("drug", datasets::sleep$group)), "sleep.csv")
+
+ancova_case <- function(name, data, csv, outcome, group, covariates = character(0),
+                        strata = character(0), control = NULL, conf_level = 0.95) {
+    d <- complete(ds[[data]], c(outcome, group, covariates, strata))
+    lv <- levels_of(d[[group]])
+    if (!is.null(control)) lv <- c(control, setdiff(lv, control))
+    d$.g <- factor(d[[group]], levels = lv)
+    for (s in strata) d[[s]] <- factor(d[[s]], levels = levels_of(d[[s]]))
+    adj <- c(covariates, strata)
+    rhs <- paste(c(".g", if (length(adj)) paste0("`", adj, "`")), collapse = " + ")
+    fit <- lm(as.formula(paste0("`", outcome, "` ~ ", rhs)), data = d)
+    sm <- summary(fit)$coefficients
+    ci <- confint(fit, level = conf_level)
+    df <- fit$df.residual
+    diffs <- lapply(seq_along(lv)[-1], function(i) {
+        k <- i   # row i of the table: the intercept is row 1
+        list(group = lv[i], reference = lv[1], difference = sm[k, 1], se = sm[k, 2],
+             t = sm[k, 3], df = df, p = sm[k, 4], lower = ci[k, 1], upper = ci[k, 2])
+    })
+    adj_rows <- seq_len(nrow(sm))[-seq_along(lv)]
+    adj_names <- c(covariates, unlist(lapply(strata, function(s)
+        paste0(s, levels(d[[s]])[-1]))))
+    adjustments <- lapply(seq_along(adj_rows), function(j) {
+        k <- adj_rows[j]
+        list(name = adj_names[j], coef = sm[k, 1], se = sm[k, 2], t = sm[k, 3], p = sm[k, 4])
+    })
+    args <- c("ancova", "--csv", csv, "--outcome", outcome, "--group", group,
+              if (length(covariates)) c("--covariates", paste(covariates, collapse = ",")),
+              if (length(strata)) c("--strata", paste(strata, collapse = ",")),
+              if (!is.null(control)) c("--control", control), "--conf-level", conf_level)
+    add("ancova", list(name = name, args = I(args),
+        expected = list(n_dropped = nrow(ds[[data]]) - nrow(d), n = nrow(d), df = df,
+                        sigma = summary(fit)$sigma, differences = diffs,
+                        adjustments = adjustments)))
+}
+ancova_case("anorexia", "anorexia", "anorexia.csv", "Postwt", "Treat", "Prewt", control = "Cont")
+ancova_case("anorexia_unadjusted_90", "anorexia", "anorexia.csv", "Postwt", "Treat",
+            control = "Cont", conf_level = 0.9)
+ancova_case("prom_strata", "prom", "prom.csv", "score", "arm", "baseline",
+            c("centre", "sex"), control = "usual")
+
+ttest_case <- function(name, data, csv, outcome, group, control, conf_level = 0.95) {
+    d <- complete(ds[[data]], c(outcome, group))
+    lv <- levels_of(d[[group]])
+    other <- setdiff(lv, control)
+    x <- d[[outcome]][d[[group]] == other]
+    y <- d[[outcome]][d[[group]] == control]
+    t <- t.test(x, y, conf.level = conf_level)
+    args <- c("ttest", "--csv", csv, "--outcome", outcome, "--group", group,
+              "--control", control, "--conf-level", conf_level)
+    add("ttest", list(name = name, args = I(args),
+        expected = list(n_dropped = nrow(ds[[data]]) - nrow(d), n = length(x),
+                        n_reference = length(y), mean = unname(t$estimate[1]),
+                        mean_reference = unname(t$estimate[2]), group = other,
+                        reference = control, difference = unname(t$estimate[1] - t$estimate[2]),
+                        se = t$stderr, t = unname(t$statistic), df = unname(t$parameter),
+                        p = t$p.value, lower = t$conf.int[1], upper = t$conf.int[2])))
+}
+ttest_case("sleep", "sleep", "sleep.csv", "extra", "group", "drug1")
+ttest_case("anorexia_ft", "prom", "prom.csv", "score", "arm", "usual", conf_level = 0.99)
+
+# ---------------------------------------------------------------------------------------------
+# Stratified binary: mantelhaen.test (and exact = TRUE), fisher.test for one table; the
+# Mantel-Haenszel risk ratio and difference with Greenland-Robins (1985) variances, written out
+# (no R package computes them by these formulas).
+ucb <- as.data.frame(datasets::UCBAdmissions)
+rows <- ucb[rep(seq_len(nrow(ucb)), ucb$Freq), c("Admit", "Gender", "Dept")]
+rows$admitted <- as.integer(rows$Admit == "Admitted")
+rows$gender <- as.character(rows$Gender)
+rows$dept <- as.character(rows$Dept)
+ds$ucb <- export(rows[, c("gender", "dept", "admitted")], "ucb_admissions.csv")
+set.seed(31)
+n <- 500
+bt <- data.frame(arm = sample(c("control", "treated"), n, replace = TRUE),
+                 site = sample(c("s1", "s2", "s3", "s4"), n, replace = TRUE,
+                               prob = c(0.4, 0.3, 0.2, 0.1)))
+bt$death <- rbinom(n, 1, ifelse(bt$arm == "treated", 0.12, 0.2) *
+                   ifelse(bt$site == "s4", 2, 1))
+ds$deaths <- export(bt, "deaths.csv")
+ds$small_table <- export(data.frame(arm = c(rep("a", 9), rep("b", 9)),
+                                    y = c(1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0)),
+                         "small_table.csv")
+
+mh_case <- function(name, data, csv, outcome, group, control, strata = NULL, conf_level = 0.95) {
+    d <- complete(ds[[data]], c(outcome, group, strata))
+    other <- setdiff(levels_of(d[[group]]), control)
+    sl <- if (is.null(strata)) "all" else levels_of(d[[strata]])
+    sv <- if (is.null(strata)) rep("all", nrow(d)) else d[[strata]]
+    x <- array(0, c(2, 2, length(sl)))
+    for (k in seq_along(sl)) {
+        in_k <- sv == sl[k]
+        tr <- d[[group]] == other
+        x[1, 1, k] <- sum(in_k & tr & d[[outcome]] == 1)
+        x[1, 2, k] <- sum(in_k & tr & d[[outcome]] == 0)
+        x[2, 1, k] <- sum(in_k & !tr & d[[outcome]] == 1)
+        x[2, 2, k] <- sum(in_k & !tr & d[[outcome]] == 0)
+    }
+    a <- x[1, 1, ]; b <- x[1, 2, ]; c <- x[2, 1, ]; dd <- x[2, 2, ]
+    n1 <- a + b; n0 <- c + dd; t <- n1 + n0
+    z <- qnorm(1 - (1 - conf_level) / 2)
+    rr <- sum(a * n0 / t) / sum(c * n1 / t)
+    rr_sd <- sqrt(sum((n1 * n0 * (a + c) - a * c * t) / t^2) / (sum(a * n0 / t) * sum(c * n1 / t)))
+    w <- n1 * n0 / t
+    rd <- sum((a * n0 - c * n1) / t) / sum(w)
+    rd_sd <- sqrt(sum(w^2 * (a * b / (n1^2 * (n1 - 1)) + c * dd / (n0^2 * (n0 - 1))))) / sum(w)
+    if (length(sl) > 1) {
+        m <- mantelhaen.test(x, conf.level = conf_level)
+        e <- mantelhaen.test(x, exact = TRUE, conf.level = conf_level)
+        or <- list(estimate = unname(m$estimate), lower = m$conf.int[1], upper = m$conf.int[2])
+        cmh <- list(cmh_chisq = unname(m$statistic), cmh_p = m$p.value)
+    } else {
+        e <- fisher.test(x[, , 1], conf.level = conf_level)
+        s_diag <- a * dd / t; s_offd <- b * c / t
+        or <- list(estimate = s_diag / s_offd)
+        cmh <- list()
+    }
+    tables <- lapply(seq_along(sl), function(k)
+        list(stratum = if (is.null(strata)) NULL else sl[k], a = a[k], n1 = n1[k], c = c[k],
+             n0 = n0[k]))
+    args <- c("mh", "--csv", csv, "--outcome", outcome, "--group", group, "--control", control,
+              if (!is.null(strata)) c("--strata", strata), "--conf-level", conf_level)
+    add("mh", list(name = name, args = I(args),
+        expected = c(list(n_dropped = nrow(ds[[data]]) - nrow(d), group = other,
+                          reference = control, tables = tables, strata = length(sl),
+                          odds_ratio = or,
+                          risk_ratio = list(estimate = rr, lower = exp(log(rr) - z * rr_sd),
+                                            upper = exp(log(rr) + z * rr_sd)),
+                          risk_difference = list(estimate = rd, lower = rd - z * rd_sd,
+                                                 upper = rd + z * rd_sd),
+                          exact_odds_ratio = list(estimate = unname(e$estimate),
+                                                  lower = e$conf.int[1], upper = e$conf.int[2]),
+                          exact_p = e$p.value), cmh)))
+}
+mh_case("ucb_admissions", "ucb", "ucb_admissions.csv", "admitted", "gender", "Male", "dept")
+mh_case("deaths_by_site", "deaths", "deaths.csv", "death", "arm", "control", "site")
+mh_case("deaths_90", "deaths", "deaths.csv", "death", "arm", "control", "site", conf_level = 0.9)
+mh_case("small_single_table", "small_table", "small_table.csv", "y", "arm", "b")
+
+# ---------------------------------------------------------------------------------------------
 golden <- list(r_version = R.version.string,
                survival_version = as.character(packageVersion("survival")),
                cmprsk_version = as.character(packageVersion("cmprsk")),

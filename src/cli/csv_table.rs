@@ -15,6 +15,8 @@ pub struct Table {
     pub numbers: HashMap<String, Vec<f64>>,
     pub labels: HashMap<String, Labels>,
     pub n_dropped: usize,
+    /// The data row (1-based, header excluded) of each kept row, for located errors.
+    pub rows: Vec<usize>,
 }
 
 /// A text (or numeric) column read as levels.
@@ -126,6 +128,7 @@ pub fn read_columns(
     let mut label_index: Vec<HashMap<String, usize>> = vec![HashMap::new(); labels.len()];
     let mut label_names: Vec<Vec<String>> = vec![Vec::new(); labels.len()];
     let mut n_dropped = 0usize;
+    let mut kept_rows = Vec::new();
     let mut parsed: Vec<f64> = vec![0.0; roles.len()];
     let mut record = csv::ByteRecord::new();
     let mut row = 0usize;
@@ -188,6 +191,7 @@ pub fn read_columns(
             n_dropped += 1;
             continue;
         }
+        kept_rows.push(row);
         for (k, (col, role, _)) in roles.iter().enumerate() {
             match role {
                 Role::Time => time.push(parsed[k]),
@@ -238,6 +242,7 @@ pub fn read_columns(
         numbers: numbers_out,
         labels: labels_out,
         n_dropped,
+        rows: kept_rows,
     })
 }
 

@@ -16,6 +16,7 @@ mod serve;
 mod simulate;
 mod stats;
 mod stats_competing;
+mod stats_models;
 mod stats_output;
 mod tokens;
 mod webhook;

@@ -52,6 +52,14 @@ pub enum StatsCommand {
     Gray(super::stats_competing::GrayArgs),
     /// Competing risks: Fine–Gray subdistribution hazards regression.
     Finegray(super::stats_competing::FinegrayArgs),
+    /// Counts: rate ratios from Poisson or negative binomial regression.
+    Rate(super::stats_models::RateArgs),
+    /// Continuous: difference in means by ANCOVA (lm) on covariates and strata.
+    Ancova(super::stats_models::AncovaArgs),
+    /// Continuous: Welch's two-sample t-test.
+    Ttest(super::stats_models::TtestArgs),
+    /// Binary across strata: Mantel–Haenszel OR, RR, RD and the exact conditional OR.
+    Mh(super::stats_models::MhArgs),
 }
 
 /// The CSV file and its survival columns.
@@ -185,6 +193,10 @@ pub fn run(command: StatsCommand) -> anyhow::Result<ExitCode> {
         StatsCommand::Cif(args) => super::stats_competing::cif(args)?,
         StatsCommand::Gray(args) => super::stats_competing::gray(args)?,
         StatsCommand::Finegray(args) => super::stats_competing::finegray(args)?,
+        StatsCommand::Rate(args) => super::stats_models::rate(args)?,
+        StatsCommand::Ancova(args) => super::stats_models::ancova(args)?,
+        StatsCommand::Ttest(args) => super::stats_models::ttest(args)?,
+        StatsCommand::Mh(args) => super::stats_models::mh(args)?,
     };
     println!("{json}");
     Ok(ExitCode::SUCCESS)

@@ -22,13 +22,16 @@
 
 pub mod binary;
 pub mod competing;
+pub mod continuous;
 pub mod cox;
 pub mod dist;
 pub mod finegray;
 pub mod km;
 mod linalg;
 pub mod logrank;
+pub mod mantel_haenszel;
 pub mod normal;
+pub mod rates;
 pub mod rmst;
 pub mod subgroups;
 mod timeline;
