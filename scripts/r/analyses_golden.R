@@ -243,6 +243,69 @@ cs_case("mgus2_cause_specific_pcm", "mgus2", "mgus2.csv", "etime", "event", "pcm
 cs_case("tied_cause_specific_3", "tied", "tied_competing.csv", "time", "status", "3",
         c("treated"), ties = "breslow")
 
+# Counting-process (start, stop] data and cluster-robust variance: coxph(... + cluster(id)).
+b2 <- survival::bladder2
+ds$bladder2 <- export(b2, "bladder2.csv")
+cg <- survival::cgd
+cg$treated <- as.integer(cg$treat == "rIFN-g")
+cg$female <- as.integer(cg$sex == "female")
+ds$cgd <- export(cg[, c("id", "center", "treated", "female", "age", "tstart", "tstop", "status")],
+                 "cgd.csv")
+ds$rats <- export(survival::rats, "rats.csv")
+ds$small_ag <- export(data.frame(id = c(1, 1, 2, 2, 2, 3, 4, 4, 5, 6),
+                                 start = c(0, 2, 0, 1, 3, 0, 0, 2, 0, 0),
+                                 stop = c(2, 5, 1, 3, 6, 4, 2, 6, 3, 3),
+                                 event = c(1, 0, 1, 1, 0, 1, 1, 1, 0, 1),
+                                 x = c(1, 1, 0, 0, 0, 1, 0, 0, 1, 1)), "small_ag.csv")
+ag_case <- function(name, data, csv, start = NULL, stop, event, covariates, cluster = NULL,
+                    ties = "efron", strata = NULL) {
+    d <- complete(ds[[data]], c(start, stop, event, covariates, cluster, strata))
+    x <- as.matrix(d[, covariates, drop = FALSE])
+    y <- if (is.null(start)) Surv(d[[stop]], d[[event]]) else Surv(d[[start]], d[[stop]], d[[event]])
+    fit <- if (is.null(cluster)) {
+        if (is.null(strata)) coxph(y ~ x, ties = ties) else coxph(y ~ x + strata(d[[strata]]), ties = ties)
+    } else {
+        cl <- d[[cluster]]
+        if (is.null(strata)) coxph(y ~ x + cluster(cl), ties = ties)
+        else coxph(y ~ x + strata(d[[strata]]) + cluster(cl), ties = ties)
+    }
+    b <- unname(coef(fit)); zc <- qnorm(0.975)
+    naive <- sqrt(diag(if (is.null(cluster)) fit$var else fit$naive.var))
+    se <- sqrt(diag(fit$var))
+    coefs <- lapply(seq_along(b), function(k) {
+        e <- list(name = covariates[k], coef = b[k], se = naive[k])
+        if (!is.null(cluster)) e$robust_se <- se[k]
+        c(e, list(z = b[k] / se[k], p = p2(b[k] / se[k]), hr = exp(b[k]),
+                  hr_lower = exp(b[k] - zc * se[k]), hr_upper = exp(b[k] + zc * se[k])))
+    })
+    expected <- list(n = fit$n, events = fit$nevent, coefficients = coefs,
+                     loglik_null = fit$loglik[1], loglik = fit$loglik[2],
+                     lr_test = test_of(2 * diff(fit$loglik), length(b)),
+                     wald_test = test_of(fit$wald.test, length(b)),
+                     score_test = test_of(fit$score, length(b)))
+    if (!is.null(cluster)) expected$robust_score_test <- test_of(fit$rscore, length(b))
+    args <- c("cox", "--csv", csv, "--time", stop, "--event", event,
+              if (!is.null(start)) c("--start", start),
+              "--covariates", paste(covariates, collapse = ","),
+              if (!is.null(cluster)) c("--cluster", cluster),
+              if (!is.null(strata)) c("--strata", strata), "--ties", ties)
+    add("cox", list(name = name, args = I(args), expected = expected))
+}
+ag_case("bladder2_andersen_gill_robust", "bladder2", "bladder2.csv", "start", "stop", "event",
+        c("rx", "size", "number"), cluster = "id")
+ag_case("bladder2_counting_breslow", "bladder2", "bladder2.csv", "start", "stop", "event",
+        c("rx", "number"), ties = "breslow")
+ag_case("bladder2_strata_by_enum_robust", "bladder2", "bladder2.csv", "start", "stop", "event",
+        c("rx", "number"), cluster = "id", strata = "enum")
+ag_case("cgd_recurrent_robust", "cgd", "cgd.csv", "tstart", "tstop", "status",
+        c("treated", "age", "female"), cluster = "id")
+ag_case("rats_litter_cluster", "rats", "rats.csv", NULL, "time", "status", c("rx"),
+        cluster = "litter")
+ag_case("small_counting_robust", "small_ag", "small_ag.csv", "start", "stop", "event", c("x"),
+        cluster = "id")
+ag_case("small_counting_breslow_robust", "small_ag", "small_ag.csv", "start", "stop", "event",
+        c("x"), cluster = "id", ties = "breslow")
+
 # ---------------------------------------------------------------------------------------------
 # Kaplan-Meier with the logit and arcsin intervals and other confidence levels.
 km_case <- function(name, data, csv, time, event, group = NULL, conf_type, conf_level, at) {

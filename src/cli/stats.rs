@@ -133,6 +133,14 @@ pub struct CoxArgs {
     /// event (other causes and censoring are censored).
     #[arg(long)]
     cause: Option<String>,
+    /// Counting-process data: column of interval start times (each row is at risk on
+    /// (start, time]), as for recurrent events.
+    #[arg(long)]
+    start: Option<String>,
+    /// Column of cluster ids (the subject for recurrent events, the cluster in a
+    /// cluster-randomised trial): robust (sandwich) variance.
+    #[arg(long)]
+    cluster: Option<String>,
 }
 
 /// `rrct stats binary`.
@@ -334,13 +342,17 @@ struct CoxOutput<'a> {
     lr_test: ChiSquareTest,
     wald_test: ChiSquareTest,
     score_test: ChiSquareTest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    robust_score_test: Option<ChiSquareTest>,
     warnings: &'a [String],
 }
 
 fn cox(args: CoxArgs) -> anyhow::Result<String> {
     let ties = parse_ties(&args.ties)?;
-    let numbers: Vec<&str> = args.covariates.iter().map(String::as_str).collect();
+    let mut numbers: Vec<&str> = args.covariates.iter().map(String::as_str).collect();
+    numbers.extend(args.start.as_deref());
     let mut labels: Vec<&str> = args.strata.iter().map(String::as_str).collect();
+    labels.extend(args.cluster.as_deref());
     let started = Instant::now();
     let table = match &args.cause {
         None => args.columns.read(&numbers, &labels)?,
@@ -378,13 +390,35 @@ fn cox(args: CoxArgs) -> anyhow::Result<String> {
             .collect(),
         strata: strata.map(|s| (s.codes.as_slice(), s.levels.len())),
     };
-    let fit: CoxFit = stats::cox_ph(
-        &data,
-        &CoxOptions {
-            ties,
-            ..CoxOptions::default()
-        },
-    )?;
+    let options = CoxOptions {
+        ties,
+        ..CoxOptions::default()
+    };
+    let start = args.start.as_deref().map(|s| table.numbers(s));
+    if let (Some(start), Some(name)) = (start, args.start.as_deref()) {
+        if let Some(i) = (0..start.len()).find(|&i| start[i] >= table.time[i]) {
+            bail!(
+                "{}: data row {}, column `{name}`: start {} is not before the time {}",
+                args.columns.csv.display(),
+                table.rows.get(i).copied().unwrap_or(0),
+                start[i],
+                table.time[i]
+            );
+        }
+    }
+    let cluster = args.cluster.as_deref().map(|c| table.labels(c));
+    let fit: CoxFit = if start.is_some() || cluster.is_some() {
+        stats::cox::cox_ph_extended(
+            &data,
+            &stats::cox::CoxExtras {
+                start,
+                cluster: cluster.map(|c| (c.codes.as_slice(), c.levels.len())),
+            },
+            &options,
+        )?
+    } else {
+        stats::cox_ph(&data, &options)?
+    };
     tracing::debug!(
         rows = table.time.len(),
         read_seconds = (read_done - started).as_secs_f64(),
@@ -404,6 +438,7 @@ fn cox(args: CoxArgs) -> anyhow::Result<String> {
         lr_test: fit.lr_test,
         wald_test: fit.wald_test,
         score_test: fit.score_test,
+        robust_score_test: fit.robust_score_test,
         warnings: &fit.warnings,
     })
 }
