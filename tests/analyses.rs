@@ -165,3 +165,150 @@ fn welch_matches_t_test() {
 fn mantel_haenszel_matches_mantelhaen_and_fisher() {
     check_category("mh");
 }
+
+#[test]
+fn golden_covers_what_the_issue_asks() {
+    let golden = golden();
+    let mut all = String::new();
+    for (category, cases) in golden["cases"].as_object().expect("cases") {
+        for c in cases.as_array().expect("list") {
+            all.push_str(&format!("{category} {} {}\n", c["name"], c["args"]));
+        }
+    }
+    for needle in [
+        "mgus2",
+        "cuminc_example",
+        "crr_example",
+        "quine",
+        "bladder",
+        "cgd",
+        "tied",
+        "small",
+        "--cluster",
+        "--start",
+        "--exposure",
+        "negbin",
+        "poisson",
+        "--strata",
+        "logit",
+        "arcsin",
+        "--conf-level",
+        "--cause",
+    ] {
+        assert!(all.contains(needle), "no golden case mentions {needle}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input errors: a message naming the row or argument, exit status 1, never a panic.
+
+fn write_csv(content: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+    std::fs::write(file.path(), content).unwrap();
+    file
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "time,status,g\n1,1,a\n-2,2,b\n",
+            vec!["cif", "--time", "time", "--status", "status"],
+            "data row 2",
+        ),
+        (
+            "time,status,g\n1,0,a\n2,0,b\n",
+            vec![
+                "gray", "--time", "time", "--status", "status", "--group", "g",
+            ],
+            "no events",
+        ),
+        (
+            "time,status,x\n1,1,0\n2,2,1\n3,0,1\n",
+            vec![
+                "finegray",
+                "--time",
+                "time",
+                "--status",
+                "status",
+                "--cause",
+                "3",
+                "--covariates",
+                "x",
+            ],
+            "--cause `3`",
+        ),
+        (
+            "y,g,e\n1,a,1\n2,b,0\n3,a,2\n",
+            vec!["rate", "--outcome", "y", "--group", "g", "--exposure", "e"],
+            "data row 2, column `e`",
+        ),
+        (
+            "y,g\n1,a\n-2,b\n3,a\n",
+            vec![
+                "rate",
+                "--outcome",
+                "y",
+                "--group",
+                "g",
+                "--model",
+                "poisson",
+            ],
+            "data row 2",
+        ),
+        (
+            "y,g\n1,a\n2,b\n",
+            vec!["rate", "--outcome", "y", "--group", "g", "--model", "zip"],
+            "--model",
+        ),
+        (
+            "y,g\n1,a\n2,b\n3,c\n",
+            vec!["ttest", "--outcome", "y", "--group", "g"],
+            "exactly two groups",
+        ),
+        (
+            "y,g,s\n1,a,x\n2,b,x\n",
+            vec!["mh", "--outcome", "y", "--group", "g", "--strata", "s"],
+            "data row 2, column `y`",
+        ),
+        (
+            "y,g\n1,a\nzz,b\n",
+            vec!["ancova", "--outcome", "y", "--group", "g"],
+            "data row 2 (line 3), column `y`",
+        ),
+        (
+            "y,g\n1,a\n2,b\n",
+            vec!["ancova", "--outcome", "y", "--group", "g", "--control", "c"],
+            "--control `c`",
+        ),
+        (
+            "start,stop,ev,x,id\n0,2,1,1,1\n3,3,0,0,2\n",
+            vec![
+                "cox",
+                "--time",
+                "stop",
+                "--event",
+                "ev",
+                "--start",
+                "start",
+                "--covariates",
+                "x",
+            ],
+            "data row 2, column `start`",
+        ),
+    ];
+    for (content, extra, needle) in cases {
+        let csv = write_csv(content);
+        let mut args: Vec<String> = vec!["stats".into(), extra[0].into()];
+        args.push("--csv".into());
+        args.push(csv.path().display().to_string());
+        args.extend(extra[1..].iter().map(|s| s.to_string()));
+        let out = rrct(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{extra:?}: expected `{needle}` in: {err}"
+        );
+    }
+}
