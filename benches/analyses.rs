@@ -231,38 +231,44 @@ fn main() -> anyhow::Result<()> {
         ),
     );
 
-    let (best, median, fit) = time_it(repeat, || {
-        fine_gray(
-            &FineGrayData {
-                time: &comp.time,
-                status: &comp.status,
-                causes: 2,
-                cause: 1,
-                covariates: vec![
-                    Covariate {
-                        name: "trt",
-                        values: &comp.trt,
-                    },
-                    Covariate {
-                        name: "age",
-                        values: &comp.age,
-                    },
-                ],
-            },
-            DEFAULT_CONF_LEVEL,
-        )
-    });
-    let fit = fit?;
-    report(
-        "fine-gray, trt + age",
-        best,
-        median,
-        "1000 ms",
-        &format!(
-            "trt {:.6} (se {:.6}), age {:.6}",
-            fit.coefficients[0].coef, fit.coefficients[0].se, fit.coefficients[1].coef
-        ),
-    );
+    let crr_rows = env_usize("RRCT_BENCH_CRR_ROWS", 10_000).min(n);
+    for (rows, label, target) in [
+        (n, "fine-gray, trt + age".to_string(), "1000 ms"),
+        (crr_rows, format!("fine-gray subset {crr_rows}"), "-"),
+    ] {
+        let (best, median, fit) = time_it(repeat, || {
+            fine_gray(
+                &FineGrayData {
+                    time: &comp.time[..rows],
+                    status: &comp.status[..rows],
+                    causes: 2,
+                    cause: 1,
+                    covariates: vec![
+                        Covariate {
+                            name: "trt",
+                            values: &comp.trt[..rows],
+                        },
+                        Covariate {
+                            name: "age",
+                            values: &comp.age[..rows],
+                        },
+                    ],
+                },
+                DEFAULT_CONF_LEVEL,
+            )
+        });
+        let fit = fit?;
+        report(
+            &label,
+            best,
+            median,
+            target,
+            &format!(
+                "trt {:.6} (se {:.6}), age {:.6}",
+                fit.coefficients[0].coef, fit.coefficients[0].se, fit.coefficients[1].coef
+            ),
+        );
+    }
 
     for (model, label, target) in [
         (CountModel::Negbin, "negative binomial, trt", "100 ms"),
