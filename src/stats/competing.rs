@@ -94,7 +94,7 @@ pub struct IncidenceAt {
 /// let time = [1.0, 2.0, 3.0, 4.0, 5.0];
 /// let status = [1, 2, 0, 1, 1];
 /// let c = &cumulative_incidence(&time, &status, 2, None).unwrap()[0];
-/// assert_eq!(c.cif[0], vec![0.2, 0.2, 0.2, 0.4, 0.6000000000000001]);
+/// assert_eq!(c.cif[0], vec![0.2, 0.2, 0.2, 0.5, 0.8]);
 /// assert_eq!(c.cif[1][4], 0.2);
 /// ```
 pub fn cumulative_incidence(
