@@ -299,7 +299,7 @@ fn bad_inputs_fail_cleanly() {
         ),
         (
             "time,status\n1,1\n2,1\n",
-            vec!["km", "--conf-type", "logit"],
+            vec!["km", "--conf-type", "none"],
             "--conf-type",
         ),
         ("time,status\n1,1\n2,1\n", vec!["km", "--at", "1,x"], "--at"),

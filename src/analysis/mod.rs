@@ -1,8 +1,9 @@
 //! Analysis of a trial as of a data cut-off: the pure part of what statisticians, the DSMB and
 //! sponsors are shown.
 //!
-//! Owns the comparisons between arms ([`summary`]), interim monitoring against the
-//! group-sequential design ([`interim`]), subgroup forests ([`subgroups`]), the blinded summary
+//! Owns the comparisons between arms ([`summary`]; [`effects`] for counts, continuous values
+//! and competing risks), interim monitoring against the group-sequential design
+//! ([`interim`]), subgroup forests ([`subgroups`]), the blinded summary
 //! and its disclosure control ([`release`], [`disclosure`]) and the analysis data sets
 //! ([`datasets`]), all computed from a [`TrialData`] that someone else has read. It never does
 //! I/O and never decides who may see what: the trial view in the service layer reads the data,
@@ -12,6 +13,7 @@
 pub mod data;
 pub mod datasets;
 pub mod disclosure;
+pub mod effects;
 pub mod forecast;
 pub mod interim;
 pub mod release;

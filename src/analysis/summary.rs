@@ -81,6 +81,12 @@ pub enum Comparison {
         reference_arm: String,
         tables: Vec<BinaryComparison>,
     },
+    /// Counts: rate ratios from negative binomial regression with the exposure observed.
+    Rates(super::effects::RateComparison),
+    /// Continuous: differences in means.
+    MeanDifference(super::effects::MeanComparison),
+    /// Time to event with competing events: cumulative incidence, Gray, Fine–Gray.
+    CompetingRisks(super::effects::CompetingRiskComparison),
     /// The data do not support the comparison yet (e.g. no events).
     NotEstimable { reason: String },
 }
@@ -334,6 +340,7 @@ pub fn analyse_derived(
         .map(|a| (a.record_id.clone(), a.arm.clone(), a.site_code.clone()))
         .collect();
     let primary = derived.iter().find(|(e, _)| e.primary);
+    let competing = competing_rows(data, cutoff, derived);
     // The comparisons and the subgroup forest each fit models over every subject: side by side.
     let ((flow, allocation_quality), (subgroups, endpoints)) = rayon::join(
         || {
@@ -359,7 +366,8 @@ pub fn analyse_derived(
                 || {
                     derived
                         .par_iter()
-                        .map(|(e, rows)| EndpointSummary {
+                        .enumerate()
+                        .map(|(i, (e, rows))| EndpointSummary {
                             id: e.id.clone(),
                             label: e.label.clone(),
                             kind: kind_name(e),
@@ -371,7 +379,7 @@ pub fn analyse_derived(
                             ),
                             sources: endpoint_sources(&data.protocol.follow_up, e),
                             groups: summarise(rows),
-                            comparison: compare(&data.protocol, e, rows),
+                            comparison: compare(&data.protocol, e, rows, competing[i].as_deref()),
                         })
                         .collect()
                 },
@@ -394,12 +402,59 @@ pub fn analyse_derived(
     }
 }
 
-/// Compare arms on one endpoint's rows; `None` for count and continuous endpoints, which are
-/// summarised descriptively only.
+/// For each derived endpoint with `competing` event types, every subject's time to the first
+/// of them (same horizon), derived as a time-to-event endpoint of its own.
+fn competing_rows(
+    data: &TrialData,
+    cutoff: DataCutoff,
+    derived: &[(&crate::protocol::Endpoint, Vec<EndpointRow>)],
+) -> Vec<Option<Vec<EndpointRow>>> {
+    use crate::protocol::{Endpoint, EndpointKind, EventSelector};
+    if derived.iter().all(|(e, _)| e.competing.is_empty()) {
+        return vec![None; derived.len()];
+    }
+    let subjects = data.subjects();
+    let events = endpoints::EventsBySubject::new(&data.events);
+    derived
+        .iter()
+        .map(|(e, _)| {
+            let EndpointKind::TimeToEvent { horizon_days, .. } = &e.kind else {
+                return None;
+            };
+            if e.competing.is_empty() {
+                return None;
+            }
+            let other = Endpoint {
+                id: format!("{}_competing", e.id),
+                label: None,
+                primary: false,
+                kind: EndpointKind::TimeToEvent {
+                    events: EventSelector {
+                        types: e.competing.clone(),
+                        codes: Vec::new(),
+                    },
+                    horizon_days: *horizon_days,
+                },
+                competing: Vec::new(),
+            };
+            Some(endpoints::derive_grouped(
+                &data.protocol.follow_up,
+                &other,
+                &subjects,
+                &events,
+                cutoff,
+            ))
+        })
+        .collect()
+}
+
+/// Compare arms on one endpoint's rows (`competing` holds the competing events' rows of a
+/// time-to-event endpoint that declares them).
 fn compare(
     protocol: &crate::protocol::Protocol,
     endpoint: &crate::protocol::Endpoint,
     rows: &[EndpointRow],
+    competing: Option<&[EndpointRow]>,
 ) -> Option<Comparison> {
     use crate::protocol::EndpointKind;
     let arms: Vec<&str> = protocol.arms.iter().map(|a| a.id.as_str()).collect();
@@ -408,7 +463,18 @@ fn compare(
     let not_estimable = |e: stats::StatsError| Comparison::NotEstimable {
         reason: e.to_string(),
     };
+    let estimable_not = |reason: String| Comparison::NotEstimable { reason };
     match &endpoint.kind {
+        EndpointKind::TimeToEvent { horizon_days, .. } if competing.is_some() => Some(
+            super::effects::competing_risks(
+                &arms,
+                reference,
+                *horizon_days,
+                rows,
+                competing.unwrap_or_default(),
+            )
+            .map_or_else(estimable_not, Comparison::CompetingRisks),
+        ),
         EndpointKind::TimeToEvent { horizon_days, .. } => {
             let endpoints::SurvivalData { time, event, group } =
                 endpoints::SurvivalData::from_rows(rows, &arms);
@@ -503,6 +569,13 @@ fn compare(
                 Err(e) => not_estimable(e),
             })
         }
-        EndpointKind::Count { .. } | EndpointKind::Continuous { .. } => None,
+        EndpointKind::Count { window, .. } => Some(
+            super::effects::rates(&arms, reference, window.from_day, rows)
+                .map_or_else(estimable_not, Comparison::Rates),
+        ),
+        EndpointKind::Continuous { .. } => Some(
+            super::effects::means(&arms, reference, rows)
+                .map_or_else(estimable_not, Comparison::MeanDifference),
+        ),
     }
 }

@@ -15,6 +15,8 @@ pub struct Table {
     pub numbers: HashMap<String, Vec<f64>>,
     pub labels: HashMap<String, Labels>,
     pub n_dropped: usize,
+    /// The data row (1-based, header excluded) of each kept row, for located errors.
+    pub rows: Vec<usize>,
 }
 
 /// A text (or numeric) column read as levels.
@@ -76,6 +78,18 @@ pub fn read(
     numbers: &[&str],
     labels: &[&str],
 ) -> anyhow::Result<Table> {
+    read_columns(path, Some(time), Some(event), numbers, labels)
+}
+
+/// [`read`] with the time and event columns optional (a command without them gets empty
+/// `time`/`event`); a time column is still checked to be non-negative, by row.
+pub fn read_columns(
+    path: &Path,
+    time: Option<&str>,
+    event: Option<&str>,
+    numbers: &[&str],
+    labels: &[&str],
+) -> anyhow::Result<Table> {
     // Fields are trimmed one by one below: the csv crate's own trimming rebuilds every record
     // and costs more than the parsing.
     let mut reader = csv::ReaderBuilder::new()
@@ -92,10 +106,13 @@ pub fn read(
             .position(|h| h.trim_start_matches('\u{feff}').trim() == name)
             .with_context(|| format!("{}: no column `{name}` in the header", path.display()))
     };
-    let mut roles: Vec<(usize, Role, &str)> = vec![
-        (find(time)?, Role::Time, time),
-        (find(event)?, Role::Event, event),
-    ];
+    let mut roles: Vec<(usize, Role, &str)> = Vec::new();
+    if let Some(time) = time {
+        roles.push((find(time)?, Role::Time, time));
+    }
+    if let Some(event) = event {
+        roles.push((find(event)?, Role::Event, event));
+    }
     for (i, name) in numbers.iter().enumerate() {
         roles.push((find(name)?, Role::Number(i), name));
     }
@@ -111,6 +128,7 @@ pub fn read(
     let mut label_index: Vec<HashMap<String, usize>> = vec![HashMap::new(); labels.len()];
     let mut label_names: Vec<Vec<String>> = vec![Vec::new(); labels.len()];
     let mut n_dropped = 0usize;
+    let mut kept_rows = Vec::new();
     let mut parsed: Vec<f64> = vec![0.0; roles.len()];
     let mut record = csv::ByteRecord::new();
     let mut row = 0usize;
@@ -173,6 +191,7 @@ pub fn read(
             n_dropped += 1;
             continue;
         }
+        kept_rows.push(row);
         for (k, (col, role, _)) in roles.iter().enumerate() {
             match role {
                 Role::Time => time.push(parsed[k]),
@@ -197,13 +216,16 @@ pub fn read(
             }
         }
     }
-    if time.is_empty() {
+    if row == n_dropped {
         bail!(
             "{}: no complete rows ({n_dropped} dropped for missing values)",
             path.display()
         );
     }
-    let event = event_indicators(&event_raw, &event_row, path, event)?;
+    let event = match event {
+        Some(name) => event_indicators(&event_raw, &event_row, path, name)?,
+        None => Vec::new(),
+    };
     let labels_out = labels
         .iter()
         .zip(label_codes.into_iter().zip(label_names))
@@ -220,6 +242,7 @@ pub fn read(
         numbers: numbers_out,
         labels: labels_out,
         n_dropped,
+        rows: kept_rows,
     })
 }
 

@@ -21,6 +21,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::csv_table::{self, Table};
+use super::stats_output::{parse_numbers, to_json};
 
 use crate::stats::{
     self,
@@ -45,6 +46,20 @@ pub enum StatsCommand {
     Rmst(RmstArgs),
     /// Treatment hazard ratio within each level of a factor, and the interaction test.
     Subgroups(SubgroupArgs),
+    /// Competing risks: Aalen–Johansen cumulative incidence of each cause per group.
+    Cif(super::stats_competing::CifArgs),
+    /// Competing risks: Gray's test of equal cumulative incidence across groups.
+    Gray(super::stats_competing::GrayArgs),
+    /// Competing risks: Fine–Gray subdistribution hazards regression.
+    Finegray(super::stats_competing::FinegrayArgs),
+    /// Counts: rate ratios from Poisson or negative binomial regression.
+    Rate(super::stats_models::RateArgs),
+    /// Continuous: difference in means by ANCOVA (lm) on covariates and strata.
+    Ancova(super::stats_models::AncovaArgs),
+    /// Continuous: Welch's two-sample t-test.
+    Ttest(super::stats_models::TtestArgs),
+    /// Binary across strata: Mantel–Haenszel OR, RR, RD and the exact conditional OR.
+    Mh(super::stats_models::MhArgs),
 }
 
 /// The CSV file and its survival columns.
@@ -76,9 +91,12 @@ pub struct KmArgs {
     /// Column defining the groups (one curve per level).
     #[arg(long)]
     group: Option<String>,
-    /// Confidence-interval transform: log (R's default), log-log or plain.
+    /// Confidence-interval transform: log (R's default), log-log, plain, logit or arcsin.
     #[arg(long, default_value = "log")]
     conf_type: String,
+    /// Confidence level in (0, 1).
+    #[arg(long, default_value_t = stats::DEFAULT_CONF_LEVEL)]
+    conf_level: f64,
     /// Times at which to report survival, comma-separated.
     #[arg(long, value_delimiter = ',')]
     at: Vec<String>,
@@ -111,6 +129,18 @@ pub struct CoxArgs {
     /// Tie handling: efron (R's default) or breslow.
     #[arg(long, default_value = "efron")]
     ties: String,
+    /// Cause-specific model: the event column holds a status and only this value is an
+    /// event (other causes and censoring are censored).
+    #[arg(long)]
+    cause: Option<String>,
+    /// Counting-process data: column of interval start times (each row is at risk on
+    /// (start, time]), as for recurrent events.
+    #[arg(long)]
+    start: Option<String>,
+    /// Column of cluster ids (the subject for recurrent events, the cluster in a
+    /// cluster-randomised trial): robust (sandwich) variance.
+    #[arg(long)]
+    cluster: Option<String>,
 }
 
 /// `rrct stats binary`.
@@ -168,13 +198,16 @@ pub fn run(command: StatsCommand) -> anyhow::Result<ExitCode> {
         StatsCommand::Binary(args) => binary(args)?,
         StatsCommand::Rmst(args) => rmst(args)?,
         StatsCommand::Subgroups(args) => subgroups(args)?,
+        StatsCommand::Cif(args) => super::stats_competing::cif(args)?,
+        StatsCommand::Gray(args) => super::stats_competing::gray(args)?,
+        StatsCommand::Finegray(args) => super::stats_competing::finegray(args)?,
+        StatsCommand::Rate(args) => super::stats_models::rate(args)?,
+        StatsCommand::Ancova(args) => super::stats_models::ancova(args)?,
+        StatsCommand::Ttest(args) => super::stats_models::ttest(args)?,
+        StatsCommand::Mh(args) => super::stats_models::mh(args)?,
     };
     println!("{json}");
     Ok(ExitCode::SUCCESS)
-}
-
-fn to_json<T: Serialize>(value: &T) -> anyhow::Result<String> {
-    serde_json::to_string_pretty(value).context("cannot write the result as JSON")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,7 +235,7 @@ struct KmGroup {
 fn km(args: KmArgs) -> anyhow::Result<String> {
     let conf_type = ConfType::parse(&args.conf_type).with_context(|| {
         format!(
-            "--conf-type `{}`: expected log, log-log or plain",
+            "--conf-type `{}`: expected log, log-log, plain, logit or arcsin",
             args.conf_type
         )
     })?;
@@ -213,7 +246,7 @@ fn km(args: KmArgs) -> anyhow::Result<String> {
     )?;
     let options = KmOptions {
         conf_type,
-        ..KmOptions::default()
+        conf_level: args.conf_level,
     };
     let group = args.group.as_deref().map(|g| table.labels(g));
     let curves = stats::kaplan_meier(
@@ -309,20 +342,44 @@ struct CoxOutput<'a> {
     lr_test: ChiSquareTest,
     wald_test: ChiSquareTest,
     score_test: ChiSquareTest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    robust_score_test: Option<ChiSquareTest>,
     warnings: &'a [String],
 }
 
 fn cox(args: CoxArgs) -> anyhow::Result<String> {
     let ties = parse_ties(&args.ties)?;
-    let numbers: Vec<&str> = args.covariates.iter().map(String::as_str).collect();
-    let labels: Vec<&str> = args.strata.iter().map(String::as_str).collect();
+    let mut numbers: Vec<&str> = args.covariates.iter().map(String::as_str).collect();
+    numbers.extend(args.start.as_deref());
+    let mut labels: Vec<&str> = args.strata.iter().map(String::as_str).collect();
+    labels.extend(args.cluster.as_deref());
     let started = Instant::now();
-    let table = args.columns.read(&numbers, &labels)?;
+    let table = match &args.cause {
+        None => args.columns.read(&numbers, &labels)?,
+        Some(_) => {
+            labels.push(&args.columns.event);
+            csv_table::read_columns(
+                &args.columns.csv,
+                Some(&args.columns.time),
+                None,
+                &numbers,
+                &labels,
+            )?
+        }
+    };
+    let cause_event = match &args.cause {
+        None => None,
+        Some(cause) => Some(super::stats_competing::cause_events(
+            table.labels(&args.columns.event),
+            cause,
+            &args.columns.event,
+        )?),
+    };
     let read_done = Instant::now();
     let strata = args.strata.as_deref().map(|s| table.labels(s));
     let data = CoxData {
         time: &table.time,
-        event: &table.event,
+        event: cause_event.as_deref().unwrap_or(&table.event),
         covariates: args
             .covariates
             .iter()
@@ -333,13 +390,35 @@ fn cox(args: CoxArgs) -> anyhow::Result<String> {
             .collect(),
         strata: strata.map(|s| (s.codes.as_slice(), s.levels.len())),
     };
-    let fit: CoxFit = stats::cox_ph(
-        &data,
-        &CoxOptions {
-            ties,
-            ..CoxOptions::default()
-        },
-    )?;
+    let options = CoxOptions {
+        ties,
+        ..CoxOptions::default()
+    };
+    let start = args.start.as_deref().map(|s| table.numbers(s));
+    if let (Some(start), Some(name)) = (start, args.start.as_deref()) {
+        if let Some(i) = (0..start.len()).find(|&i| start[i] >= table.time[i]) {
+            bail!(
+                "{}: data row {}, column `{name}`: start {} is not before the time {}",
+                args.columns.csv.display(),
+                table.rows.get(i).copied().unwrap_or(0),
+                start[i],
+                table.time[i]
+            );
+        }
+    }
+    let cluster = args.cluster.as_deref().map(|c| table.labels(c));
+    let fit: CoxFit = if start.is_some() || cluster.is_some() {
+        stats::cox::cox_ph_extended(
+            &data,
+            &stats::cox::CoxExtras {
+                start,
+                cluster: cluster.map(|c| (c.codes.as_slice(), c.levels.len())),
+            },
+            &options,
+        )?
+    } else {
+        stats::cox_ph(&data, &options)?
+    };
     tracing::debug!(
         rows = table.time.len(),
         read_seconds = (read_done - started).as_secs_f64(),
@@ -359,6 +438,7 @@ fn cox(args: CoxArgs) -> anyhow::Result<String> {
         lr_test: fit.lr_test,
         wald_test: fit.wald_test,
         score_test: fit.score_test,
+        robust_score_test: fit.robust_score_test,
         warnings: &fit.warnings,
     })
 }
@@ -537,16 +617,6 @@ fn subgroups(args: SubgroupArgs) -> anyhow::Result<String> {
 
 fn parse_ties(s: &str) -> anyhow::Result<Ties> {
     Ties::parse(s).with_context(|| format!("--ties `{s}`: expected efron or breslow"))
-}
-
-fn parse_numbers(flag: &str, values: &[String]) -> anyhow::Result<Vec<f64>> {
-    values
-        .iter()
-        .map(|v| match v.trim().parse::<f64>() {
-            Ok(x) if x.is_finite() => Ok(x),
-            _ => bail!("{flag}: `{v}` is not a finite number"),
-        })
-        .collect()
 }
 
 fn parse_pair(flag: &str, value: &str) -> anyhow::Result<[u64; 2]> {

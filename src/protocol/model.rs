@@ -242,6 +242,12 @@ pub struct Endpoint {
     pub label: Option<String>,
     pub primary: bool,
     pub kind: EndpointKind,
+    /// Time to event only: event types that compete with it (death, usually). Their first
+    /// occurrence before the endpoint's event ends follow-up for it as a competing event, and
+    /// the analysis reports cumulative incidence, Gray's test and Fine–Gray and cause-specific
+    /// hazard ratios.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub competing: Vec<String>,
 }
 
 /// Which events count for an endpoint: any of `types`, and when `codes` is not empty only

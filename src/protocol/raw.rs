@@ -177,6 +177,7 @@ pub(super) struct RawEndpoint {
     pub primary: Option<Spanned<bool>>,
     pub window: Option<SpannedList<i64>>,
     pub target_day: Option<Spanned<i64>>,
+    pub competing: Option<SpannedList<String>>,
 }
 
 /// A TOML table read as `(key, value)` pairs in the order written, keys with their spans.

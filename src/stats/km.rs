@@ -29,21 +29,30 @@ pub enum ConfType {
     /// `S` itself, limits clipped to `[0, 1]`.
     #[serde(rename = "plain")]
     Plain,
+    /// `log(S / (1 - S))`.
+    #[serde(rename = "logit")]
+    Logit,
+    /// `arcsin(sqrt(S))`.
+    #[serde(rename = "arcsin")]
+    Arcsin,
 }
 
 impl ConfType {
-    /// Parses R's spelling: `log`, `log-log` or `plain`.
+    /// Parses R's spelling: `log`, `log-log`, `plain`, `logit` or `arcsin`.
     ///
     /// ```
     /// use rrct::stats::ConfType;
     /// assert_eq!(ConfType::parse("log-log"), Some(ConfType::LogLog));
-    /// assert_eq!(ConfType::parse("logit"), None);
+    /// assert_eq!(ConfType::parse("logit"), Some(ConfType::Logit));
+    /// assert_eq!(ConfType::parse("none"), None);
     /// ```
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "log" => Some(Self::Log),
             "log-log" => Some(Self::LogLog),
             "plain" => Some(Self::Plain),
+            "logit" => Some(Self::Logit),
+            "arcsin" => Some(Self::Arcsin),
             _ => None,
         }
     }
@@ -297,6 +306,32 @@ pub(crate) fn confidence_limits(
             (
                 finite((-(ll - se2).exp()).exp()),
                 finite((-(ll + se2).exp()).exp()),
+            )
+        }
+        ConfType::Logit => {
+            if p == 0.0 || p.is_nan() {
+                return (None, None);
+            }
+            let se2 = z * se * (1.0 + p / (1.0 - p));
+            let logit = (p / (1.0 - p)).ln();
+            (
+                finite(1.0 - 1.0 / (1.0 + (logit - se2).exp())),
+                finite(1.0 - 1.0 / (1.0 + (logit + se2).exp())),
+            )
+        }
+        ConfType::Arcsin => {
+            if p == 0.0 || p.is_nan() {
+                return (None, None);
+            }
+            let se2 = 0.5 * z * se * (p / (1.0 - p)).sqrt();
+            if se2.is_nan() {
+                // p = 1 with se = 0: R's NaN (f64::max would drop it).
+                return (None, None);
+            }
+            let angle = p.sqrt().asin();
+            (
+                finite((0.0f64.max(angle - se2)).sin().powi(2)),
+                finite((std::f64::consts::FRAC_PI_2.min(angle + se2)).sin().powi(2)),
             )
         }
     }

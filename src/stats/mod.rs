@@ -21,12 +21,17 @@
 //! and lets the CLI and the analysis service share it.
 
 pub mod binary;
+pub mod competing;
+pub mod continuous;
 pub mod cox;
 pub mod dist;
+pub mod finegray;
 pub mod km;
 mod linalg;
 pub mod logrank;
+pub mod mantel_haenszel;
 pub mod normal;
+pub mod rates;
 pub mod rmst;
 pub mod subgroups;
 mod timeline;

@@ -49,6 +49,7 @@ fn tte(types: &[&str], horizon: Option<u32>) -> Endpoint {
             events: selector(types),
             horizon_days: horizon,
         },
+        competing: Vec::new(),
     }
 }
 
@@ -61,6 +62,7 @@ fn binary(types: &[&str], horizon: u32) -> Endpoint {
             events: selector(types),
             horizon_days: horizon,
         },
+        competing: Vec::new(),
     }
 }
 
@@ -260,6 +262,7 @@ fn two_records_of_the_same_event_first_one_counts_duplicates_ignored() {
                 to_day: 30,
             },
         },
+        competing: Vec::new(),
     };
     let got = one(&count, 0, subject("A", "2024-04-01"), &events);
     assert_eq!(
@@ -382,6 +385,7 @@ fn continuous_takes_the_value_closest_to_target_then_earliest() {
             },
             target_day: 365,
         },
+        competing: Vec::new(),
     };
     let val = |id: &str, date: &str, v: f64| {
         let mut x = ev(id, "A", "ldl", date, date);

@@ -160,6 +160,7 @@ horizon_days = 30
                     events: selector(&["stroke"], &[]),
                     horizon_days: None,
                 },
+                competing: Vec::new(),
             },
             Endpoint {
                 id: "stroke_30d".into(),
@@ -169,6 +170,7 @@ horizon_days = 30
                     events: selector(&["stroke"], &["I63", "I64"]),
                     horizon_days: 30,
                 },
+                competing: Vec::new(),
             },
         ]
     );

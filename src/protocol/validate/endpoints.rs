@@ -166,6 +166,19 @@ fn endpoint(c: &mut Checker, id: &str, raw: RawEndpoint) -> (Option<Endpoint>, V
             "continuous endpoints have a target day",
         );
     }
+    let competing = match (&raw.competing, kind) {
+        (Some(list), Kind::TimeToEvent) => competing(c, id, list, raw.events.get_ref()),
+        (Some(list), _) => {
+            not_applicable(
+                c,
+                "competing",
+                list.span(),
+                "time_to_event endpoints have competing events",
+            );
+            Vec::new()
+        }
+        (None, _) => Vec::new(),
+    };
     if kind == Kind::Continuous && raw.events.get_ref().len() > 1 {
         c.error(
             raw.events.span(),
@@ -257,8 +270,41 @@ fn endpoint(c: &mut Checker, id: &str, raw: RawEndpoint) -> (Option<Endpoint>, V
         label,
         primary,
         kind,
+        competing,
     };
     (Some(endpoint), types)
+}
+
+/// `competing = [...]`: well-formed event types, at least one, none of them the endpoint's own.
+fn competing(
+    c: &mut Checker,
+    id: &str,
+    raw: &SpannedList<String>,
+    events: &[Spanned<String>],
+) -> Vec<String> {
+    if raw.get_ref().is_empty() {
+        c.error(
+            raw.span(),
+            format!(
+                "`competing` of endpoint `{id}` is empty; list the competing event types, e.g. \
+                 competing = [\"death\"], or remove it"
+            ),
+        );
+    }
+    let types = event_types(c, raw, &format!("`competing` of endpoint `{id}`"));
+    for item in raw.get_ref() {
+        if events.iter().any(|e| e.get_ref() == item.get_ref()) {
+            c.error(
+                item.span(),
+                format!(
+                    "event type `{}` is both an outcome and a competing event of endpoint \
+                     `{id}`; an event cannot compete with itself",
+                    item.get_ref()
+                ),
+            );
+        }
+    }
+    types
 }
 
 /// Event type names, reporting malformed and repeated ones at their position. `place` says

@@ -12,8 +12,11 @@
 //! limits; the log partial likelihood at 0 and at the estimate; likelihood-ratio, Wald and
 //! score (log-rank) tests.
 
+mod counting;
 mod newton;
 mod risk_sets;
+
+pub use counting::{cox_ph_extended, CoxExtras};
 
 use serde::{Serialize, Serializer};
 
@@ -139,6 +142,10 @@ pub struct CoxCoefficient {
     pub hr_lower: Option<f64>,
     /// Upper Wald limit of the hazard ratio.
     pub hr_upper: Option<f64>,
+    /// Cluster-robust (sandwich) standard error, when a cluster was given; z, p and the limits
+    /// then use it, as R's `coxph(... + cluster(id))` does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub robust_se: Option<f64>,
 }
 
 /// A fitted Cox model.
@@ -169,9 +176,13 @@ pub struct CoxFit {
     pub score_test: ChiSquareTest,
     /// R's warnings: possibly infinite coefficients, redundant covariates, non-convergence.
     pub warnings: Vec<String>,
-    /// Variance matrix of the coefficients (row-major; zero rows for redundant covariates).
+    /// Variance matrix of the coefficients (row-major; zero rows for redundant covariates);
+    /// the robust one when a cluster was given.
     #[serde(skip)]
     pub variance: Vec<f64>,
+    /// The robust score test (R's `rscore`), when a cluster was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub robust_score_test: Option<ChiSquareTest>,
 }
 
 /// Fits a Cox model.
@@ -195,6 +206,23 @@ pub struct CoxFit {
 /// assert!((e - 1.676857).abs() < 1e-6);
 /// ```
 pub fn cox_ph(data: &CoxData<'_>, options: &CoxOptions) -> Result<CoxFit, StatsError> {
+    let events = validate(data, options)?;
+    let (risk_sets, scale) = prepare(data);
+    let fit = newton::iterate(&risk_sets, &settings(options));
+    Ok(finish(data, options, fit, &scale, events))
+}
+
+fn settings(options: &CoxOptions) -> newton::Settings {
+    newton::Settings {
+        ties: options.ties,
+        max_iter: options.max_iter,
+        eps: options.eps,
+        toler_chol: options.toler_chol,
+    }
+}
+
+/// Checks the data and options; returns the number of events.
+fn validate(data: &CoxData<'_>, options: &CoxOptions) -> Result<usize, StatsError> {
     let n = data.time.len();
     check_inputs(data.time, data.event)?;
     if data.covariates.is_empty() {
@@ -229,19 +257,19 @@ pub fn cox_ph(data: &CoxData<'_>, options: &CoxOptions) -> Result<CoxFit, StatsE
     if events == 0 {
         return Err(StatsError::NoEvents("the Cox model".into()));
     }
+    Ok(events)
+}
 
-    let (risk_sets, scale) = prepare(data);
-    let p = risk_sets.p;
-    let fit = newton::iterate(
-        &risk_sets,
-        &newton::Settings {
-            ties: options.ties,
-            max_iter: options.max_iter,
-            eps: options.eps,
-            toler_chol: options.toler_chol,
-        },
-    );
-
+/// Coefficients, tests and warnings from the iteration on covariates scaled by `scale`.
+fn finish(
+    data: &CoxData<'_>,
+    options: &CoxOptions,
+    fit: newton::Newton,
+    scale: &[f64],
+    events: usize,
+) -> CoxFit {
+    let n = data.time.len();
+    let p = scale.len();
     // Back to the covariates' own scale.
     let coef: Vec<f64> = (0..p).map(|i| fit.beta[i] * scale[i]).collect();
     let u: Vec<f64> = (0..p).map(|i| fit.u[i] / scale[i]).collect();
@@ -300,6 +328,7 @@ pub fn cox_ph(data: &CoxData<'_>, options: &CoxOptions) -> Result<CoxFit, StatsE
                     hr: None,
                     hr_lower: None,
                     hr_upper: None,
+                    robust_se: None,
                 };
             }
             let b = coef[k];
@@ -314,13 +343,14 @@ pub fn cox_ph(data: &CoxData<'_>, options: &CoxOptions) -> Result<CoxFit, StatsE
                 hr: Some(b.exp()),
                 hr_lower: Some((b - z_crit * se).exp()),
                 hr_upper: Some((b + z_crit * se).exp()),
+                robust_se: None,
             }
         })
         .collect();
 
     let df = redundant.iter().filter(|r| !**r).count();
     let wald = wald_statistic(&coef, &var, &redundant, options.toler_chol);
-    Ok(CoxFit {
+    CoxFit {
         n,
         events,
         ties: options.ties,
@@ -334,7 +364,8 @@ pub fn cox_ph(data: &CoxData<'_>, options: &CoxOptions) -> Result<CoxFit, StatsE
         score_test: ChiSquareTest::new(fit.score_test, df),
         warnings,
         variance: var,
-    })
+        robust_score_test: None,
+    }
 }
 
 /// R's `coxph.wtest`: `b' V^-1 b` over the estimated coefficients, via `cholesky2`.

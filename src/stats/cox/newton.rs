@@ -4,7 +4,7 @@
 //! `|1 - loglik_old / loglik_new| <= eps` and the same `cholesky2` tolerance) is what makes the
 //! estimates agree with R to rounding error rather than merely to the convergence tolerance.
 
-use super::risk_sets::{Derivatives, RiskSets};
+use super::risk_sets::{Derivatives, PartialLikelihood};
 use super::Ties;
 use crate::stats::linalg::{chinv2, cholesky2, chsolve2, Square};
 
@@ -50,8 +50,8 @@ fn all_finite(d: &Derivatives) -> bool {
 }
 
 /// Runs `coxfit6`'s Newton–Raphson from 0 on the prepared risk sets.
-pub(crate) fn iterate(rs: &RiskSets, s: &Settings) -> Newton {
-    let p = rs.p;
+pub(crate) fn iterate(rs: &impl PartialLikelihood, s: &Settings) -> Newton {
+    let p = rs.p();
     let mut d = Derivatives {
         loglik: 0.0,
         u: vec![0.0; p],

@@ -43,6 +43,25 @@ pub(crate) struct Derivatives {
     pub imat: Vec<f64>,
 }
 
+/// A partial likelihood the iteration can climb: right-censored risk sets or counting-process
+/// (start, stop] data.
+pub(crate) trait PartialLikelihood {
+    /// Number of coefficients.
+    fn p(&self) -> usize;
+    /// Log partial likelihood, score and information at `beta`.
+    fn evaluate(&self, beta: &[f64], ties: Ties, out: &mut Derivatives);
+}
+
+impl PartialLikelihood for RiskSets {
+    fn p(&self) -> usize {
+        self.p
+    }
+
+    fn evaluate(&self, beta: &[f64], ties: Ties, out: &mut Derivatives) {
+        RiskSets::evaluate(self, beta, ties, out);
+    }
+}
+
 impl RiskSets {
     /// Evaluates the log partial likelihood, score and information at `beta`.
     pub fn evaluate(&self, beta: &[f64], ties: Ties, out: &mut Derivatives) {
