@@ -47,7 +47,7 @@ async fn round(
     js: &jetstream::Context,
     settings: &BusSettings,
 ) -> Result<usize, String> {
-    let events = outbox::unpublished(&state.store, ROUND)
+    let events = outbox::unpublished(&state.store, &state.trials, ROUND)
         .await
         .map_err(|e| e.to_string())?;
     if events.is_empty() {

@@ -30,6 +30,28 @@ async fn masking(store: &Store) -> Result<HashMap<String, Masking>, StoreError> 
         .collect())
 }
 
+/// The masking of the records' trials from the trials this process serves (their current
+/// protocols, in memory), reading the stored protocols only for a trial served elsewhere.
+async fn masking_of(
+    store: &Store,
+    served: &super::TrialRegistry,
+    records: &[OutboundRecord],
+) -> Result<HashMap<String, Masking>, StoreError> {
+    let mut known = HashMap::new();
+    for t in records.iter().filter_map(|r| r.trial_id.as_deref()) {
+        if known.contains_key(t) {
+            continue;
+        }
+        match served.get(t) {
+            Some(runtime) => {
+                known.insert(t.to_string(), runtime.protocol.masking);
+            }
+            None => return masking(store).await,
+        }
+    }
+    Ok(known)
+}
+
 fn outgoing(records: Vec<OutboundRecord>, masking: &HashMap<String, Masking>) -> Vec<Outgoing> {
     records
         .into_iter()
@@ -51,13 +73,19 @@ fn outgoing(records: Vec<OutboundRecord>, masking: &HashMap<String, Masking>) ->
         .collect()
 }
 
-/// Events not yet published to the bus, oldest first.
-pub async fn unpublished(store: &Store, limit: i64) -> Result<Vec<Outgoing>, StoreError> {
+/// Events not yet published to the bus, oldest first, blinded by the masking of the trials
+/// `served` (the stored protocols' for any other).
+pub async fn unpublished(
+    store: &Store,
+    served: &super::TrialRegistry,
+    limit: i64,
+) -> Result<Vec<Outgoing>, StoreError> {
     let records = outbox::unpublished(store, limit).await?;
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(outgoing(records, &masking(store).await?))
+    let masking = masking_of(store, served, &records).await?;
+    Ok(outgoing(records, &masking))
 }
 
 /// Events after outbox id `after`, of one trial when given, oldest first.
