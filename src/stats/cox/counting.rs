@@ -14,7 +14,7 @@
 //! compared exactly (no `aeqSurv` near-tie fix for `(start, stop]` data).
 
 use super::newton;
-use super::risk_sets::{Derivatives, PartialLikelihood};
+use super::risk_sets::{add_death_time, add_outer, DeathTime, Derivatives, PartialLikelihood};
 use super::{finish, settings, validate, wald_statistic, CoxData, CoxFit, CoxOptions, Ties};
 use crate::stats::dist::{normal_two_sided_p, z_for_level};
 use crate::stats::linalg::{cholesky2, chsolve2, Square};
@@ -394,43 +394,22 @@ impl PartialLikelihood for Counting {
                     u[k] += xi[k];
                 }
             }
-            let d = e.deaths.len() as f64;
-            let (a, c, a2, c2) = (e.a, e.c, e.a2, e.c2);
-            if ties == Ties::Breslow || e.deaths.len() == 1 {
-                loglik -= d * e.denom.ln();
-                for i in 0..p {
-                    let mean = a[i] / e.denom;
-                    u[i] -= d * mean;
-                    for j in 0..=i {
-                        imat[i * p + j] += d * (c[i * p + j] - mean * a[j]) / e.denom;
-                    }
-                }
-            } else {
-                let (mut log_sum, mut s1, mut sf1, mut s2, mut sf2, mut sff2) =
-                    (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
-                for j in 0..e.deaths.len() {
-                    let f = j as f64 / d;
-                    let den = e.denom - f * e.denom2;
-                    let inv = 1.0 / den;
-                    let inv2 = inv * inv;
-                    log_sum += den.ln();
-                    s1 += inv;
-                    sf1 += f * inv;
-                    s2 += inv2;
-                    sf2 += f * inv2;
-                    sff2 += f * f * inv2;
-                }
-                loglik -= log_sum;
-                for i in 0..p {
-                    u[i] -= a[i] * s1 - a2[i] * sf1;
-                    for j in 0..=i {
-                        let first = c[i * p + j] * s1 - c2[i * p + j] * sf1;
-                        let second = a[i] * a[j] * s2 - (a[i] * a2[j] + a2[i] * a[j]) * sf2
-                            + a2[i] * a2[j] * sff2;
-                        imat[i * p + j] += first - second;
-                    }
-                }
-            }
+            add_death_time(
+                p,
+                &DeathTime {
+                    n_dead: e.deaths.len(),
+                    denom: e.denom,
+                    denom2: e.denom2,
+                    a: e.a,
+                    c: e.c,
+                    a2: e.a2,
+                    c2: e.c2,
+                },
+                ties,
+                &mut loglik,
+                &mut u,
+                &mut imat,
+            );
         });
         for i in 0..p {
             for j in 0..i {
@@ -440,16 +419,5 @@ impl PartialLikelihood for Counting {
         out.loglik = loglik;
         out.u.copy_from_slice(&u);
         out.imat.copy_from_slice(&imat);
-    }
-}
-
-fn add_outer(r: f64, x: &[f64], a: &mut [f64], c: &mut [f64]) {
-    let p = x.len();
-    for i in 0..p {
-        let rx = r * x[i];
-        a[i] += rx;
-        for j in 0..=i {
-            c[i * p + j] += rx * x[j];
-        }
     }
 }

@@ -136,43 +136,22 @@ impl RiskSets {
                         c[i * p + j] += c2[i * p + j];
                     }
                 }
-                let d = g.n_dead as f64;
-                if ties == Ties::Breslow || g.n_dead == 1 {
-                    loglik -= d * denom.ln();
-                    for i in 0..p {
-                        let mean = a[i] / denom;
-                        u[i] -= d * mean;
-                        for j in 0..=i {
-                            imat[i * p + j] += d * (c[i * p + j] - mean * a[j]) / denom;
-                        }
-                    }
-                } else {
-                    // Efron: den_j = denom - f_j * denom2 with f_j = j / d, j = 0..d.
-                    let (mut log_sum, mut s1, mut sf1, mut s2, mut sf2, mut sff2) =
-                        (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
-                    for j in 0..g.n_dead {
-                        let f = j as f64 / d;
-                        let den = denom - f * denom2;
-                        let inv = 1.0 / den;
-                        let inv2 = inv * inv;
-                        log_sum += den.ln();
-                        s1 += inv;
-                        sf1 += f * inv;
-                        s2 += inv2;
-                        sf2 += f * inv2;
-                        sff2 += f * f * inv2;
-                    }
-                    loglik -= log_sum;
-                    for i in 0..p {
-                        u[i] -= a[i] * s1 - a2[i] * sf1;
-                        for j in 0..=i {
-                            let first = c[i * p + j] * s1 - c2[i * p + j] * sf1;
-                            let second = a[i] * a[j] * s2 - (a[i] * a2[j] + a2[i] * a[j]) * sf2
-                                + a2[i] * a2[j] * sff2;
-                            imat[i * p + j] += first - second;
-                        }
-                    }
-                }
+                add_death_time(
+                    p,
+                    &DeathTime {
+                        n_dead: g.n_dead as usize,
+                        denom,
+                        denom2,
+                        a: &a,
+                        c: &c,
+                        a2: &a2,
+                        c2: &c2,
+                    },
+                    ties,
+                    &mut loglik,
+                    u,
+                    imat,
+                );
             }
             row = end;
         }
@@ -190,8 +169,73 @@ fn dot(x: &[f64], beta: &[f64]) -> f64 {
     x.iter().zip(beta).map(|(a, b)| a * b).sum()
 }
 
+/// The sums at one event time: the risk set's weighted sums (`denom`, `a`, the lower triangle of
+/// `c`) and those of the `n_dead` tied deaths among it (`denom2`, `a2`, `c2`).
+pub(super) struct DeathTime<'a> {
+    pub n_dead: usize,
+    pub denom: f64,
+    pub denom2: f64,
+    pub a: &'a [f64],
+    pub c: &'a [f64],
+    pub a2: &'a [f64],
+    pub c2: &'a [f64],
+}
+
+/// Add one event time to the log partial likelihood, the score and the information's lower
+/// triangle, ties handled by Breslow's or Efron's approximation (as `survival`'s coxfit6 and
+/// agfit4).
 #[inline(always)]
-fn add_outer(risk: f64, x: &[f64], a: &mut [f64], c: &mut [f64]) {
+/// `p` is the number of covariates (a constant where the caller unrolls by it).
+pub(super) fn add_death_time(
+    p: usize,
+    t: &DeathTime,
+    ties: Ties,
+    loglik: &mut f64,
+    u: &mut [f64],
+    imat: &mut [f64],
+) {
+    let (a, c, a2, c2) = (t.a, t.c, t.a2, t.c2);
+    let d = t.n_dead as f64;
+    if ties == Ties::Breslow || t.n_dead == 1 {
+        *loglik -= d * t.denom.ln();
+        for i in 0..p {
+            let mean = a[i] / t.denom;
+            u[i] -= d * mean;
+            for j in 0..=i {
+                imat[i * p + j] += d * (c[i * p + j] - mean * a[j]) / t.denom;
+            }
+        }
+    } else {
+        // Efron: den_j = denom - f_j * denom2 with f_j = j / d, j = 0..d.
+        let (mut log_sum, mut s1, mut sf1, mut s2, mut sf2, mut sff2) =
+            (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for j in 0..t.n_dead {
+            let f = j as f64 / d;
+            let den = t.denom - f * t.denom2;
+            let inv = 1.0 / den;
+            let inv2 = inv * inv;
+            log_sum += den.ln();
+            s1 += inv;
+            sf1 += f * inv;
+            s2 += inv2;
+            sf2 += f * inv2;
+            sff2 += f * f * inv2;
+        }
+        *loglik -= log_sum;
+        for i in 0..p {
+            u[i] -= a[i] * s1 - a2[i] * sf1;
+            for j in 0..=i {
+                let first = c[i * p + j] * s1 - c2[i * p + j] * sf1;
+                let second =
+                    a[i] * a[j] * s2 - (a[i] * a2[j] + a2[i] * a[j]) * sf2 + a2[i] * a2[j] * sff2;
+                imat[i * p + j] += first - second;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+pub(super) fn add_outer(risk: f64, x: &[f64], a: &mut [f64], c: &mut [f64]) {
     let p = x.len();
     for i in 0..p {
         let rx = risk * x[i];
