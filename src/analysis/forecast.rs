@@ -495,6 +495,13 @@ pub fn of_trial(
     // may take.
     let settings = Settings {
         max_follow_up: horizon_days.map(f64::from),
+        hazard: if plan.forecast_hazard_cuts_days.is_empty() {
+            Hazard::Exponential
+        } else {
+            Hazard::PiecewiseExponential {
+                cuts: plan.forecast_hazard_cuts_days.clone(),
+            }
+        },
         replicates: 1000,
         ..Settings::new(protocol.target_sample_size as usize, targets.clone())
     };

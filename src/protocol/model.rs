@@ -55,6 +55,10 @@ pub struct Monitoring {
     pub looks: Vec<f64>,
     /// Power the trial was designed for (conditional power under the design effect).
     pub power: f64,
+    /// Where the forecast of the looks lets the pooled event hazard change (days from
+    /// randomisation, increasing): a piecewise-exponential hazard; empty, an exponential one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecast_hazard_cuts_days: Vec<f64>,
 }
 
 /// Follow-up rules shared by every endpoint, and the registers the follow-up comes from.

@@ -76,6 +76,7 @@ pub(super) struct RawMonitoring {
     pub planned_events: Spanned<i64>,
     pub looks: SpannedList<f64>,
     pub power: Option<Spanned<f64>>,
+    pub forecast_hazard_cuts_days: Option<SpannedList<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -78,6 +78,12 @@ async fn the_demo_plays_a_running_trial_with_nothing_dated_after_its_receipt() {
             (None, None) => assert!(l["probability_reached"].as_f64().unwrap() < 0.5, "{l}"),
         }
     }
+    // TASTE lets the hazard change at day 30: two pieces, the first the steeper.
+    let model = &forecast["model"];
+    assert_eq!(model["model"], "piecewise_exponential", "{forecast}");
+    let rates = model["hazard_per_day"].as_array().unwrap();
+    assert_eq!(rates.len(), 2, "{forecast}");
+    assert!(rates[0].as_f64() > rates[1].as_f64(), "{forecast}");
     assert_eq!(
         forecast["model"]["subjects"], analysis["flow"]["randomised"],
         "{forecast}"

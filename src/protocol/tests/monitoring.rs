@@ -22,6 +22,37 @@ fn taste_plans_one_interim_look() {
         (m.planned_events, m.looks.clone(), m.power),
         (400, vec![0.66, 1.0], 0.8)
     );
+    assert_eq!(m.forecast_hazard_cuts_days, vec![30.0]);
+}
+
+#[test]
+fn forecast_cuts_must_increase_where_they_stand() {
+    let source = with(&format!(
+        "{ENDPOINT}\n[monitoring]\nalpha = 0.05\nsided = 2\nspending = \"obf\"\nplanned_events = 100\nlooks = [1.0]\nforecast_hazard_cuts_days = [30, 30, -1]\n"
+    ));
+    let found = errors(&source);
+    let line = source
+        .lines()
+        .position(|l| l.starts_with("forecast_hazard_cuts_days"))
+        .unwrap()
+        + 1;
+    assert!(
+        found.iter().any(|e| e.starts_with(&format!("{line}:34: "))
+            && e.contains("forecast hazard cut at day 30 must be after the previous one (30)")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("forecast hazard cut at day -1 must be after")),
+        "{found:?}"
+    );
+    let empty = with(&format!(
+        "{ENDPOINT}\n[monitoring]\nalpha = 0.05\nsided = 2\nspending = \"obf\"\nplanned_events = 100\nlooks = [1.0]\nforecast_hazard_cuts_days = []\n"
+    ));
+    assert!(errors(&empty)
+        .iter()
+        .any(|e| e.contains("`forecast_hazard_cuts_days` is empty")));
 }
 
 #[test]

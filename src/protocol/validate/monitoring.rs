@@ -117,6 +117,30 @@ pub(super) fn monitoring(
             format!("interim monitoring compares two arms; this protocol has {arms}"),
         );
     }
+    let mut forecast_hazard_cuts_days = Vec::new();
+    if let Some(cuts) = &raw.forecast_hazard_cuts_days {
+        let mut previous = 0.0;
+        for t in cuts.get_ref() {
+            let v = *t.get_ref();
+            if !(v.is_finite() && v > previous) {
+                c.error(
+                    t.span(),
+                    format!(
+                        "forecast hazard cut at day {v} must be after the previous one \
+                         ({previous}) and finite"
+                    ),
+                );
+            }
+            previous = v;
+            forecast_hazard_cuts_days.push(v);
+        }
+        if forecast_hazard_cuts_days.is_empty() {
+            c.error(
+                cuts.span(),
+                "`forecast_hazard_cuts_days` is empty; leave it out for an exponential hazard",
+            );
+        }
+    }
     Monitoring {
         alpha,
         sided,
@@ -124,5 +148,6 @@ pub(super) fn monitoring(
         planned_events,
         looks,
         power,
+        forecast_hazard_cuts_days,
     }
 }
