@@ -181,20 +181,7 @@ pub fn ancova(data: &AncovaData<'_>, conf_level: f64) -> Result<Ancova, StatsErr
         ));
     }
     for c in &data.covariates {
-        if c.values.len() != n {
-            return Err(StatsError::LengthMismatch {
-                what: format!("covariate `{}`", c.name),
-                expected: n,
-                found: c.values.len(),
-            });
-        }
-        if let Some(index) = c.values.iter().position(|v| !v.is_finite()) {
-            return Err(StatsError::InvalidCovariate {
-                name: c.name.to_string(),
-                index,
-                value: c.values[index],
-            });
-        }
+        c.check(n, "covariate")?;
         columns.push((c.name.to_string(), c.values.to_vec()));
     }
     for (name, fcodes, flevels) in &data.factors {

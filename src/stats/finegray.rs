@@ -133,20 +133,7 @@ pub fn fine_gray(data: &FineGrayData<'_>, conf_level: f64) -> Result<FineGrayFit
         return Err(StatsError::NoCovariates);
     }
     for c in &data.covariates {
-        if c.values.len() != n {
-            return Err(StatsError::LengthMismatch {
-                what: format!("covariate `{}`", c.name),
-                expected: n,
-                found: c.values.len(),
-            });
-        }
-        if let Some(index) = c.values.iter().position(|v| !v.is_finite()) {
-            return Err(StatsError::InvalidCovariate {
-                name: c.name.to_string(),
-                index,
-                value: c.values[index],
-            });
-        }
+        c.check(n, "covariate")?;
     }
     if !(conf_level > 0.0 && conf_level < 1.0) {
         return Err(StatsError::InvalidArgument(format!(

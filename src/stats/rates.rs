@@ -141,20 +141,7 @@ pub fn fit_rates(
         )));
     }
     for c in &data.columns {
-        if c.values.len() != n {
-            return Err(StatsError::LengthMismatch {
-                what: format!("column `{}`", c.name),
-                expected: n,
-                found: c.values.len(),
-            });
-        }
-        if let Some(index) = c.values.iter().position(|v| !v.is_finite()) {
-            return Err(StatsError::InvalidCovariate {
-                name: c.name.to_string(),
-                index,
-                value: c.values[index],
-            });
-        }
+        c.check(n, "column")?;
     }
     let offset: Vec<f64> = match data.exposure {
         None => vec![0.0; n],

@@ -80,6 +80,27 @@ pub struct Covariate<'a> {
     pub values: &'a [f64],
 }
 
+impl Covariate<'_> {
+    /// That it has `n` values, all finite; `kind` names it in the error (`covariate`, `column`).
+    pub fn check(&self, n: usize, kind: &str) -> Result<(), StatsError> {
+        if self.values.len() != n {
+            return Err(StatsError::LengthMismatch {
+                what: format!("{kind} `{}`", self.name),
+                expected: n,
+                found: self.values.len(),
+            });
+        }
+        if let Some(index) = self.values.iter().position(|v| !v.is_finite()) {
+            return Err(StatsError::InvalidCovariate {
+                name: self.name.to_string(),
+                index,
+                value: self.values[index],
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The data of a Cox model.
 #[derive(Debug, Clone)]
 pub struct CoxData<'a> {
@@ -229,20 +250,7 @@ fn validate(data: &CoxData<'_>, options: &CoxOptions) -> Result<usize, StatsErro
         return Err(StatsError::NoCovariates);
     }
     for c in &data.covariates {
-        if c.values.len() != n {
-            return Err(StatsError::LengthMismatch {
-                what: format!("covariate `{}`", c.name),
-                expected: n,
-                found: c.values.len(),
-            });
-        }
-        if let Some(index) = c.values.iter().position(|v| !v.is_finite()) {
-            return Err(StatsError::InvalidCovariate {
-                name: c.name.to_string(),
-                index,
-                value: c.values[index],
-            });
-        }
+        c.check(n, "covariate")?;
     }
     if let Some((codes, levels)) = data.strata {
         check_codes("stratum", codes, n, levels)?;
