@@ -342,18 +342,28 @@ pub fn analyse_derived(
     let primary = derived.iter().find(|(e, _)| e.primary);
     let competing = competing_rows(data, cutoff, derived);
     // The comparisons and the subgroup forest each fit models over every subject: side by side.
-    let ((flow, allocation_quality), (subgroups, endpoints)) = rayon::join(
+    // The forecast of the looks simulates a thousand futures of the trial: beside the rest.
+    let (((flow, allocation_quality), forecast), (subgroups, endpoints)) = rayon::join(
         || {
-            (
-                flow::flow(
-                    cutoff,
-                    screening,
-                    &arms,
-                    primary.map(|(e, _)| e.id.as_str()),
-                    primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
-                    &data.events,
-                ),
-                allocation_quality(data, cutoff),
+            rayon::join(
+                || {
+                    (
+                        flow::flow(
+                            cutoff,
+                            screening,
+                            &arms,
+                            primary.map(|(e, _)| e.id.as_str()),
+                            primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
+                            &data.events,
+                        ),
+                        allocation_quality(data, cutoff),
+                    )
+                },
+                || {
+                    primary.and_then(|(_, rows)| {
+                        super::forecast::outlook(&data.protocol, rows, cutoff)
+                    })
+                },
             )
         },
         || {
@@ -396,8 +406,7 @@ pub fn analyse_derived(
         interim,
         subgroups,
         allocation_quality: Some(allocation_quality),
-        forecast: primary
-            .and_then(|(_, rows)| super::forecast::outlook(&data.protocol, rows, cutoff)),
+        forecast,
         endpoints,
     }
 }
