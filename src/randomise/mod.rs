@@ -55,7 +55,7 @@ mod stream;
 
 pub use crate::protocol::ImbalanceMeasure;
 pub use record::{AllocationRecord, Draw, Timestamp};
-pub use stream::{seed_commitment, stream, tagged_stream, MasterSeed};
+pub use stream::{seed_commitment, stream, tagged_stream, MasterSeed, StratumStreams};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
@@ -674,7 +674,23 @@ pub fn block(
     stratum: &str,
     block_number: u64,
 ) -> Vec<usize> {
-    let mut rng = stream(seed, trial, stratum, block_number);
+    block_of(
+        ratios,
+        block_sizes,
+        &StratumStreams::new(seed, trial, stratum),
+        block_number,
+    )
+}
+
+/// [`block`] with the stratum's key derivation done once by the caller (a simulation deriving
+/// a stratum's blocks one after another).
+pub fn block_of(
+    ratios: &[u32],
+    block_sizes: &[u32],
+    streams: &StratumStreams,
+    block_number: u64,
+) -> Vec<usize> {
+    let mut rng = streams.stream(block_number);
     let size = block_sizes[uniform_below(&mut rng, block_sizes.len() as u64) as usize];
     let ratio_sum: u32 = ratios.iter().sum();
     let multiple = size / ratio_sum.max(1);

@@ -54,19 +54,49 @@ pub fn stream(seed: &MasterSeed, trial: &str, stratum: &str, number: u64) -> Cha
 
 /// The stream keyed by `tagged` (a hash holding the domain tag) over the rest of the key.
 fn keyed(
-    mut tagged: Sha256,
+    tagged: Sha256,
     seed: &MasterSeed,
     trial: &str,
     stratum: &str,
     number: u64,
 ) -> ChaCha20Rng {
-    tagged.update(seed.0);
-    tagged.update((trial.len() as u64).to_be_bytes());
-    tagged.update(trial.as_bytes());
-    tagged.update((stratum.len() as u64).to_be_bytes());
-    tagged.update(stratum.as_bytes());
-    tagged.update(number.to_be_bytes());
-    ChaCha20Rng::from_seed(tagged.finalize().into())
+    StratumStreams::keyed(tagged, seed, trial, stratum).stream(number)
+}
+
+/// The key derivation of [`stream`] for one trial and stratum, hashed up to the number: a
+/// stratum's successive blocks then cost one hash of the number each, not of the whole key.
+#[derive(Clone)]
+pub struct StratumStreams(Sha256);
+
+impl StratumStreams {
+    /// The streams [`stream`]`(seed, trial, stratum, number)` for every `number`.
+    pub fn new(seed: &MasterSeed, trial: &str, stratum: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"rrct/stream/v1\0");
+        Self::keyed(h, seed, trial, stratum)
+    }
+
+    fn keyed(mut tagged: Sha256, seed: &MasterSeed, trial: &str, stratum: &str) -> Self {
+        tagged.update(seed.0);
+        tagged.update((trial.len() as u64).to_be_bytes());
+        tagged.update(trial.as_bytes());
+        tagged.update((stratum.len() as u64).to_be_bytes());
+        tagged.update(stratum.as_bytes());
+        StratumStreams(tagged)
+    }
+
+    /// The stream of `number`.
+    pub fn stream(&self, number: u64) -> ChaCha20Rng {
+        let mut h = self.0.clone();
+        h.update(number.to_be_bytes());
+        ChaCha20Rng::from_seed(h.finalize().into())
+    }
+}
+
+impl std::fmt::Debug for StratumStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StratumStreams(<secret>)")
+    }
 }
 
 /// A stream for a draw that is not part of the procedure's main sequence (a restricted

@@ -131,6 +131,9 @@ pub struct Plan<'a> {
     sided: Sided,
     spending: SpendingFunction,
     dates: Vec<NaiveDate>,
+    /// Efficacy boundaries by the looks' information fractions (as bit patterns): replicates
+    /// hold their looks at nearly the same event counts, so most need no new integration.
+    boundaries: std::sync::Mutex<HashMap<Vec<u64>, Vec<f64>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +290,7 @@ impl<'a> Plan<'a> {
             sided: if m.sided == 1 { Sided::One } else { Sided::Two },
             spending,
             dates,
+            boundaries: Default::default(),
         })
     }
 
@@ -413,6 +417,7 @@ impl<'a> Plan<'a> {
             .collect();
         let mut row = vec![Draw::Absent; self.protocol.fields.len()];
         let mut times = Vec::with_capacity(self.types.len());
+        let mut levels: Vec<usize> = Vec::with_capacity(self.factors.len());
         let mut lambda = 0.0;
         while (world.subjects.len() as u64) < target {
             lambda += exp1(&mut rng);
@@ -439,8 +444,10 @@ impl<'a> Plan<'a> {
             let slot = match strata.get(index) {
                 Some(slot) => slot,
                 None => {
+                    let key = self.stratum_key(site, &row);
                     world.strata.push(StratumSlot {
-                        key: self.stratum_key(site, &row),
+                        streams: randomise::StratumStreams::new(&master, trial, &key),
+                        key,
                         state: StratumState::default(),
                         counts: vec![0; arms],
                         block: Vec::new(),
@@ -449,11 +456,12 @@ impl<'a> Plan<'a> {
                     world.strata.len() - 1
                 }
             };
-            let levels: Vec<usize> = self
-                .factors
-                .iter()
-                .map(|&(src, _)| self.level(src, site, &row))
-                .collect();
+            levels.clear();
+            levels.extend(
+                self.factors
+                    .iter()
+                    .map(|&(src, _)| self.level(src, site, &row)),
+            );
             let s = &mut world.strata[slot];
             let decision = self.allocate(&master, trial, s, &marginals, &levels);
             let arm = decision.arm;
@@ -499,12 +507,12 @@ impl<'a> Plan<'a> {
             let state = s.state;
             let (mut number, mut position) = (state.block_number, state.position);
             if s.block.is_empty() {
-                s.block = randomise::block(ratios, block_sizes, seed, trial, &s.key, number);
+                s.block = randomise::block_of(ratios, block_sizes, &s.streams, number);
             }
             if position as usize >= s.block.len() {
                 number += 1;
                 position = 0;
-                s.block = randomise::block(ratios, block_sizes, seed, trial, &s.key, number);
+                s.block = randomise::block_of(ratios, block_sizes, &s.streams, number);
             }
             return Decision {
                 arm: s.block[position as usize],
@@ -681,9 +689,7 @@ impl<'a> Plan<'a> {
             correct_guesses_within: 0.0,
             looks: Vec::new(),
         };
-        let bounds =
-            design::efficacy_boundaries(sc.monitoring.alpha, self.sided, self.spending, &timing)
-                .unwrap_or_default();
+        let bounds = self.boundaries(&timing);
         let mut end_day = deadline;
         let mut columns = Columns::default();
         for (j, &(k, day, events)) in looks.iter().enumerate() {
@@ -740,6 +746,27 @@ impl<'a> Plan<'a> {
             .map(|c| imbalance(c, &self.ratios))
             .collect();
         outcome
+    }
+
+    /// The efficacy boundaries of looks at information fractions `timing`, computed once per
+    /// distinct `timing`.
+    fn boundaries(&self, timing: &[f64]) -> Vec<f64> {
+        let key: Vec<u64> = timing.iter().map(|t| t.to_bits()).collect();
+        if let Some(b) = self
+            .boundaries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return b;
+        }
+        let sc = self.sc;
+        let b = design::efficacy_boundaries(sc.monitoring.alpha, self.sided, self.spending, timing)
+            .unwrap_or_default();
+        if let Ok(mut m) = self.boundaries.lock() {
+            m.insert(key, b.clone());
+        }
+        b
     }
 
     /// The primary endpoint of the compared arms as of cut-off `day`, through the engine's
@@ -879,6 +906,8 @@ pub(crate) struct SimEvent {
 
 pub(crate) struct StratumSlot {
     pub key: String,
+    /// The stratum's key derivation, hashed once for all its blocks.
+    streams: randomise::StratumStreams,
     state: StratumState,
     counts: Vec<u64>,
     block: Vec<usize>,

@@ -15,6 +15,7 @@
 mod counting;
 mod newton;
 mod risk_sets;
+mod two_groups;
 
 pub use counting::{cox_ph_extended, CoxExtras};
 
@@ -228,6 +229,15 @@ pub struct CoxFit {
 /// ```
 pub fn cox_ph(data: &CoxData<'_>, options: &CoxOptions) -> Result<CoxFit, StatsError> {
     let events = validate(data, options)?;
+    // One 0/1 covariate without strata (every two-arm comparison): counts per time suffice.
+    let two_groups = match (data.covariates.as_slice(), data.strata) {
+        ([x], None) => two_groups::TwoGroups::of(data.time, data.event, x.values),
+        _ => None,
+    };
+    if let Some(counts) = two_groups {
+        let fit = newton::iterate(&counts, &settings(options));
+        return Ok(finish(data, options, fit, &[1.0], events));
+    }
     let (risk_sets, scale) = prepare(data);
     let fit = newton::iterate(&risk_sets, &settings(options));
     Ok(finish(data, options, fit, &scale, events))
