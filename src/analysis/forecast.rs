@@ -29,6 +29,9 @@ use serde::Serialize;
 use crate::endpoints::{self, CensorReason, DataCutoff, EndpointRow, Outcome};
 use crate::protocol::{EndpointKind, Protocol};
 
+/// Replicates simulated from one seeded stream (see [`forecast`]).
+const REPLICATES_PER_CHUNK: usize = 64;
+
 /// One randomised subject as of the cut-off (day 0).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Subject {
@@ -85,14 +88,14 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// 2,000 replicates, a 90% interval, exponential hazards with drop-out, a horizon of 20 years.
+    /// 1,000 replicates, a 90% interval, exponential hazards with drop-out, a horizon of 20 years.
     pub fn new(target_subjects: usize, targets: Vec<u64>) -> Settings {
         Settings {
             target_subjects,
             targets,
             hazard: Hazard::Exponential,
             drop_out: true,
-            replicates: 2000,
+            replicates: 1000,
             level: 0.9,
             horizon_days: 20.0 * 365.25,
             max_follow_up: None,
@@ -272,67 +275,87 @@ pub fn forecast(subjects: &[Subject], settings: &Settings) -> Result<Forecast, F
     // Per target not yet reached: the day it is reached in each replicate (infinite: not in
     // the horizon).
     let mut days: Vec<Vec<f64>> = vec![Vec::with_capacity(settings.replicates); pending.len()];
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    let mut future: Vec<f64> = Vec::new();
     if most > 0 {
-        for _ in 0..settings.replicates {
-            let rates: Vec<f64> = counts
-                .iter()
-                .zip(&exposure)
-                .map(|(&d, &e)| {
-                    if e > 0.0 {
-                        gamma(&mut rng, d as f64 + 0.5, e)
-                    } else {
-                        // A piece nobody reached yet: the last piece with exposure speaks for it.
-                        f64::NAN
+        // Replicates in chunks of their own seeded stream, run in parallel and gathered in
+        // chunk order: the forecast is the same on any number of threads.
+        use rayon::prelude::*;
+        let chunks = settings.replicates.div_ceil(REPLICATES_PER_CHUNK);
+        let by_chunk: Vec<Vec<Vec<f64>>> = (0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let n = REPLICATES_PER_CHUNK.min(settings.replicates - c * REPLICATES_PER_CHUNK);
+                let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+                rng.set_stream(c as u64);
+                let mut days: Vec<Vec<f64>> = vec![Vec::with_capacity(n); pending.len()];
+                let mut future: Vec<f64> = Vec::new();
+                for _ in 0..n {
+                    let rates: Vec<f64> = counts
+                        .iter()
+                        .zip(&exposure)
+                        .map(|(&d, &e)| {
+                            if e > 0.0 {
+                                gamma(&mut rng, d as f64 + 0.5, e)
+                            } else {
+                                // A piece nobody reached yet: the last piece with exposure
+                                // speaks for it.
+                                f64::NAN
+                            }
+                        })
+                        .collect();
+                    let rates = fill_forward(rates);
+                    let mu = match (settings.drop_out, followed > 0.0) {
+                        (true, true) => gamma(&mut rng, lost as f64 + 0.5, followed),
+                        _ => 0.0,
+                    };
+                    future.clear();
+                    let mut outcome = |rng: &mut ChaCha8Rng, since: f64, at: f64| {
+                        let e: f64 = Exp1.sample(rng);
+                        let t = residual(&starts, &rates, since, e);
+                        let dropped = if mu > 0.0 {
+                            <Exp1 as Distribution<f64>>::sample(&Exp1, rng) / mu
+                        } else {
+                            f64::INFINITY
+                        };
+                        let counted = settings.max_follow_up.is_none_or(|h| since + t <= h);
+                        if t < dropped && counted {
+                            let day = at + t;
+                            if day <= settings.horizon_days {
+                                future.push(day);
+                            }
+                        }
+                    };
+                    for &since in &at_risk {
+                        outcome(&mut rng, since, 0.0);
                     }
-                })
-                .collect();
-            let rates = fill_forward(rates);
-            let mu = match (settings.drop_out, followed > 0.0) {
-                (true, true) => gamma(&mut rng, lost as f64 + 0.5, followed),
-                _ => 0.0,
-            };
-            future.clear();
-            let mut outcome = |rng: &mut ChaCha8Rng, since: f64, at: f64| {
-                let e: f64 = Exp1.sample(rng);
-                let t = residual(&starts, &rates, since, e);
-                let dropped = if mu > 0.0 {
-                    <Exp1 as Distribution<f64>>::sample(&Exp1, rng) / mu
-                } else {
-                    f64::INFINITY
-                };
-                let counted = settings.max_follow_up.is_none_or(|h| since + t <= h);
-                if t < dropped && counted {
-                    let day = at + t;
-                    if day <= settings.horizon_days {
-                        future.push(day);
+                    if let Some(rate) = accrual {
+                        let rate =
+                            gamma(&mut rng, subjects.len() as f64, accrual_days).max(rate * 1e-6);
+                        let mut day = 0.0;
+                        for _ in 0..remaining {
+                            let step: f64 = Exp1.sample(&mut rng);
+                            day += step / rate;
+                            if day > settings.horizon_days {
+                                break;
+                            }
+                            outcome(&mut rng, 0.0, day);
+                        }
+                    }
+                    if future.len() > most {
+                        future.select_nth_unstable_by(most - 1, f64::total_cmp);
+                        future.truncate(most);
+                    }
+                    future.sort_by(f64::total_cmp);
+                    for (k, &&target) in pending.iter().enumerate() {
+                        let m = (target - events) as usize;
+                        days[k].push(future.get(m - 1).copied().unwrap_or(f64::INFINITY));
                     }
                 }
-            };
-            for &since in &at_risk {
-                outcome(&mut rng, since, 0.0);
-            }
-            if let Some(rate) = accrual {
-                let rate = gamma(&mut rng, subjects.len() as f64, accrual_days).max(rate * 1e-6);
-                let mut day = 0.0;
-                for _ in 0..remaining {
-                    let step: f64 = Exp1.sample(&mut rng);
-                    day += step / rate;
-                    if day > settings.horizon_days {
-                        break;
-                    }
-                    outcome(&mut rng, 0.0, day);
-                }
-            }
-            if future.len() > most {
-                future.select_nth_unstable_by(most - 1, f64::total_cmp);
-                future.truncate(most);
-            }
-            future.sort_by(f64::total_cmp);
-            for (k, &&target) in pending.iter().enumerate() {
-                let m = (target - events) as usize;
-                days[k].push(future.get(m - 1).copied().unwrap_or(f64::INFINITY));
+                days
+            })
+            .collect();
+        for chunk in by_chunk {
+            for (k, d) in chunk.into_iter().enumerate() {
+                days[k].extend(d);
             }
         }
     }

@@ -201,10 +201,17 @@ pub fn is_type_name(s: &str) -> bool {
 
 /// Exactly `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    if s.len() != 10 {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)
 }
 
 #[cfg(test)]
@@ -250,8 +257,34 @@ mod tests {
 
     #[test]
     fn dates_must_be_iso() {
-        for bad in ["2024-1-05", "05/01/2024", "2024-01-05T00:00", "20240105"] {
+        use chrono::Datelike;
+        for bad in [
+            "2024-1-05",
+            "05/01/2024",
+            "2024-01-05T00:00",
+            "20240105",
+            "2024- 1- 5",
+            "+024-01-05",
+            "2024-02-30",
+            "2024-13-01",
+            "2024-00-10",
+            "２０24-01-05",
+        ] {
             assert!(parse_date(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            parse_date("2024-02-29"),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        assert_eq!(
+            parse_date("0999-12-31"),
+            NaiveDate::from_ymd_opt(999, 12, 31)
+        );
+        // Every day of four years, as chrono writes it, reads back.
+        let mut d = NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
+        while d.year() < 2027 {
+            assert_eq!(parse_date(&d.to_string()), Some(d));
+            d = d.succ_opt().unwrap();
         }
     }
 }

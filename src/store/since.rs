@@ -9,7 +9,9 @@
 //! protocol amendment, a randomised-in-error mark) change rows in place or change how they are
 //! read: for those the audit chain tells the caller to read everything again. A
 //! randomised-in-error mark only adds to the trial's marks, which are few: they are read again
-//! whole.
+//! whole. A protocol version registered (an amendment) changes no row, only how the rows are
+//! analysed: the rows since are read as after any other write, and the caller reads the
+//! protocol again.
 
 use std::collections::HashMap;
 
@@ -48,6 +50,9 @@ pub struct TrialRows {
     pub in_error: Option<HashMap<String, ErrorMark>>,
     /// Sources' deliveries, in the order recorded.
     pub deliveries: Vec<Delivery>,
+    /// A protocol version was registered since (for this trial or another): read the trial's
+    /// protocol again.
+    pub protocol_registered: bool,
 }
 
 /// What a read since earlier marks found.
@@ -81,6 +86,9 @@ const ADDING_ONLY: [&str; 14] = [
 
 /// The audit action of a randomised-in-error mark.
 const MARKED_IN_ERROR: &str = "randomised_in_error_marked";
+
+/// The audit action of a protocol version's registration (the first or an amendment).
+const PROTOCOL_REGISTERED: &str = "protocol_version_registered";
 
 /// Every allocation, event and screening row of `trial_id`, read in one snapshot, with the
 /// marks of that snapshot.
@@ -117,6 +125,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         .await?
         .try_get("seq")?;
     let mut marked = since.is_none();
+    let mut protocol_registered = false;
     if let Some(m) = since {
         if head == m.head {
             return Ok(Since::Added(TrialRows::default(), *m));
@@ -128,13 +137,13 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         .bind(head)
         .fetch_all(&mut *conn)
         .await?;
-        if actions
-            .iter()
-            .any(|a| !ADDING_ONLY.contains(&a.as_str()) && a != MARKED_IN_ERROR)
-        {
+        if actions.iter().any(|a| {
+            !ADDING_ONLY.contains(&a.as_str()) && a != MARKED_IN_ERROR && a != PROTOCOL_REGISTERED
+        }) {
             return Ok(Since::Changed);
         }
         marked = actions.iter().any(|a| a == MARKED_IN_ERROR);
+        protocol_registered = actions.iter().any(|a| a == PROTOCOL_REGISTERED);
     }
     let (allocation, event, screening, delivery) = since.map_or((0, 0, 0, 0), |m| {
         (m.allocation, m.event, m.screening, m.delivery)
@@ -214,6 +223,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
             screening,
             in_error,
             deliveries,
+            protocol_registered,
         },
         marks,
     ))

@@ -7,7 +7,8 @@ use crate::support::{day, patient, rrct, source_of, start, Kind, TestApp, TestDb
 
 crate::on_both_backends!(
     http_batches_are_all_or_nothing_and_idempotent,
-    csv_import_reports_lines_and_stores_nothing_on_error
+    csv_import_reports_lines_and_stores_nothing_on_error,
+    a_large_import_keeps_the_subject_index_and_a_refused_one_changes_nothing
 );
 
 fn event(id: &str, subject: &str, kind: &str, offset: i64) -> Value {
@@ -150,6 +151,132 @@ async fn csv_import_reports_lines_and_stores_nothing_on_error(db: TestDb) {
         assert!(stdout.contains(expected), "{stdout}");
     }
     assert_eq!(events::count(&store).await.unwrap(), 2);
+    store.close().await;
+}
+
+/// The subject index's definition as the database holds it (SQLite), or its existence
+/// (PostgreSQL), and whether a subject's events are found through it.
+async fn subject_index(store: &rrct::store::Store, db: &TestDb) -> (Option<String>, bool) {
+    use sqlx::Row;
+    let definition = match db.kind {
+        // With its root page: a rebuilt index has a new one.
+        Kind::Sqlite => sqlx::query(
+            "SELECT sql, rootpage FROM sqlite_master WHERE type = 'index' AND name = 'events_subject'",
+        )
+        .fetch_optional(store.pool())
+        .await
+        .unwrap()
+        .map(|r| {
+            let sql: String = r.try_get("sql").unwrap();
+            let page: i64 = r.try_get("rootpage").unwrap();
+            format!("{sql} @{page}")
+        }),
+        Kind::Postgres => {
+            sqlx::query("SELECT indexdef FROM pg_indexes WHERE indexname = 'events_subject'")
+                .fetch_optional(store.pool())
+                .await
+                .unwrap()
+                .map(|r| r.try_get::<String, _>("indexdef").unwrap())
+        }
+    };
+    let plan = match db.kind {
+        Kind::Sqlite => {
+            let rows = sqlx::query(
+                "EXPLAIN QUERY PLAN SELECT * FROM events WHERE subject = 'P0000007' ORDER BY event_date",
+            )
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            rows.iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap())
+                .any(|d| d.contains("events_subject"))
+        }
+        Kind::Postgres => definition.is_some(),
+    };
+    (definition, plan)
+}
+
+async fn a_large_import_keeps_the_subject_index_and_a_refused_one_changes_nothing(db: TestDb) {
+    TestApp::spawn(&db, &[TASTE], "large-import")
+        .await
+        .stop()
+        .await;
+    let store = rrct::store::Store::connect(&db.url).await.unwrap();
+    let (before, _) = subject_index(&store, &db).await;
+    assert!(before.is_some(), "the migration made the index");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = |name: &str, from: usize, n: usize, last_date: &str| {
+        let path = dir.path().join(name);
+        let mut text = String::from("event_id,subject,type,date,code,value,source\n");
+        for i in from..from + n {
+            let date = if i + 1 == from + n {
+                last_date.to_string()
+            } else {
+                format!("2024-01-{:02}", 1 + i % 28)
+            };
+            text.push_str(&format!(
+                "L{i:06},P{:07},death,{date},,,population_register\n",
+                i % 7919
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let import = |path: &std::path::Path| {
+        rrct(&[
+            "import",
+            "events",
+            "--database",
+            &db.url,
+            path.to_str().unwrap(),
+        ])
+    };
+    // More rows than the table holds (and than the rebuild threshold): stored, index kept.
+    let first = csv("first.csv", 0, 60_000, "2024-02-01");
+    let out = import(&first);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(events::count(&store).await.unwrap(), 60_000);
+    let (after, used) = subject_index(&store, &db).await;
+    let definition = |d: &Option<String>| {
+        d.as_deref()
+            .map(|d| d.split(" @").next().unwrap_or(d).to_string())
+    };
+    assert_eq!(
+        definition(&after),
+        definition(&before),
+        "the index is the migration's"
+    );
+    if db.kind == Kind::Sqlite {
+        assert_ne!(
+            after, before,
+            "built again (a new root page) after the rows were in"
+        );
+    }
+    assert!(used, "a subject's events are found through the index");
+    // A larger import whose last row conflicts with a stored event: refused whole, and the
+    // index (dropped for the rebuild inside the transaction) is still there.
+    let second = csv("second.csv", 60_000, 70_000, "2024-03-01");
+    let conflicting = std::fs::read_to_string(&second)
+        .unwrap()
+        .replacen("L129999,", "L000001,", 1);
+    std::fs::write(&second, conflicting).unwrap();
+    let out = import(&second);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("L000001"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        events::count(&store).await.unwrap(),
+        60_000,
+        "nothing stored"
+    );
+    assert_eq!(subject_index(&store, &db).await, (after, used));
     store.close().await;
 }
 

@@ -87,6 +87,17 @@ fn assert_same(
         "{what}: randomised-in-error marks"
     );
     assert_eq!(screening, fresh.1.as_slice(), "{what}: screening log");
+    assert_eq!(
+        (
+            held.protocol.version.as_str(),
+            held.protocol.target_sample_size
+        ),
+        (
+            fresh.0.protocol.version.as_str(),
+            fresh.0.protocol.target_sample_size
+        ),
+        "{what}: protocol"
+    );
 }
 
 async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb) {
@@ -222,7 +233,8 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     held.in_error = marks;
     assert_same("after a mark", &held, &screening, &fresh(&app.store).await);
 
-    // An amendment changes what the rows mean: read afresh.
+    // An amendment changes no row, only the protocol they are analysed by: the rows since
+    // (none here) and the protocol read again equal a fresh read.
     let amended = TASTE
         .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
         .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
@@ -236,12 +248,21 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     )
     .await
     .expect("amendment registered");
-    assert!(matches!(
-        since::since(&app.store, "taste", &marked)
-            .await
-            .expect("since"),
-        Since::Changed
-    ));
+    let rows = match since::since(&app.store, "taste", &marked)
+        .await
+        .expect("since")
+    {
+        Since::Added(rows, _) => rows,
+        Since::Changed => panic!("an amendment changes no row"),
+    };
+    assert!(rows.protocol_registered, "the amendment is noticed");
+    assert!(rows.allocations.is_empty() && rows.events.is_empty());
+    held.protocol = held::stored_protocol(&app.store, "taste")
+        .await
+        .expect("protocol");
+    let fresh_data = fresh(&app.store).await;
+    assert_eq!(fresh_data.0.protocol.version, "1.1");
+    assert_same("after an amendment", &held, &screening, &fresh_data);
     app.stop().await;
 }
 
@@ -342,6 +363,33 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
     assert!(held.data.in_error.contains_key("R000004"));
     assert_same(
         "after a mark",
+        &held.data,
+        &held.screening,
+        &fresh(&app.store).await,
+    );
+    // An amendment, then an enrolment: the held rows grow and the protocol is the amended one.
+    let amended = TASTE
+        .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
+        .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
+    let protocol = rrct::protocol::parse(&amended, "amended.toml").expect("valid amendment");
+    rrct::service::trials::register_with_seed(
+        &app.store,
+        protocol,
+        &amended,
+        rrct::randomise::MasterSeed::from_passphrase("held-concurrent"),
+        &crate::support::seed_key(),
+    )
+    .await
+    .expect("amendment registered");
+    let (status, body) = app
+        .enrol("taste", &register, &patient(40, "UPP", "M"))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let held = crate::support::prepared_by(&cache, &app.store, "taste", cutoff).await;
+    assert_eq!(held.data.protocol.target_sample_size, 8000);
+    assert_eq!(held.data.allocations.len(), 41);
+    assert_same(
+        "after an amendment",
         &held.data,
         &held.screening,
         &fresh(&app.store).await,

@@ -1,7 +1,8 @@
 //! Each trial's data as last read, and how to bring them up to date: the first request (or
 //! [`HeldData::warm`] at start-up) reads the whole trial in one snapshot, and after a write only
-//! the rows written since are read and added (see [`crate::store::since`]); a write that changes
-//! more than it adds (an amendment) makes the next request read the trial afresh.
+//! the rows written since are read and added (see [`crate::store::since`]), with the protocol
+//! read again after an amendment; a write that changes rows in place makes the next request
+//! read the trial afresh.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,10 @@ impl HeldData {
                     data.deliveries.extend(rows.deliveries);
                     if let Some(marks) = rows.in_error {
                         data.in_error = marks;
+                    }
+                    if rows.protocol_registered {
+                        // Read after the snapshot, as on a first read (see `from_rows`).
+                        data.protocol = stored_protocol(store, trial_id).await?;
                     }
                     screening.extend(rows.screening);
                     Held {
@@ -142,7 +147,7 @@ pub async fn read_each_table(
 }
 
 /// The trial's current protocol, as registered.
-async fn stored_protocol(store: &Store, trial_id: &str) -> Result<Protocol, TrialViewError> {
+pub async fn stored_protocol(store: &Store, trial_id: &str) -> Result<Protocol, TrialViewError> {
     let (_, source) = trials::current_protocol(store, trial_id)
         .await?
         .ok_or_else(|| TrialViewError::NotInDatabase(trial_id.to_string()))?;
