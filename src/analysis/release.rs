@@ -133,6 +133,10 @@ pub struct BlindedSummary {
     /// site-scoped reader.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forecast: Option<super::forecast::Outlook>,
+    /// The randomised against the eligible not randomised, under disclosure control; not for a
+    /// site-scoped reader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub representativeness: Option<super::representativeness::ReleasedRepresentativeness>,
 }
 
 /// The cells of one [`FlowCounts`].
@@ -346,6 +350,10 @@ impl BlindedSummary {
             blinded: true,
             site: site.map(str::to_string),
             forecast: a.forecast.as_ref().map(super::forecast::Outlook::released),
+            representativeness: a
+                .representativeness
+                .as_ref()
+                .map(super::representativeness::Representativeness::released),
             suppression: SuppressionNote {
                 small_count_limit: disclosure::SMALL_COUNT_LIMIT,
                 small: disclosure::SMALL,

@@ -37,6 +37,8 @@ pub struct BlindedPage {
     pub sources: Vec<page::SourceRow>,
     /// When the planned looks will be reached (dates only).
     pub forecast: Option<page::ForecastView>,
+    /// The randomised against the eligible not randomised, small cells suppressed.
+    pub representativeness: Option<super::representativeness::RepresentativenessView>,
     pub flow: Vec<FlowStep>,
 }
 
@@ -232,6 +234,10 @@ impl BlindedPage {
             quality,
             sources: page::source_rows(&a.sources),
             forecast: page::forecast_view(a.forecast.as_ref()),
+            representativeness: a
+                .representativeness
+                .as_ref()
+                .map(super::representativeness::released),
         }
     }
 }

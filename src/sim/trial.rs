@@ -1030,6 +1030,7 @@ mod tests {
             allocations,
             events,
             in_error: Default::default(),
+            participation: Default::default(),
             deliveries: Vec::new(),
         }
     }

@@ -15,6 +15,7 @@ fn subject(id: &str, randomised_on: &str) -> Subject {
         arm: "pci".into(),
         stratum: "site=UPP;sex=F".into(),
         randomised_on: d(randomised_on),
+        data_collection_ends: None,
     }
 }
 
