@@ -258,7 +258,7 @@ fn consort(t: &ReleasedCounts, protocol: &Protocol) -> Vec<FlowStep> {
         split,
         side,
     };
-    vec![
+    [
         step("Screened in the register", t.screened, vec![], false),
         step(
             "Not eligible",
@@ -281,6 +281,22 @@ fn consort(t: &ReleasedCounts, protocol: &Protocol) -> Vec<FlowStep> {
         ),
         step("Randomised", t.randomised, vec![], false),
         step("Lost to follow-up", t.lost_to_follow_up, vec![], true),
+        step(
+            "Withdrew from data collection (censored at withdrawal)",
+            t.withdrew_from_follow_up,
+            vec![],
+            true,
+        ),
+        step(
+            "Withdrew use of data (not analysed)",
+            t.withdrew_data_use,
+            vec![],
+            true,
+        ),
         step("Analysed (primary endpoint)", t.analysed, vec![], false),
     ]
+    .into_iter()
+    // Withdrawals are shown when there are any (a suppressed count is some).
+    .filter(|s| !s.label.starts_with("Withdrew") || s.total != "0")
+    .collect()
 }

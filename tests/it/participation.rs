@@ -709,11 +709,18 @@ async fn withdrawal_scopes_shape_exports_flow_and_analysis(db: TestDb) {
         analysis["participation"]["withdrawn_by_scope"],
         json!({"no_further_contact": 1, "no_further_data_collection": 1, "data_use_withdrawn": 1})
     );
-    // The sponsor sees the counts, not by arm.
+    // The sponsor sees the counts under disclosure control (1 and 2 are small), not by arm.
     let (_, summary) = app
         .get(&format!("/api/v1/trials/{trial}/summary"), &sponsor)
         .await;
-    assert!(!summary.to_string().contains("withdrew_data_use_by_arm"));
+    let released = &summary["flow"];
+    assert_eq!(released["withdrew_from_follow_up"], "<5", "{released}");
+    assert_eq!(released["withdrew_data_use"], "<5", "{released}");
+    assert!(!summary.to_string().contains("_by_arm"));
+    let html = page(&app, &statistician, trial).await;
+    assert!(html.contains("Withdrew use of data (not analysed)"));
+    let html = page(&app, &sponsor, trial).await;
+    assert!(html.contains("Withdrew from data collection"));
     // No allocation is ever deleted.
     let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM allocations WHERE trial_id = $1")
         .bind(trial)
