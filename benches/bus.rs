@@ -44,7 +44,7 @@ fn body(tag: &str, i: usize) -> Value {
         "record_id": format!("{tag}{i}"), "subject": format!("{tag}S{i}"),
         "site": SITES[i % SITES.len()],
         "fields": {"age": 40 + i % 50, "sex": if i.is_multiple_of(3) { "F" } else { "M" },
-                   "diagnosis": "STEMI", "symptom_onset_hours": 2.5}
+                   "diagnosis": "STEMI", "symptom_onset_hours": 2.5}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
     })
 }
 

@@ -233,7 +233,7 @@ async fn bench(
                 let body = json!({
                     "record_id": format!("R{i:06}"), "subject": format!("S{i:06}"),
                     "site": SITES[i % SITES.len()],
-                    "fields": {"age": 40 + (i % 50), "sex": (["F", "M"][i % 2]), "diagnosis": "STEMI", "symptom_onset_hours": 3.5}
+                    "fields": {"age": 40 + (i % 50), "sex": (["F", "M"][i % 2]), "diagnosis": "STEMI", "symptom_onset_hours": 3.5}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
                 });
                 enrol::enrol(&queue, &registry, &principal, "taste", &body).await?;
             }
@@ -407,7 +407,7 @@ async fn bench(
             .await?;
             let body = json!({
                 "record_id": format!("R-new-{round}"), "subject": subject, "site": "UPP",
-                "fields": {"age": 60, "sex": "F", "diagnosis": "STEMI", "symptom_onset_hours": 2.0}
+                "fields": {"age": 60, "sex": "F", "diagnosis": "STEMI", "symptom_onset_hours": 2.0}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
             });
             enrol::enrol(&queue, &registry, &principal, "taste", &body).await?;
         }

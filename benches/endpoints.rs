@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             arm: if i % 2 == 0 { "pci" } else { "aspiration" }.into(),
             stratum: "site=UPP;sex=F".into(),
             randomised_on: day(&mut rng, 900),
+            data_collection_ends: None,
         })
         .collect();
     let types = ["death", "mi", "readmission", "emigration", "ldl"];

@@ -181,7 +181,7 @@ async fn run_clients(
                     "record_id": format!("{prefix}{i}"), "subject": format!("{prefix}S{i}"),
                     "site": SITES[i % SITES.len()],
                     "fields": {"age": 40 + i % 50, "sex": if i % 3 == 0 { "F" } else { "M" },
-                               "diagnosis": "STEMI", "symptom_onset_hours": 2.5}
+                               "diagnosis": "STEMI", "symptom_onset_hours": 2.5}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
                 });
                 let t = Instant::now();
                 let r = client

@@ -622,7 +622,17 @@ async fn play_calendar(
         .collect();
     days.sort_unstable();
     let mut by_day: BTreeMap<u64, Vec<FeedItem>> = BTreeMap::new();
-    for (item, day) in feed.into_iter().zip(days) {
+    for (mut item, day) in feed.into_iter().zip(days) {
+        // Oral consent taken in the cath lab on the day of the registration (TASTE), by the
+        // site's operator; screenings of patients not randomised carry none.
+        if item.screening_reason.is_none() {
+            let site = item.body["site"].as_str().unwrap_or("site").to_string();
+            item.body["consent"] = serde_json::json!({
+                "kind": "oral",
+                "taken_by": format!("{site}-operator"),
+                "taken_at": (first_day + chrono::Days::new(day)).to_string(),
+            });
+        }
         by_day.entry(day).or_default().push(item);
     }
     let mut tokens = BTreeMap::new();

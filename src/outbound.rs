@@ -3,7 +3,9 @@
 //!
 //! Types: `rrct.allocation.created`, `rrct.screening.recorded`,
 //! `rrct.allocation.marked_in_error`, `rrct.trial.status_changed` (the trial paused, resumed or
-//! closed), `rrct.site.enrolment_changed` (a site closed or opened), `rrct.source.stale`. The
+//! closed), `rrct.site.enrolment_changed` (a site closed or opened), `rrct.source.stale`,
+//! `rrct.enrolment.withdrawn` (a patient's withdrawal: scope and date, never the reason given)
+//! and `rrct.consent.confirmed` (a deferred consent confirmed: its kind, never who took it). The
 //! event's `id` is the outbox id (the audit sequence number, unique and increasing in commit
 //! order), its `source` `/rrct/trials/{trial}`, its `subject` the record id (or the source id of
 //! a stale-source alarm, the site of a site's change). The reason given for a status change
@@ -33,13 +35,15 @@ pub struct OutboundRecord {
 }
 
 /// Every outbound type, for documentation, filters and checks.
-pub const TYPES: [&str; 6] = [
+pub const TYPES: [&str; 8] = [
     "rrct.allocation.created",
     "rrct.screening.recorded",
     "rrct.allocation.marked_in_error",
     "rrct.trial.status_changed",
     "rrct.site.enrolment_changed",
     "rrct.source.stale",
+    "rrct.enrolment.withdrawn",
+    "rrct.consent.confirmed",
 ];
 
 /// The CloudEvents `source` of a trial's events.
@@ -98,6 +102,28 @@ pub fn cloud_event(record: &OutboundRecord, masking: Masking) -> Value {
             (p.get("record_id").cloned(), d)
         }
         "trial_status_changed" => (None, pick(&["status", "previous_status", "change"])),
+        "withdrawal_recorded" => (
+            p.get("record_id").cloned(),
+            pick(&[
+                "record_id",
+                "subject",
+                "site",
+                "randomisation_number",
+                "scope",
+                "withdrawn_on",
+            ]),
+        ),
+        "consent_confirmed" => (
+            p.get("record_id").cloned(),
+            pick(&[
+                "record_id",
+                "subject",
+                "site",
+                "randomisation_number",
+                "kind",
+                "within_deadline",
+            ]),
+        ),
         "site_enrolment_changed" => (
             p.get("site").cloned(),
             pick(&["site", "enrolment", "previous_enrolment", "change"]),
@@ -173,6 +199,33 @@ mod tests {
         let e = cloud_event(&mark, Masking::Blinded);
         assert!(!e.to_string().contains("pci"));
         assert_eq!(e["data"]["reason"], "found ineligible");
+    }
+
+    #[test]
+    fn a_withdrawal_carries_its_scope_and_never_the_reason_or_the_arm() {
+        let record = OutboundRecord {
+            id: 60,
+            trial_id: Some("taste".into()),
+            event_type: "rrct.enrolment.withdrawn".into(),
+            time: "2026-12-05T10:00:00.000000Z".into(),
+            action: "withdrawal_recorded".into(),
+            payload: json!({"record_id": "R1", "subject": "S1", "site": "UPP",
+                "randomisation_number": 7, "scope": "no_further_data_collection",
+                "withdrawn_on": "2026-11-30", "reason": "moved abroad, tired of calls"}),
+        };
+        let e = cloud_event(&record, Masking::OpenLabel);
+        assert_eq!(e["subject"], "R1");
+        assert_eq!(e["data"]["scope"], "no_further_data_collection");
+        assert_eq!(e["data"]["withdrawn_on"], "2026-11-30");
+        assert!(!e.to_string().contains("tired"));
+        let mut confirmed = record;
+        confirmed.action = "consent_confirmed".into();
+        confirmed.event_type = "rrct.consent.confirmed".into();
+        confirmed.payload = json!({"record_id": "R1", "kind": "written", "taken_by": "nurse-2",
+            "within_deadline": true});
+        let e = cloud_event(&confirmed, Masking::Blinded);
+        assert_eq!(e["data"]["kind"], "written");
+        assert!(!e.to_string().contains("nurse-2"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct TrialData {
     /// The sources' deliveries, in the order received (of every source; the protocol's sources
     /// are read from them).
     pub deliveries: Vec<endpoints::sources::Delivery>,
+    /// Consents recorded with the enrolments, and withdrawals ([`super::participation`]).
+    pub participation: super::participation::Participation,
 }
 
 /// Why a data set cannot be made.
@@ -87,11 +89,22 @@ impl TrialData {
             .filter(move |a| a.randomised_on() <= cutoff.0)
     }
 
-    /// Subjects as the derivation sees them, in randomisation order.
+    /// [`Self::randomised_by`] without those who withdrew the use of their data: whose data
+    /// the analyses and data sets may use.
+    pub fn usable_by(&self, cutoff: DataCutoff) -> impl Iterator<Item = &AllocationRecord> {
+        self.randomised_by(cutoff)
+            .filter(|a| !self.participation.data_use_withdrawn(&a.record_id))
+    }
+
+    /// Subjects as the derivation sees them, in randomisation order: without those who
+    /// withdrew the use of their data, and with the day follow-up data stop for those who
+    /// withdrew from data collection.
     pub fn subjects(&self) -> Vec<Subject> {
         self.allocations
             .iter()
+            .filter(|a| !self.participation.data_use_withdrawn(&a.record_id))
             .map(|a| Subject {
+                data_collection_ends: self.participation.data_collection_ends(&a.record_id),
                 record_id: a.record_id.as_str().into(),
                 subject: a.subject.as_str().into(),
                 site: a.site_code.as_str().into(),

@@ -14,7 +14,9 @@ use crate::endpoints::{self, DataCutoff, ReceivedEvent};
 /// (the outcome or censoring event's source, or for administrative censoring the source whose
 /// complete-through date ended follow-up), `source_event_id` the deciding event (allocations randomised in error are kept, intention to treat; their flag is
 /// in ADSL, the subject-level data set, to merge by `record_id`). For binary endpoints `event` is 1/0 or empty when incomplete; for counts it
-/// is the count; for continuous endpoints the value.
+/// is the count; for continuous endpoints the value. A patient who withdrew from data
+/// collection is censored at the withdrawal date (`censor_reason` `withdrawal`); one who
+/// withdrew the use of their data has no row (see [`super::participation`]).
 pub fn adtte(
     data: &TrialData,
     endpoint_id: &str,
@@ -65,7 +67,10 @@ pub fn adtte(
 /// factors as columns `strat_<factor>`, and `error_flag` = 1 (with `error_reason`) when the
 /// register data contradict the randomisation: a death dated before the randomisation day,
 /// or events dated more than a day after a recorded death; last `randomised_in_error` = 1
-/// (with `randomised_in_error_reason`) for an allocation marked randomised in error.
+/// (with `randomised_in_error_reason`) for an allocation marked randomised in error, and
+/// `withdrawal_scope` with `withdrawn_on` for a patient who withdrew (the widest scope, and the
+/// day data collection stopped or else the first withdrawal's day). A patient who withdrew the
+/// use of their data has no row.
 pub fn adsl(data: &TrialData, cutoff: DataCutoff) -> Result<Vec<u8>, DataError> {
     let factors = &data.protocol.randomisation.strata;
     let mut out = csv::Writer::from_writer(Vec::new());
@@ -90,6 +95,8 @@ pub fn adsl(data: &TrialData, cutoff: DataCutoff) -> Result<Vec<u8>, DataError> 
             "error_reason",
             "randomised_in_error",
             "randomised_in_error_reason",
+            "withdrawal_scope",
+            "withdrawn_on",
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -103,7 +110,7 @@ pub fn adsl(data: &TrialData, cutoff: DataCutoff) -> Result<Vec<u8>, DataError> 
             .or_default()
             .push(e);
     }
-    for a in data.randomised_by(cutoff) {
+    for a in data.usable_by(cutoff) {
         let on = a.randomised_on();
         let levels: std::collections::HashMap<&str, &str> = a
             .stratum
@@ -140,6 +147,20 @@ pub fn adsl(data: &TrialData, cutoff: DataCutoff) -> Result<Vec<u8>, DataError> 
             error.unwrap_or_default(),
             u8::from(marked.is_some()).to_string(),
             marked.map(|m| m.reason.clone()).unwrap_or_default(),
+        ]);
+        let participation = &data.participation;
+        let scope = participation.scope(&a.record_id);
+        let withdrawn_on = participation
+            .data_collection_ends(&a.record_id)
+            .or_else(|| {
+                participation
+                    .withdrawals
+                    .get(&a.record_id)
+                    .and_then(|w| w.iter().map(|w| w.withdrawn_on).min())
+            });
+        record.extend([
+            scope.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            withdrawn_on.map(|d| d.to_string()).unwrap_or_default(),
         ]);
         out.write_record(&record)?;
     }

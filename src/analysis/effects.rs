@@ -479,6 +479,7 @@ mod tests {
                 allocations,
                 events,
                 in_error: Default::default(),
+                participation: Default::default(),
                 deliveries: Vec::new(),
             },
             truth,
@@ -629,14 +630,20 @@ mod tests {
         };
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("protocols/taste.toml");
         let text = std::fs::read_to_string(path).unwrap();
-        let errors = crate::protocol::parse(&bad_kind(text.clone()), "taste.toml")
+        let bad = bad_kind(text.clone());
+        let errors = crate::protocol::parse(&bad, "taste.toml")
             .expect_err("competing on a binary endpoint is refused")
             .to_string();
         assert!(
             errors.contains("`competing` does not apply to binary endpoint `death_30d`"),
             "{errors}"
         );
-        assert!(errors.contains("taste.toml:204:"), "{errors}");
+        // Located at the `competing` line (found, not counted by hand: the file grows).
+        let line = bad[..bad.find("competing = [\"mi\"]").unwrap()]
+            .matches('\n')
+            .count()
+            + 1;
+        assert!(errors.contains(&format!("taste.toml:{line}:")), "{errors}");
         let overlap = text.replace(
             "events = [\"death\", \"mi\"]",
             "events = [\"death\", \"mi\"]\ncompeting = [\"death\", \"Bad\"]",

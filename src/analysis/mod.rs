@@ -16,7 +16,10 @@ pub mod disclosure;
 pub mod effects;
 pub mod forecast;
 pub mod interim;
+pub mod participation;
+pub mod participation_report;
 pub mod release;
+pub mod representativeness;
 pub mod subgroups;
 pub mod summary;
 

@@ -54,6 +54,10 @@ pub struct ReleasedCounts {
     pub randomised: Released,
     pub inclusion_rate: ReleasedRate,
     pub lost_to_follow_up: Released,
+    /// Withdrew from further data collection (follow-up censored at the withdrawal).
+    pub withdrew_from_follow_up: Released,
+    /// Withdrew the use of their data (left out of the analyses).
+    pub withdrew_data_use: Released,
     pub analysed: Released,
 }
 
@@ -133,6 +137,10 @@ pub struct BlindedSummary {
     /// site-scoped reader.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forecast: Option<super::forecast::Outlook>,
+    /// The randomised against the eligible not randomised, under disclosure control; not for a
+    /// site-scoped reader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub representativeness: Option<super::representativeness::ReleasedRepresentativeness>,
 }
 
 /// The cells of one [`FlowCounts`].
@@ -145,6 +153,8 @@ struct CountCells {
     reasons: BTreeMap<String, Cell>,
     randomised: Cell,
     lost: Cell,
+    withdrew_follow_up: Cell,
+    withdrew_data_use: Cell,
     analysed: Cell,
 }
 
@@ -167,6 +177,8 @@ impl CountCells {
                 .collect(),
             randomised: d.cell(c.randomised),
             lost: d.cell(c.lost_to_follow_up),
+            withdrew_follow_up: d.cell(c.withdrew_from_follow_up),
+            withdrew_data_use: d.cell(c.withdrew_data_use),
             analysed: d.cell(c.analysed),
         };
         // The flow's own sums.
@@ -206,6 +218,8 @@ impl CountCells {
                 &[get(self.randomised), get(self.eligible)],
             ),
             lost_to_follow_up: get(self.lost),
+            withdrew_from_follow_up: get(self.withdrew_follow_up),
+            withdrew_data_use: get(self.withdrew_data_use),
             analysed: get(self.analysed),
         }
     }
@@ -239,13 +253,15 @@ impl BlindedSummary {
             .collect();
         // Sites add up to the totals, column by column and reason by reason.
         type Column = fn(&CountCells) -> Cell;
-        let columns: [Column; 7] = [
+        let columns: [Column; 9] = [
             |c| c.screened,
             |c| c.not_eligible,
             |c| c.eligible,
             |c| c.not_randomised,
             |c| c.randomised,
             |c| c.lost,
+            |c| c.withdrew_follow_up,
+            |c| c.withdrew_data_use,
             |c| c.analysed,
         ];
         for column in columns {
@@ -346,6 +362,10 @@ impl BlindedSummary {
             blinded: true,
             site: site.map(str::to_string),
             forecast: a.forecast.as_ref().map(super::forecast::Outlook::released),
+            representativeness: a
+                .representativeness
+                .as_ref()
+                .map(super::representativeness::Representativeness::released),
             suppression: SuppressionNote {
                 small_count_limit: disclosure::SMALL_COUNT_LIMIT,
                 small: disclosure::SMALL,

@@ -123,6 +123,14 @@ pub struct Analysis {
     /// readers see it too; when the protocol plans looks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forecast: Option<super::forecast::Outlook>,
+    /// The randomised against the eligible patients not randomised, field by field (pooled over
+    /// arms; a sponsor sees it under disclosure control, a site-scoped reader not at all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub representativeness: Option<super::representativeness::Representativeness>,
+    /// Consents recorded, deferred consents overdue and withdrawals (unblinded only: it names
+    /// records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participation: Option<super::participation_report::ParticipationReport>,
 }
 
 /// [`quality::observed`](crate::randomise::quality::observed) applied to the allocations made
@@ -165,6 +173,8 @@ impl Analysis {
             subgroups: Vec::new(),
             allocation_quality: None,
             forecast: self.forecast.clone(),
+            representativeness: self.representativeness.clone(),
+            participation: None,
             flow: self.flow.clone().blinded(),
             sources: self.sources.clone(),
             endpoints: self
@@ -215,6 +225,7 @@ impl Analysis {
         // Pooled endpoint counts are trial-wide: not for a single site's eyes.
         self.endpoints.clear();
         self.forecast = None;
+        self.representativeness = None;
         for s in &mut self.sources {
             s.events_received = None;
             s.event_lag_days_median = None;
@@ -339,6 +350,12 @@ pub fn analyse_derived(
         .randomised_by(cutoff)
         .map(|a| (a.record_id.clone(), a.arm.clone(), a.site_code.clone()))
         .collect();
+    let withdrawn: std::collections::HashMap<&str, endpoints::WithdrawalScope> = data
+        .participation
+        .withdrawals
+        .keys()
+        .filter_map(|r| Some((r.as_str(), data.participation.scope(r)?)))
+        .collect();
     let primary = derived.iter().find(|(e, _)| e.primary);
     let competing = competing_rows(data, cutoff, derived);
     // The comparisons and the subgroup forest each fit models over every subject: side by side.
@@ -355,6 +372,7 @@ pub fn analyse_derived(
                             primary.map(|(e, _)| e.id.as_str()),
                             primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
                             &data.events,
+                            &withdrawn,
                         ),
                         allocation_quality(data, cutoff),
                     )
@@ -407,6 +425,8 @@ pub fn analyse_derived(
         subgroups,
         allocation_quality: Some(allocation_quality),
         forecast,
+        representativeness: Some(super::representativeness::compare(data, screening, cutoff)),
+        participation: Some(super::participation_report::report(data, cutoff)),
         endpoints,
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod json;
 pub mod lifecycle;
+pub mod participation;
 pub mod tokens;
 pub mod trials;
 
@@ -47,6 +48,7 @@ pub fn app(state: AppState, limits: application::Limits) -> Router {
         .merge(cloudevents::router())
         .merge(trials::router())
         .merge(lifecycle::router())
+        .merge(participation::router())
         .merge(tokens::router())
         .with_state(state.clone())
         .merge(crate::dashboard::router(state))

@@ -10,6 +10,7 @@ mod audit;
 mod csv_table;
 mod data;
 mod design;
+mod objection;
 mod pseudonymise;
 mod randomisation;
 mod seeds;
@@ -130,6 +131,11 @@ enum Command {
     Verify {
         #[command(subcommand)]
         command: verify::VerifyCommand,
+    },
+    /// A trial's objection (opt-out) list: subjects never to be randomised.
+    Objection {
+        #[command(subcommand)]
+        command: objection::ObjectionCommand,
     },
     /// Enrolments already made.
     Enrolment {
@@ -295,6 +301,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { command } => audit::run(command).await,
+        Command::Objection { command } => objection::run(command).await,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct BlindedPage {
     pub sources: Vec<page::SourceRow>,
     /// When the planned looks will be reached (dates only).
     pub forecast: Option<page::ForecastView>,
+    /// The randomised against the eligible not randomised, small cells suppressed.
+    pub representativeness: Option<super::representativeness::RepresentativenessView>,
     pub flow: Vec<FlowStep>,
 }
 
@@ -232,6 +234,10 @@ impl BlindedPage {
             quality,
             sources: page::source_rows(&a.sources),
             forecast: page::forecast_view(a.forecast.as_ref()),
+            representativeness: a
+                .representativeness
+                .as_ref()
+                .map(super::representativeness::released),
         }
     }
 }
@@ -252,7 +258,7 @@ fn consort(t: &ReleasedCounts, protocol: &Protocol) -> Vec<FlowStep> {
         split,
         side,
     };
-    vec![
+    [
         step("Screened in the register", t.screened, vec![], false),
         step(
             "Not eligible",
@@ -275,6 +281,22 @@ fn consort(t: &ReleasedCounts, protocol: &Protocol) -> Vec<FlowStep> {
         ),
         step("Randomised", t.randomised, vec![], false),
         step("Lost to follow-up", t.lost_to_follow_up, vec![], true),
+        step(
+            "Withdrew from data collection (censored at withdrawal)",
+            t.withdrew_from_follow_up,
+            vec![],
+            true,
+        ),
+        step(
+            "Withdrew use of data (not analysed)",
+            t.withdrew_data_use,
+            vec![],
+            true,
+        ),
         step("Analysed (primary endpoint)", t.analysed, vec![], false),
     ]
+    .into_iter()
+    // Withdrawals are shown when there are any (a suppressed count is some).
+    .filter(|s| !s.label.starts_with("Withdrew") || s.total != "0")
+    .collect()
 }

@@ -18,6 +18,7 @@ pub mod blinded;
 pub mod cache;
 pub mod charts;
 pub mod page;
+pub mod representativeness;
 pub mod session;
 pub mod simulation;
 pub mod suppress;

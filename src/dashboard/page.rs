@@ -89,7 +89,7 @@ pub fn consort(
             .map(|(r, n)| (text(r), count(*n)))
             .collect::<Vec<_>>()
     };
-    vec![
+    [
         FlowStep {
             label: "Screened in the register".into(),
             total: count(total.screened),
@@ -129,12 +129,28 @@ pub fn consort(
             side: true,
         },
         FlowStep {
+            label: "Withdrew from data collection (censored at withdrawal)".into(),
+            total: count(total.withdrew_from_follow_up),
+            split: by_arm(&total.withdrew_from_follow_up_by_arm),
+            side: true,
+        },
+        FlowStep {
+            label: "Withdrew use of data (not analysed)".into(),
+            total: count(total.withdrew_data_use),
+            split: by_arm(&total.withdrew_data_use_by_arm),
+            side: true,
+        },
+        FlowStep {
             label: "Analysed (primary endpoint)".into(),
             total: count(total.analysed),
             split: by_arm(&total.analysed_by_arm),
             side: false,
         },
     ]
+    .into_iter()
+    // Withdrawals are shown when there are any.
+    .filter(|s| !s.label.starts_with("Withdrew") || s.total != count(0))
+    .collect()
 }
 
 /// A p-value as a report prints it.

@@ -33,6 +33,10 @@ pub struct UnblindedPage {
     pub monitoring: Option<Monitoring>,
     /// When the planned looks will be reached.
     pub forecast: Option<page::ForecastView>,
+    /// The randomised against the eligible not randomised, in full.
+    pub representativeness: Option<super::representativeness::RepresentativenessView>,
+    /// Consents, overdue deferred consents and withdrawals.
+    pub participation: Option<super::representativeness::ParticipationView>,
     pub forests: Vec<Forest>,
     /// The registers: complete-through dates, last deliveries, stale flags.
     pub sources: Vec<page::SourceRow>,
@@ -450,6 +454,14 @@ impl UnblindedPage {
             guessing,
             monitoring,
             forecast: page::forecast_view(analysis.forecast.as_ref()),
+            representativeness: analysis
+                .representativeness
+                .as_ref()
+                .map(super::representativeness::full),
+            participation: analysis
+                .participation
+                .as_ref()
+                .map(super::representativeness::participation),
             forests,
             sources: page::source_rows(&analysis.sources),
         }
@@ -698,6 +710,7 @@ mod tests {
             allocations,
             events,
             in_error: Default::default(),
+            participation: Default::default(),
             deliveries: Vec::new(),
         };
         PreparedTrial::prepare(

@@ -39,6 +39,8 @@ pub enum CensorReason {
     Administrative,
     /// A censoring event of this type (e.g. `emigration`).
     Event(String),
+    /// The patient withdrew from further data collection.
+    Withdrawal,
     /// Followed through the window but no value was recorded (continuous endpoints).
     Missing,
 }
@@ -50,6 +52,7 @@ impl CensorReason {
             CensorReason::Horizon => "horizon",
             CensorReason::Administrative => "administrative",
             CensorReason::Event(t) => t,
+            CensorReason::Withdrawal => "withdrawal",
             CensorReason::Missing => "missing",
         }
     }
@@ -292,12 +295,13 @@ impl<'a> EventsBySubject<'a> {
             .views
             .extend(scratch.known.iter().map(|e| KnownEvent::of(&e.event)));
         apply_precedence(follow_up, s.randomised_on, &mut scratch.views);
-        decided_outcome(
+        decided_outcome_until(
             follow_up,
             endpoint,
             s.randomised_on,
             &scratch.views,
             admin_end,
+            s.data_collection_ends,
         )
     }
 }
@@ -584,23 +588,29 @@ fn days(from: NaiveDate, to: NaiveDate) -> i64 {
     (to - from).num_days()
 }
 
-/// Where follow-up ends for a subject (without a horizon), and why.
+/// Where follow-up ends for a subject (without a horizon), and why: the first of the
+/// administrative end, the day data collection stopped (`withdrawn`) and a censoring event.
 fn follow_up_end<'k, 'e>(
     follow_up: &FollowUp,
     randomised_on: NaiveDate,
     known: &'k [KnownEvent<'e>],
     admin_end: NaiveDate,
+    withdrawn: Option<NaiveDate>,
 ) -> (NaiveDate, CensorReason, Option<&'k KnownEvent<'e>>) {
     let censoring = known
         .iter()
         .find(|e| e.date >= randomised_on && follow_up.censor_on.iter().any(|t| t == e.event_type));
+    let end = match withdrawn {
+        Some(w) if w < admin_end => (w, CensorReason::Withdrawal),
+        _ => (admin_end, CensorReason::Administrative),
+    };
     match censoring {
-        Some(e) if e.date < admin_end => (
+        Some(e) if e.date < end.0 => (
             e.date,
             CensorReason::Event(e.event_type.to_string()),
             Some(e),
         ),
-        _ => (admin_end, CensorReason::Administrative, None),
+        _ => (end.0, end.1, None),
     }
 }
 
@@ -630,9 +640,22 @@ pub fn decided_outcome(
     known: &[KnownEvent<'_>],
     admin_end: NaiveDate,
 ) -> (Outcome, Option<CensorReason>, Option<usize>) {
+    decided_outcome_until(follow_up, endpoint, randomised_on, known, admin_end, None)
+}
+
+/// [`decided_outcome`] for a subject whose follow-up data stop being collected on `withdrawn`
+/// (a withdrawal), if that comes before the administrative end.
+pub fn decided_outcome_until(
+    follow_up: &FollowUp,
+    endpoint: &Endpoint,
+    randomised_on: NaiveDate,
+    known: &[KnownEvent<'_>],
+    admin_end: NaiveDate,
+    withdrawn: Option<NaiveDate>,
+) -> (Outcome, Option<CensorReason>, Option<usize>) {
     let index = |e: &KnownEvent<'_>| known.iter().position(|k| std::ptr::eq(k, e));
     let rand = randomised_on;
-    let (end, end_reason, censoring) = follow_up_end(follow_up, rand, known, admin_end);
+    let (end, end_reason, censoring) = follow_up_end(follow_up, rand, known, admin_end, withdrawn);
     let by_censoring = censoring.and_then(index);
     // Days of follow-up available (negative when randomised after the administrative end).
     let followed = days(rand, end);

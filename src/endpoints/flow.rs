@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::{CensorReason, DataCutoff, EndpointRow, Outcome, ReceivedEvent};
+use super::{CensorReason, DataCutoff, EndpointRow, Outcome, ReceivedEvent, WithdrawalScope};
 
 /// One screening-log entry as the flow needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct Screening {
     /// Unmet criteria (not eligible) or the reason given (not randomised).
     pub reasons: Vec<String>,
     pub screened_on: NaiveDate,
+    /// The enrolment fields as the register sent them (for the representativeness of the
+    /// randomised, see `analysis::representativeness`).
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Counts for the whole trial or one site. Arm splits are `None` in blinded views.
@@ -41,6 +44,17 @@ pub struct FlowCounts {
     pub lost_to_follow_up: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost_to_follow_up_by_arm: Option<BTreeMap<String, u64>>,
+    /// Randomised patients who withdrew from further contact only (register follow-up goes on).
+    pub withdrew_contact_only: u64,
+    /// Randomised patients who withdrew from further data collection (follow-up censored at the
+    /// withdrawal date), including those who also withdrew the use of their data.
+    pub withdrew_from_follow_up: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdrew_from_follow_up_by_arm: Option<BTreeMap<String, u64>>,
+    /// Randomised patients who withdrew the use of their data: excluded from every analysis.
+    pub withdrew_data_use: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withdrew_data_use_by_arm: Option<BTreeMap<String, u64>>,
     /// Subjects with a primary-endpoint value usable in the analysis.
     pub analysed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +93,8 @@ impl Flow {
         let strip = |c: &mut FlowCounts| {
             c.randomised_by_arm = None;
             c.lost_to_follow_up_by_arm = None;
+            c.withdrew_from_follow_up_by_arm = None;
+            c.withdrew_data_use_by_arm = None;
             c.analysed_by_arm = None;
         };
         strip(&mut self.total);
@@ -90,7 +106,8 @@ impl Flow {
 }
 
 /// Compute the flow. `primary` holds the primary endpoint's rows as of the same cut-off (one
-/// per randomised subject), `arms` the randomised record ids with their arm and site.
+/// per randomised subject whose data may be used), `arms` the randomised record ids with their
+/// arm and site, `withdrawn` the widest withdrawal scope of each record that withdrew.
 pub fn flow(
     cutoff: DataCutoff,
     screening: &[Screening],
@@ -98,6 +115,7 @@ pub fn flow(
     primary_endpoint: Option<&str>,
     primary: &[EndpointRow],
     events: &[ReceivedEvent],
+    withdrawn: &HashMap<&str, WithdrawalScope>,
 ) -> Flow {
     // Final status per record: randomised wins; otherwise the latest screening decision.
     let randomised: HashMap<&str, (&str, &str)> = arms
@@ -126,6 +144,18 @@ pub fn flow(
                 c.eligible += 1;
                 c.randomised += 1;
                 bump(&mut c.randomised_by_arm, arm);
+                match withdrawn.get(record) {
+                    None => {}
+                    Some(WithdrawalScope::NoFurtherContact) => c.withdrew_contact_only += 1,
+                    Some(scope) => {
+                        c.withdrew_from_follow_up += 1;
+                        bump(&mut c.withdrew_from_follow_up_by_arm, arm);
+                        if *scope == WithdrawalScope::DataUseWithdrawn {
+                            c.withdrew_data_use += 1;
+                            bump(&mut c.withdrew_data_use_by_arm, arm);
+                        }
+                    }
+                }
             } else if s.outcome == "not_randomised" {
                 c.eligible += 1;
                 c.not_randomised += 1;
@@ -241,6 +271,7 @@ mod tests {
             outcome: outcome.into(),
             reasons: reasons.iter().map(|r| r.to_string()).collect(),
             screened_on: d(on),
+            fields: Default::default(),
         }
     }
 
@@ -253,6 +284,7 @@ mod tests {
                 arm: arm.into(),
                 stratum: "all".into(),
                 randomised_on: d("2024-01-01"),
+                data_collection_ends: None,
             },
             outcome: Outcome::TimeToEvent {
                 time_days: 10,
@@ -321,8 +353,19 @@ mod tests {
             Some("death_1y"),
             &primary,
             &events,
+            &HashMap::from([
+                ("r1", WithdrawalScope::NoFurtherContact),
+                ("r5", WithdrawalScope::DataUseWithdrawn),
+            ]),
         );
         assert_eq!(f.total.screened, 5);
+        assert_eq!(f.total.withdrew_contact_only, 1);
+        assert_eq!(f.total.withdrew_from_follow_up, 1);
+        assert_eq!(f.total.withdrew_data_use, 1);
+        assert_eq!(
+            f.total.withdrew_data_use_by_arm,
+            Some(BTreeMap::from([("pci".into(), 1)]))
+        );
         assert_eq!(f.total.not_eligible, 1);
         assert_eq!(
             f.total.not_eligible_by_criterion,

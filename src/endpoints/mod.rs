@@ -28,6 +28,7 @@ mod derive;
 mod event;
 pub mod flow;
 pub mod sources;
+mod withdrawal;
 
 pub use derive::{
     administrative_end, apply_precedence, complete_through, count_events, decided_outcome, derive,
@@ -37,6 +38,7 @@ pub use derive::{
 pub use event::{
     is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields,
 };
+pub use withdrawal::WithdrawalScope;
 
 use std::sync::Arc;
 
@@ -111,4 +113,8 @@ pub struct Subject {
     pub arm: Arc<str>,
     pub stratum: Arc<str>,
     pub randomised_on: NaiveDate,
+    /// The day follow-up data stop being collected (a withdrawal): every endpoint is censored
+    /// there (`withdrawal`) unless it ended earlier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_collection_ends: Option<NaiveDate>,
 }

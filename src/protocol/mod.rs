@@ -14,7 +14,9 @@
 //!
 //! # File layout
 //! Top level: `id`, `title`, `version`, `status` (default `recruiting`), `target_sample_size`,
-//! `consent`, `masking` (`open_label` or `blinded`, the default), `ethics_approval` (optional); then `[[sites]]` (`code`, `name`), `[[arms]]`
+//! `consent` (`oral`, `written`, `deferred`, `opt_out`, `waiver`: what an enrolment's `consent`
+//! object must say, see [`consent`]), `deferred_consent_days` (with `deferred` only),
+//! `data_use_withdrawal` (default false: may a withdrawal take back the use of collected data), `masking` (`open_label` or `blinded`, the default), `ethics_approval` (optional); then `[[sites]]` (`code`, `name`), `[[arms]]`
 //! (`id`, `label`, `ratio`), `[fields.NAME]` (`type`, `label`, `required`, `min`, `max`,
 //! `levels`), `[derived.NAME]` (`from`, `cuts`, `labels`), `[[inclusion]]` and `[[exclusion]]`
 //! (`id`, `text`, `field`, and conditions `eq`, `ne`, `in`, `not_in`, `lt`, `le`, `gt`, `ge`),
@@ -38,6 +40,7 @@
 
 pub mod amendment;
 mod arm_eligibility;
+mod consent;
 mod eligibility;
 mod enrolment;
 mod error;
@@ -49,6 +52,9 @@ mod validate;
 mod version;
 
 pub use arm_eligibility::{parse_ineligible_arms, INELIGIBLE_ARMS};
+pub use consent::{
+    parse_confirmation, parse_enrolment_consent, taken_day, ConsentKind, GivenConsent, CONSENT,
+};
 pub use eligibility::*;
 pub use enrolment::*;
 pub(crate) use error::{from_toml, locate, Finding};

@@ -16,6 +16,12 @@ pub struct Protocol {
     pub status: TrialStatus,
     pub target_sample_size: u32,
     pub consent: ConsentModel,
+    /// Days within which a deferred consent must be confirmed (only, and always, with the
+    /// `deferred` model): an unconfirmed patient past it is shown to the statistician.
+    pub deferred_consent_days: Option<u32>,
+    /// Whether a patient may withdraw the use of data already collected (the `data_use_withdrawn`
+    /// scope of a withdrawal); when false, collected data stay in the analyses.
+    pub data_use_withdrawal: bool,
     /// Who knows the arm while the trial runs: `open_label` (the register host treats by it, so
     /// its outbound events carry the arm) or `blinded` (they carry the allocation number only).
     pub masking: Masking,
@@ -365,6 +371,8 @@ impl Masking {
 pub enum ConsentModel {
     Oral,
     Written,
+    /// Randomised first (an emergency), consent sought from the patient or next of kin later.
+    Deferred,
     OptOut,
     Waiver,
 }
@@ -374,6 +382,7 @@ impl ConsentModel {
         match self {
             ConsentModel::Oral => "oral",
             ConsentModel::Written => "written",
+            ConsentModel::Deferred => "deferred",
             ConsentModel::OptOut => "opt_out",
             ConsentModel::Waiver => "waiver",
         }
@@ -383,6 +392,7 @@ impl ConsentModel {
         Some(match s {
             "oral" => ConsentModel::Oral,
             "written" => ConsentModel::Written,
+            "deferred" => ConsentModel::Deferred,
             "opt_out" => ConsentModel::OptOut,
             "waiver" => ConsentModel::Waiver,
             _ => return None,

@@ -30,6 +30,8 @@ pub(super) struct RawProtocol {
     pub status: Option<Spanned<String>>,
     pub target_sample_size: Spanned<i64>,
     pub consent: Spanned<String>,
+    pub deferred_consent_days: Option<Spanned<i64>>,
+    pub data_use_withdrawal: Option<Spanned<bool>>,
     pub masking: Option<Spanned<String>>,
     pub ethics_approval: Option<Spanned<String>>,
     pub sites: Option<Spanned<Vec<RawSite>>>,

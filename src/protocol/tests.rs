@@ -390,7 +390,7 @@ fn top_level_values() {
         [
             "3:11: version must not be empty",
             "4:10: unknown status `open`; expected planned, recruiting, paused or closed",
-            "6:11: unknown consent model `verbal`; expected oral, written, opt_out or waiver",
+            "6:11: unknown consent model `verbal`; expected oral, written, deferred, opt_out or waiver",
             "7:19: ethics_approval must not be empty",
         ]
     );

@@ -108,6 +108,16 @@ impl Principal {
         self.role == Role::Admin && self.may_access_trial(trial_id)
     }
 
+    /// May record a patient's consent or withdrawal at `site`: the trial's register (of that
+    /// site, when the token is site-scoped) or the trial's admin.
+    pub fn may_record_participation(&self, trial_id: &str, site: &str) -> bool {
+        match self.role {
+            Role::Admin => self.may_access_trial(trial_id),
+            Role::Register => self.may_access_trial(trial_id) && self.may_access_site(site),
+            _ => false,
+        }
+    }
+
     /// May break the blind of one subject in an emergency: the on-call unblinder of the trial
     /// (of the subject's site, when the token is site-scoped).
     pub fn may_unblind(&self, trial_id: &str) -> bool {

@@ -82,6 +82,17 @@ pub enum Code {
     InvalidTransition,
     /// The master seed can be revealed only once the trial is closed.
     TrialNotClosed,
+    /// The patient is on the trial's objection (opt-out) list: never randomised (recorded in
+    /// the screening log).
+    Objected,
+    /// The enrolment has already withdrawn to this scope or a wider one.
+    AlreadyWithdrawn,
+    /// The protocol does not let a patient withdraw the use of collected data.
+    DataUseWithdrawalNotAllowed,
+    /// The enrolment's consent was not deferred: there is nothing to confirm.
+    ConsentNotDeferred,
+    /// The deferred consent was confirmed before.
+    ConsentAlreadyConfirmed,
 }
 
 impl Code {
@@ -123,6 +134,11 @@ impl Code {
             SiteNotFound => "site_not_found",
             InvalidTransition => "invalid_transition",
             TrialNotClosed => "trial_not_closed",
+            Objected => "objected",
+            AlreadyWithdrawn => "already_withdrawn",
+            DataUseWithdrawalNotAllowed => "data_use_withdrawal_not_allowed",
+            ConsentNotDeferred => "consent_not_deferred",
+            ConsentAlreadyConfirmed => "consent_already_confirmed",
         }
     }
 
@@ -143,12 +159,30 @@ impl Code {
             TrialNotFound | EnrolmentNotFound | NotFound | SiteNotFound => 404,
             MethodNotAllowed => 405,
             RequestTimeout => 408,
-            AlreadyRandomised | RecordConflict | TrialNotActive | ClusterArmClosed
-            | AlreadyMarkedInError | AlreadyRevoked | EventConflict | CloudEventConflict
-            | TrialPaused | TrialClosed | SiteClosed | InvalidTransition | TrialNotClosed => 409,
+            AlreadyRandomised
+            | RecordConflict
+            | TrialNotActive
+            | ClusterArmClosed
+            | AlreadyMarkedInError
+            | AlreadyRevoked
+            | EventConflict
+            | CloudEventConflict
+            | TrialPaused
+            | TrialClosed
+            | SiteClosed
+            | InvalidTransition
+            | TrialNotClosed
+            | AlreadyWithdrawn
+            | ConsentNotDeferred
+            | ConsentAlreadyConfirmed => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
-            NotEligible | InvalidEnrolment | InvalidRequest | InvalidEvents => 422,
+            NotEligible
+            | InvalidEnrolment
+            | InvalidRequest
+            | InvalidEvents
+            | Objected
+            | DataUseWithdrawalNotAllowed => 422,
             TooManyRequests => 429,
             Internal => 500,
             Unavailable => 503,
@@ -156,7 +190,7 @@ impl Code {
     }
 
     /// Every code.
-    pub const ALL: [Code; 34] = [
+    pub const ALL: [Code; 39] = [
         Code::MalformedJson,
         Code::InvalidQuery,
         Code::Unauthenticated,
@@ -191,6 +225,11 @@ impl Code {
         Code::SiteNotFound,
         Code::InvalidTransition,
         Code::TrialNotClosed,
+        Code::Objected,
+        Code::AlreadyWithdrawn,
+        Code::DataUseWithdrawalNotAllowed,
+        Code::ConsentNotDeferred,
+        Code::ConsentAlreadyConfirmed,
     ];
 }
 

@@ -10,7 +10,8 @@
 //! - [`auth`]: roles, tokens, and the access policy;
 //! - [`error`]: the stable error codes and [`error::CodedError`];
 //! - [`trials`]: protocols registered and served;
-//! - [`enrol`], [`screening`], [`events`], [`randomised_in_error`]: the writes;
+//! - [`enrol`], [`screening`], [`events`], [`randomised_in_error`], [`participation`] (consent,
+//!   withdrawal, objection lists): the writes;
 //! - [`lifecycle`] (pause, resume, close, sites, the seed's reveal), [`unblinding`] (one
 //!   subject's emergency code-break), [`allocation_log`] (the randomisation log for replay) and
 //!   [`anchor`] (the audit chain's head signed and checked);
@@ -35,6 +36,7 @@ pub mod intake;
 pub mod keeper;
 pub mod lifecycle;
 pub mod outbox;
+pub mod participation;
 pub mod randomised_in_error;
 pub mod screening;
 pub mod seed_vault;

@@ -59,8 +59,8 @@ pub async fn report_not_randomised(
             "a `register` token for trial `{trial_id}` is needed to report screenings"
         )));
     }
-    let request =
-        EnrolmentRequest::from_json_with(body, &["reason"]).map_err(EnrolError::Invalid)?;
+    let request = EnrolmentRequest::from_json_with(body, &["reason", protocol::CONSENT])
+        .map_err(EnrolError::Invalid)?;
     let reason = match body.get("reason") {
         Some(Value::String(r)) if REASONS.contains(&r.as_str()) => r.clone(),
         other => {

@@ -1059,6 +1059,7 @@ mod tests {
             allocations,
             events,
             in_error: Default::default(),
+            participation: Default::default(),
             deliveries: Vec::new(),
         }
     }

@@ -227,6 +227,8 @@ pub struct BatchWrite {
     pub clusters: Vec<ClusterRow>,
     /// Answers to the batch's CloudEvents, kept with the decisions they report.
     pub kept: Vec<super::inbound::KeptRow>,
+    /// The consents recorded with the batch's allocations (migration 0011).
+    pub consents: Vec<super::participation::ConsentRow>,
 }
 
 /// The statements of a batch write, each reading its rows from one JSON parameter `$n`.
@@ -312,11 +314,23 @@ fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
                 ("received_at", SqlType::Text),
             ])
         ),
+        9 => format!(
+            "INSERT INTO enrolment_consents (trial_id, record_id, randomisation_number, kind, \
+             taken_by, taken_at) {}",
+            rows(&[
+                ("trial_id", SqlType::Text),
+                ("record_id", SqlType::Text),
+                ("randomisation_number", SqlType::Integer),
+                ("kind", SqlType::Text),
+                ("taken_by", SqlType::Text),
+                ("taken_at", SqlType::Text),
+            ])
+        ),
         _ => super::audit::head_update_sql(backend, n),
     }
 }
 
-const BATCH_PARTS: usize = 10;
+const BATCH_PARTS: usize = 11;
 
 /// Write a batch's decisions (chaining its audit entries onto the transaction's head). On
 /// PostgreSQL this is one statement of data-modifying CTEs, so a batch costs one round trip
@@ -372,6 +386,10 @@ pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()
         (
             batch.kept.is_empty(),
             encode(serde_json::to_string(&batch.kept))?,
+        ),
+        (
+            batch.consents.is_empty(),
+            encode(serde_json::to_string(&batch.consents))?,
         ),
         (audit_rows.is_empty(), head),
     ];

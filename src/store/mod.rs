@@ -28,6 +28,7 @@ pub mod events;
 pub mod inbound;
 pub mod lifecycle;
 pub mod outbox;
+pub mod participation;
 pub mod screening_log;
 pub mod since;
 pub mod tokens;

@@ -47,7 +47,8 @@ pub(super) const SCREENING_COLUMNS: [(&str, SqlType); 11] = [
 ];
 
 /// Earlier refusals of these records: `(record_id, request_sha256) → reasons` (JSON text),
-/// the latest refusal winning.
+/// the latest refusal winning. A refusal is a `not_eligible` row, or a `not_randomised` row
+/// of a patient on the objection list (reason `objected`).
 pub async fn refusals(
     tx: &mut WriteTx,
     trial_id: &str,
@@ -58,7 +59,8 @@ pub async fn refusals(
     }
     let sql = format!(
         "SELECT record_id, request_sha256, reasons FROM screening_log WHERE trial_id = $1 \
-         AND outcome = 'not_eligible' AND record_id {} ORDER BY screening_id",
+         AND (outcome = 'not_eligible' OR (outcome = 'not_randomised' \
+         AND reasons = '[{{\"reason\":\"objected\"}}]')) AND record_id {} ORDER BY screening_id",
         tx.backend().in_json(2)
     );
     let rows = sqlx::query(&sql)
@@ -120,7 +122,7 @@ pub(crate) async fn screening_outcomes_after(
     after: i64,
 ) -> StoreResult<(Vec<Screening>, i64)> {
     let rows = sqlx::query(
-        "SELECT screening_id, record_id, site_code, outcome, reasons, screened_at \
+        "SELECT screening_id, record_id, site_code, outcome, reasons, screened_at, fields \
          FROM screening_log WHERE trial_id = $1 AND screening_id > $2 ORDER BY screening_id",
     )
     .bind(trial_id)
@@ -136,13 +138,19 @@ pub(crate) async fn screening_outcomes_after(
         .map(|r| {
             let reasons: String = r.try_get("reasons")?;
             let screened_at: String = r.try_get("screened_at")?;
-            Ok(screening_entry(
+            let fields: String = r.try_get("fields")?;
+            let mut entry = screening_entry(
                 r.try_get("record_id")?,
                 r.try_get("site_code")?,
                 r.try_get("outcome")?,
                 &reasons,
                 &screened_at,
-            ))
+            );
+            // Stored by the enrolment as a JSON object; anything else has no fields to compare.
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&fields) {
+                entry.fields = map;
+            }
+            Ok(entry)
         })
         .collect::<Result<_, sqlx::Error>>()?;
     Ok((outcomes, last))
@@ -174,6 +182,7 @@ fn screening_entry(
         record_id,
         site,
         outcome,
+        fields: serde_json::Map::new(),
         screened_on: screened_at
             .get(..10)
             .and_then(crate::endpoints::parse_event_date)

@@ -20,6 +20,7 @@ use sqlx::{AnyConnection, Row};
 use super::{allocation_errors, deliveries};
 use super::{allocations, screening_log};
 use super::{events, Backend, Store, StoreResult};
+use crate::analysis::participation::{ConsentRecord, Withdrawal};
 use crate::analysis::ErrorMark;
 use crate::endpoints::flow::Screening;
 use crate::endpoints::sources::Delivery;
@@ -53,13 +54,18 @@ pub struct TrialRows {
     /// A protocol version was registered since (for this trial or another): read the trial's
     /// protocol again.
     pub protocol_registered: bool,
+    /// The consents recorded with the allocations read.
+    pub consents: Vec<ConsentRecord>,
+    /// All the trial's withdrawals, on a first read (a withdrawal since makes the caller read
+    /// afresh, as does a deferred consent's confirmation: both change what is held).
+    pub withdrawals: Option<HashMap<String, Vec<Withdrawal>>>,
 }
 
 /// What a read since earlier marks found.
 #[derive(Debug)]
 pub enum Since {
     /// Only rows were added; these are they, and the marks to read from next time.
-    Added(TrialRows, Marks),
+    Added(Box<TrialRows>, Marks),
     /// Something else was written: read the trial afresh.
     Changed,
 }
@@ -67,7 +73,9 @@ pub enum Since {
 /// Audit actions that add rows to the allocations, the events or the screening log, or change
 /// nothing a trial's data are made of (tokens, the trial's status and sites, unblindings, the
 /// seed's reveal).
-const ADDING_ONLY: [&str; 14] = [
+const ADDING_ONLY: [&str; 16] = [
+    "objection_added",
+    "objection_removed",
     "source_stale",
     "site_enrolment_changed",
     "emergency_unblinded",
@@ -94,7 +102,7 @@ const PROTOCOL_REGISTERED: &str = "protocol_version_registered";
 /// marks of that snapshot.
 pub async fn all(store: &Store, trial_id: &str) -> StoreResult<(TrialRows, Marks)> {
     match read(store, trial_id, None).await? {
-        Since::Added(rows, marks) => Ok((rows, marks)),
+        Since::Added(rows, marks) => Ok((*rows, marks)),
         Since::Changed => Err(super::StoreError::Corrupt(
             "a first read found nothing to compare with".into(),
         )),
@@ -128,7 +136,7 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
     let mut protocol_registered = false;
     if let Some(m) = since {
         if head == m.head {
-            return Ok(Since::Added(TrialRows::default(), *m));
+            return Ok(Since::Added(Box::default(), *m));
         }
         let actions: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT action FROM audit_log WHERE seq > $1 AND seq <= $2",
@@ -208,6 +216,11 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         true => Some(allocation_errors::of_trial_on(conn, trial_id).await?),
         false => None,
     };
+    let consents = super::participation::consents_after(conn, trial_id, allocation).await?;
+    let withdrawals = match since {
+        None => Some(super::participation::withdrawals(conn, trial_id).await?),
+        Some(_) => None,
+    };
     tx.rollback().await?;
     let marks = Marks {
         head,
@@ -217,14 +230,16 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         delivery: last_delivery,
     };
     Ok(Since::Added(
-        TrialRows {
+        Box::new(TrialRows {
             allocations: added,
             events: new_events,
             screening,
             in_error,
             deliveries,
             protocol_registered,
-        },
+            consents,
+            withdrawals,
+        }),
         marks,
     ))
 }

@@ -51,7 +51,7 @@ fn v11() -> String {
 fn patient(i: usize, site: &str) -> Value {
     json!({
         "record_id": format!("A{i:04}"), "subject": format!("AS{i:04}"), "site": site,
-        "fields": {"age": 60, "sex": "M", "diagnosis": "STEMI", "symptom_onset_hours": 1.0}
+        "fields": {"age": 60, "sex": "M", "diagnosis": "STEMI", "symptom_onset_hours": 1.0}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
     })
 }
 

@@ -233,10 +233,19 @@ async fn envelopes_breaking_the_specification_are_refused_and_write_nothing(db: 
         (status, body["error"]["code"].as_str()),
         (422, Some("invalid_enrolment"))
     );
+    // Consent as the protocol asks is checked on this path too (the one enrolment service).
+    let mut e = enrolment("NO-CONSENT", 10);
+    e["data"].as_object_mut().unwrap().remove("consent");
+    let (status, body) = send(&app, &register, structured, e.to_string()).await;
+    assert_eq!(
+        (status, body["error"]["fields"][0]["field"].as_str()),
+        (422, Some("consent")),
+        "{body}"
+    );
     let after = row_counts(&app.store).await;
-    // Only the kept answer of the invalid enrolment was written.
+    // Only the kept answers of the invalid enrolments were written.
     let mut expected = before.clone();
-    *expected.get_mut("inbound_events").unwrap() += 1;
+    *expected.get_mut("inbound_events").unwrap() += 2;
     assert_eq!(after, expected);
     app.stop().await;
 }

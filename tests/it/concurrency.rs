@@ -46,7 +46,7 @@ async fn run(db: TestDb, n: usize, in_flight: usize) {
             "subject": format!("CS{i:05}"),
             "site": SITES[i % SITES.len()],
             "fields": {"age": 50 + (i % 30), "sex": if i % 3 == 0 { "F" } else { "M" },
-                       "diagnosis": "STEMI", "symptom_onset_hours": 2.0}
+                       "diagnosis": "STEMI", "symptom_onset_hours": 2.0}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
         });
         // Every tenth record is sent to both servers at once, as a register retrying against
         // another instance behind a load balancer.

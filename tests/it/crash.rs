@@ -41,7 +41,7 @@ async fn kill_9_loses_no_acknowledged_allocation(db: TestDb) {
             "record_id": format!("K{i:05}"), "subject": format!("KS{i:05}"),
             "site": sites[i % 4],
             "fields": {"age": 60, "sex": if i % 2 == 0 { "F" } else { "M" },
-                       "diagnosis": "STEMI", "symptom_onset_hours": 1.0}
+                       "diagnosis": "STEMI", "symptom_onset_hours": 1.0}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
         });
         tasks.spawn(async move {
             let _permit = permit;
@@ -106,7 +106,7 @@ async fn kill_9_loses_no_acknowledged_allocation(db: TestDb) {
         .post(format!("{}/api/v1/trials/taste/enrolments", restarted.base))
         .bearer_auth(&token)
         .json(&json!({"record_id": "after-crash", "subject": "after-crash", "site": "UPP",
-                      "fields": {"age": 60, "sex": "F", "diagnosis": "STEMI", "symptom_onset_hours": 1.0}}))
+                      "fields": {"age": 60, "sex": "F", "diagnosis": "STEMI", "symptom_onset_hours": 1.0}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}}))
         .send()
         .await
         .unwrap();

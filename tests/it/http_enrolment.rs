@@ -67,7 +67,7 @@ async fn created_then_replayed_then_conflicts(db: TestDb) {
 
     // The same body with its keys in another order is the same request.
     let reordered = json!({
-        "fields": body["fields"].clone(), "site": "UPP",
+        "fields": body["fields"].clone(), "site": "UPP", "consent": body["consent"].clone(),
         "subject": body["subject"].clone(), "record_id": body["record_id"].clone(),
     });
     let before = write_counts(&app.store).await.unwrap();

@@ -54,7 +54,7 @@ fn taste_patient(i: usize, sites: usize) -> Value {
         "subject": format!("LS{i:05}"),
         "site": SITES[(i * 7 + i / 5) % sites],
         "fields": {"age": 30 + (i * 13) % 60, "sex": if i.is_multiple_of(3) { "F" } else { "M" },
-                   "diagnosis": "STEMI", "symptom_onset_hours": 3.0}
+                   "diagnosis": "STEMI", "symptom_onset_hours": 3.0}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
     })
 }
 
@@ -66,7 +66,7 @@ fn three_arm_patient(i: usize) -> Value {
         "subject": format!("MS{i:05}"),
         "site": site,
         "fields": {"age": 40 + (i * 11) % 50, "sex": if i.is_multiple_of(2) { "F" } else { "M" },
-                   "diabetes": i.is_multiple_of(5), "diagnosis": "STEMI"}
+                   "diabetes": i.is_multiple_of(5), "diagnosis": "STEMI"}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
     });
     match i % 8 {
         3 => body["ineligible_arms"] = json!(["prasugrel"]),

@@ -35,7 +35,7 @@ fn patient(i: usize) -> Value {
         "subject": format!("ES{i:04}"),
         "site": site,
         "fields": {"age": 50 + (i * 7) % 40, "sex": if i % 4 == 1 { "F" } else { "M" },
-                   "diagnosis": "STEMI", "symptom_onset_hours": 2.0}
+                   "diagnosis": "STEMI", "symptom_onset_hours": 2.0}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
     })
 }
 

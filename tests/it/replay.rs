@@ -33,7 +33,7 @@ fn taste_body(i: usize, prefix: &str) -> Value {
         "subject": format!("{prefix}S{i:04}"),
         "site": SITES[(i * 3 + i / 4) % SITES.len()],
         "fields": {"age": 30 + (i * 17) % 60, "sex": if i.is_multiple_of(3) { "F" } else { "M" },
-                   "diagnosis": "STEMI", "symptom_onset_hours": 2.5}
+                   "diagnosis": "STEMI", "symptom_onset_hours": 2.5}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
     })
 }
 
@@ -44,7 +44,7 @@ fn three_arm_body(i: usize, prefix: &str) -> Value {
         "subject": format!("{prefix}S{i:04}"),
         "site": site,
         "fields": {"age": 40 + (i * 11) % 50, "sex": if i.is_multiple_of(2) { "F" } else { "M" },
-                   "diabetes": i.is_multiple_of(5), "diagnosis": "STEMI"}
+                   "diabetes": i.is_multiple_of(5), "diagnosis": "STEMI"}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
     });
     if i % 6 == 3 {
         body["ineligible_arms"] = json!(["ticagrelor"]);

@@ -17,7 +17,7 @@ async fn allocate_in_order(
             "record_id": format!("Q{i:04}"), "subject": format!("QS{i:04}"),
             "site": sites[i % 3],
             "fields": {"age": 30 + i % 60, "sex": if i % 4 == 0 { "F" } else { "M" },
-                       "diagnosis": "STEMI", "symptom_onset_hours": 4.0}
+                       "diagnosis": "STEMI", "symptom_onset_hours": 4.0}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
         });
         let (status, answer) = app.enrol("taste", &token, &body).await;
         assert_eq!(status, 201, "{answer}");

@@ -104,7 +104,7 @@ async fn serve_runs_minimisation_with_arm_eligibility() {
         .bearer_auth(&token)
         .json(&serde_json::json!({
             "record_id": "D1", "subject": "DS1", "site": "UPP",
-            "fields": {"age": 70, "sex": "F", "diabetes": true, "diagnosis": "STEMI"},
+            "fields": {"age": 70, "sex": "F", "diabetes": true, "diagnosis": "STEMI"}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"},
             "ineligible_arms": ["prasugrel"]
         }))
         .send()

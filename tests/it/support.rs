@@ -316,7 +316,7 @@ pub fn patient(i: usize, site: &str, sex: &str) -> Value {
         "record_id": format!("R{i:06}"),
         "subject": format!("S{i:06}"),
         "site": site,
-        "fields": {"age": 40 + (i % 50) as i64, "sex": sex, "diagnosis": "STEMI", "symptom_onset_hours": 3.5}
+        "fields": {"age": 40 + (i % 50) as i64, "sex": sex, "diagnosis": "STEMI", "symptom_onset_hours": 3.5}, "consent": {"kind": "oral", "taken_by": "op-1", "taken_at": "2024-01-01"}
     })
 }
 

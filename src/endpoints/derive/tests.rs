@@ -15,6 +15,7 @@ fn subject(id: &str, randomised_on: &str) -> Subject {
         arm: "pci".into(),
         stratum: "site=UPP;sex=F".into(),
         randomised_on: d(randomised_on),
+        data_collection_ends: None,
     }
 }
 
@@ -118,6 +119,65 @@ fn event_before_randomisation_is_history_not_outcome() {
     );
     // Followed from 2023-03-01 to the horizon (365 days) without an MI after randomisation.
     assert_eq!(got, (tte_outcome(365, false), Some(CensorReason::Horizon)));
+}
+
+#[test]
+fn withdrawal_from_data_collection_censors_at_its_date() {
+    // Randomised 2024-01-01, data collection stopped 2024-01-21 (day 20): a death on day 50 is
+    // not used; the subject is censored at day 20 for the reason `withdrawal`.
+    let withdrawn = |on: &str| Subject {
+        data_collection_ends: Some(d(on)),
+        ..subject("W", "2024-01-01")
+    };
+    let death = ev("e1", "W", "death", "2024-02-20", "2024-02-21");
+    let got = one(
+        &tte(&["death"], Some(365)),
+        0,
+        withdrawn("2024-01-21"),
+        std::slice::from_ref(&death),
+    );
+    assert_eq!(
+        got,
+        (tte_outcome(20, false), Some(CensorReason::Withdrawal))
+    );
+    assert_eq!(CensorReason::Withdrawal.as_text(), "withdrawal");
+    // An event on the withdrawal day still counts (followed that day).
+    let got = one(
+        &tte(&["death"], Some(365)),
+        0,
+        withdrawn("2024-02-20"),
+        std::slice::from_ref(&death),
+    );
+    assert_eq!(got, (tte_outcome(50, true), None));
+    // An earlier censoring event ends follow-up first.
+    let got = one(
+        &tte(&["death"], Some(365)),
+        0,
+        withdrawn("2024-01-21"),
+        &[ev("x", "W", "emigration", "2024-01-11", "2024-01-12")],
+    );
+    assert_eq!(
+        got,
+        (
+            tte_outcome(10, false),
+            Some(CensorReason::Event("emigration".into()))
+        )
+    );
+    // A withdrawal after the administrative end changes nothing; a binary endpoint whose horizon
+    // the withdrawal cuts short is incomplete.
+    let got = one(&tte(&["death"], None), 0, withdrawn("2025-06-01"), &[]);
+    assert_eq!(got.1, Some(CensorReason::Administrative));
+    let got = one(&binary(&["death"], 30), 0, withdrawn("2024-01-21"), &[]);
+    assert_eq!(
+        got,
+        (
+            Outcome::Binary {
+                time_days: 20,
+                event: None
+            },
+            Some(CensorReason::Withdrawal)
+        )
+    );
 }
 
 #[test]

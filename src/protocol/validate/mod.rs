@@ -126,12 +126,47 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         c.error(
             raw.consent.span(),
             format!(
-                "unknown consent model `{}`; expected oral, written, opt_out or waiver",
+                "unknown consent model `{}`; expected oral, written, deferred, opt_out or waiver",
                 raw.consent.get_ref()
             ),
         );
         ConsentModel::Written
     });
+    let deferred_consent_days = match (consent, raw.deferred_consent_days) {
+        (ConsentModel::Deferred, Some(days)) => match u32::try_from(*days.get_ref()) {
+            Ok(d) if (1..=3650).contains(&d) => Some(d),
+            _ => {
+                c.error(
+                    days.span(),
+                    format!(
+                        "deferred_consent_days must be a whole number of days from 1 to 3650, got {}",
+                        days.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        (ConsentModel::Deferred, None) => {
+            c.error(
+                raw.consent.span(),
+                "a deferred consent model needs `deferred_consent_days`: the days within which \
+                 consent must be confirmed after randomisation",
+            );
+            None
+        }
+        (_, Some(days)) => {
+            c.error(
+                days.span(),
+                format!(
+                    "deferred_consent_days applies only to the `deferred` consent model, not `{}`",
+                    consent.as_str()
+                ),
+            );
+            None
+        }
+        (_, None) => None,
+    };
+    let data_use_withdrawal = raw.data_use_withdrawal.is_some_and(|b| *b.get_ref());
     // Absent: blinded, so that no arm leaves rrct unless the protocol says the trial is open.
     let masking = match raw.masking {
         None => Masking::Blinded,
@@ -237,6 +272,8 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         status,
         target_sample_size,
         consent,
+        deferred_consent_days,
+        data_use_withdrawal,
         masking,
         ethics_approval,
         sites,

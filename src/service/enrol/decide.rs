@@ -2,7 +2,7 @@
 //! needs in one round trip, decides each enrolment against its trial's slice (so enrolments
 //! decided together see each other) and writes everything in one more.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -19,6 +19,7 @@ use crate::store::balance::{ArmCountRow, Balance, BalanceKeys, ClusterRow, Margi
 use crate::store::batch::{self, BatchWrite};
 use crate::store::inbound;
 use crate::store::lifecycle::Lifecycle;
+use crate::store::participation::{self, ConsentRow};
 use crate::store::screening_log::{self, ScreeningRow};
 use crate::store::{Store, StoreError};
 
@@ -31,6 +32,8 @@ pub(super) struct Pending {
     pub(super) refusals: Vec<protocol::Ineligibility>,
     /// The stratum, minimisation levels, eligible arms and cluster, as judged from the fields.
     pub(super) judged: Judged,
+    /// The consent the enrolment records (`None` under a waiver).
+    pub(super) consent: Option<protocol::GivenConsent>,
     /// The site the caller's token is scoped to, if any: it is not told about other sites.
     pub(super) site_scope: Option<String>,
     /// The key its answer is kept under, when it came as a CloudEvent.
@@ -62,8 +65,11 @@ struct TrialSlice {
     by_record: HashMap<String, AllocationRecord>,
     /// subject → record id of its allocation.
     by_subject: HashMap<String, String>,
-    /// (record id, request hash) → reasons JSON of an earlier refusal.
+    /// (record id, request hash) → reasons JSON of an earlier refusal (not eligible, or
+    /// objected).
     refusals: HashMap<(String, String), String>,
+    /// The batch's subjects on the trial's objection list.
+    objecting: HashSet<String>,
     strata: HashMap<String, StratumState>,
     touched_strata: BTreeSet<String>,
     /// Counts and clusters as stored, updated in memory as the batch decides.
@@ -111,9 +117,10 @@ pub(super) async fn decide_batch(
         let subjects: Vec<&str> = mine.iter().map(|p| p.request.subject.as_str()).collect();
         let strata: BTreeSet<&str> = mine.iter().map(|p| p.judged.stratum.as_str()).collect();
         let strata: Vec<&str> = strata.into_iter().collect();
+        let objecting = participation::objecting(&mut tx, trial, &subjects).await?;
         let refused: Vec<&str> = mine
             .iter()
-            .filter(|p| !p.refusals.is_empty())
+            .filter(|p| !p.refusals.is_empty() || objecting.contains(&p.request.subject))
             .map(|p| p.request.record_id.as_str())
             .collect();
         let keys = balance_keys(&mine);
@@ -144,6 +151,7 @@ pub(super) async fn decide_batch(
                     .map(|a| (a.record_id.clone(), a))
                     .collect(),
                 refusals: screening_log::refusals(&mut tx, trial, &refused).await?,
+                objecting,
                 strata,
                 touched_strata: BTreeSet::new(),
                 balance: context.balance,
@@ -289,6 +297,21 @@ fn decide_one(
     let trial_id = protocol.trial_id.as_str();
     let request = &item.request;
 
+    // Consent cannot be taken on a day that has not come (the one check of the consent
+    // that needs the clock).
+    if let Some(on) = item.consent.as_ref().and_then(|c| c.taken_on) {
+        if on > now.date() {
+            return Err(EnrolError::Invalid(vec![FieldError {
+                field: "consent.taken_at".into(),
+                message: format!(
+                    "consent.taken_at {on} is after today ({}): consent is taken before \
+                     randomisation",
+                    now.date()
+                ),
+            }]));
+        }
+    }
+
     if let Some(existing) = slice.by_record.get(&request.record_id) {
         return if existing.request_sha256 == request.request_sha256 {
             Ok(EnrolOutcome::Replayed(Allocation::from_row(
@@ -372,6 +395,41 @@ fn decide_one(
             }),
         });
         return Err(EnrolError::NotEligible { reasons });
+    }
+
+    if slice.objecting.contains(&request.subject) {
+        let key = (request.record_id.clone(), request.request_sha256.clone());
+        if slice.refusals.contains_key(&key) {
+            return Err(EnrolError::Objected(request.subject.clone()));
+        }
+        let reasons = serde_json::json!([{ "reason": "objected" }]).to_string();
+        slice.refusals.insert(key, reasons.clone());
+        writes.screening.push(ScreeningRow {
+            trial_id: trial_id.to_string(),
+            record_id: request.record_id.clone(),
+            subject: request.subject.clone(),
+            site_code: request.site.clone(),
+            outcome: "not_randomised".into(),
+            reasons,
+            fields: fields_json,
+            request_sha256: request.request_sha256.clone(),
+            protocol_version: protocol.version.clone(),
+            randomisation_number: None,
+            screened_at: now.to_string(),
+        });
+        writes.audit.push(NewEntry {
+            actor: item.actor.clone(),
+            action: "screened_not_randomised".into(),
+            trial_id: Some(trial_id.to_string()),
+            payload: serde_json::json!({
+                "record_id": request.record_id,
+                "subject": request.subject,
+                "site": request.site,
+                "reason": "objected",
+                "request_sha256": request.request_sha256,
+            }),
+        });
+        return Err(EnrolError::Objected(request.subject.clone()));
     }
 
     let judged = &item.judged;
@@ -492,8 +550,19 @@ fn decide_one(
             "cluster": row.cluster,
             "eligible_arms": eligible_ids,
             "detail": decision.detail,
+            "consent": item.consent,
         }),
     });
+    if let Some(consent) = &item.consent {
+        writes.consents.push(ConsentRow {
+            trial_id: trial_id.to_string(),
+            record_id: row.record_id.clone(),
+            randomisation_number: row.randomisation_number,
+            kind: consent.kind.as_str().to_string(),
+            taken_by: consent.taken_by.clone(),
+            taken_at: consent.taken_at.clone(),
+        });
+    }
     writes.allocations.push(row.clone());
     Ok(EnrolOutcome::Created(Allocation::from_row(row, runtime)))
 }

@@ -2,7 +2,9 @@
 //!
 //! The order of checks is part of the contract with register hosts:
 //! 1. the request must parse and its fields (and `ineligible_arms`, when the protocol has arm
-//!    eligibility) fit the protocol (`invalid_enrolment`, nothing stored);
+//!    eligibility, and `consent`, as the protocol's consent model asks: see
+//!    [`crate::protocol::parse_enrolment_consent`]) fit the protocol (`invalid_enrolment`,
+//!    nothing stored);
 //! 2. a `record_id` seen before answers from the store: the same body replays the allocation,
 //!    another body is a `record_conflict` — this works even after recruitment has closed, so a
 //!    register's retry of an acknowledged enrolment never fails;
@@ -11,7 +13,9 @@
 //!    (`trial_not_active`), and the site must be open (`site_closed`);
 //! 4. a subject already randomised under another record is refused (`already_randomised`);
 //! 5. an ineligible patient is refused with reasons, and the refusal is recorded in the screening
-//!    log (identical retries are not recorded twice);
+//!    log; an eligible patient on the trial's objection (opt-out) list is refused (`objected`)
+//!    and recorded in the screening log as not randomised for reason `objected`, so the flow
+//!    counts them (identical retries are recorded once either way);
 //! 6. otherwise the patient is allocated by the protocol's procedure (a cluster member inherits
 //!    its cluster's arm), and allocation, stratum position, trial counter, the counts the
 //!    adaptive procedures balance, the cluster's arm, screening-log row and audit entry are
@@ -128,8 +132,9 @@ fn prepare(
             "this token is not valid for trial `{trial_id}`"
         )));
     }
-    let request = EnrolmentRequest::from_json_with(body, &[protocol::INELIGIBLE_ARMS])
-        .map_err(EnrolError::Invalid)?;
+    let request =
+        EnrolmentRequest::from_json_with(body, &[protocol::INELIGIBLE_ARMS, protocol::CONSENT])
+            .map_err(EnrolError::Invalid)?;
     if !principal.may_access_site(&request.site) {
         return Err(EnrolError::Forbidden(format!(
             "this token may not enrol at site `{}`",
@@ -140,11 +145,13 @@ fn prepare(
     // Every problem at once: the arm list's and the fields'.
     let eligible = protocol::parse_ineligible_arms(protocol, body.get(protocol::INELIGIBLE_ARMS));
     let values = protocol::parse_enrolment(protocol, &request.site, &request.fields);
-    let (eligible, values) = match (eligible, values) {
-        (Ok(eligible), Ok(values)) => (eligible, values),
-        (eligible, values) => {
+    let consent = protocol::parse_enrolment_consent(protocol, body.get(protocol::CONSENT));
+    let (eligible, values, consent) = match (eligible, values, consent) {
+        (Ok(eligible), Ok(values), Ok(consent)) => (eligible, values, consent),
+        (eligible, values, consent) => {
             let mut errors: Vec<FieldError> = eligible.err().into_iter().collect();
             errors.extend(values.err().unwrap_or_default());
+            errors.extend(consent.err().unwrap_or_default());
             return Err(EnrolError::Invalid(errors));
         }
     };
@@ -157,6 +164,7 @@ fn prepare(
         values,
         refusals,
         judged,
+        consent,
         site_scope: principal.site_code.clone(),
         cloud_event,
     })

@@ -111,6 +111,11 @@ pub enum EnrolError {
     },
     #[error("record `{0}` was already submitted with a different body")]
     RecordConflict(String),
+    #[error(
+        "subject `{0}` is on this trial's objection list and is never randomised; the \
+         screening is recorded"
+    )]
+    Objected(String),
     #[error("trial `{trial}` is not recruiting: {reason}")]
     TrialNotActive { trial: String, reason: String },
     #[error("trial `{0}` is paused: it enrols no patient until an admin resumes it")]
@@ -144,6 +149,7 @@ impl CodedError for EnrolError {
             EnrolError::NotEligible { .. } => Code::NotEligible,
             EnrolError::AlreadyRandomised { .. } => Code::AlreadyRandomised,
             EnrolError::RecordConflict(_) => Code::RecordConflict,
+            EnrolError::Objected(_) => Code::Objected,
             EnrolError::TrialNotActive { .. } => Code::TrialNotActive,
             EnrolError::TrialPaused(_) => Code::TrialPaused,
             EnrolError::TrialClosed(_) => Code::TrialClosed,

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::TrialViewError;
+use crate::analysis::participation::Participation;
 use crate::analysis::TrialData;
 use crate::endpoints::flow::Screening;
 use crate::protocol::{self, Protocol};
 use crate::store::since::{self, Marks, Since, TrialRows};
 use crate::store::{
-    allocation_errors, allocations, deliveries, events, screening_log, trials, Store,
+    allocation_errors, allocations, deliveries, events, participation, screening_log, trials, Store,
 };
 
 /// A trial's data as last read, and how far that read went.
@@ -59,6 +60,9 @@ impl HeldData {
                     let mut screening = Arc::unwrap_or_clone(h.screening);
                     data.add(rows.allocations, rows.events);
                     data.deliveries.extend(rows.deliveries);
+                    data.participation
+                        .consents
+                        .extend(rows.consents.into_iter().map(|c| (c.record_id.clone(), c)));
                     if let Some(marks) = rows.in_error {
                         data.in_error = marks;
                     }
@@ -107,12 +111,24 @@ pub async fn from_rows(
         Some(marks) => marks,
         None => allocation_errors::of_trial(store, trial_id).await?,
     };
+    let participation = match rows.withdrawals {
+        Some(withdrawals) => Participation {
+            consents: rows
+                .consents
+                .into_iter()
+                .map(|c| (c.record_id.clone(), c))
+                .collect(),
+            withdrawals,
+        },
+        None => participation::of_trial(store, trial_id).await?,
+    };
     let mut data = TrialData {
         protocol: stored_protocol(store, trial_id).await?,
         allocations: Vec::new(),
         events: Vec::new(),
         in_error,
         deliveries: rows.deliveries,
+        participation,
     };
     data.add(rows.allocations, rows.events);
     Ok(data)
@@ -126,13 +142,14 @@ pub async fn read_each_table(
     trial_id: &str,
 ) -> Result<(TrialData, Vec<Screening>), TrialViewError> {
     // Independent reads: on a pool, at the same time.
-    let (protocol, allocations, events, in_error, screening, deliveries) = tokio::try_join!(
+    let (protocol, allocations, events, in_error, screening, deliveries, participation) = tokio::try_join!(
         stored_protocol(store, trial_id),
         async { Ok(allocations::list(store, trial_id).await?) },
         async { Ok(events::for_trial(store, trial_id).await?) },
         async { Ok(allocation_errors::of_trial(store, trial_id).await?) },
         async { Ok(screening_log::screening_outcomes(store, trial_id).await?) },
         async { Ok(deliveries::all(store).await?) },
+        async { Ok(participation::of_trial(store, trial_id).await?) },
     )?;
     Ok((
         TrialData {
@@ -141,6 +158,7 @@ pub async fn read_each_table(
             events,
             in_error,
             deliveries,
+            participation,
         },
         screening,
     ))
