@@ -2,7 +2,8 @@
 //! `templates/dashboard/`) with server-side SVG charts (plotters), no JavaScript and nothing
 //! loaded from elsewhere.
 //!
-//! Routes: `GET /` (sign in), `POST /login`, `POST /logout`, `GET /trials` and
+//! Routes: `GET /` (sign in), `POST /login`, `POST /logout`, `GET /auth/sign-in` and
+//! `GET /auth/callback` (OpenID Connect, see [`session`]), `GET /trials` and
 //! `GET /trials/{trial}[?cutoff=YYYY-MM-DD][&page=N]`, which shows each role its own page:
 //! - sponsor, register host, admin: [`blinded::BlindedPage`] (a site-scoped register host
 //!   sees its own site only);
@@ -55,6 +56,8 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(session::sign_in_page))
         .route("/login", post(session::sign_in))
         .route("/logout", post(session::sign_out))
+        .route("/auth/sign-in", get(session::begin_oidc))
+        .route("/auth/callback", get(session::oidc_callback))
         .route("/trials", get(trial_list))
         .route("/trials/{trial}", get(trial_page))
         .layer(middleware::map_response(page_headers))
@@ -105,7 +108,7 @@ pub(crate) fn html(status: StatusCode, page: &impl Template) -> Response {
 
 #[derive(Template)]
 #[template(path = "dashboard/message.html")]
-struct MessagePage {
+pub(crate) struct MessagePage {
     heading: String,
     message: String,
     links: Vec<(String, String)>,
@@ -136,7 +139,8 @@ fn role_name(p: &Principal) -> String {
 }
 
 /// `GET /trials`: the trials this reader may open (straight to the only one).
-async fn trial_list(State(state): State<Dashboard>, SignedIn(p): SignedIn) -> Response {
+async fn trial_list(State(state): State<Dashboard>, SignedIn(session): SignedIn) -> Response {
+    let p = session.principal;
     let trials: Vec<&str> = state
         .app
         .trials
@@ -182,11 +186,12 @@ struct PageQuery {
 /// reader may open the trial and what of it they get; this only words the refusals.
 async fn trial_page(
     State(state): State<Dashboard>,
-    SignedIn(p): SignedIn,
+    SignedIn(session): SignedIn,
     Path(trial): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let app = &state.app;
+    let p = session.principal.clone();
     let runtime = match auth::served_trial(&app.trials, &p, &trial) {
         Ok(runtime) => runtime,
         Err(e) => return refused(&e, &trial),
@@ -249,6 +254,17 @@ async fn trial_page(
         Ok(panel) => panel,
         Err(e) => return refused(&e, &trial),
     };
+    // Who opened an unblinded page is logged before it is shown; no log, no page.
+    if matches!(opened.view, TrialView::Unblinded(_)) {
+        let cutoff = opened.cutoff.0.to_string();
+        if let Err(e) = app
+            .sessions
+            .log_unblinded_read(&session, &trial, &cutoff)
+            .await
+        {
+            return session::outage(&e);
+        }
+    }
     let chrome = chrome(opened.cutoff.0.to_string(), Some(panel));
     let key = PageKey {
         trial: trial.clone(),

@@ -29,6 +29,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod outbox;
 pub mod screening_log;
+pub mod sessions;
 pub mod since;
 pub mod tokens;
 pub mod trials;

@@ -20,6 +20,7 @@ mod held_data;
 mod http_enrolment;
 mod lifecycle;
 mod live_procedures;
+mod oidc;
 mod pseudonymise;
 mod randomised_in_error;
 mod replay;
