@@ -54,6 +54,8 @@ pub struct LifecyclePanel {
     pub unblindings: usize,
     /// Who, when, why, which record (no arm): for the statistician, the DSMB and the auditor.
     pub unblinding_list: Option<Vec<[String; 6]>>,
+    /// Whether the reader may pause, resume or close the trial from the page (its admins).
+    pub may_change: bool,
 }
 
 /// One box of the CONSORT flow.

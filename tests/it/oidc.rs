@@ -31,7 +31,10 @@ use rrct::service::sign_in::SignInConfig;
 const CLIENT_ID: &str = "rrct-test";
 const CLIENT_SECRET: &str = "test-only-client-secret";
 
-crate::on_both_backends!(no_cookie_from_the_token_form_holds_a_token);
+crate::on_both_backends!(
+    no_cookie_from_the_token_form_holds_a_token,
+    oidc_refuses_id_tokens_from_a_wrong_issuer_audience_key_time_or_nonce
+);
 
 fn oidc_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
@@ -125,6 +128,11 @@ role = "dsmb"
 trial = "taste"
 
 [[oidc.roles]]
+value = "rrct-admin-taste"
+role = "admin"
+trial = "taste"
+
+[[oidc.roles]]
 value = "rrct-sponsor-ks"
 role = "sponsor"
 trial = "taste"
@@ -177,6 +185,7 @@ fn provider(callback: &str, after_logout: &str) -> Issuer {
             "anna": {"name": "Anna Berg", "groups": ["staff", "rrct-dsmb-taste"]},
             "karin": {"name": "Karin Ek", "groups": ["rrct-sponsor-ks"]},
             "nils": {"name": "Nils Holm", "groups": ["staff"]},
+            "olle": {"name": "Olle Lind", "groups": ["rrct-admin-taste"]},
         }
     });
     Issuer::start("provider.mjs", &[config.to_string()])
@@ -577,6 +586,74 @@ async fn oidc_refuses_a_replayed_authorisation_code() {
     fx.app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_page_action_records_the_person_and_refuses_cross_site_posts() {
+    if !ready(true) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let fx = fixture(&db, "", provider).await;
+    seed(&fx.app).await;
+    let chromium = Chromium::start(&find_chromium().unwrap());
+    let mut page = Page::open(&chromium.ws_url).await;
+    let landed = sign_in(&mut page, &fx, "olle").await;
+    assert_eq!(landed, format!("{}/trials/taste", fx.app.base));
+    // The trial's admin pauses enrolment from the page, with a reason.
+    page.eval(
+        "document.getElementById('lifecycle-change-kind').value = 'pause'; \
+         document.getElementById('lifecycle-reason').value = 'DSMB asked for a pause'; \
+         document.querySelector('#lifecycle-change button').click()",
+    )
+    .await;
+    page.wait_until(
+        "document.getElementById('lifecycle-status') && \
+         document.getElementById('lifecycle-status').innerText === 'Trial paused'",
+    )
+    .await;
+    let overview = rrct::service::lifecycle::overview(&fx.app.store, "taste")
+        .await
+        .unwrap();
+    assert_eq!(overview.lifecycle, "paused");
+    let change = overview.history.last().unwrap();
+    assert_eq!(
+        (change.reason.as_str(), change.actor.as_str()),
+        ("DSMB asked for a pause", "person:olle (Olle Lind)")
+    );
+    let entries = rrct::store::audit::entries(&fx.app.store, Some("taste"))
+        .await
+        .unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(last.actor, "person:olle (Olle Lind)", "{last:?}");
+    // The page's status history names her too (its table is folded: textContent).
+    let text = page
+        .eval("document.getElementById('lifecycle-history').textContent")
+        .await;
+    assert!(
+        text.as_str().unwrap().contains("person:olle (Olle Lind)"),
+        "{text}"
+    );
+
+    // The same form posted from another site is refused, and nothing changes.
+    let session = session_cookie(&cookies(&mut page).await).unwrap();
+    let r = no_redirects()
+        .post(format!("{}/trials/taste/lifecycle", fx.app.base))
+        .header(COOKIE, format!("rrct_session={session}"))
+        .header("sec-fetch-site", "cross-site")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("change=resume&reason=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let overview = rrct::service::lifecycle::overview(&fx.app.store, "taste")
+        .await
+        .unwrap();
+    assert_eq!(overview.lifecycle, "paused");
+    assert_eq!(overview.history.len(), 1);
+    drop(chromium);
+    fx.app.stop().await;
+}
+
 fn page_client() -> reqwest::Client {
     no_redirects()
 }
@@ -631,12 +708,10 @@ async fn rogue_sign_in(fx: &Fixture) -> (u16, String, Vec<String>) {
     (r.status().as_u16(), r.text().await.unwrap(), set_cookies)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oidc_refuses_id_tokens_from_a_wrong_issuer_audience_key_time_or_nonce() {
+async fn oidc_refuses_id_tokens_from_a_wrong_issuer_audience_key_time_or_nonce(db: TestDb) {
     if !ready(false) {
         return;
     }
-    let db = TestDb::sqlite();
     let fx = fixture(&db, "", rogue).await;
     let http = no_redirects();
     let with_session = |cookies: &[String]| {
