@@ -157,7 +157,7 @@ async fn trial_list(State(state): State<Dashboard>, SignedIn(session): SignedIn)
         &MessagePage {
             heading: "Your trials".into(),
             message: if trials.is_empty() {
-                "This token opens no trial served here.".into()
+                "This sign-in opens no trial served here.".into()
             } else {
                 format!("Signed in as {}.", role_name(&p))
             },
@@ -406,8 +406,8 @@ fn refused(e: &dyn CodedError, trial: &str) -> Response {
         ),
         Code::Forbidden => message(
             StatusCode::FORBIDDEN,
-            "Not for this token",
-            format!("Your token is not valid for trial `{trial}`."),
+            "Not for this sign-in",
+            format!("Your sign-in is not valid for trial `{trial}`."),
         ),
         Code::InvalidQuery => message(
             StatusCode::BAD_REQUEST,
