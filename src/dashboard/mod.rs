@@ -3,8 +3,8 @@
 //! loaded from elsewhere.
 //!
 //! Routes: `GET /` (sign in), `POST /login`, `POST /logout`, `GET /auth/sign-in` and
-//! `GET /auth/callback` (OpenID Connect, see [`session`]), `POST /trials/{trial}/lifecycle`
-//! (an admin pauses, resumes or closes the trial), `GET /trials` and
+//! `GET /auth/callback` (OpenID Connect, see [`session`]), the page actions of [`actions`]
+//! (`POST /trials/{trial}/lifecycle|randomised-in-error|unblind`), `GET /trials` and
 //! `GET /trials/{trial}[?cutoff=YYYY-MM-DD][&page=N]`, which shows each role its own page:
 //! - sponsor, register host, admin: [`blinded::BlindedPage`] (a site-scoped register host
 //!   sees its own site only);
@@ -15,6 +15,7 @@
 //! This module owns presentation only. It must never decide blinding by hiding markup: which
 //! figures a role may see is settled by the data each page is built from.
 
+pub mod actions;
 pub mod audit;
 pub mod blinded;
 pub mod cache;
@@ -61,7 +62,12 @@ pub fn router(app: AppState) -> Router {
         .route("/auth/callback", get(session::oidc_callback))
         .route("/trials", get(trial_list))
         .route("/trials/{trial}", get(trial_page))
-        .route("/trials/{trial}/lifecycle", post(lifecycle_change))
+        .route("/trials/{trial}/lifecycle", post(actions::lifecycle_change))
+        .route(
+            "/trials/{trial}/randomised-in-error",
+            post(actions::mark_in_error),
+        )
+        .route("/trials/{trial}/unblind", post(actions::unblind))
         .layer(middleware::map_response(page_headers))
         .with_state(Dashboard {
             app,
@@ -292,59 +298,6 @@ async fn trial_page(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct LifecycleForm {
-    change: String,
-    reason: String,
-}
-
-/// `POST /trials/{trial}/lifecycle`: an admin pauses, resumes or closes the trial from its
-/// page. The service decides who may (as for the API); the change and its audit entry carry
-/// the session's actor, the person signed in.
-async fn lifecycle_change(
-    State(state): State<Dashboard>,
-    SignedIn(session): SignedIn,
-    headers: axum::http::HeaderMap,
-    Path(trial): Path<String>,
-    axum::Form(form): axum::Form<LifecycleForm>,
-) -> Response {
-    if session::cross_site(&headers) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form was sent from another site and was refused.".into(),
-        );
-    }
-    let change = match form.change.as_str() {
-        "pause" => lifecycle::Change::Pause,
-        "resume" => lifecycle::Change::Resume,
-        "close" => lifecycle::Change::Close,
-        other => {
-            return message(
-                StatusCode::BAD_REQUEST,
-                "Change not accepted",
-                format!(
-                    "`{}` is not a change: pause, resume or close.",
-                    other.escape_debug()
-                ),
-            )
-        }
-    };
-    let body = serde_json::json!({ "reason": form.reason });
-    match lifecycle::change_for(&state.app, &session.principal, &trial, change, None, &body).await {
-        Ok(_) => Redirect::to(&format!("/trials/{trial}")).into_response(),
-        Err(e) => match e.code() {
-            Code::TrialNotFound | Code::Forbidden | Code::Unavailable => refused(&e, &trial),
-            Code::Internal => unavailable(&e),
-            _ => message(
-                StatusCode::BAD_REQUEST,
-                "Change not accepted",
-                sentence(&e.public_message()),
-            ),
-        },
-    }
-}
-
 /// The trial's lifecycle, history and unblindings as this reader sees them: the list of
 /// unblindings only for the statistician, the DSMB and the auditor; their number for everyone.
 async fn lifecycle_panel(
@@ -393,6 +346,7 @@ async fn lifecycle_panel(
         unblindings: overview.unblindings,
         unblinding_list,
         may_change: p.may_administer(trial),
+        may_unblind: p.may_unblind(trial),
     })
 }
 

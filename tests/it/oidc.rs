@@ -133,6 +133,11 @@ role = "admin"
 trial = "taste"
 
 [[oidc.roles]]
+value = "rrct-unblinder-taste"
+role = "unblinder"
+trial = "taste"
+
+[[oidc.roles]]
 value = "rrct-sponsor-ks"
 role = "sponsor"
 trial = "taste"
@@ -186,6 +191,7 @@ fn provider(callback: &str, after_logout: &str) -> Issuer {
             "karin": {"name": "Karin Ek", "groups": ["rrct-sponsor-ks"]},
             "nils": {"name": "Nils Holm", "groups": ["staff"]},
             "olle": {"name": "Olle Lind", "groups": ["rrct-admin-taste"]},
+            "ulla": {"name": "Ulla Sten", "groups": ["rrct-unblinder-taste"]},
         }
     });
     Issuer::start("provider.mjs", &[config.to_string()])
@@ -587,7 +593,7 @@ async fn oidc_refuses_a_replayed_authorisation_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oidc_page_action_records_the_person_and_refuses_cross_site_posts() {
+async fn oidc_page_actions_record_the_person_and_refuse_cross_site_posts() {
     if !ready(true) {
         return;
     }
@@ -650,8 +656,70 @@ async fn oidc_page_action_records_the_person_and_refuses_cross_site_posts() {
         .unwrap();
     assert_eq!(overview.lifecycle, "paused");
     assert_eq!(overview.history.len(), 1);
+
+    // She marks an allocation randomised in error from the page.
+    page.goto(&format!("{}/trials/taste", fx.app.base)).await;
+    page.eval(
+        "document.getElementById('mark-record').value = 'R000003'; \
+         document.getElementById('mark-reason').value = 'enrolled twice'; \
+         document.querySelector('#mark-in-error button').click()",
+    )
+    .await;
+    page.wait_until("document.title.startsWith('Marked randomised in error')")
+        .await;
+    let last = audit_entries(&fx).await.pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("randomised_in_error_marked", "person:olle (Olle Lind)"),
+        "{last:?}"
+    );
+    drop(chromium);
+
+    // The on-call unblinder breaks the blind of one subject from the page: the person asking
+    // is the one signed in, whatever the form says.
+    let chromium = Chromium::start(&find_chromium().unwrap());
+    let mut page = Page::open(&chromium.ws_url).await;
+    sign_in(&mut page, &fx, "ulla").await;
+    page.eval(
+        "document.getElementById('unblind-record').value = 'R000005'; \
+         document.getElementById('unblind-reason').value = 'anaphylaxis, treating physician asks'; \
+         document.getElementById('unblind-person').value = 'Somebody Else'; \
+         document.querySelector('#unblind button').click()",
+    )
+    .await;
+    page.wait_until("document.getElementById('unblinded-arm') !== null")
+        .await;
+    let text = page.eval("document.body.innerText").await;
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("R000005") && text.contains("for Ulla Sten"),
+        "{text}"
+    );
+    let last = audit_entries(&fx).await.pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("emergency_unblinded", "person:ulla (Ulla Sten)"),
+        "{last:?}"
+    );
+    let unblindings = rrct::service::unblinding::of_trial(&fx.app.store, "taste")
+        .await
+        .unwrap();
+    assert_eq!(unblindings.len(), 1);
+    assert_eq!(
+        (
+            unblindings[0].person.as_str(),
+            unblindings[0].actor.as_str()
+        ),
+        ("Ulla Sten", "person:ulla (Ulla Sten)")
+    );
     drop(chromium);
     fx.app.stop().await;
+}
+
+async fn audit_entries(fx: &Fixture) -> Vec<rrct::store::audit::AuditEntry> {
+    rrct::store::audit::entries(&fx.app.store, Some("taste"))
+        .await
+        .unwrap()
 }
 
 fn page_client() -> reqwest::Client {
