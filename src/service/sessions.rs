@@ -127,6 +127,11 @@ pub enum SessionError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// Who a session is for, as the log names them: the person's subject, or the token's actor.
+fn who(row: &SessionRow) -> &str {
+    row.subject.as_deref().unwrap_or(&row.actor)
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -217,7 +222,8 @@ impl Sessions {
             now - millis(self.settings.idle),
         )
         .await?;
-        tracing::info!(actor = %row.actor, role = %row.role, "page session started");
+        // The log names a person by subject only (their name stays in the database).
+        tracing::info!(who = %who(&row), role = %row.role, "page session started");
         Ok(SessionId(id))
     }
 
@@ -238,7 +244,7 @@ impl Sessions {
         if idle || now >= row.expires_ms {
             sessions::delete(&self.store, &id_hash).await?;
             tracing::info!(
-                actor = %row.actor,
+                who = %who(&row),
                 reason = if idle { "idle" } else { "lifetime" },
                 "page session ended"
             );
@@ -282,7 +288,9 @@ impl Sessions {
         let id_hash = hash(cookie);
         let found = sessions::find(&self.store, &id_hash).await?;
         if found.is_some() && sessions::delete(&self.store, &id_hash).await? {
-            tracing::info!(actor = %found.as_ref().map_or("", |r| r.actor.as_str()), "page session signed out");
+            if let Some(row) = &found {
+                tracing::info!(who = %who(row), "page session signed out");
+            }
         }
         Ok(found)
     }

@@ -338,7 +338,7 @@ pub enum SignInError {
     Exchange(String),
     #[error("the identity provider's ID token was refused: {0}")]
     IdToken(String),
-    #[error("no role in rrct is mapped to {} ({})", .0.name, .0.subject)]
+    #[error("no role in rrct is mapped to subject {}", .0.subject)]
     NoRole(Person),
     #[error("the identity provider cannot be reached: {0}")]
     Unreachable(String),
