@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use crate::protocol::{self, ProtocolErrors};
 use crate::randomise::MasterSeed;
 use crate::service::seed_vault::SeedKey;
+use crate::service::sign_in::{SignInConfig, SignInError};
 use crate::service::trials::{self, LoadError};
 use crate::service::webhooks::{self, DeliveryOptions};
 use crate::service::{connect_pooled, AppState, Clock, TrialRegistry};
@@ -75,6 +76,8 @@ pub struct Settings {
     /// How often stale sources are looked for (and their alarm raised); `None`: never (tests and
     /// the demo, which look when they choose).
     pub stale_source_check: Option<Duration>,
+    /// How people sign in to the pages: sessions' timeouts, and the OpenID Connect issuer.
+    pub sign_in: SignInConfig,
 }
 
 impl Settings {
@@ -92,6 +95,7 @@ impl Settings {
             limits: Limits::default(),
             webhooks: DeliveryOptions::default(),
             stale_source_check: None,
+            sign_in: SignInConfig::default(),
         }
     }
 }
@@ -117,6 +121,8 @@ pub enum BuildError {
          enrolments it cannot record"
     )]
     ReadOnly { database: String, reason: String },
+    #[error("cannot set up the sign-in: {0}")]
+    SignIn(#[from] SignInError),
     #[error("cannot listen on {bind}: {reason}")]
     Bind {
         bind: SocketAddr,
@@ -192,7 +198,7 @@ impl Application {
         Ok(Application {
             listener,
             address,
-            state: AppState::new(store, registry, settings.clock),
+            state: AppState::new(store, registry, settings.clock).with_sign_in(settings.sign_in)?,
             limits: settings.limits,
             seed_key: settings.seed_key,
             webhooks: settings.webhooks,

@@ -10,6 +10,7 @@ use anyhow::Context;
 use super::DatabaseArg;
 use crate::api::application::{self, Application, Limits, Settings, Trials};
 use crate::service::seed_vault::{SeedKey, VaultError};
+use crate::service::sign_in::SignInConfig;
 use crate::service::Clock;
 
 #[derive(clap::Args, Debug)]
@@ -54,9 +55,18 @@ pub struct ServeArgs {
     /// to another instance.
     #[arg(long, env = "RRCT_NATS_ACK_WAIT_SECS", default_value_t = 30)]
     nats_ack_wait_secs: u64,
+    /// The pages' sign-in configuration (TOML): sessions' idle timeout and lifetime, and the
+    /// OpenID Connect issuer people sign in with (see the README). Without it people sign in
+    /// with a token, in sessions of the default timeouts.
+    #[arg(long, env = "RRCT_SIGN_IN_CONFIG")]
+    sign_in: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let sign_in = match &args.sign_in {
+        Some(path) => SignInConfig::load(path)?,
+        None => SignInConfig::default(),
+    };
     let seed_key = SeedKey::configured(args.seed_key_file.as_deref())?.ok_or(VaultError::NoKey)?;
     let app = Application::build(Settings {
         database: args.db.database,
@@ -73,6 +83,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         webhooks: Default::default(),
         stale_source_check: Some(crate::service::alarms::CHECK_EVERY),
+        sign_in,
     })
     .await
     .context("rrct serve cannot start")?;

@@ -2,7 +2,9 @@
 //! `templates/dashboard/`) with server-side SVG charts (plotters), no JavaScript and nothing
 //! loaded from elsewhere.
 //!
-//! Routes: `GET /` (sign in), `POST /login`, `POST /logout`, `GET /trials` and
+//! Routes: `GET /` (sign in), `POST /login`, `POST /logout`, `GET /auth/sign-in` and
+//! `GET /auth/callback` (OpenID Connect, see [`session`]), the page actions of [`actions`]
+//! (`POST /trials/{trial}/lifecycle|randomised-in-error|unblind`), `GET /trials` and
 //! `GET /trials/{trial}[?cutoff=YYYY-MM-DD][&page=N]`, which shows each role its own page:
 //! - sponsor, register host, admin: [`blinded::BlindedPage`] (a site-scoped register host
 //!   sees its own site only);
@@ -13,6 +15,7 @@
 //! This module owns presentation only. It must never decide blinding by hiding markup: which
 //! figures a role may see is settled by the data each page is built from.
 
+pub mod actions;
 pub mod audit;
 pub mod blinded;
 pub mod cache;
@@ -56,8 +59,16 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(session::sign_in_page))
         .route("/login", post(session::sign_in))
         .route("/logout", post(session::sign_out))
+        .route("/auth/sign-in", get(session::begin_oidc))
+        .route("/auth/callback", get(session::oidc_callback))
         .route("/trials", get(trial_list))
         .route("/trials/{trial}", get(trial_page))
+        .route("/trials/{trial}/lifecycle", post(actions::lifecycle_change))
+        .route(
+            "/trials/{trial}/randomised-in-error",
+            post(actions::mark_in_error),
+        )
+        .route("/trials/{trial}/unblind", post(actions::unblind))
         .layer(middleware::map_response(page_headers))
         .with_state(Dashboard {
             app,
@@ -106,7 +117,7 @@ pub(crate) fn html(status: StatusCode, page: &impl Template) -> Response {
 
 #[derive(Template)]
 #[template(path = "dashboard/message.html")]
-struct MessagePage {
+pub(crate) struct MessagePage {
     heading: String,
     message: String,
     links: Vec<(String, String)>,
@@ -137,7 +148,8 @@ fn role_name(p: &Principal) -> String {
 }
 
 /// `GET /trials`: the trials this reader may open (straight to the only one).
-async fn trial_list(State(state): State<Dashboard>, SignedIn(p): SignedIn) -> Response {
+async fn trial_list(State(state): State<Dashboard>, SignedIn(session): SignedIn) -> Response {
+    let p = session.principal;
     let trials: Vec<&str> = state
         .app
         .trials
@@ -152,7 +164,7 @@ async fn trial_list(State(state): State<Dashboard>, SignedIn(p): SignedIn) -> Re
         &MessagePage {
             heading: "Your trials".into(),
             message: if trials.is_empty() {
-                "This token opens no trial served here.".into()
+                "This sign-in opens no trial served here.".into()
             } else {
                 format!("Signed in as {}.", role_name(&p))
             },
@@ -183,11 +195,12 @@ struct PageQuery {
 /// reader may open the trial and what of it they get; this only words the refusals.
 async fn trial_page(
     State(state): State<Dashboard>,
-    SignedIn(p): SignedIn,
+    SignedIn(session): SignedIn,
     Path(trial): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let app = &state.app;
+    let p = session.principal.clone();
     let runtime = match auth::served_trial(&app.trials, &p, &trial) {
         Ok(runtime) => runtime,
         Err(e) => return refused(&e, &trial),
@@ -250,6 +263,17 @@ async fn trial_page(
         Ok(panel) => panel,
         Err(e) => return refused(&e, &trial),
     };
+    // Who opened an unblinded page is logged before it is shown; no log, no page.
+    if matches!(opened.view, TrialView::Unblinded(_)) {
+        let cutoff = opened.cutoff.0.to_string();
+        if let Err(e) = app
+            .sessions
+            .log_unblinded_read(&session, &trial, &cutoff)
+            .await
+        {
+            return session::outage(&e);
+        }
+    }
     let chrome = chrome(opened.cutoff.0.to_string(), Some(panel));
     let key = PageKey {
         trial: trial.clone(),
@@ -322,6 +346,8 @@ async fn lifecycle_panel(
             .collect(),
         unblindings: overview.unblindings,
         unblinding_list,
+        may_change: p.may_administer(trial),
+        may_unblind: p.may_unblind(trial),
     })
 }
 
@@ -335,8 +361,8 @@ fn refused(e: &dyn CodedError, trial: &str) -> Response {
         ),
         Code::Forbidden => message(
             StatusCode::FORBIDDEN,
-            "Not for this token",
-            format!("Your token is not valid for trial `{trial}`."),
+            "Not for this sign-in",
+            format!("Your sign-in is not valid for trial `{trial}`."),
         ),
         Code::InvalidQuery => message(
             StatusCode::BAD_REQUEST,

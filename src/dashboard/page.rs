@@ -54,6 +54,11 @@ pub struct LifecyclePanel {
     pub unblindings: usize,
     /// Who, when, why, which record (no arm): for the statistician, the DSMB and the auditor.
     pub unblinding_list: Option<Vec<[String; 6]>>,
+    /// Whether the reader may pause, resume or close the trial, and mark an allocation
+    /// randomised in error, from the page (its admins).
+    pub may_change: bool,
+    /// Whether the reader may break the blind of one subject from the page (its unblinder).
+    pub may_unblind: bool,
 }
 
 /// One box of the CONSORT flow.

@@ -40,6 +40,8 @@ pub mod participation;
 pub mod randomised_in_error;
 pub mod screening;
 pub mod seed_vault;
+pub mod sessions;
+pub mod sign_in;
 pub mod state;
 pub mod tokens;
 pub mod trial_view;

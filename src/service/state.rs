@@ -27,6 +27,10 @@ pub struct AppState {
     pub auth_failures: Arc<FailedAuthentications>,
     /// Answers to CloudEvents, kept in groups.
     pub kept: super::keeper::Keeper,
+    /// The pages' sessions.
+    pub sessions: super::sessions::Sessions,
+    /// The issuer people sign in to the pages with, when one is configured.
+    pub relying_party: Option<Arc<super::sign_in::RelyingParty>>,
 }
 
 impl AppState {
@@ -37,12 +41,27 @@ impl AppState {
             enrolments: EnrolmentQueue::start(store.clone(), clock.clone()),
             auth: Authenticator::new(store.clone()),
             kept: super::keeper::Keeper::start(store.clone()),
+            sessions: super::sessions::Sessions::new(store.clone(), Default::default()),
+            relying_party: None,
             views: Arc::default(),
             store,
             trials: Arc::new(trials),
             clock,
             auth_failures: Arc::default(),
         }
+    }
+
+    /// The same state with people signing in as `config` says (sessions' timeouts, the issuer).
+    pub fn with_sign_in(
+        mut self,
+        config: super::sign_in::SignInConfig,
+    ) -> Result<Self, super::sign_in::SignInError> {
+        self.sessions = super::sessions::Sessions::new(self.store.clone(), config.sessions);
+        self.relying_party = match config.oidc {
+            Some(oidc) => Some(Arc::new(super::sign_in::RelyingParty::new(oidc)?)),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// Read the served trials' data for the trial views in the background, so that the first

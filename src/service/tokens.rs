@@ -287,8 +287,11 @@ pub async fn authenticate(store: &Store, token: &str) -> StoreResult<Option<Prin
 }
 
 async fn verify(store: &Store, token: &str) -> StoreResult<Option<Verified>> {
-    let hash = hash_token(token);
-    let Some(grant) = tokens::find(store, &hash).await? else {
+    verify_hash(store, &hash_token(token)).await
+}
+
+async fn verify_hash(store: &Store, hash: &str) -> StoreResult<Option<Verified>> {
+    let Some(grant) = tokens::find(store, hash).await? else {
         return Ok(None);
     };
     let Some(role) = Role::parse(&grant.role) else {
@@ -332,7 +335,13 @@ impl Authenticator {
     }
 
     pub async fn authenticate(&self, token: &str) -> StoreResult<Option<Principal>> {
-        let hash = hash_token(token);
+        self.authenticate_hash(&hash_token(token)).await
+    }
+
+    /// As [`Authenticator::authenticate`], for a token known by its hash only (the token a
+    /// page session rests on: the session keeps the hash, never the secret).
+    pub async fn authenticate_hash(&self, hash: &str) -> StoreResult<Option<Principal>> {
+        let hash = hash.to_string();
         let now = Timestamp::now();
         if let Ok(known) = self.known.lock() {
             if let Some((principal, at, expires)) = known.get(&hash) {
@@ -341,7 +350,7 @@ impl Authenticator {
                 }
             }
         }
-        let found = verify(&self.store, token).await?;
+        let found = verify_hash(&self.store, &hash).await?;
         if let (Some(v), Ok(mut known)) = (&found, self.known.lock()) {
             if known.len() > 10_000 {
                 known.retain(|_, (_, at, _)| at.elapsed() < TOKEN_CACHE_TTL);

@@ -21,7 +21,8 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub struct AuditEntry {
     pub seq: i64,
     pub recorded_at: String,
-    /// Who caused it: `system`, `cli`, or `token:<first 12 hex of the token hash>`.
+    /// Who caused it: `system`, `cli`, `token:<first 12 hex of the token hash>`, or a person
+    /// signed in to the pages, `person:<subject> (<name>)`.
     pub actor: String,
     pub action: String,
     pub trial_id: Option<String>,

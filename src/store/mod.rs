@@ -30,6 +30,7 @@ pub mod lifecycle;
 pub mod outbox;
 pub mod participation;
 pub mod screening_log;
+pub mod sessions;
 pub mod since;
 pub mod tokens;
 pub mod trials;

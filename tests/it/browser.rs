@@ -20,7 +20,7 @@ use crate::support::{TestApp, TestDb, TASTE};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn find_chromium() -> Option<PathBuf> {
+pub(crate) fn find_chromium() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("RRCT_CHROMIUM") {
         return Some(PathBuf::from(p));
     }
@@ -32,14 +32,14 @@ fn find_chromium() -> Option<PathBuf> {
 }
 
 /// Chromium with remote debugging on a free port; killed on drop.
-struct Chromium {
+pub(crate) struct Chromium {
     child: Child,
-    ws_url: String,
+    pub(crate) ws_url: String,
     _profile: tempfile::TempDir,
 }
 
 impl Chromium {
-    fn start(binary: &PathBuf) -> Chromium {
+    pub(crate) fn start(binary: &PathBuf) -> Chromium {
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new(binary)
             .args([
@@ -89,16 +89,16 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A minimal DevTools client: one page target, flattened session on the browser socket.
-struct Page {
+pub(crate) struct Page {
     ws: Socket,
     session: String,
     next_id: u64,
     /// Events seen while waiting for replies.
-    events: Vec<Value>,
+    pub(crate) events: Vec<Value>,
 }
 
 impl Page {
-    async fn open(ws_url: &str) -> Page {
+    pub(crate) async fn open(ws_url: &str) -> Page {
         let (ws, _) = tokio_tungstenite::connect_async(ws_url)
             .await
             .expect("connect to DevTools");
@@ -142,7 +142,7 @@ impl Page {
         }
     }
 
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -164,7 +164,7 @@ impl Page {
     }
 
     /// Wait for an event (or take it from those already seen).
-    async fn wait_for(&mut self, method: &str) -> Value {
+    pub(crate) async fn wait_for(&mut self, method: &str) -> Value {
         if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
             return self.events.remove(i);
         }
@@ -177,7 +177,7 @@ impl Page {
         }
     }
 
-    async fn eval(&mut self, expression: &str) -> Value {
+    pub(crate) async fn eval(&mut self, expression: &str) -> Value {
         let r = self
             .call(
                 "Runtime.evaluate",
@@ -188,21 +188,67 @@ impl Page {
         r["result"]["value"].clone()
     }
 
+    /// `expression`'s value, or `None` while the page is between documents.
+    pub(crate) async fn try_eval(&mut self, expression: &str) -> Option<Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"id": id, "method": "Runtime.evaluate", "sessionId": self.session,
+                         "params": {"expression": expression, "returnByValue": true}});
+        self.ws
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let m = self.next_message().await;
+            if m["id"] == id {
+                if m.get("error").is_some() || m["result"].get("exceptionDetails").is_some() {
+                    return None;
+                }
+                return Some(m["result"]["result"]["value"].clone());
+            }
+            self.events.push(m);
+        }
+    }
+
+    /// Wait until `condition` (a script expression) holds on a loaded page; the page's URL
+    /// when it does.
+    pub(crate) async fn wait_until(&mut self, condition: &str) -> String {
+        let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+        let probe =
+            format!("document.readyState === 'complete' && ({condition}) ? location.href : null");
+        loop {
+            if let Some(Value::String(url)) = self.try_eval(&probe).await {
+                return url;
+            }
+            let now = self.try_eval("location.href + ' ' + document.title").await;
+            let failed: Vec<&Value> = self
+                .events
+                .iter()
+                .filter(|e| e["method"] == "Network.loadingFailed")
+                .collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited in vain for `{condition}`; at {now:?}; failed loads: {failed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Run `action` (which navigates) and wait until the new page has loaded.
-    async fn navigating(&mut self, action: &str) {
+    pub(crate) async fn navigating(&mut self, action: &str) {
         self.events.retain(|e| e["method"] != "Page.loadEventFired");
         self.eval(action).await;
         self.wait_for("Page.loadEventFired").await;
     }
 
-    async fn goto(&mut self, url: &str) {
+    pub(crate) async fn goto(&mut self, url: &str) {
         self.events.retain(|e| e["method"] != "Page.loadEventFired");
         self.call("Page.navigate", json!({ "url": url })).await;
         self.wait_for("Page.loadEventFired").await;
     }
 
     /// Console errors, uncaught exceptions and browser log errors seen so far.
-    fn errors(&self) -> Vec<String> {
+    pub(crate) fn errors(&self) -> Vec<String> {
         self.events
             .iter()
             .filter(|e| {
@@ -215,7 +261,7 @@ impl Page {
     }
 
     /// A full-page PNG.
-    async fn screenshot(&mut self, path: &PathBuf) {
+    pub(crate) async fn screenshot(&mut self, path: &PathBuf) {
         let height = self
             .eval("document.documentElement.scrollHeight")
             .await
@@ -243,7 +289,7 @@ impl Page {
     }
 }
 
-fn artefact(name: &str) -> PathBuf {
+pub(crate) fn artefact(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()

@@ -21,6 +21,7 @@ mod http_enrolment;
 mod lifecycle;
 mod live_procedures;
 mod participation;
+mod oidc;
 mod pseudonymise;
 mod randomised_in_error;
 mod replay;
