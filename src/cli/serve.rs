@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::DatabaseArg;
 use crate::api::application::{self, Application, Limits, Settings, Trials};
+use crate::service::metrics::MetricsAccess;
 use crate::service::seed_vault::{SeedKey, VaultError};
 use crate::service::Clock;
 
@@ -54,6 +55,10 @@ pub struct ServeArgs {
     /// to another instance.
     #[arg(long, env = "RRCT_NATS_ACK_WAIT_SECS", default_value_t = 30)]
     nats_ack_wait_secs: u64,
+    /// Who may scrape GET /metrics: `token` (an admin token of no single trial) or `open`
+    /// (anyone who reaches the port; for a scraper on a private network).
+    #[arg(long, env = "RRCT_METRICS_ACCESS", default_value = "token", value_parser = ["token", "open"])]
+    metrics_access: String,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -75,7 +80,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         stale_source_check: Some(crate::service::alarms::CHECK_EVERY),
     })
     .await
-    .context("rrct serve cannot start")?;
+    .context("rrct serve cannot start")?
+    .with_metrics_access(MetricsAccess::parse(&args.metrics_access).unwrap_or_default());
     let addr = app.address();
     let store = app.state().store.clone();
     let bus = match &args.nats {

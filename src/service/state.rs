@@ -27,14 +27,25 @@ pub struct AppState {
     pub auth_failures: Arc<FailedAuthentications>,
     /// Answers to CloudEvents, kept in groups.
     pub kept: super::keeper::Keeper,
+    /// What the engine counts for Prometheus.
+    pub metrics: super::metrics::SharedMetrics,
+    /// Who may scrape them.
+    pub metrics_access: super::metrics::MetricsAccess,
 }
 
 impl AppState {
     /// State for serving `trials` from `store`; starts the enrolment queue's task, so it must
     /// be called inside a tokio runtime.
     pub fn new(store: Store, trials: TrialRegistry, clock: Clock) -> Self {
+        let metrics = super::metrics::SharedMetrics::default();
         AppState {
-            enrolments: EnrolmentQueue::start(store.clone(), clock.clone()),
+            enrolments: EnrolmentQueue::start_counted(
+                store.clone(),
+                clock.clone(),
+                metrics.clone(),
+            ),
+            metrics,
+            metrics_access: Default::default(),
             auth: Authenticator::new(store.clone()),
             kept: super::keeper::Keeper::start(store.clone()),
             views: Arc::default(),
