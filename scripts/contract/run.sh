@@ -15,21 +15,11 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 started=$(date +%s)
 
-venvs=${RRCT_CONTRACT_VENVS:-$HOME/.cache/rrct/contract}
 examples=${CONTRACT_EXAMPLES:-30}
-tools="$venvs/tools"
-fhir="$venvs/fhir-r4"
-if ! "$tools/bin/python" -c 'import schemathesis, openapi_spec_validator, prometheus_client' 2>/dev/null; then
-    echo "contract: installing schemathesis, openapi-spec-validator and prometheus_client into $tools"
-    python3 -m venv "$tools"
-    "$tools/bin/pip" install -q --disable-pip-version-check \
-        'schemathesis>=4,<5' 'openapi-spec-validator>=0.7' 'prometheus_client>=0.20' </dev/null
-fi
-if ! "$fhir/bin/python" -c 'import fhir.resources as f; assert f.__fhir_version__ == "4.0.1"' 2>/dev/null; then
-    echo "contract: installing fhir.resources 6.4.0 (FHIR R4 4.0.1) into $fhir"
-    python3 -m venv "$fhir"
-    "$fhir/bin/pip" install -q --disable-pip-version-check 'fhir.resources==6.4.0' 'pydantic<2' </dev/null
-fi
+. scripts/contract/tools.sh
+contract_install
+tools=$contract_tools
+fhir=$contract_fhir
 
 cargo build -q --bin rrct
 rrct="${CARGO_TARGET_DIR:-$root/target}/debug/rrct"
