@@ -73,12 +73,13 @@ echo "contract: metrics"
 curl -sf -H "Authorization: Bearer $admin" "$base/metrics" -o "$work/metrics.txt"
 "$tools/bin/python" scripts/contract/metrics_check.py "$work/metrics.txt"
 
-checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection
 fuzz() {
     local who=$1 bearer=$2
     echo "contract: schemathesis as $who ($examples examples per operation)"
     set +e
-    "$tools/bin/schemathesis" run "$work/openapi.json" --url "$base" \
+    "$tools/bin/schemathesis" --config-file scripts/contract/schemathesis.toml \
+        run "$work/openapi.json" --url "$base" \
         -H "Authorization: Bearer $bearer" --checks "$checks" --max-examples "$examples" \
         --phases examples,coverage,fuzzing --workers 1 --seed 20 --no-color \
         --suppress-health-check all --request-timeout 30 </dev/null >"$work/st-$who.txt" 2>&1

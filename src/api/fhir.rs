@@ -245,6 +245,16 @@ pub fn research_subject_resource(subject: &Subject) -> Value {
     resource
 }
 
+#[utoipa::path(
+    get,
+    path = "/fhir/metadata",
+    tag = "fhir",
+    summary = "The FHIR CapabilityStatement",
+    security(()),
+    responses(
+        (status = 200, description = "The CapabilityStatement", body = crate::api::schema::FhirResource, content_type = "application/fhir+json"),
+    )
+)]
 async fn metadata(State(state): State<AppState>) -> Response {
     let now = state.clock.now().to_string();
     fhir(
@@ -283,6 +293,18 @@ async fn metadata(State(state): State<AppState>) -> Response {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/fhir/ResearchStudy/{id}",
+    tag = "fhir",
+    summary = "A trial as a FHIR R4 ResearchStudy",
+    params(("id" = String, Path, description = "The trial id (`_` written `.`)", example = "taste")),
+    responses(
+        (status = 200, description = "The ResearchStudy (arms only for roles that see them)", body = crate::api::schema::FhirResource, content_type = "application/fhir+json"),
+        (status = 403, description = "A token that may not read the trial", body = crate::api::schema::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "No such trial", body = crate::api::schema::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 async fn research_study(
     State(state): State<AppState>,
     auth: Result<Authenticated, ApiError>,
@@ -293,6 +315,18 @@ async fn research_study(
     Ok(fhir(StatusCode::OK, research_study_resource(&study)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/fhir/ResearchSubject/{id}",
+    tag = "fhir",
+    summary = "A randomised subject as a FHIR R4 ResearchSubject",
+    params(("id" = String, Path, description = "`{trial}-{randomisation number}`", example = "taste-1")),
+    responses(
+        (status = 200, description = "The ResearchSubject (assignedArm only for roles that see arms)", body = crate::api::schema::FhirResource, content_type = "application/fhir+json"),
+        (status = 403, description = "A token that may not read the trial", body = crate::api::schema::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "No such subject visible to this token", body = crate::api::schema::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 async fn research_subject(
     State(state): State<AppState>,
     auth: Result<Authenticated, ApiError>,
@@ -308,6 +342,23 @@ async fn research_subject(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/fhir/ResearchSubject",
+    tag = "fhir",
+    summary = "The randomised subjects of a trial: a paged searchset Bundle",
+    params(
+        ("study" = String, Query, description = "The trial: its id or `ResearchStudy/{id}`", example = "taste"),
+        ("_count" = Option<i64>, Query, description = "Subjects on a page, 1 to 500 (default 50)"),
+        ("_cursor" = Option<i64>, Query, description = "Continue after this randomisation number (from a `next` link)"),
+    ),
+    responses(
+        (status = 200, description = "A searchset Bundle with `total` and `self`/`next` links", body = crate::api::schema::FhirResource, content_type = "application/fhir+json"),
+        (status = 400, description = "No study, or a bad `_count` or `_cursor`", body = crate::api::schema::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 403, description = "A token that may not read the trial", body = crate::api::schema::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 404, description = "No such trial", body = crate::api::schema::OperationOutcome, content_type = "application/fhir+json"),
+    )
+)]
 async fn search_subjects(
     State(state): State<AppState>,
     auth: Result<Authenticated, ApiError>,

@@ -20,6 +20,16 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(scrape))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "The engine's metrics in the OpenMetrics text format (Prometheus)",
+    responses(
+        (status = 200, description = "The metrics; nothing per arm or per subject", body = String, content_type = "application/openmetrics-text"),
+        (status = 403, description = "Not an admin token of no single trial (`forbidden`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn scrape(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     if state.metrics_access == MetricsAccess::Token {
         let (mut parts, _) = request.into_parts();

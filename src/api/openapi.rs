@@ -14,7 +14,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, Response as DocResponse, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::schema::{ErrorBody, ErrorDetail};
+use super::schema::{ErrorBody, ErrorDetail, OperationOutcome};
 use crate::service::error::Code;
 use crate::service::AppState;
 
@@ -70,8 +70,13 @@ pub fn document_json() -> serde_json::Value {
         super::lifecycle::unblind,
         super::lifecycle::unblindings,
         super::tokens::revoke,
+        super::metrics::scrape,
+        super::fhir::metadata,
+        super::fhir::research_study,
+        super::fhir::search_subjects,
+        super::fhir::research_subject,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, OperationOutcome)),
     modifiers(&BearerAuth, &CommonFailures, &ErrorCodes),
     tags(
         (name = "enrolment", description = "Randomising patients and reading their allocations"),
@@ -79,7 +84,8 @@ pub fn document_json() -> serde_json::Value {
         (name = "reads", description = "Blinded summary and unblinded analysis"),
         (name = "lifecycle", description = "Pausing, closing, sites, the seed's reveal, emergency unblinding"),
         (name = "tokens", description = "Token administration"),
-        (name = "health", description = "Liveness"),
+        (name = "health", description = "Liveness and metrics"),
+        (name = "fhir", description = "FHIR R4, read-only: ResearchStudy, ResearchSubject, CapabilityStatement; failures as OperationOutcome"),
     ),
 )]
 pub struct ApiDoc;
@@ -129,15 +135,21 @@ impl Modify for ErrorCodes {
 /// request that takes too long (408), and the engine's own faults (500, 503).
 struct CommonFailures;
 
-fn error_response(description: &str) -> RefOr<DocResponse> {
+/// A failure's response: the error body, or an `OperationOutcome` on the FHIR paths.
+fn error_response(description: &str, fhir: bool) -> RefOr<DocResponse> {
+    let (content_type, schema) = if fhir {
+        ("application/fhir+json", "OperationOutcome")
+    } else {
+        ("application/json", "ErrorBody")
+    };
     RefOr::T(
         ResponseBuilder::new()
             .description(description)
             .content(
-                "application/json",
+                content_type,
                 utoipa::openapi::ContentBuilder::new()
                     .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                        "ErrorBody",
+                        schema,
                     ))))
                     .build(),
             )
@@ -145,7 +157,7 @@ fn error_response(description: &str) -> RefOr<DocResponse> {
     )
 }
 
-fn add_failures(operation: &mut Operation, authenticated: bool) {
+fn add_failures(operation: &mut Operation, authenticated: bool, fhir: bool) {
     let mut common = vec![
         (
             "408",
@@ -168,18 +180,21 @@ fn add_failures(operation: &mut Operation, authenticated: bool) {
         ));
     }
     for (status, description) in common {
+        // The request timeout is answered before any handler, in the API's error body.
+        let fhir = fhir && status != "408";
         operation
             .responses
             .responses
             .entry(status.to_string())
-            .or_insert_with(|| error_response(description));
+            .or_insert_with(|| error_response(description, fhir));
     }
 }
 
 impl Modify for CommonFailures {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let authenticated = path != "/healthz";
+            let authenticated = !matches!(path.as_str(), "/healthz" | "/fhir/metadata");
+            let fhir = path.starts_with("/fhir/");
             for operation in [
                 &mut item.get,
                 &mut item.post,
@@ -190,7 +205,7 @@ impl Modify for CommonFailures {
             .into_iter()
             .flatten()
             {
-                add_failures(operation, authenticated);
+                add_failures(operation, authenticated, fhir);
             }
         }
     }

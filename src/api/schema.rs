@@ -99,3 +99,33 @@ pub struct UnblindBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct AnyObject(BTreeMap<String, serde_json::Value>);
+
+/// A FHIR R4 resource (`ResearchStudy`, `ResearchSubject`, `Bundle`, `CapabilityStatement`);
+/// its shape is FHIR's.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct FhirResource {
+    /// The FHIR resource type.
+    #[schema(rename = "resourceType")]
+    pub resource_type: String,
+}
+
+/// A FHIR `OperationOutcome`: how the FHIR views answer a failure.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OperationOutcome {
+    /// Always `OperationOutcome`.
+    #[schema(rename = "resourceType")]
+    pub resource_type: String,
+    pub issue: Vec<OutcomeIssue>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OutcomeIssue {
+    /// `error`.
+    pub severity: String,
+    /// FHIR's IssueType: `invalid`, `login`, `forbidden`, `not-found`, ...
+    pub code: String,
+    pub diagnostics: String,
+}
