@@ -702,3 +702,78 @@ async fn the_openapi_document_describes_every_api_route() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     app.stop().await;
 }
+
+/// `rrct serve --metrics-access open` serves the metrics without a token; by default a token is
+/// needed. JSON logs (`RRCT_LOG_FORMAT=json`) are one JSON object a line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_access_is_configurable_and_logs_can_be_json() {
+    use crate::support::{protocol_dir, ServerProcess};
+
+    let db = TestDb::sqlite();
+    let dir = protocol_dir(&db, &[("taste.toml", TASTE)]);
+    let client = reqwest::Client::new();
+
+    let open = ServerProcess::start_with(&db.url, &dir, None, &["--metrics-access", "open"], false);
+    let r = client
+        .get(format!("{}/metrics", open.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let scrape = parse(&text);
+    assert_eq!(
+        sample(&scrape, "rrct_randomised", &[("trial", "taste")]),
+        0.0
+    );
+    assert!(
+        text.contains("rrct_randomised{trial=\"taste\"} 0"),
+        "{text}"
+    );
+    drop(open);
+
+    // JSON logs, from a server started with RRCT_LOG_FORMAT=json (and its info lines).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rrct"))
+        .args([
+            "serve",
+            "--database",
+            &db.url,
+            "--bind",
+            "127.0.0.1:0",
+            "--protocols",
+        ])
+        .arg(&dir)
+        .env("RRCT_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env("RRCT_SEED_KEY", crate::support::SEED_KEY_HEX)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rrct serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = format!(
+        "http://{}",
+        line.trim().strip_prefix("listening on ").unwrap()
+    );
+    let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "nothing logged");
+    for line in lines {
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            entry["level"].is_string() && entry["fields"].is_object(),
+            "{line}"
+        );
+    }
+}
