@@ -206,6 +206,12 @@ impl Application {
         })
     }
 
+    /// Who may scrape `GET /metrics` (an admin token by default).
+    pub fn with_metrics_access(mut self, access: crate::service::metrics::MetricsAccess) -> Self {
+        self.state.metrics_access = access;
+        self
+    }
+
     /// The address the server listens on.
     pub fn address(&self) -> SocketAddr {
         self.address

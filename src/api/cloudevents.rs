@@ -61,6 +61,26 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/cloudevents",
+    tag = "events",
+    operation_id = "receive_cloudevents",
+    summary = "Receive CloudEvents 1.0 (structured, batched or binary mode)",
+    description = "An enrolment, a screening report or a follow-up event as a CloudEvent; answered with the status and body of the plain endpoint, or for a batch 200 with each event's answer.",
+    request_body(content = crate::api::schema::AnyObject, description = "A CloudEvent (`application/cloudevents+json`), a batch (`application/cloudevents-batch+json`) or binary mode (`ce-*` headers)", content_type = "application/cloudevents+json"),
+    responses(
+        (status = 200, description = "Accepted, or a batch's answers", body = crate::api::schema::AnyObject),
+        (status = 201, description = "An enrolment or screening created", body = crate::api::schema::AnyObject),
+        (status = 400, description = "Not JSON, or not a CloudEvent rrct receives (`invalid_cloudevent`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "A conflict of the plain endpoint, or the event's source and id received with other content", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "Neither CloudEvents content type nor binary mode", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The event's data is invalid", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn receive(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -24,6 +24,24 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Mark an allocation randomised in error (admin only): `{"reason": "..."}` → 201 with the mark.
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/enrolments/{record_id}/error",
+    tag = "enrolment",
+    summary = "Mark an allocation randomised in error (admins)",
+    params(("trial" = String, Path, description = "The trial id", example = "taste"), ("record_id" = String, Path, description = "The register's record id of the enrolment")),
+    request_body(content = crate::api::schema::ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Marked", body = crate::service::randomised_in_error::MarkedInError),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial or enrolment", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "Already marked (`already_marked_in_error`)", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The body is invalid (`invalid_request`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn mark_error(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -35,6 +53,26 @@ async fn mark_error(
     Ok((StatusCode::CREATED, Json(marked)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/enrolments",
+    tag = "enrolment",
+    summary = "Enrol and randomise one patient",
+    description = "Checks eligibility, randomises and records the allocation in one transaction. Idempotent by `record_id`: the same body again answers 200 with the same allocation.",
+    params(("trial" = String, Path, description = "The trial id", example = "taste")),
+    request_body(content = crate::api::schema::EnrolmentBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Randomised", body = crate::service::enrol::Allocation),
+        (status = 200, description = "The same enrolment again: its allocation", body = crate::service::enrol::Allocation),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "Already randomised, the record id reused with another body, or the trial or site not recruiting", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "Invalid fields (`invalid_enrolment`) or not eligible (`not_eligible`, recorded in the screening log)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -54,6 +92,19 @@ async fn create(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{trial}/enrolments/{record_id}",
+    tag = "enrolment",
+    summary = "Read an enrolment's allocation",
+    params(("trial" = String, Path, description = "The trial id", example = "taste"), ("record_id" = String, Path, description = "The register's record id of the enrolment")),
+    responses(
+        (status = 200, description = "The allocation", body = crate::service::enrol::Allocation),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial (`trial_not_found`) or enrolment visible to this token (`enrolment_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The record id is not in canonical form (`invalid_enrolment`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

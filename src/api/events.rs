@@ -20,6 +20,23 @@ pub fn router() -> Router<AppState> {
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/events",
+    tag = "events",
+    operation_id = "receive_events",
+    summary = "Receive a batch of follow-up events (all or nothing)",
+    request_body(content = crate::api::schema::EventBatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (replays counted apart)", body = crate::service::events::IngestReport),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "Event ids stored before with other content (`event_conflict`); nothing stored", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "Invalid rows, each listed (`invalid_events`); nothing stored", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn receive(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -36,5 +53,8 @@ async fn receive(
         received_at,
     };
     let report = events::ingest(&state.store, &batch, &rows, &delivery, |_| {}).await?;
+    state
+        .metrics
+        .events(batch.iter().map(|e| e.source.as_deref()));
     Ok(Json(report))
 }

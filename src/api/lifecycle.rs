@@ -36,6 +36,18 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/trials/{trial}/unblindings", get(unblindings))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{trial}/status",
+    tag = "lifecycle",
+    summary = "The trial's lifecycle, closed sites and history",
+    params(("trial" = String, Path, description = "The trial id", example = "taste")),
+    responses(
+        (status = 200, description = "The lifecycle", body = crate::service::lifecycle::Overview),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn status(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -59,6 +71,24 @@ async fn trial_change(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/pause",
+    tag = "lifecycle",
+    summary = "Pause enrolment (admins)",
+    params(("trial" = String, Path, description = "The trial id", example = "taste")),
+    request_body(content = crate::api::schema::ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Changed", body = crate::service::lifecycle::LifecycleChange),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "The trial's or site's status does not allow the change (`invalid_transition`)", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The body is invalid; each field named (`invalid_request`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn pause(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -68,6 +98,24 @@ async fn pause(
     trial_change(&state, &principal, &trial, Change::Pause, None, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/resume",
+    tag = "lifecycle",
+    summary = "Resume enrolment (admins)",
+    params(("trial" = String, Path, description = "The trial id", example = "taste")),
+    request_body(content = crate::api::schema::ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Changed", body = crate::service::lifecycle::LifecycleChange),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "The trial's or site's status does not allow the change (`invalid_transition`)", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The body is invalid; each field named (`invalid_request`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn resume(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -77,6 +125,24 @@ async fn resume(
     trial_change(&state, &principal, &trial, Change::Resume, None, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/close",
+    tag = "lifecycle",
+    summary = "Close the trial for good (admins)",
+    params(("trial" = String, Path, description = "The trial id", example = "taste")),
+    request_body(content = crate::api::schema::ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Changed", body = crate::service::lifecycle::LifecycleChange),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "The trial's or site's status does not allow the change (`invalid_transition`)", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The body is invalid; each field named (`invalid_request`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn close(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -86,6 +152,24 @@ async fn close(
     trial_change(&state, &principal, &trial, Change::Close, None, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/sites/{site}/close",
+    tag = "lifecycle",
+    summary = "Close a site to enrolment (admins)",
+    params(("trial" = String, Path, description = "The trial id", example = "taste"), ("site" = String, Path, description = "A site code of the trial", example = "UPP")),
+    request_body(content = crate::api::schema::ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Changed", body = crate::service::lifecycle::LifecycleChange),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial or site (`trial_not_found`, `site_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "The trial's or site's status does not allow the change (`invalid_transition`)", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The body is invalid; each field named (`invalid_request`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn site_close(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -103,6 +187,24 @@ async fn site_close(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/sites/{site}/open",
+    tag = "lifecycle",
+    summary = "Open a site to enrolment again (admins)",
+    params(("trial" = String, Path, description = "The trial id", example = "taste"), ("site" = String, Path, description = "A site code of the trial", example = "UPP")),
+    request_body(content = crate::api::schema::ReasonBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Changed", body = crate::service::lifecycle::LifecycleChange),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial or site (`trial_not_found`, `site_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "The trial's or site's status does not allow the change (`invalid_transition`)", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The body is invalid; each field named (`invalid_request`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn site_open(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -120,6 +222,19 @@ async fn site_open(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/reveal-seed",
+    tag = "lifecycle",
+    summary = "Reveal the closed trial's master seed (admins), so anyone can replay the allocations",
+    params(("trial" = String, Path, description = "The trial id", example = "taste")),
+    responses(
+        (status = 200, description = "The seed, checked against its commitment", body = crate::service::lifecycle::RevealedSeed),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "The trial is not closed (`trial_not_closed`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn reveal_seed(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -130,6 +245,23 @@ async fn reveal_seed(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/enrolments/{record_id}/unblind",
+    tag = "lifecycle",
+    summary = "Emergency unblinding of one subject (the on-call unblinder), reasoned and audited",
+    params(("trial" = String, Path, description = "The trial id", example = "taste"), ("record_id" = String, Path, description = "The register's record id of the enrolment")),
+    request_body(content = crate::api::schema::UnblindBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The subject's arm", body = crate::service::unblinding::Unblinded),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial or enrolment", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "The body is invalid (`invalid_request`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn unblind(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -141,6 +273,18 @@ async fn unblind(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{trial}/unblindings",
+    tag = "lifecycle",
+    summary = "The emergency unblindings (statistician, DSMB, auditor); never the arms",
+    params(("trial" = String, Path, description = "The trial id", example = "taste")),
+    responses(
+        (status = 200, description = "Oldest first", body = Vec<crate::service::unblinding::UnblindingEntry>),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn unblindings(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

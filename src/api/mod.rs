@@ -9,9 +9,13 @@ pub mod cloudevents;
 pub mod enrolments;
 pub mod error;
 pub mod events;
+pub mod fhir;
 pub mod json;
 pub mod lifecycle;
 pub mod participation;
+pub mod metrics;
+pub mod openapi;
+pub mod schema;
 pub mod tokens;
 pub mod trials;
 
@@ -50,6 +54,9 @@ pub fn app(state: AppState, limits: application::Limits) -> Router {
         .merge(lifecycle::router())
         .merge(participation::router())
         .merge(tokens::router())
+        .merge(metrics::router())
+        .merge(fhir::router())
+        .merge(openapi::router())
         .with_state(state.clone())
         .merge(crate::dashboard::router(state))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
@@ -87,6 +94,16 @@ pub async fn serve(
     application::serve_with_limits(listener, state, application::Limits::default(), shutdown).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The database answers and can be written",
+    security(()),
+    responses(
+        (status = 200, description = "Healthy", body = crate::service::health::Health),
+    )
+)]
 async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     Ok(Json(health::check(&state).await?))
 }

@@ -14,6 +14,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/tokens/{token_id}/revoke", post(revoke))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{token_id}/revoke",
+    tag = "tokens",
+    summary = "Revoke a token (admins)",
+    params(("token_id" = String, Path, description = "The token's public id (12 hex digits)")),
+    responses(
+        (status = 200, description = "Revoked", body = crate::service::tokens::TokenRecord),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such token (`not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "Revoked before (`already_revoked`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

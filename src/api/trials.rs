@@ -26,6 +26,25 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/trials/{trial}/analysis", get(analysis))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{trial}/screenings",
+    tag = "enrolment",
+    summary = "Report an eligible patient who was not randomised (screening log)",
+    params(("trial" = String, Path, description = "The trial id", example = "taste")),
+    request_body(content = crate::api::schema::ScreeningBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recorded", body = crate::service::screening::ScreeningReport),
+        (status = 200, description = "The same report again", body = crate::service::screening::ScreeningReport),
+        (status = 400, description = "The body is not JSON, or repeats a key (`malformed_json`)", body = crate::api::schema::ErrorBody),
+        (status = 413, description = "The body is too large (`payload_too_large`)", body = crate::api::schema::ErrorBody),
+        (status = 415, description = "The body is not declared `application/json` (`unsupported_media_type`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+        (status = 409, description = "The record id reused with another body, or the subject already randomised", body = crate::api::schema::ErrorBody),
+        (status = 422, description = "Invalid fields (`invalid_enrolment`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn report_screening(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -80,6 +99,19 @@ async fn open(
 
 /// Blinded: recruitment and pooled outcomes under disclosure control (the figures the blinded
 /// page shows); a site-scoped token sees its own site only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{trial}/summary",
+    tag = "reads",
+    summary = "Blinded summary: recruitment and pooled outcomes under disclosure control",
+    params(("trial" = String, Path, description = "The trial id", example = "taste"), ("cutoff" = Option<String>, Query, description = "Data cut-off `YYYY-MM-DD` (default: today)")),
+    responses(
+        (status = 200, description = "The blinded summary (a site-scoped token sees its site only)", body = crate::api::schema::AnyObject),
+        (status = 400, description = "The cut-off is not a date (`invalid_query`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn summary(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -96,6 +128,19 @@ async fn summary(
 }
 
 /// Unblinded: only the trial statistician and the DSMB.
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{trial}/analysis",
+    tag = "reads",
+    summary = "Unblinded analysis (trial statistician and DSMB only)",
+    params(("trial" = String, Path, description = "The trial id", example = "taste"), ("cutoff" = Option<String>, Query, description = "Data cut-off `YYYY-MM-DD` (default: today)")),
+    responses(
+        (status = 200, description = "The analysis", body = crate::api::schema::AnyObject),
+        (status = 400, description = "The cut-off is not a date (`invalid_query`)", body = crate::api::schema::ErrorBody),
+        (status = 403, description = "The token's role or scope does not allow this (`forbidden`)", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "No such trial served here (`trial_not_found`)", body = crate::api::schema::ErrorBody),
+    )
+)]
 async fn analysis(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::DatabaseArg;
 use crate::api::application::{self, Application, Limits, Settings, Trials};
+use crate::service::metrics::MetricsAccess;
 use crate::service::seed_vault::{SeedKey, VaultError};
 use crate::service::sign_in::SignInConfig;
 use crate::service::Clock;
@@ -60,6 +61,10 @@ pub struct ServeArgs {
     /// with a token, in sessions of the default timeouts.
     #[arg(long, env = "RRCT_SIGN_IN_CONFIG")]
     sign_in: Option<PathBuf>,
+    /// Who may scrape GET /metrics: `token` (an admin token of no single trial) or `open`
+    /// (anyone who reaches the port; for a scraper on a private network).
+    #[arg(long, env = "RRCT_METRICS_ACCESS", default_value = "token", value_parser = ["token", "open"])]
+    metrics_access: String,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -86,7 +91,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         sign_in,
     })
     .await
-    .context("rrct serve cannot start")?;
+    .context("rrct serve cannot start")?
+    .with_metrics_access(MetricsAccess::parse(&args.metrics_access).unwrap_or_default());
     let addr = app.address();
     let store = app.state().store.clone();
     let bus = match &args.nats {

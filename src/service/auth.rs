@@ -103,6 +103,23 @@ impl Principal {
         matches!(self.role, Role::Statistician | Role::Dsmb)
     }
 
+    /// May see the arm of individual subjects (the FHIR `ResearchSubject`'s arms): those who
+    /// see individual allocations already (the register that randomised them and admins, as
+    /// an enrolment's lookup answers) and the unblinded roles. Never a sponsor, an auditor or
+    /// the unblinder outside a code-break.
+    pub fn may_see_subject_arms(&self) -> bool {
+        matches!(
+            self.role,
+            Role::Register | Role::Admin | Role::Statistician | Role::Dsmb
+        )
+    }
+
+    /// May scrape the metrics when they are not served openly: an admin token of no single
+    /// trial (the metrics count every trial served).
+    pub fn may_scrape_metrics(&self) -> bool {
+        self.role == Role::Admin && self.trial_id.is_none()
+    }
+
     /// May administer the trial (mark an allocation randomised in error): an admin token for it.
     pub fn may_administer(&self, trial_id: &str) -> bool {
         self.role == Role::Admin && self.may_access_trial(trial_id)

@@ -38,7 +38,7 @@ pub struct RowError {
 }
 
 /// What an accepted batch did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestReport {
     pub received: usize,
     /// Newly stored.

@@ -22,7 +22,7 @@ impl CodedError for HealthError {
 }
 
 /// A healthy engine's report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
     /// The trials served.

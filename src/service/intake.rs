@@ -227,10 +227,15 @@ async fn dispatch(state: &AppState, principal: &Principal, envelope: &Envelope) 
                 received_at,
             };
             match events::ingest(&state.store, &parsed, &[0], &delivery, |_| {}).await {
-                Ok(report) => Answer {
-                    status: 200,
-                    body: json!(report),
-                },
+                Ok(report) => {
+                    state
+                        .metrics
+                        .events(parsed.iter().map(|e| e.source.as_deref()));
+                    Answer {
+                        status: 200,
+                        body: json!(report),
+                    }
+                }
                 Err(e) => Answer::of(&e),
             }
         }

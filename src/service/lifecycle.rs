@@ -102,7 +102,7 @@ impl Change {
 }
 
 /// A change made, as answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LifecycleChange {
     #[serde(flatten)]
     pub change: ChangeRow,
@@ -349,7 +349,7 @@ pub async fn change_for(
 }
 
 /// A trial's lifecycle as the pages and the API show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     pub trial_id: String,
     pub lifecycle: String,
@@ -388,7 +388,7 @@ pub async fn overview_for(
 }
 
 /// A revealed master seed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RevealedSeed {
     pub trial_id: String,
     /// The 32 seed bytes in hex.

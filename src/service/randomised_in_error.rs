@@ -28,7 +28,7 @@ use crate::store::{audit, trials, Store, StoreError};
 pub const MAX_REASON_LEN: usize = 2000;
 
 /// The answer to a marking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MarkedInError {
     pub trial_id: String,
     pub record_id: String,

@@ -23,7 +23,7 @@ pub const REASONS: [&str; 4] = [
 ];
 
 /// The recorded report, as returned to the register.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ScreeningReport {
     pub trial_id: String,
     pub record_id: String,

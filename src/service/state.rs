@@ -31,14 +31,25 @@ pub struct AppState {
     pub sessions: super::sessions::Sessions,
     /// The issuer people sign in to the pages with, when one is configured.
     pub relying_party: Option<Arc<super::sign_in::RelyingParty>>,
+    /// What the engine counts for Prometheus.
+    pub metrics: super::metrics::SharedMetrics,
+    /// Who may scrape them.
+    pub metrics_access: super::metrics::MetricsAccess,
 }
 
 impl AppState {
     /// State for serving `trials` from `store`; starts the enrolment queue's task, so it must
     /// be called inside a tokio runtime.
     pub fn new(store: Store, trials: TrialRegistry, clock: Clock) -> Self {
+        let metrics = super::metrics::SharedMetrics::default();
         AppState {
-            enrolments: EnrolmentQueue::start(store.clone(), clock.clone()),
+            enrolments: EnrolmentQueue::start_counted(
+                store.clone(),
+                clock.clone(),
+                metrics.clone(),
+            ),
+            metrics,
+            metrics_access: Default::default(),
             auth: Authenticator::new(store.clone()),
             kept: super::keeper::Keeper::start(store.clone()),
             sessions: super::sessions::Sessions::new(store.clone(), Default::default()),

@@ -24,7 +24,7 @@ pub type UnblindingEntry = UnblindingRow;
 use crate::store::StoreError;
 
 /// The answer to an unblinding: the subject's arm and the record of who asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Unblinded {
     pub trial_id: String,
     pub record_id: String,

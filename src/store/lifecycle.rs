@@ -35,7 +35,7 @@ impl Lifecycle {
 }
 
 /// One change of a trial's or a site's status, as kept.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ChangeRow {
     /// The audit entry's sequence number.
     pub seq: i64,
@@ -339,7 +339,7 @@ pub async fn revealed_seed(store: &Store, trial_id: &str) -> StoreResult<Option<
 }
 
 /// One emergency unblinding, as kept.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct UnblindingRow {
     /// The audit entry's sequence number.
     pub seq: i64,

@@ -25,7 +25,7 @@ impl TokenGrant {
 }
 
 /// A token as listed (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     pub token_id: String,
     pub role: String,

@@ -18,6 +18,7 @@ mod events;
 mod flow;
 mod held_data;
 mod http_enrolment;
+mod interop;
 mod lifecycle;
 mod live_procedures;
 mod participation;

@@ -66,8 +66,37 @@ pub async fn enrol(
     trial_id: &str,
     body: &Value,
 ) -> Result<EnrolOutcome, EnrolError> {
-    let pending = prepare(registry, principal, trial_id, body, None)?;
-    queue.submit(pending).await
+    let started = std::time::Instant::now();
+    let outcome = match prepare(registry, principal, trial_id, body, None) {
+        Ok(pending) => queue.submit(pending).await,
+        Err(e) => Err(e),
+    };
+    count(queue, registry, trial_id, outcome.as_ref(), started);
+    outcome
+}
+
+/// Count an answered enrolment in the metrics: its latency and outcome (never its arm).
+fn count(
+    queue: &EnrolmentQueue,
+    registry: &TrialRegistry,
+    trial_id: &str,
+    outcome: Result<&EnrolOutcome, &EnrolError>,
+    started: std::time::Instant,
+) {
+    use super::error::CodedError;
+    let what = match outcome {
+        Ok(EnrolOutcome::Created(_)) => "randomised",
+        Ok(EnrolOutcome::Replayed(_)) => "replayed",
+        Ok(EnrolOutcome::Kept(_)) => "replayed",
+        Err(e) => e.code().as_str(),
+    };
+    // A trial not served here is counted under one label, so clients cannot make labels up.
+    let trial = if registry.get(trial_id).is_some() {
+        trial_id
+    } else {
+        "unknown"
+    };
+    queue.metrics.enrolment(trial, what, started.elapsed());
 }
 
 /// The key an enrolment sent as a CloudEvent is answered under: the sender's scope, the
@@ -104,9 +133,17 @@ pub async fn enrol_event(
     body: &Value,
     key: CloudEventKey,
 ) -> Decided {
+    let started = std::time::Instant::now();
     match prepare(registry, principal, trial_id, body, Some(key)) {
-        Ok(pending) => Decided::Queued(answer(&queue.submit(pending).await)),
-        Err(e) => Decided::Refused(e),
+        Ok(pending) => {
+            let outcome = queue.submit(pending).await;
+            count(queue, registry, trial_id, outcome.as_ref(), started);
+            Decided::Queued(answer(&outcome))
+        }
+        Err(e) => {
+            count(queue, registry, trial_id, Err(&e), started);
+            Decided::Refused(e)
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::service::TrialRuntime;
 use crate::store::StoreError;
 
 /// The allocation as returned to the register.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Allocation {
     pub trial_id: String,
     pub record_id: String,
@@ -21,6 +21,7 @@ pub struct Allocation {
     pub arm_label: String,
     pub randomisation_number: i64,
     pub stratum: String,
+    #[schema(value_type = String, format = DateTime)]
     pub allocated_at: crate::randomise::Timestamp,
     pub protocol_version: String,
     /// The arms the patient was eligible for, when the enrolment named ineligible arms.

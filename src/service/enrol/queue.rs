@@ -5,6 +5,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::decide::{decide_batch, Pending};
 use super::{EnrolError, EnrolOutcome};
+use crate::service::metrics::SharedMetrics;
 use crate::service::Clock;
 use crate::store::{Store, StoreError};
 
@@ -24,12 +25,20 @@ type Reply = oneshot::Sender<Result<EnrolOutcome, EnrolError>>;
 #[derive(Clone)]
 pub struct EnrolmentQueue {
     sender: mpsc::Sender<(Pending, Reply)>,
+    /// Where enrolment latencies, outcomes and batch sizes are counted.
+    pub(super) metrics: SharedMetrics,
 }
 
 impl EnrolmentQueue {
     /// Start the deciding task on the current tokio runtime; it ends when every handle is dropped.
     pub fn start(store: Store, clock: Clock) -> Self {
+        Self::start_counted(store, clock, SharedMetrics::default())
+    }
+
+    /// As [`EnrolmentQueue::start`], counting into `metrics`.
+    pub fn start_counted(store: Store, clock: Clock, metrics: SharedMetrics) -> Self {
         let (sender, mut receiver) = mpsc::channel::<(Pending, Reply)>(4 * MAX_BATCH);
+        let counted = metrics.clone();
         tokio::spawn(async move {
             while let Some(first) = receiver.recv().await {
                 let mut batch = vec![first];
@@ -40,6 +49,7 @@ impl EnrolmentQueue {
                     }
                 }
                 let (items, replies): (Vec<Pending>, Vec<Reply>) = batch.into_iter().unzip();
+                counted.batch(items.len());
                 let started = std::time::Instant::now();
                 let decided = decide_batch(&store, &items, clock.now()).await;
                 tracing::debug!(
@@ -79,7 +89,7 @@ impl EnrolmentQueue {
                 }
             }
         });
-        EnrolmentQueue { sender }
+        EnrolmentQueue { sender, metrics }
     }
 
     pub(super) async fn submit(&self, pending: Pending) -> Result<EnrolOutcome, EnrolError> {
