@@ -10,7 +10,9 @@
 
 use serde::Serialize;
 
+use super::adjust::Adjustment;
 use crate::endpoints::{EndpointRow, Outcome};
+use crate::protocol::EndpointPlan;
 use crate::stats::{
     self,
     competing::{self, IncidenceAt},
@@ -18,7 +20,7 @@ use crate::stats::{
     finegray::{self, FineGrayCoefficient},
     km::KmOptions,
     rates::{self, CountData, CountModel, RateCoefficient},
-    Covariate, DEFAULT_CONF_LEVEL,
+    Covariate,
 };
 
 /// One arm's cumulative incidence of the endpoint and of the competing events.
@@ -105,16 +107,20 @@ fn covariates(columns: &[(String, Vec<f64>)]) -> Vec<Covariate<'_>> {
         .collect()
 }
 
-/// Counts: a rate ratio per arm against the reference.
+/// Counts: a rate ratio per arm against the reference, by the plan's model (a negative
+/// binomial that cannot be fitted falls back to Poisson, said in the warnings), the stratum and
+/// covariates as factors.
 pub(crate) fn rates(
     arms: &[&str],
     reference: usize,
     window_from: u32,
     rows: &[EndpointRow],
+    plan: &EndpointPlan,
 ) -> Result<RateComparison, String> {
     let mut count = Vec::new();
     let mut exposure = Vec::new();
     let mut group = Vec::new();
+    let mut subjects = Vec::new();
     for r in rows {
         let (
             Outcome::Count {
@@ -133,30 +139,36 @@ pub(crate) fn rates(
             count.push(f64::from(*c));
             exposure.push(days as f64 / 365.25);
             group.push(g);
+            subjects.push(&r.subject);
         }
     }
     if count.iter().all(|&c| c == 0.0) {
         return Err("no events counted yet".into());
     }
-    let columns = indicators(&group, arms, reference);
+    let mut columns = indicators(&group, arms, reference);
+    columns.extend(Adjustment::new(plan, &subjects).all_columns());
     let data = CountData {
         count: &count,
         columns: covariates(&columns),
         exposure: Some(&exposure),
     };
     let mut warnings = Vec::new();
-    let fit = match rates::fit_rates(&data, CountModel::Negbin, DEFAULT_CONF_LEVEL) {
-        Ok(fit) if fit.converged => Ok(fit),
-        other => {
-            let why = match other {
-                Ok(fit) => format!("did not converge ({})", fit.warnings.join("; ")),
-                Err(e) => e.to_string(),
-            };
-            warnings.push(format!(
-                "negative binomial regression not estimable ({why}): Poisson regression instead"
-            ));
-            rates::fit_rates(&data, CountModel::Poisson, DEFAULT_CONF_LEVEL)
-        }
+    let fit = match plan.count_model {
+        CountModel::Poisson => rates::fit_rates(&data, CountModel::Poisson, plan.conf_level),
+        CountModel::Negbin => match rates::fit_rates(&data, CountModel::Negbin, plan.conf_level) {
+            Ok(fit) if fit.converged => Ok(fit),
+            other => {
+                let why = match other {
+                    Ok(fit) => format!("did not converge ({})", fit.warnings.join("; ")),
+                    Err(e) => e.to_string(),
+                };
+                warnings.push(format!(
+                    "negative binomial regression not estimable ({why}): Poisson regression \
+                     instead"
+                ));
+                rates::fit_rates(&data, CountModel::Poisson, plan.conf_level)
+            }
+        },
     };
     let fit = fit.map_err(|e| e.to_string())?;
     warnings.extend(fit.warnings.iter().cloned());
@@ -165,17 +177,25 @@ pub(crate) fn rates(
         model: fit.model,
         subjects: fit.n,
         exposure: "years observed in the window (offset log exposure)",
-        rate_ratios: fit.coefficients.into_iter().skip(1).collect(),
+        // The intercept first, then the arms; the adjustment terms are not the comparison.
+        rate_ratios: fit
+            .coefficients
+            .into_iter()
+            .skip(1)
+            .take(arms.len() - 1)
+            .collect(),
         theta: fit.theta,
         warnings,
     })
 }
 
-/// Continuous: the difference in means per arm against the reference (`lm(value ~ arm)`).
+/// Continuous: the difference in means per arm against the reference (`lm(value ~ arm)`, an
+/// ANCOVA with the stratum and covariates as factors when the plan asks for them).
 pub(crate) fn means(
     arms: &[&str],
     reference: usize,
     rows: &[EndpointRow],
+    plan: &EndpointPlan,
 ) -> Result<MeanComparison, String> {
     // The reference arm first, as the linear model's baseline level.
     let mut order: Vec<usize> = vec![reference];
@@ -183,6 +203,7 @@ pub(crate) fn means(
     let levels: Vec<String> = order.iter().map(|&a| arms[a].to_string()).collect();
     let mut value = Vec::new();
     let mut group = Vec::new();
+    let mut subjects = Vec::new();
     for r in rows {
         if let (Outcome::Continuous { value: Some(v), .. }, Some(g)) = (
             &r.outcome,
@@ -190,22 +211,35 @@ pub(crate) fn means(
         ) {
             value.push(*v);
             group.push(g);
+            subjects.push(&r.subject);
         }
     }
+    let adjustment = Adjustment::new(plan, &subjects);
+    let factors: Vec<(&str, &[usize], &[String])> = adjustment
+        .covariates
+        .iter()
+        .chain(&adjustment.stratum)
+        .map(|f| (f.name.as_str(), f.codes.as_slice(), f.levels.as_slice()))
+        .collect();
     let fit = continuous::ancova(
         &AncovaData {
             outcome: &value,
             group: (&group, &levels),
             covariates: Vec::new(),
-            factors: Vec::new(),
+            factors,
         },
-        DEFAULT_CONF_LEVEL,
+        plan.conf_level,
     );
     let fit = fit.map_err(|e| e.to_string())?;
     Ok(MeanComparison {
         reference_arm: arms[reference].to_string(),
         subjects: fit.n,
-        model: "linear model of the value on the arm (lm), t intervals",
+        model: if adjustment.stratum.is_some() || !adjustment.covariates.is_empty() {
+            "ANCOVA: linear model of the value on the arm and the adjustment factors (lm), t \
+             intervals"
+        } else {
+            "linear model of the value on the arm (lm), t intervals"
+        },
         differences: fit.differences,
     })
 }
@@ -218,6 +252,7 @@ pub(crate) fn competing_risks(
     horizon_days: Option<u32>,
     rows: &[EndpointRow],
     competing_rows: &[EndpointRow],
+    plan: &EndpointPlan,
 ) -> Result<CompetingRiskComparison, String> {
     let competing_by_record: std::collections::HashMap<&str, (i64, bool)> = competing_rows
         .iter()
@@ -229,6 +264,7 @@ pub(crate) fn competing_risks(
         })
         .collect();
     let (mut time, mut status, mut group) = (Vec::new(), Vec::new(), Vec::new());
+    let mut subjects = Vec::new();
     for r in rows {
         let (Outcome::TimeToEvent { time_days, event }, Some(g)) =
             (&r.outcome, arms.iter().position(|a| *a == &*r.subject.arm))
@@ -247,12 +283,17 @@ pub(crate) fn competing_risks(
         time.push(t as f64);
         status.push(s);
         group.push(g);
+        subjects.push(&r.subject);
     }
+    let adjustment = Adjustment::new(plan, &subjects);
     let result = (|| {
         let curves =
             competing::cumulative_incidence(&time, &status, 2, Some((&group, arms.len())))?;
         let at = horizon_days.map_or_else(|| time.iter().copied().fold(0.0, f64::max), f64::from);
-        let options = KmOptions::default();
+        let options = KmOptions {
+            conf_level: plan.conf_level,
+            ..KmOptions::default()
+        };
         let incidence = curves
             .iter()
             .zip(arms)
@@ -282,19 +323,29 @@ pub(crate) fn competing_risks(
                 }
             })
             .collect();
-        let gray = competing::gray_test(&time, &status, 2, (&group, arms.len()), None, 0.0)?
-            .into_iter()
-            .map(|t| GrayResult {
-                cause: if t.cause == 1 {
-                    "endpoint"
-                } else {
-                    "competing"
-                }
-                .to_string(),
-                test: t.test,
-            })
-            .collect();
-        let columns = indicators(&group, arms, reference);
+        let gray = competing::gray_test(
+            &time,
+            &status,
+            2,
+            (&group, arms.len()),
+            adjustment.strata(),
+            0.0,
+        )?
+        .into_iter()
+        .map(|t| GrayResult {
+            cause: if t.cause == 1 {
+                "endpoint"
+            } else {
+                "competing"
+            }
+            .to_string(),
+            test: t.test,
+        })
+        .collect();
+        let compared = arms.len() - 1;
+        // Fine–Gray has no strata (nor has `cmprsk::crr`): the stratum enters as a factor.
+        let mut columns = indicators(&group, arms, reference);
+        columns.extend(adjustment.all_columns());
         let fine_gray = finegray::fine_gray(
             &finegray::FineGrayData {
                 time: &time,
@@ -303,17 +354,22 @@ pub(crate) fn competing_risks(
                 cause: 1,
                 covariates: covariates(&columns),
             },
-            DEFAULT_CONF_LEVEL,
+            plan.conf_level,
         )?;
+        let mut columns = indicators(&group, arms, reference);
+        columns.extend(adjustment.covariate_columns());
         let event: Vec<bool> = status.iter().map(|&s| s == 1).collect();
         let cause_specific = stats::cox_ph(
             &stats::CoxData {
                 time: &time,
                 event: &event,
                 covariates: covariates(&columns),
-                strata: None,
+                strata: adjustment.strata(),
             },
-            &stats::CoxOptions::default(),
+            &stats::CoxOptions {
+                conf_level: plan.conf_level,
+                ..stats::CoxOptions::default()
+            },
         )?;
         let mut warnings = cause_specific.warnings;
         if !fine_gray.converged {
@@ -324,8 +380,16 @@ pub(crate) fn competing_risks(
             at_day: at,
             incidence,
             gray,
-            subdistribution_hazard_ratios: fine_gray.coefficients,
-            cause_specific_hazard_ratios: cause_specific.coefficients,
+            subdistribution_hazard_ratios: fine_gray
+                .coefficients
+                .into_iter()
+                .take(compared)
+                .collect(),
+            cause_specific_hazard_ratios: cause_specific
+                .coefficients
+                .into_iter()
+                .take(compared)
+                .collect(),
             warnings,
         })
     })();
@@ -480,6 +544,7 @@ mod tests {
                 events,
                 in_error: Default::default(),
                 deliveries: Vec::new(),
+                open_arms_by_version: Default::default(),
             },
             truth,
         )

@@ -30,7 +30,8 @@ pub struct UnblindedPage {
     /// Correct-guess rates of the convergence strategy: seeing the whole trial, and seeing
     /// only the patient's stratum.
     pub guessing: Option<(String, String)>,
-    pub monitoring: Option<Monitoring>,
+    /// One per experimental arm against the reference arm.
+    pub monitoring: Vec<Monitoring>,
     /// When the planned looks will be reached.
     pub forecast: Option<page::ForecastView>,
     pub forests: Vec<Forest>,
@@ -409,8 +410,10 @@ impl UnblindedPage {
         let (balance, guessing) = balance(analysis);
         let monitoring = analysis
             .interim
-            .as_ref()
-            .map(|r| monitoring(r, &name, protocol));
+            .iter()
+            .flat_map(|r| r.comparisons.iter().map(move |c| (r, c)))
+            .map(|(r, c)| monitoring(r, c, &name, protocol))
+            .collect();
         let forests = analysis
             .subgroups
             .iter()
@@ -495,11 +498,12 @@ fn balance(analysis: &Analysis) -> (Vec<BalanceRow>, Option<(String, String)>) {
 }
 
 fn monitoring(
-    r: &crate::analysis::interim::InterimReport,
+    report: &crate::analysis::interim::InterimReport,
+    r: &crate::analysis::interim::ArmMonitoring,
     name: &dyn Fn(&str) -> String,
     protocol: &crate::protocol::Protocol,
 ) -> Monitoring {
-    let d = &r.design;
+    let d = &report.design;
     let two_sided = !r.planned_lower_z.is_empty();
     let planned: Vec<charts::PlannedLook> = d
         .looks
@@ -523,15 +527,16 @@ fn monitoring(
         })
         .collect();
     let endpoint = protocol
-        .endpoint(&r.endpoint)
+        .endpoint(&report.endpoint)
         .and_then(|e| e.label.clone())
-        .unwrap_or_else(|| r.endpoint.clone());
+        .unwrap_or_else(|| report.endpoint.clone());
     Monitoring {
         endpoint,
         design: format!(
-            "{}-sided α = {}, {} alpha spending, {} planned events, looks at information fractions {}; {} against {}.",
+            "{}-sided α = {} for this comparison (alpha split: {}), {} alpha spending, {} planned events, looks at information fractions {}; {} against {} ({} concurrent controls, {} non-concurrent left out).",
             if two_sided { "Two" } else { "One" },
-            d.alpha,
+            report.alpha_per_comparison,
+            report.alpha_split,
             d.spending,
             d.planned_events,
             d.looks
@@ -540,7 +545,9 @@ fn monitoring(
                 .collect::<Vec<_>>()
                 .join(", "),
             name(&r.experimental_arm),
-            name(&r.reference_arm),
+            name(&report.reference_arm),
+            r.concurrent_controls,
+            r.non_concurrent_controls,
         ),
         status: format!(
             "{} events so far: information fraction {:.2}.",
@@ -699,6 +706,7 @@ mod tests {
             events,
             in_error: Default::default(),
             deliveries: Vec::new(),
+            open_arms_by_version: Default::default(),
         };
         PreparedTrial::prepare(
             Arc::new(data),

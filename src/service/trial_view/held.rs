@@ -108,6 +108,7 @@ pub async fn from_rows(
         events: Vec::new(),
         in_error,
         deliveries: rows.deliveries,
+        open_arms_by_version: open_arms_by_version(store, trial_id).await?,
     };
     data.add(rows.allocations, rows.events);
     Ok(data)
@@ -121,13 +122,14 @@ pub async fn read_each_table(
     trial_id: &str,
 ) -> Result<(TrialData, Vec<Screening>), TrialViewError> {
     // Independent reads: on a pool, at the same time.
-    let (protocol, allocations, events, in_error, screening, deliveries) = tokio::try_join!(
+    let (protocol, allocations, events, in_error, screening, deliveries, open_arms_by_version) = tokio::try_join!(
         stored_protocol(store, trial_id),
         async { Ok(allocations::list(store, trial_id).await?) },
         async { Ok(events::for_trial(store, trial_id).await?) },
         async { Ok(allocation_errors::of_trial(store, trial_id).await?) },
         async { Ok(screening_log::screening_outcomes(store, trial_id).await?) },
         async { Ok(deliveries::all(store).await?) },
+        open_arms_by_version(store, trial_id),
     )?;
     Ok((
         TrialData {
@@ -136,9 +138,33 @@ pub async fn read_each_table(
             events,
             in_error,
             deliveries,
+            open_arms_by_version,
         },
         screening,
     ))
+}
+
+/// The arms open to new patients under each registered protocol version (versions whose
+/// stored text no longer parses are left out: [`TrialData::could_have_received`] then takes
+/// every arm as open under them).
+async fn open_arms_by_version(
+    store: &Store,
+    trial_id: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, TrialViewError> {
+    Ok(trials::protocol_versions(store, trial_id)
+        .await?
+        .into_iter()
+        .filter_map(|v| {
+            let p = protocol::parse(&v.source, &v.version).ok()?;
+            let open = p
+                .arms
+                .iter()
+                .filter(|a| !a.closed)
+                .map(|a| a.id.clone())
+                .collect();
+            Some((v.version, open))
+        })
+        .collect())
 }
 
 /// The trial's current protocol, as registered.
