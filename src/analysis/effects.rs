@@ -407,7 +407,7 @@ mod tests {
     use crate::randomise::{AllocationRecord, Draw, Timestamp};
 
     /// Each subject's events as `(day, type)`, in day order: what the analysis must recount.
-    type Truth = Vec<(String, Vec<(i64, &'static str)>)>;
+    pub(super) type Truth = Vec<(String, Vec<(i64, &'static str)>)>;
     /// One generated event: day, type, code, value, source.
     type Generated = (
         i64,
@@ -433,7 +433,10 @@ mod tests {
         }
     }
 
-    fn protocol(name: &str, edit: impl Fn(String) -> String) -> crate::protocol::Protocol {
+    pub(super) fn protocol(
+        name: &str,
+        edit: impl Fn(String) -> String,
+    ) -> crate::protocol::Protocol {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("protocols")
             .join(name);
@@ -443,7 +446,7 @@ mod tests {
 
     /// 240 subjects randomised one a day from 2024-01-02, arms in turn, with deaths,
     /// infarctions, heart-failure hospitalisations (I50) and NT-proBNP values at about day 180.
-    fn trial(protocol: crate::protocol::Protocol) -> (TrialData, Truth) {
+    pub(super) fn trial(protocol: crate::protocol::Protocol) -> (TrialData, Truth) {
         let start = NaiveDate::from_ymd_opt(2024, 1, 2).unwrap();
         let mut rng = Lcg(17);
         let mut allocations = Vec::new();
@@ -550,7 +553,7 @@ mod tests {
         )
     }
 
-    fn cutoff() -> DataCutoff {
+    pub(super) fn cutoff() -> DataCutoff {
         DataCutoff::parse("2026-06-30").unwrap()
     }
 
@@ -714,5 +717,210 @@ mod tests {
             "{errors}"
         );
         assert!(errors.contains("event type `Bad`"), "{errors}");
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    //! The protocol's `[analysis]` plan followed: stratified and adjusted comparisons, each
+    //! checked against the statistic fitted directly on strata built here from the stratum keys.
+
+    use super::tests::{cutoff, protocol, trial};
+    use crate::analysis::summary::{analyse, Comparison};
+    use crate::analysis::TrialData;
+    use crate::stats::mantel_haenszel::{mantel_haenszel, Stratum2x2};
+
+    const SITES: [&str; 3] = ["KS", "SAH", "UPP"];
+
+    /// Give the generated subjects sites and diabetes levels, as the register would.
+    fn stratify(data: &mut TrialData, second: &str) {
+        for (i, a) in data.allocations.iter_mut().enumerate() {
+            a.site_code = SITES[i % 3].to_string();
+            a.stratum = format!("site={};{second}={}", a.site_code, i % 7 < 3);
+        }
+    }
+
+    /// Codes of the stratum keys of `records`, in order of first appearance.
+    fn strata_codes(data: &TrialData, records: &[&str]) -> (Vec<usize>, usize) {
+        let mut keys: Vec<&str> = Vec::new();
+        let codes = records
+            .iter()
+            .map(|r| {
+                let key = data
+                    .allocations
+                    .iter()
+                    .find(|a| a.record_id == *r)
+                    .map(|a| a.stratum.as_str())
+                    .unwrap();
+                keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    keys.push(key);
+                    keys.len() - 1
+                })
+            })
+            .collect();
+        (codes, keys.len())
+    }
+
+    #[test]
+    fn a_stratified_plan_gives_the_stratified_cox_model_and_says_so() {
+        let (mut data, _) = trial(protocol("dapa-hf-reg.toml", |t| t));
+        stratify(&mut data, "diabetes");
+        let analysis = analyse(&data, &[], cutoff());
+        let e = analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "cv_death_or_hfh")
+            .unwrap();
+        let text = e.analysis.as_deref().unwrap();
+        assert!(
+            text.contains("Cox proportional hazards (Efron ties), stratified by the randomisation strata (site × diabetes)"),
+            "{text}"
+        );
+        let Some(Comparison::Survival {
+            hazard_ratios,
+            logrank,
+            ..
+        }) = &e.comparison
+        else {
+            panic!("{:?}", e.comparison);
+        };
+        // The same fit made directly: `coxph(Surv(time, event) ~ arm + strata(stratum))`.
+        let rows = crate::analysis::summary::derive_endpoints(&data, cutoff());
+        let (_, rows) = rows
+            .iter()
+            .find(|(e, _)| e.id == "cv_death_or_hfh")
+            .unwrap();
+        let arms = ["active", "usual_care"];
+        let s = crate::endpoints::SurvivalData::from_rows(rows, &arms);
+        let records: Vec<&str> = rows.iter().map(|r| &*r.subject.record_id).collect();
+        let (codes, levels) = strata_codes(&data, &records);
+        assert_eq!(levels, 6);
+        let arm: Vec<f64> = s
+            .group
+            .iter()
+            .map(|&g| f64::from(u8::from(g == 0)))
+            .collect();
+        let fit = |strata| {
+            crate::stats::cox_ph(
+                &crate::stats::CoxData {
+                    time: &s.time,
+                    event: &s.event,
+                    covariates: vec![crate::stats::Covariate {
+                        name: "arm",
+                        values: &arm,
+                    }],
+                    strata,
+                },
+                &crate::stats::CoxOptions::default(),
+            )
+            .unwrap()
+            .coefficients[0]
+                .coef
+                .unwrap()
+        };
+        let stratified = fit(Some((&codes, levels)));
+        let got = hazard_ratios[0].coef.unwrap();
+        assert!((got - stratified).abs() < 1e-12, "{got} vs {stratified}");
+        // And not the unstratified one: the strata changed the estimate.
+        assert!((got - fit(None)).abs() > 1e-6);
+        let lr =
+            crate::stats::logrank::log_rank(&s.time, &s.event, &s.group, 2, Some((&codes, levels)))
+                .unwrap();
+        assert!((logrank.chisq - lr.chisq).abs() < 1e-12);
+        // The count and continuous comparisons say how the strata entered.
+        for id in ["hfh_count_1y", "nt_probnp_6m"] {
+            let e = analysis.endpoints.iter().find(|e| e.id == id).unwrap();
+            let text = e.analysis.as_deref().unwrap();
+            assert!(
+                text.contains(
+                    "stratified by the randomisation strata (site × diabetes) as a factor"
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stratified_binary_endpoint_gets_mantel_haenszel_across_the_strata() {
+        let (mut data, _) = trial(protocol("taste.toml", |t| t));
+        stratify(&mut data, "sex");
+        let analysis = analyse(&data, &[], cutoff());
+        let e = analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "death_30d")
+            .unwrap();
+        let Some(Comparison::Binary {
+            mantel_haenszel: mh,
+            ..
+        }) = &e.comparison
+        else {
+            panic!("{:?}", e.comparison);
+        };
+        assert_eq!(mh.len(), 1);
+        // The tables by hand: per stratum key, deaths and subjects of each arm.
+        let rows = crate::analysis::summary::derive_endpoints(&data, cutoff());
+        let (_, rows) = rows.iter().find(|(e, _)| e.id == "death_30d").unwrap();
+        let mut tables: std::collections::BTreeMap<&str, Stratum2x2> = Default::default();
+        for r in rows {
+            let crate::endpoints::Outcome::Binary {
+                event: Some(died), ..
+            } = r.outcome
+            else {
+                continue;
+            };
+            let t = tables.entry(&r.subject.stratum).or_insert(Stratum2x2 {
+                a: 0,
+                n1: 0,
+                c: 0,
+                n0: 0,
+            });
+            if &*r.subject.arm == "aspiration" {
+                t.a += u64::from(died);
+                t.n1 += 1;
+            } else {
+                t.c += u64::from(died);
+                t.n0 += 1;
+            }
+        }
+        assert_eq!(tables.len(), 6);
+        let expected = mantel_haenszel(&tables.into_values().collect::<Vec<_>>(), 0.95).unwrap();
+        assert_eq!(mh[0].estimates, expected);
+        assert_eq!(mh[0].strata_left_out, 0);
+        assert!(e.analysis.as_deref().unwrap().contains("Mantel-Haenszel"));
+    }
+
+    #[test]
+    fn an_endpoint_override_changes_only_that_endpoint() {
+        let edit = |t: String| {
+            t + "\n[analysis.endpoints.hfh_count_1y]\nstratified = false\ncount_model = \"poisson\"\nconf_level = 0.9\n"
+        };
+        let (mut data, _) = trial(protocol("dapa-hf-reg.toml", edit));
+        stratify(&mut data, "diabetes");
+        let analysis = analyse(&data, &[], cutoff());
+        let e = analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "hfh_count_1y")
+            .unwrap();
+        let Some(Comparison::Rates(r)) = &e.comparison else {
+            panic!("{:?}", e.comparison);
+        };
+        assert_eq!(r.model, crate::stats::rates::CountModel::Poisson);
+        // Everyone is followed the whole year: the unstratified Poisson rate ratio is the
+        // ratio of the mean counts, with a 90% interval.
+        let groups = &e.groups;
+        let mean = |arm: &str| groups[arm].events as f64 / groups[arm].subjects as f64;
+        let expected = mean("active") / mean("usual_care");
+        let rr = &r.rate_ratios[0];
+        assert!((rr.rate_ratio - expected).abs() < 1e-9 * expected);
+        let z = (rr.upper.ln() - rr.rate_ratio.ln()) / rr.se;
+        assert!((z - 1.644_853_626_951_472_2).abs() < 1e-9, "{z}");
+        let text = e.analysis.as_deref().unwrap();
+        assert!(text.starts_with("Poisson regression"), "{text}");
+        assert!(text.ends_with("90% confidence intervals"), "{text}");
+        // The primary endpoint keeps the trial's stratified default.
+        let primary = analysis.endpoints.iter().find(|e| e.primary).unwrap();
+        assert!(primary.analysis.as_deref().unwrap().contains("stratified"));
     }
 }
