@@ -141,7 +141,7 @@ impl TrialData {
             }
             None => true,
         };
-        let eligible = a.eligible_arms.as_deref().map_or(true, |list| {
+        let eligible = a.eligible_arms.as_deref().is_none_or(|list| {
             // Written by the engine as a JSON array of arm ids; anything else restricts nothing.
             serde_json::from_str::<Vec<String>>(list)
                 .map_or(true, |ids| ids.iter().any(|x| x == arm))
@@ -163,5 +163,39 @@ impl TrialData {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+}
+
+/// For each allocation (by record id), whether its subject could have been randomised to each
+/// arm of the protocol ([`TrialData::could_have_received`]).
+pub(crate) struct Concurrency {
+    by_record: std::collections::HashMap<String, Vec<bool>>,
+}
+
+impl Concurrency {
+    pub(crate) fn of(data: &TrialData) -> Concurrency {
+        let arms = &data.protocol.arms;
+        Concurrency {
+            by_record: data
+                .allocations
+                .iter()
+                .map(|a| {
+                    (
+                        a.record_id.clone(),
+                        arms.iter()
+                            .map(|arm| data.could_have_received(a, &arm.id))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the subject of `record` belongs in the comparison of arms `a` and `b` (protocol
+    /// indices): it could have been randomised to either.
+    pub(crate) fn keeps(&self, record: &str, a: usize, b: usize) -> bool {
+        self.by_record.get(record).is_none_or(|open| {
+            open.get(a).copied().unwrap_or(true) && open.get(b).copied().unwrap_or(true)
+        })
     }
 }

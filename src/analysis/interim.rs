@@ -107,7 +107,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
             plan.alpha
         ),
     };
-    let concurrency = super::summary::Concurrency::of(data);
+    let concurrency = super::data::Concurrency::of(data);
     let subjects = data.subjects();
     let comparisons = (0..reference)
         .map(|a| {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::data::TrialData;
+use super::data::{Concurrency, TrialData};
 use crate::endpoints::flow::{self, Flow, Screening};
 use crate::endpoints::{self, DataCutoff, EndpointRow, Outcome};
 use crate::stats;
@@ -517,40 +517,6 @@ fn competing_rows(
             ))
         })
         .collect()
-}
-
-/// For each allocation (by record id), whether its subject could have been randomised to each
-/// arm of the protocol ([`TrialData::could_have_received`]).
-pub(crate) struct Concurrency {
-    by_record: std::collections::HashMap<String, Vec<bool>>,
-}
-
-impl Concurrency {
-    pub(crate) fn of(data: &TrialData) -> Concurrency {
-        let arms = &data.protocol.arms;
-        Concurrency {
-            by_record: data
-                .allocations
-                .iter()
-                .map(|a| {
-                    (
-                        a.record_id.clone(),
-                        arms.iter()
-                            .map(|arm| data.could_have_received(a, &arm.id))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// Whether the subject of `record` belongs in the comparison of arms `a` and `b` (protocol
-    /// indices): it could have been randomised to either.
-    pub(crate) fn keeps(&self, record: &str, a: usize, b: usize) -> bool {
-        self.by_record.get(record).map_or(true, |open| {
-            open.get(a).copied().unwrap_or(true) && open.get(b).copied().unwrap_or(true)
-        })
-    }
 }
 
 /// Compare arms on one endpoint's rows (`competing` holds the competing events' rows of a

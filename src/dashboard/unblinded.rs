@@ -313,6 +313,74 @@ impl UnblindedPage {
                                 });
                             }
                         }
+                        Some(Comparison::CompetingRisks(c)) => {
+                            let until = if c.at_day > 0.0 { c.at_day } else { 1.0 };
+                            let drawn: Vec<charts::ArmIncidence<'_>> = c
+                                .incidence
+                                .iter()
+                                .map(|a| charts::ArmIncidence {
+                                    label: name(&a.arm),
+                                    curve: &a.curve,
+                                })
+                                .collect();
+                            s.svg = charts::cumulative_incidence(
+                                &format!("Cumulative incidence (Aalen–Johansen): {label}"),
+                                &drawn,
+                                until,
+                            );
+                            let pct = |v: Option<f64>| opt(v, |v| format!("{:.1}%", 100.0 * v));
+                            s.arms = c
+                                .incidence
+                                .iter()
+                                .map(|a| ArmSummary {
+                                    arm: name(&a.arm),
+                                    n: a.n,
+                                    events: a.events,
+                                    median: "–".into(),
+                                    at_horizon: format!(
+                                        "incidence {} at day {:.0} (CI {}–{}); competing events {} ({})",
+                                        pct(a.incidence.cif),
+                                        a.incidence.time,
+                                        pct(a.incidence.lower),
+                                        pct(a.incidence.upper),
+                                        a.competing_events,
+                                        pct(a.competing_incidence.cif),
+                                    ),
+                                })
+                                .collect();
+                            s.tests = format!(
+                                "Gray's test: {}. Fine–Gray subdistribution hazard ratios: {}. Cause-specific hazard ratios: {}.",
+                                c.gray
+                                    .iter()
+                                    .map(|g| format!(
+                                        "{} χ² = {:.2} on {} df, p = {}",
+                                        g.cause,
+                                        g.test.chisq,
+                                        g.test.df,
+                                        p_value(g.test.p)
+                                    ))
+                                    .collect::<Vec<_>>()
+                                    .join("; "),
+                                c.subdistribution_hazard_ratios
+                                    .iter()
+                                    .map(|h| format!(
+                                        "{} {:.2} (CI {:.2}–{:.2})",
+                                        h.name, h.shr, h.shr_lower, h.shr_upper
+                                    ))
+                                    .collect::<Vec<_>>()
+                                    .join("; "),
+                                c.cause_specific_hazard_ratios
+                                    .iter()
+                                    .map(|h| format!(
+                                        "{} {} (CI {})",
+                                        h.name,
+                                        opt(h.hr, |v| format!("{v:.2}")),
+                                        ci(h.hr_lower, h.hr_upper)
+                                    ))
+                                    .collect::<Vec<_>>()
+                                    .join("; "),
+                            );
+                        }
                         Some(Comparison::NotEstimable { reason }) => {
                             s.not_estimable = Some(reason.clone());
                             if summary.primary {
@@ -659,9 +727,12 @@ mod tests {
 
     /// A TASTE trial of 60 subjects, a third of them dying at different days.
     fn prepared() -> PreparedTrial {
-        let protocol =
-            crate::protocol::parse(include_str!("../../protocols/taste.toml"), "taste.toml")
-                .unwrap();
+        prepared_from(include_str!("../../protocols/taste.toml"))
+    }
+
+    /// The same subjects under a TASTE protocol edited, with some infarctions besides.
+    fn prepared_from(source: &str) -> PreparedTrial {
+        let protocol = crate::protocol::parse(source, "taste.toml").unwrap();
         let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
         let arms: Vec<String> = protocol.arms.iter().map(|a| a.id.clone()).collect();
         let allocations: Vec<AllocationRecord> = (0..60)
@@ -699,7 +770,21 @@ mod tests {
                 },
                 received_on: start + chrono::Days::new(300),
             })
-            .collect();
+            .chain((0..60).filter(|i| i % 5 == 1).map(|i| ReceivedEvent {
+                event: Event {
+                    event_id: format!("M{i}"),
+                    subject: format!("S{i:02}"),
+                    event_type: "mi".into(),
+                    date: start + chrono::Days::new(3 + 3 * i),
+                    code: None,
+                    value: None,
+                    source: None,
+                },
+                received_on: start + chrono::Days::new(300),
+            }))
+            .collect::<Vec<_>>();
+        let mut events = events;
+        crate::endpoints::sort_received(&mut events);
         let data = TrialData {
             protocol,
             allocations,
@@ -762,6 +847,52 @@ mod tests {
         }
         // The swap is visible: the first arm's row now holds what a fit of the second arm gives.
         assert_ne!(primary.at_risk[0].counts, primary.at_risk[1].counts);
+    }
+
+    /// A competing-risk endpoint is drawn as cumulative incidence per arm, with Gray's test and
+    /// the subdistribution hazard ratios beside it.
+    #[test]
+    fn a_competing_risk_endpoint_is_drawn_as_cumulative_incidence() {
+        let source = include_str!("../../protocols/taste.toml").replace(
+            "events = [\"death\", \"mi\"]",
+            "events = [\"mi\"]\ncompeting = [\"death\"]",
+        );
+        let prepared = prepared_from(&source);
+        let page = UnblindedPage::build(&prepared, chrome());
+        let mi = page
+            .survival
+            .iter()
+            .find(|s| s.id == "death_or_mi_1y")
+            .unwrap();
+        assert!(mi.not_estimable.is_none());
+        assert!(
+            mi.svg.contains("Cumulative incidence (Aalen–Johansen)"),
+            "{}",
+            mi.svg
+        );
+        assert_eq!(mi.arms.len(), prepared.data.protocol.arms.len());
+        assert!(
+            mi.tests.starts_with("Gray's test: endpoint"),
+            "{}",
+            mi.tests
+        );
+        assert!(mi
+            .tests
+            .contains("Fine–Gray subdistribution hazard ratios: aspiration vs pci"));
+        // Each arm's row is the analysis's: its events and the curve drawn rising to them.
+        let Some(Comparison::CompetingRisks(c)) = prepared
+            .analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "death_or_mi_1y")
+            .and_then(|e| e.comparison.as_ref())
+        else {
+            panic!("competing risks compared");
+        };
+        for (row, a) in mi.arms.iter().zip(&c.incidence) {
+            assert_eq!(row.events, a.events, "{}", a.arm);
+            assert!(a.events > 0 && a.curve.last().is_some_and(|p| p.1 > 0.0));
+        }
     }
 
     #[test]
