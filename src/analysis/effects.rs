@@ -841,7 +841,7 @@ mod plan_tests {
     }
 
     #[test]
-    fn a_stratified_binary_endpoint_gets_mantel_haenszel_across_the_strata() {
+    fn an_adjusted_binary_endpoint_gets_mantel_haenszel_across_the_covariate_levels() {
         let (mut data, _) = trial(protocol("taste.toml", |t| t));
         stratify(&mut data, "sex");
         let analysis = analyse(&data, &[], cutoff());
@@ -869,7 +869,7 @@ mod plan_tests {
             else {
                 continue;
             };
-            let t = tables.entry(&r.subject.stratum).or_insert(Stratum2x2 {
+            let t = tables.entry(&r.subject.site).or_insert(Stratum2x2 {
                 a: 0,
                 n1: 0,
                 c: 0,
@@ -883,11 +883,13 @@ mod plan_tests {
                 t.n0 += 1;
             }
         }
-        assert_eq!(tables.len(), 6);
+        assert_eq!(tables.len(), 3);
         let expected = mantel_haenszel(&tables.into_values().collect::<Vec<_>>(), 0.95).unwrap();
         assert_eq!(mh[0].estimates, expected);
         assert_eq!(mh[0].strata_left_out, 0);
-        assert!(e.analysis.as_deref().unwrap().contains("Mantel-Haenszel"));
+        assert_eq!(mh[0].strata_by, "site");
+        let text = e.analysis.as_deref().unwrap();
+        assert!(text.contains("Mantel-Haenszel odds ratio, risk ratio and risk difference across the strata formed by `site`"), "{text}");
     }
 
     #[test]

@@ -116,7 +116,8 @@ fn stratifying_needs_strata() {
 #[test]
 fn the_shipped_protocols_declare_their_analysis_plans() {
     let taste = parse(include_str!("../../../protocols/taste.toml"), "taste.toml").unwrap();
-    assert!(taste.analysis.default.stratified);
+    assert!(!taste.analysis.default.stratified);
+    assert_eq!(taste.analysis.of("death_30d").covariates, ["site"]);
     let dapa = parse(
         include_str!("../../../protocols/dapa-hf-reg.toml"),
         "dapa-hf-reg.toml",
