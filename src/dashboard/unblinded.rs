@@ -35,6 +35,8 @@ pub struct UnblindedPage {
     /// When the planned looks will be reached.
     pub forecast: Option<page::ForecastView>,
     pub forests: Vec<Forest>,
+    /// Rate ratios of count endpoints by stratification factor.
+    pub rate_forests: Vec<Forest>,
     /// The registers: complete-through dates, last deliveries, stale flags.
     pub sources: Vec<page::SourceRow>,
     pub flow: Vec<FlowStep>,
@@ -189,6 +191,7 @@ impl UnblindedPage {
         let mut survival = Vec::new();
         let mut binary = Vec::new();
         let mut descriptive = Vec::new();
+        let mut rate_forests = Vec::new();
         for ((endpoint, rows), summary) in prepared.derived().zip(&analysis.endpoints) {
             let label = summary.label.clone().unwrap_or_else(|| summary.id.clone());
             match (&endpoint.kind, &summary.comparison) {
@@ -460,6 +463,11 @@ impl UnblindedPage {
                     });
                 }
                 _ => {
+                    rate_forests.extend(
+                        crate::analysis::subgroups::rate_subgroups(protocol, endpoint, rows)
+                            .iter()
+                            .map(|f| rate_forest(f, &label, &name)),
+                    );
                     for a in &arm_ids {
                         let g = summary.groups.get(*a).cloned().unwrap_or_default();
                         descriptive.push((
@@ -522,6 +530,7 @@ impl UnblindedPage {
             monitoring,
             forecast: page::forecast_view(analysis.forecast.as_ref()),
             forests,
+            rate_forests,
             sources: page::source_rows(&analysis.sources),
         }
     }
@@ -712,6 +721,63 @@ fn forest(f: &crate::analysis::subgroups::SubgroupForest, name: &dyn Fn(&str) ->
             |t| format!("χ² = {:.2} on {} df, p = {}", t.chisq, t.df, p_value(t.p)),
         ),
         factor: f.factor.clone(),
+    }
+}
+
+/// A count endpoint's rate ratios by one factor, drawn and tabled as a forest (`hr` holds the
+/// rate ratio, `events` the events counted).
+fn rate_forest(
+    f: &crate::analysis::subgroups::RateForest,
+    label: &str,
+    name: &dyn Fn(&str) -> String,
+) -> Forest {
+    let row_label = |i: usize, level: &str| {
+        if i == 0 {
+            level.to_string()
+        } else {
+            format!("{} = {level}", f.factor)
+        }
+    };
+    let chart_rows: Vec<charts::ForestRow> = f
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, (level, _, _, r))| charts::ForestRow {
+            label: row_label(i, level),
+            hr: r.as_ref().map(|r| r.rate_ratio),
+            lower: r.as_ref().map(|r| r.lower),
+            upper: r.as_ref().map(|r| r.upper),
+            overall: i == 0,
+        })
+        .collect();
+    Forest {
+        factor: f.factor.clone(),
+        comparison: format!(
+            "{label}: {} against {}",
+            name(&f.experimental_arm),
+            name(&f.reference_arm)
+        ),
+        svg: charts::ratio_forest(
+            &format!("Rate ratio of {label} by {}", f.factor),
+            &chart_rows,
+            "Rate ratio",
+        ),
+        rows: f
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, (level, n, events, r))| ForestTableRow {
+                label: row_label(i, level),
+                n: *n,
+                events: *events as usize,
+                hr: opt(r.as_ref().map(|r| r.rate_ratio), |v| format!("{v:.2}")),
+                ci: r
+                    .as_ref()
+                    .map_or_else(|| "–".into(), |r| format!("{:.2}–{:.2}", r.lower, r.upper)),
+                p: opt(r.as_ref().map(|r| r.p), p_value),
+            })
+            .collect(),
+        interaction: String::new(),
     }
 }
 

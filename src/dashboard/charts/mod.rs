@@ -8,7 +8,7 @@ pub mod boundaries;
 pub mod forest;
 
 pub use boundaries::{group_sequential, HeldLook, PlannedLook};
-pub use forest::{forest, ForestRow};
+pub use forest::{forest, ratio_forest, ForestRow};
 
 use chrono::NaiveDate;
 use plotters::coord::Shift;
@@ -439,5 +439,18 @@ mod tests {
         );
         assert!(cif.starts_with("<svg role=\"img\""), "{cif}");
         assert!(cif.contains("Cumulative incidence") && cif.contains("Aspiration"));
+        let rates = ratio_forest(
+            "Rate ratio by diabetes",
+            &[ForestRow {
+                label: "diabetes = true".into(),
+                hr: Some(0.5),
+                lower: Some(0.3),
+                upper: Some(0.9),
+                overall: false,
+            }],
+            "Rate ratio",
+        );
+        assert!(rates.contains("Rate ratio (log scale)"), "{rates}");
+        assert!(rates.contains("diabetes = true"));
     }
 }
