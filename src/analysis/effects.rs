@@ -576,6 +576,13 @@ mod tests {
                         | ("continuous", Comparison::MeanDifference(_))
                 );
                 assert!(ok, "{name} {} ({}): {c:?}", e.id, e.kind);
+                // And says how, as the protocol's plan prescribes.
+                let text = e.analysis.as_deref().unwrap_or_default();
+                assert!(
+                    text.ends_with("95% confidence intervals"),
+                    "{name} {}: {text}",
+                    e.id
+                );
             }
         }
     }
