@@ -856,24 +856,29 @@ async fn follow_up(
             _ => {}
         }
     }
-    if let Some(interim) = &analysis.interim {
+    for arm in analysis.interim.iter().flat_map(|i| &i.comparisons) {
+        let Some(interim) = &analysis.interim else {
+            break;
+        };
         let next = interim
             .design
             .looks
-            .get(interim.looks.len())
+            .get(arm.looks.len())
             .map_or_else(String::new, |t| {
                 format!("; the next look is at {:.0}%", 100.0 * t)
             });
         println!(
-            "  interim monitoring ({} spending, {}-sided alpha {}): {} of {} planned events, \
-             information {:.0}%, {} look(s) held{next}",
+            "  interim monitoring of {} against {} ({} spending, {}-sided alpha {}): {} of {} \
+             planned events, information {:.0}%, {} look(s) held{next}",
+            arm.experimental_arm,
+            interim.reference_arm,
             interim.design.spending,
             interim.design.sided,
-            interim.design.alpha,
-            interim.events,
+            interim.alpha_per_comparison,
+            arm.events,
             interim.design.planned_events,
-            100.0 * interim.information_fraction,
-            interim.looks.len()
+            100.0 * arm.information_fraction,
+            arm.looks.len()
         );
     }
     let data = &analysed.data;

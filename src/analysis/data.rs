@@ -4,7 +4,7 @@
 //! Pure: the trial view in the service layer reads these from the store (and keeps them up to
 //! date with [`TrialData::add`]); the design simulator builds them in memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -38,6 +38,12 @@ pub struct TrialData {
     pub deliveries: Vec<endpoints::sources::Delivery>,
     /// Consents recorded with the enrolments, and withdrawals ([`super::participation`]).
     pub participation: super::participation::Participation,
+    /// The arms open to new patients under each protocol version the trial has had, by
+    /// version: a subject is a concurrent control for an arm only if that arm was open under
+    /// the version the subject was randomised under. A version not listed is read from the
+    /// current protocol when it is that version, and otherwise taken to have had every arm
+    /// open.
+    pub open_arms_by_version: BTreeMap<String, Vec<String>>,
 }
 
 /// Why a data set cannot be made.
@@ -133,6 +139,29 @@ impl TrialData {
         )
     }
 
+    /// Whether the subject of allocation `a` could have been randomised to `arm`: the arm was
+    /// open to new patients under the protocol version `a` was made under, and the patient was
+    /// eligible for it (the allocation's `eligible_arms`, when its arms were restricted). Only
+    /// such subjects are concurrent, eligible controls for `arm`.
+    pub fn could_have_received(&self, a: &AllocationRecord, arm: &str) -> bool {
+        if a.arm == arm {
+            return true;
+        }
+        let open = match self.open_arms_by_version.get(&a.protocol_version) {
+            Some(open) => open.iter().any(|x| x == arm),
+            None if a.protocol_version == self.protocol.version => {
+                self.protocol.arms.iter().any(|x| x.id == arm && !x.closed)
+            }
+            None => true,
+        };
+        let eligible = a.eligible_arms.as_deref().is_none_or(|list| {
+            // Written by the engine as a JSON array of arm ids; anything else restricts nothing.
+            serde_json::from_str::<Vec<String>>(list)
+                .map_or(true, |ids| ids.iter().any(|x| x == arm))
+        });
+        open && eligible
+    }
+
     pub fn endpoint(&self, id: &str) -> Result<&Endpoint, DataError> {
         self.protocol
             .endpoint(id)
@@ -147,5 +176,39 @@ impl TrialData {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+}
+
+/// For each allocation (by record id), whether its subject could have been randomised to each
+/// arm of the protocol ([`TrialData::could_have_received`]).
+pub(crate) struct Concurrency {
+    by_record: std::collections::HashMap<String, Vec<bool>>,
+}
+
+impl Concurrency {
+    pub(crate) fn of(data: &TrialData) -> Concurrency {
+        let arms = &data.protocol.arms;
+        Concurrency {
+            by_record: data
+                .allocations
+                .iter()
+                .map(|a| {
+                    (
+                        a.record_id.clone(),
+                        arms.iter()
+                            .map(|arm| data.could_have_received(a, &arm.id))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the subject of `record` belongs in the comparison of arms `a` and `b` (protocol
+    /// indices): it could have been randomised to either.
+    pub(crate) fn keeps(&self, record: &str, a: usize, b: usize) -> bool {
+        self.by_record.get(record).is_none_or(|open| {
+            open.get(a).copied().unwrap_or(true) && open.get(b).copied().unwrap_or(true)
+        })
     }
 }

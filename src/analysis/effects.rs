@@ -10,7 +10,9 @@
 
 use serde::Serialize;
 
+use super::adjust::Adjustment;
 use crate::endpoints::{EndpointRow, Outcome};
+use crate::protocol::EndpointPlan;
 use crate::stats::{
     self,
     competing::{self, IncidenceAt},
@@ -18,7 +20,7 @@ use crate::stats::{
     finegray::{self, FineGrayCoefficient},
     km::KmOptions,
     rates::{self, CountData, CountModel, RateCoefficient},
-    Covariate, DEFAULT_CONF_LEVEL,
+    Covariate,
 };
 
 /// One arm's cumulative incidence of the endpoint and of the competing events.
@@ -105,16 +107,20 @@ fn covariates(columns: &[(String, Vec<f64>)]) -> Vec<Covariate<'_>> {
         .collect()
 }
 
-/// Counts: a rate ratio per arm against the reference.
+/// Counts: a rate ratio per arm against the reference, by the plan's model (a negative
+/// binomial that cannot be fitted falls back to Poisson, said in the warnings), the stratum and
+/// covariates as factors.
 pub(crate) fn rates(
     arms: &[&str],
     reference: usize,
     window_from: u32,
     rows: &[EndpointRow],
+    plan: &EndpointPlan,
 ) -> Result<RateComparison, String> {
     let mut count = Vec::new();
     let mut exposure = Vec::new();
     let mut group = Vec::new();
+    let mut subjects = Vec::new();
     for r in rows {
         let (
             Outcome::Count {
@@ -133,30 +139,36 @@ pub(crate) fn rates(
             count.push(f64::from(*c));
             exposure.push(days as f64 / 365.25);
             group.push(g);
+            subjects.push(&r.subject);
         }
     }
     if count.iter().all(|&c| c == 0.0) {
         return Err("no events counted yet".into());
     }
-    let columns = indicators(&group, arms, reference);
+    let mut columns = indicators(&group, arms, reference);
+    columns.extend(Adjustment::new(plan, &subjects).all_columns());
     let data = CountData {
         count: &count,
         columns: covariates(&columns),
         exposure: Some(&exposure),
     };
     let mut warnings = Vec::new();
-    let fit = match rates::fit_rates(&data, CountModel::Negbin, DEFAULT_CONF_LEVEL) {
-        Ok(fit) if fit.converged => Ok(fit),
-        other => {
-            let why = match other {
-                Ok(fit) => format!("did not converge ({})", fit.warnings.join("; ")),
-                Err(e) => e.to_string(),
-            };
-            warnings.push(format!(
-                "negative binomial regression not estimable ({why}): Poisson regression instead"
-            ));
-            rates::fit_rates(&data, CountModel::Poisson, DEFAULT_CONF_LEVEL)
-        }
+    let fit = match plan.count_model {
+        CountModel::Poisson => rates::fit_rates(&data, CountModel::Poisson, plan.conf_level),
+        CountModel::Negbin => match rates::fit_rates(&data, CountModel::Negbin, plan.conf_level) {
+            Ok(fit) if fit.converged => Ok(fit),
+            other => {
+                let why = match other {
+                    Ok(fit) => format!("did not converge ({})", fit.warnings.join("; ")),
+                    Err(e) => e.to_string(),
+                };
+                warnings.push(format!(
+                    "negative binomial regression not estimable ({why}): Poisson regression \
+                     instead"
+                ));
+                rates::fit_rates(&data, CountModel::Poisson, plan.conf_level)
+            }
+        },
     };
     let fit = fit.map_err(|e| e.to_string())?;
     warnings.extend(fit.warnings.iter().cloned());
@@ -165,17 +177,25 @@ pub(crate) fn rates(
         model: fit.model,
         subjects: fit.n,
         exposure: "years observed in the window (offset log exposure)",
-        rate_ratios: fit.coefficients.into_iter().skip(1).collect(),
+        // The intercept first, then the arms; the adjustment terms are not the comparison.
+        rate_ratios: fit
+            .coefficients
+            .into_iter()
+            .skip(1)
+            .take(arms.len() - 1)
+            .collect(),
         theta: fit.theta,
         warnings,
     })
 }
 
-/// Continuous: the difference in means per arm against the reference (`lm(value ~ arm)`).
+/// Continuous: the difference in means per arm against the reference (`lm(value ~ arm)`, an
+/// ANCOVA with the stratum and covariates as factors when the plan asks for them).
 pub(crate) fn means(
     arms: &[&str],
     reference: usize,
     rows: &[EndpointRow],
+    plan: &EndpointPlan,
 ) -> Result<MeanComparison, String> {
     // The reference arm first, as the linear model's baseline level.
     let mut order: Vec<usize> = vec![reference];
@@ -183,6 +203,7 @@ pub(crate) fn means(
     let levels: Vec<String> = order.iter().map(|&a| arms[a].to_string()).collect();
     let mut value = Vec::new();
     let mut group = Vec::new();
+    let mut subjects = Vec::new();
     for r in rows {
         if let (Outcome::Continuous { value: Some(v), .. }, Some(g)) = (
             &r.outcome,
@@ -190,22 +211,35 @@ pub(crate) fn means(
         ) {
             value.push(*v);
             group.push(g);
+            subjects.push(&r.subject);
         }
     }
+    let adjustment = Adjustment::new(plan, &subjects);
+    let factors: Vec<(&str, &[usize], &[String])> = adjustment
+        .covariates
+        .iter()
+        .chain(&adjustment.stratum)
+        .map(|f| (f.name.as_str(), f.codes.as_slice(), f.levels.as_slice()))
+        .collect();
     let fit = continuous::ancova(
         &AncovaData {
             outcome: &value,
             group: (&group, &levels),
             covariates: Vec::new(),
-            factors: Vec::new(),
+            factors,
         },
-        DEFAULT_CONF_LEVEL,
+        plan.conf_level,
     );
     let fit = fit.map_err(|e| e.to_string())?;
     Ok(MeanComparison {
         reference_arm: arms[reference].to_string(),
         subjects: fit.n,
-        model: "linear model of the value on the arm (lm), t intervals",
+        model: if adjustment.stratum.is_some() || !adjustment.covariates.is_empty() {
+            "ANCOVA: linear model of the value on the arm and the adjustment factors (lm), t \
+             intervals"
+        } else {
+            "linear model of the value on the arm (lm), t intervals"
+        },
         differences: fit.differences,
     })
 }
@@ -218,6 +252,7 @@ pub(crate) fn competing_risks(
     horizon_days: Option<u32>,
     rows: &[EndpointRow],
     competing_rows: &[EndpointRow],
+    plan: &EndpointPlan,
 ) -> Result<CompetingRiskComparison, String> {
     let competing_by_record: std::collections::HashMap<&str, (i64, bool)> = competing_rows
         .iter()
@@ -229,6 +264,7 @@ pub(crate) fn competing_risks(
         })
         .collect();
     let (mut time, mut status, mut group) = (Vec::new(), Vec::new(), Vec::new());
+    let mut subjects = Vec::new();
     for r in rows {
         let (Outcome::TimeToEvent { time_days, event }, Some(g)) =
             (&r.outcome, arms.iter().position(|a| *a == &*r.subject.arm))
@@ -247,12 +283,17 @@ pub(crate) fn competing_risks(
         time.push(t as f64);
         status.push(s);
         group.push(g);
+        subjects.push(&r.subject);
     }
+    let adjustment = Adjustment::new(plan, &subjects);
     let result = (|| {
         let curves =
             competing::cumulative_incidence(&time, &status, 2, Some((&group, arms.len())))?;
         let at = horizon_days.map_or_else(|| time.iter().copied().fold(0.0, f64::max), f64::from);
-        let options = KmOptions::default();
+        let options = KmOptions {
+            conf_level: plan.conf_level,
+            ..KmOptions::default()
+        };
         let incidence = curves
             .iter()
             .zip(arms)
@@ -282,19 +323,29 @@ pub(crate) fn competing_risks(
                 }
             })
             .collect();
-        let gray = competing::gray_test(&time, &status, 2, (&group, arms.len()), None, 0.0)?
-            .into_iter()
-            .map(|t| GrayResult {
-                cause: if t.cause == 1 {
-                    "endpoint"
-                } else {
-                    "competing"
-                }
-                .to_string(),
-                test: t.test,
-            })
-            .collect();
-        let columns = indicators(&group, arms, reference);
+        let gray = competing::gray_test(
+            &time,
+            &status,
+            2,
+            (&group, arms.len()),
+            adjustment.strata(),
+            0.0,
+        )?
+        .into_iter()
+        .map(|t| GrayResult {
+            cause: if t.cause == 1 {
+                "endpoint"
+            } else {
+                "competing"
+            }
+            .to_string(),
+            test: t.test,
+        })
+        .collect();
+        let compared = arms.len() - 1;
+        // Fine–Gray has no strata (nor has `cmprsk::crr`): the stratum enters as a factor.
+        let mut columns = indicators(&group, arms, reference);
+        columns.extend(adjustment.all_columns());
         let fine_gray = finegray::fine_gray(
             &finegray::FineGrayData {
                 time: &time,
@@ -303,17 +354,22 @@ pub(crate) fn competing_risks(
                 cause: 1,
                 covariates: covariates(&columns),
             },
-            DEFAULT_CONF_LEVEL,
+            plan.conf_level,
         )?;
+        let mut columns = indicators(&group, arms, reference);
+        columns.extend(adjustment.covariate_columns());
         let event: Vec<bool> = status.iter().map(|&s| s == 1).collect();
         let cause_specific = stats::cox_ph(
             &stats::CoxData {
                 time: &time,
                 event: &event,
                 covariates: covariates(&columns),
-                strata: None,
+                strata: adjustment.strata(),
             },
-            &stats::CoxOptions::default(),
+            &stats::CoxOptions {
+                conf_level: plan.conf_level,
+                ..stats::CoxOptions::default()
+            },
         )?;
         let mut warnings = cause_specific.warnings;
         if !fine_gray.converged {
@@ -324,8 +380,16 @@ pub(crate) fn competing_risks(
             at_day: at,
             incidence,
             gray,
-            subdistribution_hazard_ratios: fine_gray.coefficients,
-            cause_specific_hazard_ratios: cause_specific.coefficients,
+            subdistribution_hazard_ratios: fine_gray
+                .coefficients
+                .into_iter()
+                .take(compared)
+                .collect(),
+            cause_specific_hazard_ratios: cause_specific
+                .coefficients
+                .into_iter()
+                .take(compared)
+                .collect(),
             warnings,
         })
     })();
@@ -343,7 +407,7 @@ mod tests {
     use crate::randomise::{AllocationRecord, Draw, Timestamp};
 
     /// Each subject's events as `(day, type)`, in day order: what the analysis must recount.
-    type Truth = Vec<(String, Vec<(i64, &'static str)>)>;
+    pub(super) type Truth = Vec<(String, Vec<(i64, &'static str)>)>;
     /// One generated event: day, type, code, value, source.
     type Generated = (
         i64,
@@ -369,7 +433,10 @@ mod tests {
         }
     }
 
-    fn protocol(name: &str, edit: impl Fn(String) -> String) -> crate::protocol::Protocol {
+    pub(super) fn protocol(
+        name: &str,
+        edit: impl Fn(String) -> String,
+    ) -> crate::protocol::Protocol {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("protocols")
             .join(name);
@@ -379,7 +446,7 @@ mod tests {
 
     /// 240 subjects randomised one a day from 2024-01-02, arms in turn, with deaths,
     /// infarctions, heart-failure hospitalisations (I50) and NT-proBNP values at about day 180.
-    fn trial(protocol: crate::protocol::Protocol) -> (TrialData, Truth) {
+    pub(super) fn trial(protocol: crate::protocol::Protocol) -> (TrialData, Truth) {
         let start = NaiveDate::from_ymd_opt(2024, 1, 2).unwrap();
         let mut rng = Lcg(17);
         let mut allocations = Vec::new();
@@ -481,12 +548,13 @@ mod tests {
                 in_error: Default::default(),
                 participation: Default::default(),
                 deliveries: Vec::new(),
+                open_arms_by_version: Default::default(),
             },
             truth,
         )
     }
 
-    fn cutoff() -> DataCutoff {
+    pub(super) fn cutoff() -> DataCutoff {
         DataCutoff::parse("2026-06-30").unwrap()
     }
 
@@ -509,6 +577,13 @@ mod tests {
                         | ("continuous", Comparison::MeanDifference(_))
                 );
                 assert!(ok, "{name} {} ({}): {c:?}", e.id, e.kind);
+                // And says how, as the protocol's plan prescribes.
+                let text = e.analysis.as_deref().unwrap_or_default();
+                assert!(
+                    text.ends_with("95% confidence intervals"),
+                    "{name} {}: {text}",
+                    e.id
+                );
             }
         }
     }
@@ -656,5 +731,212 @@ mod tests {
             "{errors}"
         );
         assert!(errors.contains("event type `Bad`"), "{errors}");
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    //! The protocol's `[analysis]` plan followed: stratified and adjusted comparisons, each
+    //! checked against the statistic fitted directly on strata built here from the stratum keys.
+
+    use super::tests::{cutoff, protocol, trial};
+    use crate::analysis::summary::{analyse, Comparison};
+    use crate::analysis::TrialData;
+    use crate::stats::mantel_haenszel::{mantel_haenszel, Stratum2x2};
+
+    const SITES: [&str; 3] = ["KS", "SAH", "UPP"];
+
+    /// Give the generated subjects sites and diabetes levels, as the register would.
+    fn stratify(data: &mut TrialData, second: &str) {
+        for (i, a) in data.allocations.iter_mut().enumerate() {
+            a.site_code = SITES[i % 3].to_string();
+            a.stratum = format!("site={};{second}={}", a.site_code, i % 7 < 3);
+        }
+    }
+
+    /// Codes of the stratum keys of `records`, in order of first appearance.
+    fn strata_codes(data: &TrialData, records: &[&str]) -> (Vec<usize>, usize) {
+        let mut keys: Vec<&str> = Vec::new();
+        let codes = records
+            .iter()
+            .map(|r| {
+                let key = data
+                    .allocations
+                    .iter()
+                    .find(|a| a.record_id == *r)
+                    .map(|a| a.stratum.as_str())
+                    .unwrap();
+                keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    keys.push(key);
+                    keys.len() - 1
+                })
+            })
+            .collect();
+        (codes, keys.len())
+    }
+
+    #[test]
+    fn a_stratified_plan_gives_the_stratified_cox_model_and_says_so() {
+        let (mut data, _) = trial(protocol("dapa-hf-reg.toml", |t| t));
+        stratify(&mut data, "diabetes");
+        let analysis = analyse(&data, &[], cutoff());
+        let e = analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "cv_death_or_hfh")
+            .unwrap();
+        let text = e.analysis.as_deref().unwrap();
+        assert!(
+            text.contains("Cox proportional hazards (Efron ties), stratified by the randomisation strata (site × diabetes)"),
+            "{text}"
+        );
+        let Some(Comparison::Survival {
+            hazard_ratios,
+            logrank,
+            ..
+        }) = &e.comparison
+        else {
+            panic!("{:?}", e.comparison);
+        };
+        // The same fit made directly: `coxph(Surv(time, event) ~ arm + strata(stratum))`.
+        let rows = crate::analysis::summary::derive_endpoints(&data, cutoff());
+        let (_, rows) = rows
+            .iter()
+            .find(|(e, _)| e.id == "cv_death_or_hfh")
+            .unwrap();
+        let arms = ["active", "usual_care"];
+        let s = crate::endpoints::SurvivalData::from_rows(rows, &arms);
+        let records: Vec<&str> = rows.iter().map(|r| &*r.subject.record_id).collect();
+        let (codes, levels) = strata_codes(&data, &records);
+        assert_eq!(levels, 6);
+        let arm: Vec<f64> = s
+            .group
+            .iter()
+            .map(|&g| f64::from(u8::from(g == 0)))
+            .collect();
+        let fit = |strata| {
+            crate::stats::cox_ph(
+                &crate::stats::CoxData {
+                    time: &s.time,
+                    event: &s.event,
+                    covariates: vec![crate::stats::Covariate {
+                        name: "arm",
+                        values: &arm,
+                    }],
+                    strata,
+                },
+                &crate::stats::CoxOptions::default(),
+            )
+            .unwrap()
+            .coefficients[0]
+                .coef
+                .unwrap()
+        };
+        let stratified = fit(Some((&codes, levels)));
+        let got = hazard_ratios[0].coef.unwrap();
+        assert!((got - stratified).abs() < 1e-12, "{got} vs {stratified}");
+        // And not the unstratified one: the strata changed the estimate.
+        assert!((got - fit(None)).abs() > 1e-6);
+        let lr =
+            crate::stats::logrank::log_rank(&s.time, &s.event, &s.group, 2, Some((&codes, levels)))
+                .unwrap();
+        assert!((logrank.chisq - lr.chisq).abs() < 1e-12);
+        // The count and continuous comparisons say how the strata entered.
+        for id in ["hfh_count_1y", "nt_probnp_6m"] {
+            let e = analysis.endpoints.iter().find(|e| e.id == id).unwrap();
+            let text = e.analysis.as_deref().unwrap();
+            assert!(
+                text.contains(
+                    "stratified by the randomisation strata (site × diabetes) as a factor"
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_adjusted_binary_endpoint_gets_mantel_haenszel_across_the_covariate_levels() {
+        let (mut data, _) = trial(protocol("taste.toml", |t| t));
+        stratify(&mut data, "sex");
+        let analysis = analyse(&data, &[], cutoff());
+        let e = analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "death_30d")
+            .unwrap();
+        let Some(Comparison::Binary {
+            mantel_haenszel: mh,
+            ..
+        }) = &e.comparison
+        else {
+            panic!("{:?}", e.comparison);
+        };
+        assert_eq!(mh.len(), 1);
+        // The tables by hand: per stratum key, deaths and subjects of each arm.
+        let rows = crate::analysis::summary::derive_endpoints(&data, cutoff());
+        let (_, rows) = rows.iter().find(|(e, _)| e.id == "death_30d").unwrap();
+        let mut tables: std::collections::BTreeMap<&str, Stratum2x2> = Default::default();
+        for r in rows {
+            let crate::endpoints::Outcome::Binary {
+                event: Some(died), ..
+            } = r.outcome
+            else {
+                continue;
+            };
+            let t = tables.entry(&r.subject.site).or_insert(Stratum2x2 {
+                a: 0,
+                n1: 0,
+                c: 0,
+                n0: 0,
+            });
+            if &*r.subject.arm == "aspiration" {
+                t.a += u64::from(died);
+                t.n1 += 1;
+            } else {
+                t.c += u64::from(died);
+                t.n0 += 1;
+            }
+        }
+        assert_eq!(tables.len(), 3);
+        let expected = mantel_haenszel(&tables.into_values().collect::<Vec<_>>(), 0.95).unwrap();
+        assert_eq!(mh[0].estimates, expected);
+        assert_eq!(mh[0].strata_left_out, 0);
+        assert_eq!(mh[0].strata_by, "site");
+        let text = e.analysis.as_deref().unwrap();
+        assert!(text.contains("Mantel-Haenszel odds ratio, risk ratio and risk difference across the strata formed by `site`"), "{text}");
+    }
+
+    #[test]
+    fn an_endpoint_override_changes_only_that_endpoint() {
+        let edit = |t: String| {
+            t + "\n[analysis.endpoints.hfh_count_1y]\nstratified = false\ncount_model = \"poisson\"\nconf_level = 0.9\n"
+        };
+        let (mut data, _) = trial(protocol("dapa-hf-reg.toml", edit));
+        stratify(&mut data, "diabetes");
+        let analysis = analyse(&data, &[], cutoff());
+        let e = analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "hfh_count_1y")
+            .unwrap();
+        let Some(Comparison::Rates(r)) = &e.comparison else {
+            panic!("{:?}", e.comparison);
+        };
+        assert_eq!(r.model, crate::stats::rates::CountModel::Poisson);
+        // Everyone is followed the whole year: the unstratified Poisson rate ratio is the
+        // ratio of the mean counts, with a 90% interval.
+        let groups = &e.groups;
+        let mean = |arm: &str| groups[arm].events as f64 / groups[arm].subjects as f64;
+        let expected = mean("active") / mean("usual_care");
+        let rr = &r.rate_ratios[0];
+        assert!((rr.rate_ratio - expected).abs() < 1e-9 * expected);
+        let z = (rr.upper.ln() - rr.rate_ratio.ln()) / rr.se;
+        assert!((z - 1.644_853_626_951_472_2).abs() < 1e-9, "{z}");
+        let text = e.analysis.as_deref().unwrap();
+        assert!(text.starts_with("Poisson regression"), "{text}");
+        assert!(text.ends_with("90% confidence intervals"), "{text}");
+        // The primary endpoint keeps the trial's stratified default.
+        let primary = analysis.endpoints.iter().find(|e| e.primary).unwrap();
+        assert!(primary.analysis.as_deref().unwrap().contains("stratified"));
     }
 }

@@ -2,6 +2,12 @@
 //! data have reached is reconstructed at the day its event count was reached (so a look's
 //! numbers never change when the report is re-run later), the Cox log hazard ratio gives its z,
 //! and the group-sequential design decides whether the boundary was crossed.
+//!
+//! With several experimental arms each is monitored against the reference arm on its own: on
+//! its subjects and the reference arm's concurrent, eligible controls (randomised while both
+//! arms were open, and eligible for the experimental arm), its events counted against the
+//! planned events of one comparison, at its share of alpha (Bonferroni unless the protocol's
+//! `[monitoring] multiplicity` says `none`).
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -41,18 +47,37 @@ pub struct LookReport {
     pub repeated_ci_hr: Option<[f64; 2]>,
 }
 
+/// Interim monitoring of the primary endpoint: each experimental arm against the reference arm,
+/// each at its share of alpha.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InterimReport {
     pub endpoint: String,
-    pub experimental_arm: String,
     pub reference_arm: String,
     pub design: Monitoring,
+    /// How alpha is split between the comparisons, in words.
+    pub alpha_split: String,
+    /// The alpha each comparison is monitored at.
+    pub alpha_per_comparison: f64,
+    /// One per experimental arm, in the protocol's order.
+    pub comparisons: Vec<ArmMonitoring>,
+}
+
+/// The looks of one arm against the reference arm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmMonitoring {
+    pub experimental_arm: String,
+    /// Reference-arm subjects in this comparison: randomised while both arms were open and
+    /// eligible for the experimental arm.
+    pub concurrent_controls: usize,
+    /// Reference-arm subjects left out of it.
+    pub non_concurrent_controls: usize,
     pub inflation_factor: f64,
     /// The planned efficacy boundaries (z) at the planned looks.
     pub planned_upper_z: Vec<f64>,
     /// Two-sided designs: the planned lower efficacy boundaries (`-planned_upper_z`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned_lower_z: Vec<f64>,
+    /// Events in the two arms' subjects of this comparison.
     pub events: u64,
     pub information_fraction: f64,
     pub looks: Vec<LookReport>,
@@ -65,10 +90,83 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     let plan = data.protocol.monitoring.as_ref()?;
     let endpoint = data.protocol.primary_endpoint()?;
     let arms = &data.protocol.arms;
-    let (experimental, reference) = (arms.first()?.id.clone(), arms.last()?.id.clone());
+    let reference = arms.len().checked_sub(1).filter(|&r| r > 0)?;
+    let alpha = plan
+        .multiplicity
+        .alpha_per_comparison(plan.alpha, reference);
+    let alpha_split = match (plan.multiplicity, reference) {
+        (_, 1) => format!("one comparison, at the full alpha {}", plan.alpha),
+        (crate::protocol::Multiplicity::Bonferroni, k) => format!(
+            "Bonferroni: alpha {} split equally between the {k} comparisons with the reference \
+             arm, {alpha} each",
+            plan.alpha
+        ),
+        (crate::protocol::Multiplicity::None, k) => format!(
+            "none: each of the {k} comparisons with the reference arm at the full alpha {} \
+             (the protocol's `multiplicity = \"none\"`)",
+            plan.alpha
+        ),
+    };
+    let concurrency = super::data::Concurrency::of(data);
+    let subjects = data.subjects();
+    let comparisons = (0..reference)
+        .map(|a| {
+            let (mut controls, mut non_concurrent) = (0, 0);
+            let kept: Vec<endpoints::Subject> = subjects
+                .iter()
+                .filter(|s| {
+                    let arm = arms.iter().position(|x| *x.id == *s.arm);
+                    if arm != Some(a) && arm != Some(reference) {
+                        return false;
+                    }
+                    let keep = concurrency.keeps(&s.record_id, a, reference);
+                    if arm == Some(reference) {
+                        if keep {
+                            controls += 1;
+                        } else {
+                            non_concurrent += 1;
+                        }
+                    }
+                    keep
+                })
+                .cloned()
+                .collect();
+            let mut report = monitor_arm(
+                data,
+                cutoff,
+                (endpoint, plan),
+                alpha,
+                &kept,
+                (&arms[a].id, &arms[reference].id),
+            );
+            report.concurrent_controls = controls;
+            report.non_concurrent_controls = non_concurrent;
+            report
+        })
+        .collect();
+    Some(InterimReport {
+        endpoint: endpoint.id.clone(),
+        reference_arm: arms[reference].id.clone(),
+        design: plan.clone(),
+        alpha_split,
+        alpha_per_comparison: alpha,
+        comparisons,
+    })
+}
+
+/// The looks of `experimental` against `reference` on `subjects` (theirs only), monitored at
+/// `alpha`.
+fn monitor_arm(
+    data: &TrialData,
+    cutoff: DataCutoff,
+    (endpoint, plan): (&crate::protocol::Endpoint, &Monitoring),
+    alpha: f64,
+    subjects: &[endpoints::Subject],
+    (experimental, reference): (&str, &str),
+) -> ArmMonitoring {
     let spending = plan.spending;
     let spec = DesignSpec {
-        alpha: plan.alpha,
+        alpha,
         sided: if plan.sided == 1 {
             Sided::One
         } else {
@@ -80,11 +178,10 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         futility: None,
         binding_futility: false,
     };
-    let mut report = InterimReport {
-        endpoint: endpoint.id.clone(),
-        experimental_arm: experimental.clone(),
-        reference_arm: reference.clone(),
-        design: plan.clone(),
+    let mut report = ArmMonitoring {
+        experimental_arm: experimental.to_string(),
+        concurrent_controls: 0,
+        non_concurrent_controls: 0,
         inflation_factor: f64::NAN,
         planned_upper_z: Vec::new(),
         planned_lower_z: Vec::new(),
@@ -97,7 +194,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         Ok(d) => d,
         Err(e) => {
             report.note = Some(format!("the monitoring plan cannot be computed: {e}"));
-            return Some(report);
+            return report;
         }
     };
     report.inflation_factor = design.inflation_factor;
@@ -105,7 +202,6 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     if spec.sided == Sided::Two {
         report.planned_lower_z = design.looks.iter().filter_map(|l| l.lower_z).collect();
     }
-    let subjects = data.subjects();
     // The look search derives the endpoint many times: only events of the endpoint's types and
     // the censoring types can change its rows, so leave the others out once.
     let relevant = |e: &&endpoints::ReceivedEvent| match &endpoint.kind {
@@ -131,7 +227,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         endpoints::derive_grouped(
             &data.protocol.follow_up,
             endpoint,
-            &subjects,
+            subjects,
             &grouped,
             DataCutoff(d),
         )
@@ -163,7 +259,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     report.events = changes.iter().map(|c| c.1).sum::<i64>().max(0) as u64;
     report.information_fraction = report.events as f64 / planned;
     if subjects.is_empty() {
-        return Some(report);
+        return report;
     }
 
     let mut observations = Vec::new();
@@ -179,7 +275,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         };
         let rows = rows_at(lo);
         let events = events_in(&rows);
-        let Some((log_hr, se)) = log_hazard_ratio(&rows, &experimental, &reference) else {
+        let Some((log_hr, se)) = log_hazard_ratio(&rows, experimental, reference) else {
             report.note = Some(format!("look {} is not estimable yet", k + 1));
             break;
         };
@@ -234,7 +330,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
         }
         Err(_) => {}
     }
-    Some(report)
+    report
 }
 
 /// Cox log hazard ratio of the experimental arm against the reference arm, with its standard

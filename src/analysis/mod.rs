@@ -10,6 +10,7 @@
 //! checks the reader and hands out either the unblinded analysis or the released summary. That
 //! is what lets the design simulator run the very same code in memory.
 
+mod adjust;
 pub mod data;
 pub mod datasets;
 pub mod disclosure;
@@ -22,6 +23,9 @@ pub mod release;
 pub mod representativeness;
 pub mod subgroups;
 pub mod summary;
+
+#[cfg(test)]
+mod concurrent_tests;
 
 pub use data::{DataError, ErrorMark, TrialData};
 pub use summary::{Analysis, Comparison};

@@ -522,6 +522,7 @@ mod tests {
             in_error: HashMap::new(),
             deliveries: Vec::new(),
             participation: Default::default(),
+            open_arms_by_version: Default::default(),
         };
         let screening = [
             screened("r1", "randomised", "UPP", 50, "F"),

@@ -136,8 +136,173 @@ pub fn primary_subgroups(protocol: &Protocol, primary: &[EndpointRow]) -> Vec<Su
         .collect()
 }
 
+/// One count endpoint's rate ratios of the experimental arm (the first declared) against the
+/// reference arm (the last) within each level of a stratification factor: the data of the
+/// DSMB report's rate-ratio forests. Within a level the plan's count model is fitted to the arm
+/// alone (no further adjustment: the level is the stratum).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateForest {
+    pub endpoint: String,
+    pub factor: String,
+    pub experimental_arm: String,
+    pub reference_arm: String,
+    /// All patients, then each level as `(level, subjects, events, rate ratio)`; a level whose
+    /// model cannot be fitted has none.
+    pub rows: Vec<(
+        String,
+        usize,
+        u64,
+        Option<crate::stats::rates::RateCoefficient>,
+    )>,
+}
+
+/// Rate-ratio forests of a count endpoint, one per stratification factor with at least two
+/// levels enrolled; empty for other endpoints.
+pub fn rate_subgroups(
+    protocol: &Protocol,
+    endpoint: &crate::protocol::Endpoint,
+    rows: &[EndpointRow],
+) -> Vec<RateForest> {
+    let EndpointKind::Count { window, .. } = &endpoint.kind else {
+        return vec![];
+    };
+    let (Some(experimental), Some(reference)) = (protocol.arms.first(), protocol.arms.last())
+    else {
+        return vec![];
+    };
+    if protocol.arms.len() < 2 {
+        return vec![];
+    }
+    let arms = [experimental.id.as_str(), reference.id.as_str()];
+    let plan = crate::protocol::EndpointPlan {
+        stratified: false,
+        covariates: Vec::new(),
+        ..protocol.analysis.of(&endpoint.id).clone()
+    };
+    let fit = |rows: &[EndpointRow]| {
+        let subjects = rows.len();
+        let events = rows
+            .iter()
+            .map(|r| match r.outcome {
+                Outcome::Count { count, .. } => u64::from(count),
+                _ => 0,
+            })
+            .sum();
+        let ratio = super::effects::rates(&arms, 1, window.from_day, rows, &plan)
+            .ok()
+            .and_then(|c| c.rate_ratios.into_iter().next());
+        (subjects, events, ratio)
+    };
+    let compared: Vec<EndpointRow> = rows
+        .iter()
+        .filter(|r| arms.contains(&&*r.subject.arm))
+        .cloned()
+        .collect();
+    let overall = fit(&compared);
+    protocol
+        .randomisation
+        .strata
+        .iter()
+        .filter_map(|factor| {
+            let mut levels: Vec<&str> = compared
+                .iter()
+                .map(|r| level_of(&r.subject.stratum, factor).unwrap_or("(missing)"))
+                .collect();
+            levels.sort_unstable();
+            levels.dedup();
+            if levels.len() < 2 {
+                return None;
+            }
+            let mut out = vec![(
+                "All patients".to_string(),
+                overall.0,
+                overall.1,
+                overall.2.clone(),
+            )];
+            for level in levels {
+                let within: Vec<EndpointRow> = compared
+                    .iter()
+                    .filter(|r| {
+                        level_of(&r.subject.stratum, factor).unwrap_or("(missing)") == level
+                    })
+                    .cloned()
+                    .collect();
+                let (n, events, ratio) = fit(&within);
+                out.push((level.to_string(), n, events, ratio));
+            }
+            Some(RateForest {
+                endpoint: endpoint.id.clone(),
+                factor: factor.clone(),
+                experimental_arm: experimental.id.clone(),
+                reference_arm: reference.id.clone(),
+                rows: out,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rate_forests_fit_each_level_of_each_factor() {
+        use crate::endpoints::{EndpointRow, Outcome, Subject};
+        let p = crate::protocol::parse(
+            include_str!("../../protocols/dapa-hf-reg.toml"),
+            "dapa-hf-reg.toml",
+        )
+        .unwrap();
+        let endpoint = p.endpoint("hfh_count_1y").unwrap();
+        // Diabetes levels: among diabetics the rate ratio is (4/10)/(8/10) = 0.5, among the
+        // others (3/10)/(3/10) = 1, and overall (7/20)/(11/20). Everyone followed the year.
+        let mut rows = Vec::new();
+        for (diabetes, arm, counts) in [
+            ("true", "active", [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]),
+            ("true", "usual_care", [2, 2, 1, 1, 1, 1, 0, 0, 0, 0]),
+            ("false", "active", [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]),
+            ("false", "usual_care", [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]),
+        ] {
+            for (i, c) in counts.into_iter().enumerate() {
+                rows.push(EndpointRow {
+                    subject: Subject {
+                        record_id: format!("{diabetes}-{arm}-{i}").into(),
+                        subject: format!("{diabetes}-{arm}-{i}").into(),
+                        site: "KS".into(),
+                        arm: arm.into(),
+                        stratum: format!("site=KS;diabetes={diabetes}").into(),
+                        randomised_on: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+                        data_collection_ends: None,
+                    },
+                    outcome: Outcome::Count {
+                        time_days: 365,
+                        count: c,
+                        complete: true,
+                    },
+                    censor_reason: None,
+                    source: None,
+                    source_event_id: None,
+                });
+            }
+        }
+        let forests = super::rate_subgroups(&p, endpoint, &rows);
+        assert_eq!(forests.len(), 1, "site has one level only");
+        let f = &forests[0];
+        assert_eq!(f.factor, "diabetes");
+        let ratios: Vec<(&str, usize, u64, f64)> = f
+            .rows
+            .iter()
+            .map(|(l, n, e, r)| (l.as_str(), *n, *e, r.as_ref().unwrap().rate_ratio))
+            .collect();
+        let expect = [
+            ("All patients", 40, 18, 7.0 / 11.0),
+            ("false", 20, 6, 1.0),
+            ("true", 20, 12, 0.5),
+        ];
+        for ((l, n, e, rr), (el, en, ee, err)) in ratios.iter().zip(expect) {
+            assert_eq!((*l, *n, *e), (el, en, ee));
+            assert!((rr - err).abs() < 1e-6 * err, "{l}: {rr} vs {err}");
+        }
+    }
+
     #[test]
     fn levels_come_from_the_stratum_key() {
         assert_eq!(super::level_of("site=UPP;sex=F", "sex"), Some("F"));

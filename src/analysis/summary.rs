@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::data::TrialData;
+use super::data::{Concurrency, TrialData};
 use crate::endpoints::flow::{self, Flow, Screening};
 use crate::endpoints::{self, DataCutoff, EndpointRow, Outcome};
 use crate::stats;
@@ -42,6 +42,11 @@ pub struct EndpointSummary {
     /// The comparison between arms (unblinded only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,
+    /// What the comparison is, as the protocol's analysis plan (`[analysis]`) prescribes: the
+    /// methods, the stratification, the covariates, the confidence level and which controls
+    /// (unblinded only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<String>,
 }
 
 /// Kaplan–Meier summary of one arm.
@@ -80,6 +85,10 @@ pub enum Comparison {
     Binary {
         reference_arm: String,
         tables: Vec<BinaryComparison>,
+        /// Stratified or adjusted plans: Mantel–Haenszel estimates of each arm against the
+        /// reference across the strata (`mantelhaen.test`, Greenland–Robins variances).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        mantel_haenszel: Vec<ArmMantelHaenszel>,
     },
     /// Counts: rate ratios from negative binomial regression with the exposure observed.
     Rates(super::effects::RateComparison),
@@ -87,8 +96,49 @@ pub enum Comparison {
     MeanDifference(super::effects::MeanComparison),
     /// Time to event with competing events: cumulative incidence, Gray, Fine–Gray.
     CompetingRisks(super::effects::CompetingRiskComparison),
+    /// Several arms whose subjects were not all concurrent, eligible controls for each other
+    /// (an arm opened or closed by amendment, or patients ineligible for some arms): each arm
+    /// against the reference arm on its own, with only the reference-arm subjects who could
+    /// have been randomised to it.
+    PerArm {
+        reference_arm: String,
+        comparisons: Vec<ArmComparison>,
+    },
     /// The data do not support the comparison yet (e.g. no events).
     NotEstimable { reason: String },
+}
+
+/// One arm against the concurrent, eligible controls of the reference arm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmComparison {
+    pub arm: String,
+    /// Reference-arm subjects compared with this arm: randomised while both arms were open and
+    /// eligible for this arm.
+    pub concurrent_controls: usize,
+    /// Reference-arm subjects left out: randomised before the arm opened or after it closed,
+    /// or not eligible for it.
+    pub non_concurrent_controls: usize,
+    /// Subjects of this arm left out (randomised while the reference arm was closed to them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub excluded_from_arm: usize,
+    pub comparison: Box<Comparison>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The Mantel–Haenszel estimates of one arm against the reference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmMantelHaenszel {
+    pub arm: String,
+    /// What the strata are (the randomisation strata and/or the covariates' levels).
+    pub strata_by: String,
+    #[serde(flatten)]
+    pub estimates: stats::mantel_haenszel::MantelHaenszel,
+    /// Strata left out because they hold fewer than two subjects of the two arms.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub strata_left_out: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -204,6 +254,7 @@ impl Analysis {
                         sources: e.sources.clone(),
                         groups: BTreeMap::from([("all".to_string(), all)]),
                         comparison: None,
+                        analysis: None,
                     }
                 })
                 .collect(),
@@ -358,6 +409,7 @@ pub fn analyse_derived(
         .collect();
     let primary = derived.iter().find(|(e, _)| e.primary);
     let competing = competing_rows(data, cutoff, derived);
+    let concurrency = Concurrency::of(data);
     // The comparisons and the subgroup forest each fit models over every subject: side by side.
     // The forecast of the looks simulates a thousand futures of the trial: beside the rest.
     let (((flow, allocation_quality), forecast), (subgroups, endpoints)) = rayon::join(
@@ -395,19 +447,29 @@ pub fn analyse_derived(
                     derived
                         .par_iter()
                         .enumerate()
-                        .map(|(i, (e, rows))| EndpointSummary {
-                            id: e.id.clone(),
-                            label: e.label.clone(),
-                            kind: kind_name(e),
-                            primary: e.primary,
-                            complete_through: endpoints::complete_through(
-                                &data.protocol.follow_up,
+                        .map(|(i, (e, rows))| {
+                            let (comparison, analysis) = compare(
+                                &data.protocol,
                                 e,
-                                cutoff,
-                            ),
-                            sources: endpoint_sources(&data.protocol.follow_up, e),
-                            groups: summarise(rows),
-                            comparison: compare(&data.protocol, e, rows, competing[i].as_deref()),
+                                rows,
+                                competing[i].as_deref(),
+                                &concurrency,
+                            );
+                            EndpointSummary {
+                                id: e.id.clone(),
+                                label: e.label.clone(),
+                                kind: kind_name(e),
+                                primary: e.primary,
+                                complete_through: endpoints::complete_through(
+                                    &data.protocol.follow_up,
+                                    e,
+                                    cutoff,
+                                ),
+                                sources: endpoint_sources(&data.protocol.follow_up, e),
+                                groups: summarise(rows),
+                                comparison,
+                                analysis,
+                            }
                         })
                         .collect()
                 },
@@ -478,49 +540,214 @@ fn competing_rows(
 }
 
 /// Compare arms on one endpoint's rows (`competing` holds the competing events' rows of a
-/// time-to-event endpoint that declares them).
+/// time-to-event endpoint that declares them), as the protocol's analysis plan says; with the
+/// sentence that says what was done.
 fn compare(
     protocol: &crate::protocol::Protocol,
     endpoint: &crate::protocol::Endpoint,
     rows: &[EndpointRow],
     competing: Option<&[EndpointRow]>,
-) -> Option<Comparison> {
-    use crate::protocol::EndpointKind;
+    concurrency: &Concurrency,
+) -> (Option<Comparison>, Option<String>) {
     let arms: Vec<&str> = protocol.arms.iter().map(|a| a.id.as_str()).collect();
-    let reference = arms.len().checked_sub(1)?;
+    let Some(reference) = arms.len().checked_sub(1) else {
+        return (None, None);
+    };
+    let plan = protocol.analysis.of(&endpoint.id);
+    let strata = &protocol.randomisation.strata;
+    let arm_of = |r: &EndpointRow| arms.iter().position(|a| *a == &*r.subject.arm);
+    // Each arm's rows against the reference when every subject of the two arms could have
+    // been randomised to either: the usual joint comparison. Otherwise each arm on its own.
+    let restricted = (0..reference).any(|a| {
+        rows.iter().any(|r| {
+            arm_of(r).is_some_and(|g| g == a || g == reference)
+                && !concurrency.keeps(&r.subject.record_id, a, reference)
+        })
+    });
+    let method = describe(endpoint, competing.is_some(), plan, strata);
+    if !restricted {
+        let comparison = compare_arms(endpoint, &arms, reference, rows, competing, plan);
+        return (Some(comparison), Some(method));
+    }
+    let comparisons = (0..reference)
+        .map(|a| {
+            let (mut controls, mut non_concurrent, mut excluded) = (0, 0, 0);
+            let kept: Vec<EndpointRow> = rows
+                .iter()
+                .filter(|r| {
+                    let g = arm_of(r);
+                    if g != Some(a) && g != Some(reference) {
+                        return false;
+                    }
+                    let keep = concurrency.keeps(&r.subject.record_id, a, reference);
+                    match (g == Some(reference), keep) {
+                        (true, true) => controls += 1,
+                        (true, false) => non_concurrent += 1,
+                        (false, false) => excluded += 1,
+                        (false, true) => {}
+                    }
+                    keep
+                })
+                .cloned()
+                .collect();
+            ArmComparison {
+                arm: arms[a].to_string(),
+                concurrent_controls: controls,
+                non_concurrent_controls: non_concurrent,
+                excluded_from_arm: excluded,
+                comparison: Box::new(compare_arms(
+                    endpoint,
+                    &[arms[a], arms[reference]],
+                    1,
+                    &kept,
+                    competing,
+                    plan,
+                )),
+            }
+        })
+        .collect();
+    (
+        Some(Comparison::PerArm {
+            reference_arm: arms[reference].to_string(),
+            comparisons,
+        }),
+        Some(format!(
+            "{method}; each arm against concurrent, eligible controls only (reference-arm \
+             subjects randomised while both arms were open and eligible for the arm)"
+        )),
+    )
+}
+
+/// The sentence that says how an endpoint is compared under `plan`.
+fn describe(
+    endpoint: &crate::protocol::Endpoint,
+    competing: bool,
+    plan: &crate::protocol::EndpointPlan,
+    strata: &[String],
+) -> String {
+    use super::adjust::described;
+    use crate::protocol::EndpointKind;
+    match &endpoint.kind {
+        EndpointKind::TimeToEvent { .. } if competing => format!(
+            "Aalen-Johansen cumulative incidence per arm, Gray's test, Fine-Gray subdistribution \
+             and cause-specific Cox (Efron ties) hazard ratios{}",
+            described(
+                plan,
+                strata,
+                "as strata of Gray's test and the cause-specific Cox model and as a factor in \
+                 the Fine-Gray model"
+            )
+        ),
+        EndpointKind::TimeToEvent { .. } => format!(
+            "Kaplan-Meier per arm, log-rank test and Cox proportional hazards (Efron ties){}",
+            described(
+                plan,
+                strata,
+                "as strata of the log-rank test and the Cox model"
+            )
+        ),
+        EndpointKind::Binary { .. } => {
+            let mut by: Vec<String> = Vec::new();
+            if plan.stratified {
+                by.push(format!("the randomisation strata ({})", strata.join(" × ")));
+            }
+            by.extend(plan.covariates.iter().map(|c| format!("`{c}`")));
+            let mh = if by.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; Mantel-Haenszel odds ratio, risk ratio and risk difference across the \
+                     strata formed by {}",
+                    by.join(" and ")
+                )
+            };
+            format!(
+                "risk difference, risk ratio and odds ratio with Wald intervals among subjects \
+                 with complete follow-up{mh}; {}% confidence intervals",
+                (plan.conf_level * 1e6).round() / 1e4
+            )
+        }
+        EndpointKind::Count { .. } => format!(
+            "{} with log years observed in the window as offset{}",
+            match plan.count_model {
+                stats::rates::CountModel::Negbin => {
+                    "negative binomial regression (as MASS::glm.nb; Poisson if it cannot be \
+                     fitted)"
+                }
+                stats::rates::CountModel::Poisson => "Poisson regression (as glm)",
+            },
+            described(plan, strata, "as a factor")
+        ),
+        EndpointKind::Continuous { .. } => format!(
+            "difference in means by {}{}",
+            if plan.stratified || !plan.covariates.is_empty() {
+                "ANCOVA (lm)"
+            } else {
+                "linear model (lm)"
+            },
+            described(plan, strata, "as a factor")
+        ),
+    }
+}
+
+/// Compare `arms` (the reference at `reference`) on the rows of subjects in them.
+fn compare_arms(
+    endpoint: &crate::protocol::Endpoint,
+    arms: &[&str],
+    reference: usize,
+    rows: &[EndpointRow],
+    competing: Option<&[EndpointRow]>,
+    plan: &crate::protocol::EndpointPlan,
+) -> Comparison {
+    use super::adjust::Adjustment;
+    use crate::protocol::EndpointKind;
     let arm_index = |r: &EndpointRow| arms.iter().position(|a| *a == &*r.subject.arm);
     let not_estimable = |e: stats::StatsError| Comparison::NotEstimable {
         reason: e.to_string(),
     };
     let estimable_not = |reason: String| Comparison::NotEstimable { reason };
     match &endpoint.kind {
-        EndpointKind::TimeToEvent { horizon_days, .. } if competing.is_some() => Some(
+        EndpointKind::TimeToEvent { horizon_days, .. } if competing.is_some() => {
             super::effects::competing_risks(
-                &arms,
+                arms,
                 reference,
                 *horizon_days,
                 rows,
                 competing.unwrap_or_default(),
+                plan,
             )
-            .map_or_else(estimable_not, Comparison::CompetingRisks),
-        ),
+            .map_or_else(estimable_not, Comparison::CompetingRisks)
+        }
         EndpointKind::TimeToEvent { horizon_days, .. } => {
             let endpoints::SurvivalData { time, event, group } =
-                endpoints::SurvivalData::from_rows(rows, &arms);
+                endpoints::SurvivalData::from_rows(rows, arms);
             if !event.iter().any(|e| *e) {
-                return Some(Comparison::NotEstimable {
+                return Comparison::NotEstimable {
                     reason: "no events yet".into(),
-                });
+                };
             }
+            // The subjects in the order `from_rows` keeps them.
+            let subjects: Vec<&endpoints::Subject> = rows
+                .iter()
+                .filter(|r| {
+                    matches!(r.outcome, Outcome::TimeToEvent { .. }) && arm_index(r).is_some()
+                })
+                .map(|r| &r.subject)
+                .collect();
+            let adjustment = Adjustment::new(plan, &subjects);
             let result = (|| {
                 let curves = stats::km::kaplan_meier(
                     &time,
                     &event,
                     Some((&group, arms.len())),
-                    &stats::km::KmOptions::default(),
+                    &stats::km::KmOptions {
+                        conf_level: plan.conf_level,
+                        ..stats::km::KmOptions::default()
+                    },
                 )?;
-                let logrank = stats::logrank::log_rank(&time, &event, &group, arms.len(), None)?;
-                let indicators: Vec<(String, Vec<f64>)> = (0..arms.len())
+                let strata = adjustment.strata();
+                let logrank = stats::logrank::log_rank(&time, &event, &group, arms.len(), strata)?;
+                let mut columns: Vec<(String, Vec<f64>)> = (0..arms.len())
                     .filter(|&a| a != reference)
                     .map(|a| {
                         (
@@ -529,23 +756,27 @@ fn compare(
                         )
                     })
                     .collect();
+                columns.extend(adjustment.covariate_columns());
                 let cox = stats::cox::cox_ph(
                     &stats::cox::CoxData {
                         time: &time,
                         event: &event,
-                        covariates: indicators
+                        covariates: columns
                             .iter()
                             .map(|(name, values)| stats::cox::Covariate { name, values })
                             .collect(),
-                        strata: None,
+                        strata,
                     },
-                    &stats::cox::CoxOptions::default(),
+                    &stats::cox::CoxOptions {
+                        conf_level: plan.conf_level,
+                        ..stats::cox::CoxOptions::default()
+                    },
                 )?;
                 Ok::<_, stats::StatsError>(Comparison::Survival {
                     reference_arm: arms[reference].to_string(),
                     curves: curves
                         .iter()
-                        .zip(&arms)
+                        .zip(arms)
                         .map(|(c, arm)| ArmCurve {
                             arm: arm.to_string(),
                             n: c.n,
@@ -560,51 +791,115 @@ fn compare(
                         df: logrank.df,
                         p: logrank.p,
                     },
-                    hazard_ratios: cox.coefficients,
+                    hazard_ratios: cox.coefficients.into_iter().take(arms.len() - 1).collect(),
                     warnings: cox.warnings,
                     fitted: curves,
                 })
             })();
-            Some(result.unwrap_or_else(not_estimable))
+            result.unwrap_or_else(not_estimable)
         }
-        EndpointKind::Binary { .. } => {
-            let mut events = vec![0u64; arms.len()];
-            let mut n = vec![0u64; arms.len()];
-            for r in rows {
-                if let (Outcome::Binary { event: Some(e), .. }, Some(g)) =
-                    (&r.outcome, arm_index(r))
-                {
-                    n[g] += 1;
-                    events[g] += u64::from(*e);
-                }
+        EndpointKind::Binary { .. } => binary(arms, reference, rows, plan),
+        EndpointKind::Count { window, .. } => {
+            super::effects::rates(arms, reference, window.from_day, rows, plan)
+                .map_or_else(estimable_not, Comparison::Rates)
+        }
+        EndpointKind::Continuous { .. } => super::effects::means(arms, reference, rows, plan)
+            .map_or_else(estimable_not, Comparison::MeanDifference),
+    }
+}
+
+/// Binary: each arm's 2×2 table against the reference, and when the plan stratifies or adjusts,
+/// the Mantel–Haenszel estimates across the strata the plan's factors form.
+fn binary(
+    arms: &[&str],
+    reference: usize,
+    rows: &[EndpointRow],
+    plan: &crate::protocol::EndpointPlan,
+) -> Comparison {
+    use stats::mantel_haenszel::{mantel_haenszel, Stratum2x2};
+    let mut events = vec![0u64; arms.len()];
+    let mut n = vec![0u64; arms.len()];
+    // (stratum, arm) → (events, subjects).
+    let mut cells: BTreeMap<(String, usize), (u64, u64)> = BTreeMap::new();
+    let adjusted = plan.stratified || !plan.covariates.is_empty();
+    for r in rows {
+        let (Outcome::Binary { event: Some(e), .. }, Some(g)) =
+            (&r.outcome, arms.iter().position(|a| *a == &*r.subject.arm))
+        else {
+            continue;
+        };
+        n[g] += 1;
+        events[g] += u64::from(*e);
+        if adjusted {
+            let mut key: Vec<&str> = Vec::new();
+            if plan.stratified {
+                key.push(&r.subject.stratum);
             }
-            let tables: Result<Vec<BinaryComparison>, stats::StatsError> = (0..arms.len())
-                .filter(|&a| a != reference)
-                .map(|a| {
-                    Ok(BinaryComparison {
-                        arm: arms[a].to_string(),
-                        table: stats::binary::two_by_two(
-                            [events[a], events[reference]],
-                            [n[a], n[reference]],
-                        )?,
-                    })
-                })
-                .collect();
-            Some(match tables {
-                Ok(tables) => Comparison::Binary {
-                    reference_arm: arms[reference].to_string(),
-                    tables,
-                },
-                Err(e) => not_estimable(e),
-            })
+            key.extend(
+                plan.covariates
+                    .iter()
+                    .map(|c| super::adjust::level(&r.subject, c)),
+            );
+            let cell = cells.entry((key.join("|"), g)).or_default();
+            cell.0 += u64::from(*e);
+            cell.1 += 1;
         }
-        EndpointKind::Count { window, .. } => Some(
-            super::effects::rates(&arms, reference, window.from_day, rows)
-                .map_or_else(estimable_not, Comparison::Rates),
-        ),
-        EndpointKind::Continuous { .. } => Some(
-            super::effects::means(&arms, reference, rows)
-                .map_or_else(estimable_not, Comparison::MeanDifference),
-        ),
+    }
+    let strata_by = {
+        let mut by: Vec<String> = Vec::new();
+        if plan.stratified {
+            by.push("randomisation stratum".to_string());
+        }
+        by.extend(plan.covariates.iter().cloned());
+        by.join(" × ")
+    };
+    let keys: std::collections::BTreeSet<&String> = cells.keys().map(|(k, _)| k).collect();
+    let mut mantel = Vec::new();
+    let tables: Result<Vec<BinaryComparison>, stats::StatsError> = (0..arms.len())
+        .filter(|&a| a != reference)
+        .map(|a| {
+            if adjusted {
+                let cell =
+                    |k: &String, g: usize| cells.get(&(k.clone(), g)).copied().unwrap_or_default();
+                let (mut strata, mut left_out) = (Vec::new(), 0);
+                for k in &keys {
+                    let ((ea, na), (er, nr)) = (cell(k, a), cell(k, reference));
+                    if na + nr < 2 {
+                        left_out += usize::from(na + nr > 0);
+                        continue;
+                    }
+                    strata.push(Stratum2x2 {
+                        a: ea,
+                        n1: na,
+                        c: er,
+                        n0: nr,
+                    });
+                }
+                mantel.push(ArmMantelHaenszel {
+                    arm: arms[a].to_string(),
+                    strata_by: strata_by.clone(),
+                    estimates: mantel_haenszel(&strata, plan.conf_level)?,
+                    strata_left_out: left_out,
+                });
+            }
+            Ok(BinaryComparison {
+                arm: arms[a].to_string(),
+                table: stats::binary::two_by_two_at(
+                    [events[a], events[reference]],
+                    [n[a], n[reference]],
+                    plan.conf_level,
+                )?,
+            })
+        })
+        .collect();
+    match tables {
+        Ok(tables) => Comparison::Binary {
+            reference_arm: arms[reference].to_string(),
+            tables,
+            mantel_haenszel: mantel,
+        },
+        Err(e) => Comparison::NotEstimable {
+            reason: e.to_string(),
+        },
     }
 }

@@ -30,7 +30,8 @@ pub struct UnblindedPage {
     /// Correct-guess rates of the convergence strategy: seeing the whole trial, and seeing
     /// only the patient's stratum.
     pub guessing: Option<(String, String)>,
-    pub monitoring: Option<Monitoring>,
+    /// One per experimental arm against the reference arm.
+    pub monitoring: Vec<Monitoring>,
     /// When the planned looks will be reached.
     pub forecast: Option<page::ForecastView>,
     /// The randomised against the eligible not randomised, in full.
@@ -38,6 +39,8 @@ pub struct UnblindedPage {
     /// Consents, overdue deferred consents and withdrawals.
     pub participation: Option<super::representativeness::ParticipationView>,
     pub forests: Vec<Forest>,
+    /// Rate ratios of count endpoints by stratification factor.
+    pub rate_forests: Vec<Forest>,
     /// The registers: complete-through dates, last deliveries, stale flags.
     pub sources: Vec<page::SourceRow>,
     pub flow: Vec<FlowStep>,
@@ -192,6 +195,7 @@ impl UnblindedPage {
         let mut survival = Vec::new();
         let mut binary = Vec::new();
         let mut descriptive = Vec::new();
+        let mut rate_forests = Vec::new();
         for ((endpoint, rows), summary) in prepared.derived().zip(&analysis.endpoints) {
             let label = summary.label.clone().unwrap_or_else(|| summary.id.clone());
             match (&endpoint.kind, &summary.comparison) {
@@ -316,6 +320,74 @@ impl UnblindedPage {
                                 });
                             }
                         }
+                        Some(Comparison::CompetingRisks(c)) => {
+                            let until = if c.at_day > 0.0 { c.at_day } else { 1.0 };
+                            let drawn: Vec<charts::ArmIncidence<'_>> = c
+                                .incidence
+                                .iter()
+                                .map(|a| charts::ArmIncidence {
+                                    label: name(&a.arm),
+                                    curve: &a.curve,
+                                })
+                                .collect();
+                            s.svg = charts::cumulative_incidence(
+                                &format!("Cumulative incidence (Aalen–Johansen): {label}"),
+                                &drawn,
+                                until,
+                            );
+                            let pct = |v: Option<f64>| opt(v, |v| format!("{:.1}%", 100.0 * v));
+                            s.arms = c
+                                .incidence
+                                .iter()
+                                .map(|a| ArmSummary {
+                                    arm: name(&a.arm),
+                                    n: a.n,
+                                    events: a.events,
+                                    median: "–".into(),
+                                    at_horizon: format!(
+                                        "incidence {} at day {:.0} (CI {}–{}); competing events {} ({})",
+                                        pct(a.incidence.cif),
+                                        a.incidence.time,
+                                        pct(a.incidence.lower),
+                                        pct(a.incidence.upper),
+                                        a.competing_events,
+                                        pct(a.competing_incidence.cif),
+                                    ),
+                                })
+                                .collect();
+                            s.tests = format!(
+                                "Gray's test: {}. Fine–Gray subdistribution hazard ratios: {}. Cause-specific hazard ratios: {}.",
+                                c.gray
+                                    .iter()
+                                    .map(|g| format!(
+                                        "{} χ² = {:.2} on {} df, p = {}",
+                                        g.cause,
+                                        g.test.chisq,
+                                        g.test.df,
+                                        p_value(g.test.p)
+                                    ))
+                                    .collect::<Vec<_>>()
+                                    .join("; "),
+                                c.subdistribution_hazard_ratios
+                                    .iter()
+                                    .map(|h| format!(
+                                        "{} {:.2} (CI {:.2}–{:.2})",
+                                        h.name, h.shr, h.shr_lower, h.shr_upper
+                                    ))
+                                    .collect::<Vec<_>>()
+                                    .join("; "),
+                                c.cause_specific_hazard_ratios
+                                    .iter()
+                                    .map(|h| format!(
+                                        "{} {} (CI {})",
+                                        h.name,
+                                        opt(h.hr, |v| format!("{v:.2}")),
+                                        ci(h.hr_lower, h.hr_upper)
+                                    ))
+                                    .collect::<Vec<_>>()
+                                    .join("; "),
+                            );
+                        }
                         Some(Comparison::NotEstimable { reason }) => {
                             s.not_estimable = Some(reason.clone());
                             if summary.primary {
@@ -395,6 +467,11 @@ impl UnblindedPage {
                     });
                 }
                 _ => {
+                    rate_forests.extend(
+                        crate::analysis::subgroups::rate_subgroups(protocol, endpoint, rows)
+                            .iter()
+                            .map(|f| rate_forest(f, &label, &name)),
+                    );
                     for a in &arm_ids {
                         let g = summary.groups.get(*a).cloned().unwrap_or_default();
                         descriptive.push((
@@ -413,8 +490,10 @@ impl UnblindedPage {
         let (balance, guessing) = balance(analysis);
         let monitoring = analysis
             .interim
-            .as_ref()
-            .map(|r| monitoring(r, &name, protocol));
+            .iter()
+            .flat_map(|r| r.comparisons.iter().map(move |c| (r, c)))
+            .map(|(r, c)| monitoring(r, c, &name, protocol))
+            .collect();
         let forests = analysis
             .subgroups
             .iter()
@@ -463,6 +542,7 @@ impl UnblindedPage {
                 .as_ref()
                 .map(super::representativeness::participation),
             forests,
+            rate_forests,
             sources: page::source_rows(&analysis.sources),
         }
     }
@@ -507,11 +587,12 @@ fn balance(analysis: &Analysis) -> (Vec<BalanceRow>, Option<(String, String)>) {
 }
 
 fn monitoring(
-    r: &crate::analysis::interim::InterimReport,
+    report: &crate::analysis::interim::InterimReport,
+    r: &crate::analysis::interim::ArmMonitoring,
     name: &dyn Fn(&str) -> String,
     protocol: &crate::protocol::Protocol,
 ) -> Monitoring {
-    let d = &r.design;
+    let d = &report.design;
     let two_sided = !r.planned_lower_z.is_empty();
     let planned: Vec<charts::PlannedLook> = d
         .looks
@@ -535,15 +616,16 @@ fn monitoring(
         })
         .collect();
     let endpoint = protocol
-        .endpoint(&r.endpoint)
+        .endpoint(&report.endpoint)
         .and_then(|e| e.label.clone())
-        .unwrap_or_else(|| r.endpoint.clone());
+        .unwrap_or_else(|| report.endpoint.clone());
     Monitoring {
         endpoint,
         design: format!(
-            "{}-sided α = {}, {} alpha spending, {} planned events, looks at information fractions {}; {} against {}.",
+            "{}-sided α = {} for this comparison (alpha split: {}), {} alpha spending, {} planned events, looks at information fractions {}; {} against {} ({} concurrent controls, {} non-concurrent left out).",
             if two_sided { "Two" } else { "One" },
-            d.alpha,
+            report.alpha_per_comparison,
+            report.alpha_split,
             d.spending,
             d.planned_events,
             d.looks
@@ -552,7 +634,9 @@ fn monitoring(
                 .collect::<Vec<_>>()
                 .join(", "),
             name(&r.experimental_arm),
-            name(&r.reference_arm),
+            name(&report.reference_arm),
+            r.concurrent_controls,
+            r.non_concurrent_controls,
         ),
         status: format!(
             "{} events so far: information fraction {:.2}.",
@@ -652,6 +736,63 @@ fn forest(f: &crate::analysis::subgroups::SubgroupForest, name: &dyn Fn(&str) ->
     }
 }
 
+/// A count endpoint's rate ratios by one factor, drawn and tabled as a forest (`hr` holds the
+/// rate ratio, `events` the events counted).
+fn rate_forest(
+    f: &crate::analysis::subgroups::RateForest,
+    label: &str,
+    name: &dyn Fn(&str) -> String,
+) -> Forest {
+    let row_label = |i: usize, level: &str| {
+        if i == 0 {
+            level.to_string()
+        } else {
+            format!("{} = {level}", f.factor)
+        }
+    };
+    let chart_rows: Vec<charts::ForestRow> = f
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, (level, _, _, r))| charts::ForestRow {
+            label: row_label(i, level),
+            hr: r.as_ref().map(|r| r.rate_ratio),
+            lower: r.as_ref().map(|r| r.lower),
+            upper: r.as_ref().map(|r| r.upper),
+            overall: i == 0,
+        })
+        .collect();
+    Forest {
+        factor: f.factor.clone(),
+        comparison: format!(
+            "{label}: {} against {}",
+            name(&f.experimental_arm),
+            name(&f.reference_arm)
+        ),
+        svg: charts::ratio_forest(
+            &format!("Rate ratio of {label} by {}", f.factor),
+            &chart_rows,
+            "Rate ratio",
+        ),
+        rows: f
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, (level, n, events, r))| ForestTableRow {
+                label: row_label(i, level),
+                n: *n,
+                events: *events as usize,
+                hr: opt(r.as_ref().map(|r| r.rate_ratio), |v| format!("{v:.2}")),
+                ci: r
+                    .as_ref()
+                    .map_or_else(|| "–".into(), |r| format!("{:.2}–{:.2}", r.lower, r.upper)),
+                p: opt(r.as_ref().map(|r| r.p), p_value),
+            })
+            .collect(),
+        interaction: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -664,9 +805,12 @@ mod tests {
 
     /// A TASTE trial of 60 subjects, a third of them dying at different days.
     fn prepared() -> PreparedTrial {
-        let protocol =
-            crate::protocol::parse(include_str!("../../protocols/taste.toml"), "taste.toml")
-                .unwrap();
+        prepared_from(include_str!("../../protocols/taste.toml"))
+    }
+
+    /// The same subjects under a TASTE protocol edited, with some infarctions besides.
+    fn prepared_from(source: &str) -> PreparedTrial {
+        let protocol = crate::protocol::parse(source, "taste.toml").unwrap();
         let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
         let arms: Vec<String> = protocol.arms.iter().map(|a| a.id.clone()).collect();
         let allocations: Vec<AllocationRecord> = (0..60)
@@ -704,7 +848,21 @@ mod tests {
                 },
                 received_on: start + chrono::Days::new(300),
             })
-            .collect();
+            .chain((0..60).filter(|i| i % 5 == 1).map(|i| ReceivedEvent {
+                event: Event {
+                    event_id: format!("M{i}"),
+                    subject: format!("S{i:02}"),
+                    event_type: "mi".into(),
+                    date: start + chrono::Days::new(3 + 3 * i),
+                    code: None,
+                    value: None,
+                    source: None,
+                },
+                received_on: start + chrono::Days::new(300),
+            }))
+            .collect::<Vec<_>>();
+        let mut events = events;
+        crate::endpoints::sort_received(&mut events);
         let data = TrialData {
             protocol,
             allocations,
@@ -712,6 +870,7 @@ mod tests {
             in_error: Default::default(),
             participation: Default::default(),
             deliveries: Vec::new(),
+            open_arms_by_version: Default::default(),
         };
         PreparedTrial::prepare(
             Arc::new(data),
@@ -767,6 +926,52 @@ mod tests {
         }
         // The swap is visible: the first arm's row now holds what a fit of the second arm gives.
         assert_ne!(primary.at_risk[0].counts, primary.at_risk[1].counts);
+    }
+
+    /// A competing-risk endpoint is drawn as cumulative incidence per arm, with Gray's test and
+    /// the subdistribution hazard ratios beside it.
+    #[test]
+    fn a_competing_risk_endpoint_is_drawn_as_cumulative_incidence() {
+        let source = include_str!("../../protocols/taste.toml").replace(
+            "events = [\"death\", \"mi\"]",
+            "events = [\"mi\"]\ncompeting = [\"death\"]",
+        );
+        let prepared = prepared_from(&source);
+        let page = UnblindedPage::build(&prepared, chrome());
+        let mi = page
+            .survival
+            .iter()
+            .find(|s| s.id == "death_or_mi_1y")
+            .unwrap();
+        assert!(mi.not_estimable.is_none());
+        assert!(
+            mi.svg.contains("Cumulative incidence (Aalen–Johansen)"),
+            "{}",
+            mi.svg
+        );
+        assert_eq!(mi.arms.len(), prepared.data.protocol.arms.len());
+        assert!(
+            mi.tests.starts_with("Gray's test: endpoint"),
+            "{}",
+            mi.tests
+        );
+        assert!(mi
+            .tests
+            .contains("Fine–Gray subdistribution hazard ratios: aspiration vs pci"));
+        // Each arm's row is the analysis's: its events and the curve drawn rising to them.
+        let Some(Comparison::CompetingRisks(c)) = prepared
+            .analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "death_or_mi_1y")
+            .and_then(|e| e.comparison.as_ref())
+        else {
+            panic!("competing risks compared");
+        };
+        for (row, a) in mi.arms.iter().zip(&c.incidence) {
+            assert_eq!(row.events, a.events, "{}", a.arm);
+            assert!(a.events > 0 && a.curve.last().is_some_and(|p| p.1 > 0.0));
+        }
     }
 
     #[test]

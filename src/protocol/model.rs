@@ -43,6 +43,57 @@ pub struct Protocol {
     pub endpoints: Vec<Endpoint>,
     /// The group-sequential plan for the primary endpoint, if the trial has interim looks.
     pub monitoring: Option<Monitoring>,
+    /// The statistical analysis plan's choices for the comparisons between arms (`[analysis]`).
+    pub analysis: AnalysisPlan,
+}
+
+/// How the comparisons between arms are made, as the statistical analysis plan prescribes:
+/// `[analysis]` sets the trial's defaults and `[analysis.endpoints.ID]` overrides them for one
+/// endpoint. Validation resolves the overrides, so every endpoint has its own [`EndpointPlan`].
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct AnalysisPlan {
+    /// The defaults, for endpoints without an override.
+    pub default: EndpointPlan,
+    /// Each endpoint with an `[analysis.endpoints.ID]` table, its defaults applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<(String, EndpointPlan)>,
+}
+
+impl AnalysisPlan {
+    /// The plan of endpoint `id` (its override, else the defaults).
+    pub fn of(&self, id: &str) -> &EndpointPlan {
+        self.endpoints
+            .iter()
+            .find(|(e, _)| e == id)
+            .map_or(&self.default, |(_, p)| p)
+    }
+}
+
+/// The analysis of one endpoint's primary comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointPlan {
+    /// Stratified by the randomisation strata (each stratum key its own stratum): Cox and
+    /// log-rank with strata, Mantel–Haenszel across strata for binary endpoints, the stratum
+    /// as a factor in the count and linear models, Gray's test within strata.
+    pub stratified: bool,
+    /// Baseline covariates that adjust the comparison, each a factor recorded with every
+    /// allocation (`site` or a stratification factor).
+    pub covariates: Vec<String>,
+    /// The model for count endpoints.
+    pub count_model: crate::stats::rates::CountModel,
+    /// Confidence level of the intervals.
+    pub conf_level: f64,
+}
+
+impl Default for EndpointPlan {
+    fn default() -> Self {
+        EndpointPlan {
+            stratified: false,
+            covariates: Vec::new(),
+            count_model: crate::stats::rates::CountModel::Negbin,
+            conf_level: crate::stats::DEFAULT_CONF_LEVEL,
+        }
+    }
 }
 
 /// Interim monitoring of the primary (time-to-event) endpoint with Lan–DeMets alpha spending.
@@ -61,10 +112,43 @@ pub struct Monitoring {
     pub looks: Vec<f64>,
     /// Power the trial was designed for (conditional power under the design effect).
     pub power: f64,
+    /// How alpha is split between the comparisons of several arms with the reference arm.
+    pub multiplicity: Multiplicity,
     /// Where the forecast of the looks lets the pooled event hazard change (days from
     /// randomisation, increasing): a piecewise-exponential hazard; empty, an exponential one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forecast_hazard_cuts_days: Vec<f64>,
+}
+
+/// How a trial with several experimental arms shares its alpha between their comparisons with
+/// the reference arm (`[monitoring] multiplicity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Multiplicity {
+    /// Each of the k comparisons is monitored at alpha / k (the default).
+    #[default]
+    Bonferroni,
+    /// Each comparison is monitored at the full alpha: the arms answer separate questions, as
+    /// in platform trials whose protocol says so.
+    None,
+}
+
+impl Multiplicity {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bonferroni" => Some(Self::Bonferroni),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    /// The alpha of each of `comparisons` comparisons.
+    pub fn alpha_per_comparison(self, alpha: f64, comparisons: usize) -> f64 {
+        match self {
+            Self::Bonferroni => alpha / comparisons.max(1) as f64,
+            Self::None => alpha,
+        }
+    }
 }
 
 /// Follow-up rules shared by every endpoint, and the registers the follow-up comes from.

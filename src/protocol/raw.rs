@@ -50,6 +50,7 @@ pub(super) struct RawProtocol {
     #[serde(default)]
     pub endpoints: Entries<RawEndpoint>,
     pub monitoring: Option<RawMonitoring>,
+    pub analysis: Option<RawAnalysis>,
     #[serde(default)]
     pub sources: Entries<RawSource>,
     /// `[precedence]`: event type = [source ids, first taking precedence].
@@ -79,6 +80,30 @@ pub(super) struct RawMonitoring {
     pub looks: SpannedList<f64>,
     pub power: Option<Spanned<f64>>,
     pub forecast_hazard_cuts_days: Option<SpannedList<f64>>,
+    pub multiplicity: Option<Spanned<String>>,
+}
+
+/// `[analysis]`: the analysis plan's defaults, and `[analysis.endpoints.ID]` overrides.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnalysis {
+    // The defaults, as in [`RawEndpointPlan`] (written out: `flatten` would lose the spans).
+    pub stratified: Option<Spanned<bool>>,
+    pub covariates: Option<SpannedList<String>>,
+    pub count_model: Option<Spanned<String>>,
+    pub conf_level: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub endpoints: Entries<RawEndpointPlan>,
+}
+
+/// The keys of `[analysis]` that an endpoint may override.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEndpointPlan {
+    pub stratified: Option<Spanned<bool>>,
+    pub covariates: Option<SpannedList<String>>,
+    pub count_model: Option<Spanned<String>>,
+    pub conf_level: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -98,7 +98,8 @@ mod tests {
     #[test]
     fn unstratified_trial_has_one_stratum() {
         let source = include_str!("../../protocols/taste.toml")
-            .replace("strata = [\"site\", \"sex\"]", "strata = []");
+            .replace("strata = [\"site\", \"sex\"]", "strata = []")
+            .replace("stratified = true", "stratified = false");
         let p = crate::protocol::parse(&source, "taste.toml").unwrap();
         let f = map(json!({"age": 70, "sex": "F", "diagnosis": "STEMI",
                            "symptom_onset_hours": 2}));

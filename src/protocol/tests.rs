@@ -2,6 +2,7 @@
 
 use super::*;
 
+mod analysis;
 mod endpoints;
 mod monitoring;
 mod randomisation;

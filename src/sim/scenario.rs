@@ -583,6 +583,7 @@ fn design_monitoring(c: &mut Check, d: &RawDesign, protocol: &Protocol) -> Monit
         planned_events: planned_events.unwrap_or(1),
         looks,
         power,
+        multiplicity: base.as_ref().map(|m| m.multiplicity).unwrap_or_default(),
         forecast_hazard_cuts_days: Vec::new(),
     }
 }

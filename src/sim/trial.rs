@@ -1061,6 +1061,7 @@ mod tests {
             in_error: Default::default(),
             participation: Default::default(),
             deliveries: Vec::new(),
+            open_arms_by_version: Default::default(),
         }
     }
 
@@ -1090,8 +1091,12 @@ mod tests {
                     .iter()
                     .filter(|l| l.events >= plan.targets[l.look])
                     .collect();
-                assert_eq!(report.looks.len(), reached.len(), "{name} replicate {r}");
-                for (live, sim) in report.looks.iter().zip(reached) {
+                assert_eq!(
+                    report.comparisons[0].looks.len(),
+                    reached.len(),
+                    "{name} replicate {r}"
+                );
+                for (live, sim) in report.comparisons[0].looks.iter().zip(reached) {
                     assert_eq!(live.look, sim.look + 1);
                     assert_eq!(live.cutoff, plan.dates[sim.day as usize], "{name} {r}");
                     assert_eq!(live.events, sim.events);

@@ -495,7 +495,7 @@ async fn interim_looks_are_held_at_their_event_counts() {
     app.stop().await;
     let analyse = |cutoff: &str| analyse_json(&db, cutoff);
     let early = analyse(&day(70));
-    let interim = &early["interim"];
+    let interim = &early["interim"]["comparisons"][0];
     assert_eq!(interim["events"], 7);
     let looks = interim["looks"].as_array().unwrap();
     assert_eq!(looks.len(), 1, "{interim}");
@@ -527,7 +527,9 @@ async fn interim_looks_are_held_at_their_event_counts() {
     assert!((looks[0]["hazard_ratio"].as_f64().unwrap() - c.hr.unwrap()).abs() < 1e-9);
 
     let later = analyse(&day(300));
-    let looks_later = later["interim"]["looks"].as_array().unwrap();
+    let looks_later = later["interim"]["comparisons"][0]["looks"]
+        .as_array()
+        .unwrap();
     assert_eq!(looks_later.len(), 2, "{}", later["interim"]);
     assert_eq!(looks_later[0], looks[0], "a held look must not change");
     assert_eq!(looks_later[1]["events"], 10);

@@ -33,8 +33,13 @@ fn limits(rows: &[ForestRow]) -> (f64, f64) {
     (lo.min(0.5), hi.max(2.0))
 }
 
-/// Draw the rows top to bottom under `title`.
+/// Draw the rows of hazard ratios top to bottom under `title`.
 pub fn forest(title: &str, rows: &[ForestRow]) -> String {
+    ratio_forest(title, rows, "Hazard ratio")
+}
+
+/// Draw rows of any ratio (`measure`: hazard ratio, rate ratio) top to bottom under `title`.
+pub fn ratio_forest(title: &str, rows: &[ForestRow], measure: &str) -> String {
     let height = 70 + 28 * rows.len().max(1) as u32;
     render(title, (720, height), |area| {
         area.fill(&WHITE)?;
@@ -71,7 +76,9 @@ pub fn forest(title: &str, rows: &[ForestRow]) -> String {
             })
             .axis_desc_style((FONT, 14))
             .label_style((FONT, 13).into_font().color(&INK))
-            .x_desc("Hazard ratio (log scale); left of 1 favours the experimental arm")
+            .x_desc(format!(
+                "{measure} (log scale); left of 1 favours the experimental arm"
+            ))
             .draw()?;
         // Subgroup names to the left, level with their rows.
         let name_style = (FONT, 13)

@@ -8,7 +8,7 @@ pub mod boundaries;
 pub mod forest;
 
 pub use boundaries::{group_sequential, HeldLook, PlannedLook};
-pub use forest::{forest, ForestRow};
+pub use forest::{forest, ratio_forest, ForestRow};
 
 use chrono::NaiveDate;
 use plotters::coord::Shift;
@@ -332,6 +332,73 @@ pub fn kaplan_meier(title: &str, arms: &[ArmCurve<'_>], until: f64) -> String {
     })
 }
 
+/// One arm's cumulative incidence in [`cumulative_incidence`]: `(time, incidence)` steps.
+pub struct ArmIncidence<'a> {
+    pub label: String,
+    pub curve: &'a [(f64, f64)],
+}
+
+/// Aalen–Johansen cumulative incidence of an endpoint per arm, with its competing events, up to
+/// `until` days: the curves rise from 0 (a Kaplan–Meier curve would count the competing
+/// events as censored and overstate the incidence).
+pub fn cumulative_incidence(title: &str, arms: &[ArmIncidence<'_>], until: f64) -> String {
+    render(title, (720, 340), |area| {
+        area.fill(&WHITE)?;
+        let highest = arms
+            .iter()
+            .flat_map(|a| a.curve.iter().filter(|s| s.0 <= until).map(|s| s.1))
+            .fold(0.0f64, f64::max);
+        // In steps of 5 percentage points, with room above the highest curve for the legend.
+        let top = ((highest * 1.4 + 0.01) * 20.0).ceil().min(20.0) / 20.0;
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..until.max(1.0), 0f64..top.max(0.05))?;
+        chart
+            .configure_mesh()
+            .light_line_style(GRID.mix(0.4))
+            .bold_line_style(GRID)
+            .x_labels(8)
+            .y_labels(6)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
+            .axis_desc_style((FONT, 14))
+            .label_style((FONT, 14).into_font().color(&INK))
+            .x_desc("Days since randomisation")
+            .y_desc("Cumulative incidence")
+            .draw()?;
+        for (i, arm) in arms.iter().enumerate() {
+            let colour = ARM_COLOURS[i % ARM_COLOURS.len()];
+            let mut path = vec![(0.0, 0.0)];
+            let mut level = 0.0;
+            for &(t, v) in arm.curve.iter().take_while(|s| s.0 <= until) {
+                if v != level {
+                    path.push((t, level));
+                    path.push((t, v));
+                    level = v;
+                }
+            }
+            let end = arm.curve.last().map_or(0.0, |s| s.0).min(until);
+            path.push((end, level));
+            chart
+                .draw_series(LineSeries::new(path, colour.stroke_width(2)))?
+                .label(arm.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(GRID)
+            .label_font((FONT, 14))
+            .draw()?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +428,29 @@ mod tests {
         assert!(!bars.contains(">3<"));
         assert!(bars.contains("withheld of withheld"), "{bars}");
         assert_eq!(axis_max(7244.0), 8000.0);
+        let curve = [(10.0, 0.1), (40.0, 0.25)];
+        let cif = cumulative_incidence(
+            "Cumulative incidence: MI",
+            &[ArmIncidence {
+                label: "Aspiration".into(),
+                curve: &curve,
+            }],
+            365.0,
+        );
+        assert!(cif.starts_with("<svg role=\"img\""), "{cif}");
+        assert!(cif.contains("Cumulative incidence") && cif.contains("Aspiration"));
+        let rates = ratio_forest(
+            "Rate ratio by diabetes",
+            &[ForestRow {
+                label: "diabetes = true".into(),
+                hr: Some(0.5),
+                lower: Some(0.3),
+                upper: Some(0.9),
+                overall: false,
+            }],
+            "Rate ratio",
+        );
+        assert!(rates.contains("Rate ratio (log scale)"), "{rates}");
+        assert!(rates.contains("diabetes = true"));
     }
 }

@@ -4,6 +4,7 @@
 //! A name that was declared but is itself invalid (a field of unknown type, say) is remembered
 //! as broken, so references to it are not reported a second time as "undeclared".
 
+mod analysis;
 mod criteria;
 mod endpoints;
 mod fields;
@@ -262,6 +263,24 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         .monitoring
         .map(|m| monitoring::monitoring(&mut c, m, &declared.endpoints, arms.len()));
 
+    let plan_scope = analysis::PlanScope {
+        scope: &scope,
+        strata: &randomisation.strata,
+        endpoints: &declared.endpoints,
+        written: declared
+            .outcome_spans
+            .iter()
+            .map(|(_, e, _)| e.as_str())
+            .chain(declared.endpoints.iter().map(|e| e.id.as_str()))
+            .fold(Vec::new(), |mut v, e| {
+                if !v.contains(&e) {
+                    v.push(e);
+                }
+                v
+            }),
+    };
+    let analysis = analysis::analysis(&mut c, raw.analysis, &plan_scope);
+
     if !c.findings.is_empty() {
         return Err(c.findings);
     }
@@ -286,6 +305,7 @@ pub(super) fn validate(raw: RawProtocol) -> Result<Protocol, Vec<Finding>> {
         follow_up,
         endpoints: declared.endpoints,
         monitoring,
+        analysis,
     })
 }
 

@@ -111,12 +111,30 @@ pub(super) fn monitoring(
             "interim monitoring needs a primary endpoint; declare one with `primary = true`",
         ),
     }
-    if arms != 2 {
+    if arms < 2 {
         c.error(
             raw.sided.span(),
-            format!("interim monitoring compares two arms; this protocol has {arms}"),
+            format!(
+                "interim monitoring compares each arm with the reference arm; this protocol has \
+                 {arms}"
+            ),
         );
     }
+    let multiplicity = match &raw.multiplicity {
+        None => crate::protocol::model::Multiplicity::default(),
+        Some(m) => crate::protocol::model::Multiplicity::parse(m.get_ref()).unwrap_or_else(|| {
+            c.error(
+                m.span(),
+                format!(
+                    "unknown `multiplicity` `{}`; expected bonferroni (alpha split equally \
+                     between the comparisons with the reference arm) or none (each at the full \
+                     alpha)",
+                    m.get_ref()
+                ),
+            );
+            crate::protocol::model::Multiplicity::default()
+        }),
+    };
     let mut forecast_hazard_cuts_days = Vec::new();
     if let Some(cuts) = &raw.forecast_hazard_cuts_days {
         let mut previous = 0.0;
@@ -148,6 +166,7 @@ pub(super) fn monitoring(
         planned_events,
         looks,
         power,
+        multiplicity,
         forecast_hazard_cuts_days,
     }
 }

@@ -67,8 +67,10 @@ impl HeldData {
                         data.in_error = marks;
                     }
                     if rows.protocol_registered {
-                        // Read after the snapshot, as on a first read (see `from_rows`).
+                        // Read after the snapshot, as on a first read (see `from_rows`), with
+                        // the arms each version had open.
                         data.protocol = stored_protocol(store, trial_id).await?;
+                        data.open_arms_by_version = open_arms_by_version(store, trial_id).await?;
                     }
                     screening.extend(rows.screening);
                     Held {
@@ -129,6 +131,7 @@ pub async fn from_rows(
         in_error,
         deliveries: rows.deliveries,
         participation,
+        open_arms_by_version: open_arms_by_version(store, trial_id).await?,
     };
     data.add(rows.allocations, rows.events);
     Ok(data)
@@ -142,7 +145,16 @@ pub async fn read_each_table(
     trial_id: &str,
 ) -> Result<(TrialData, Vec<Screening>), TrialViewError> {
     // Independent reads: on a pool, at the same time.
-    let (protocol, allocations, events, in_error, screening, deliveries, participation) = tokio::try_join!(
+    let (
+        protocol,
+        allocations,
+        events,
+        in_error,
+        screening,
+        deliveries,
+        participation,
+        open_arms_by_version,
+    ) = tokio::try_join!(
         stored_protocol(store, trial_id),
         async { Ok(allocations::list(store, trial_id).await?) },
         async { Ok(events::for_trial(store, trial_id).await?) },
@@ -150,6 +162,7 @@ pub async fn read_each_table(
         async { Ok(screening_log::screening_outcomes(store, trial_id).await?) },
         async { Ok(deliveries::all(store).await?) },
         async { Ok(participation::of_trial(store, trial_id).await?) },
+        open_arms_by_version(store, trial_id),
     )?;
     Ok((
         TrialData {
@@ -159,9 +172,33 @@ pub async fn read_each_table(
             in_error,
             deliveries,
             participation,
+            open_arms_by_version,
         },
         screening,
     ))
+}
+
+/// The arms open to new patients under each registered protocol version (versions whose
+/// stored text no longer parses are left out: [`TrialData::could_have_received`] then takes
+/// every arm as open under them).
+async fn open_arms_by_version(
+    store: &Store,
+    trial_id: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, TrialViewError> {
+    Ok(trials::protocol_versions(store, trial_id)
+        .await?
+        .into_iter()
+        .filter_map(|v| {
+            let p = protocol::parse(&v.source, &v.version).ok()?;
+            let open = p
+                .arms
+                .iter()
+                .filter(|a| !a.closed)
+                .map(|a| a.id.clone())
+                .collect();
+            Some((v.version, open))
+        })
+        .collect())
 }
 
 /// The trial's current protocol, as registered.
