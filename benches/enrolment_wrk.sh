@@ -9,7 +9,7 @@
 # Usage: bash benches/enrolment_wrk.sh   (RRCT_WRK_SECONDS, default 20; RRCT_WRK_CONNECTIONS,
 # default 32; RRCT_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres, an
 # administrative URL on which a scratch database is made and dropped; RRCT_WRK_EXTRA, JSON
-# members added to each body, e.g. ',"consent":{...}' when the protocol asks for them)
+# members ending each body instead of TASTE's oral consent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${RRCT_WRK_SECONDS:-20}
@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export RRCT_SEED_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-export RRCT_EXTRA=${RRCT_WRK_EXTRA:-}
+[ -n "${RRCT_WRK_EXTRA:-}" ] && export RRCT_EXTRA="$RRCT_WRK_EXTRA"
 
 # run BACKEND URL: serve, make a register token, load for $seconds, print the RESULT line.
 run() {

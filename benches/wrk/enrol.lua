@@ -13,6 +13,9 @@ end
 local sites = { "UPP", "LKP", "SUS", "SAH", "KS", "ORE", "UMEA", "VAS", "DAN", "SOS", "ICE" }
 local run = os.getenv("RRCT_RUN") or "w"
 local refused = 0
+-- TASTE asks for the oral consent taken; RRCT_EXTRA replaces it for another protocol.
+local extra = os.getenv("RRCT_EXTRA")
+   or ',"consent":{"kind":"oral","taken_by":"cath-lab","taken_at":"2026-01-01"}'
 
 function init(args)
    wrk.method = "POST"
@@ -27,7 +30,7 @@ function request()
       '{"record_id":"R%s","subject":"S%s","site":"%s","fields":{"age":%d,"sex":"%s",'
       .. '"diagnosis":"STEMI","symptom_onset_hours":3.5}%s}',
       id, id, sites[(counter % #sites) + 1], 40 + counter % 50,
-      (counter % 2 == 0) and "F" or "M", os.getenv("RRCT_EXTRA") or "")
+      (counter % 2 == 0) and "F" or "M", extra)
    return wrk.format(nil, nil, nil, body)
 end
 

@@ -40,6 +40,87 @@ pub struct EnrolmentBody {
     pub fields: BTreeMap<String, serde_json::Value>,
     /// Arms the patient cannot receive (trials that allow it).
     pub ineligible_arms: Option<Vec<String>>,
+    /// The consent taken, as the protocol's consent model asks (required for oral and written
+    /// consent; absent under a waiver; `deferred` without who and when).
+    pub consent: Option<ConsentBody>,
+}
+
+/// A consent: `kind` one of `oral`, `written`, `deferred`, `opt_out_not_objected`; who took it
+/// and when (YYYY-MM-DD), except for a consent still deferred or an opt-out.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConsentBody {
+    pub kind: String,
+    pub taken_by: Option<String>,
+    pub taken_at: Option<String>,
+}
+
+/// A withdrawal: the day, and how far it goes (`no_further_contact`,
+/// `no_further_data_collection`, or `data_use_withdrawn` where the protocol allows it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WithdrawalBody {
+    pub withdrawn_on: String,
+    pub scope: String,
+    pub reason: Option<String>,
+}
+
+/// A withdrawal recorded.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WithdrawalAnswer {
+    pub trial_id: String,
+    pub record_id: String,
+    pub subject: String,
+    pub randomisation_number: i64,
+    pub scope: String,
+    pub withdrawn_on: String,
+    pub reason: Option<String>,
+    pub recorded_by: String,
+    pub recorded_at: String,
+}
+
+/// A deferred consent confirmed.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConsentAnswer {
+    pub trial_id: String,
+    pub record_id: String,
+    pub subject: String,
+    pub randomisation_number: i64,
+    pub kind: String,
+    pub taken_by: String,
+    pub taken_at: String,
+    pub recorded_by: String,
+    pub recorded_at: String,
+    /// The last day the protocol allows for confirming.
+    pub deadline: Option<String>,
+    pub within_deadline: bool,
+}
+
+/// A subject for the objection list.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ObjectionBody {
+    pub subject: String,
+}
+
+/// A change to an objection list (`changed`: false when the subject was already on it, or not
+/// on it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ObjectionAnswer {
+    pub trial_id: String,
+    pub subject: String,
+    pub changed: bool,
+}
+
+/// A trial's objection list.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ObjectionList {
+    pub trial_id: String,
+    pub objections: Vec<serde_json::Value>,
 }
 
 /// An eligible patient who was not randomised, for the screening log.
