@@ -58,7 +58,7 @@ statistician=$(token --role statistician --trial taste)
 for i in 1 2 3 4 5 6; do
     site=UPP; [ $((i % 2)) -eq 0 ] && site=LKP
     curl -sf -o /dev/null -H "Authorization: Bearer $register" -H 'Content-Type: application/json' \
-        -d "{\"record_id\": \"C$i\", \"subject\": \"CS$i\", \"site\": \"$site\", \"fields\": {\"age\": 6$i, \"sex\": \"F\", \"diagnosis\": \"STEMI\", \"symptom_onset_hours\": 3.5}}" \
+        -d "{\"record_id\": \"C$i\", \"subject\": \"CS$i\", \"site\": \"$site\", \"fields\": {\"age\": 6$i, \"sex\": \"F\", \"diagnosis\": \"STEMI\", \"symptom_onset_hours\": 3.5}, \"consent\": {\"kind\": \"oral\", \"taken_by\": \"cath-lab\", \"taken_at\": \"2026-01-01\"}}" \
         "$base/api/v1/trials/taste/enrolments"
 done
 
