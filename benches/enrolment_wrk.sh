@@ -64,7 +64,7 @@ run postgres "$pg_url" | tee "$work/postgres.txt"
 echo "== pgbench: $connections clients, single-row INSERT + COMMIT, ${seconds} s"
 psql -q "$pg_url" -c "CREATE TABLE bare_insert (id bigserial PRIMARY KEY, record text NOT NULL, at timestamptz NOT NULL DEFAULT now())" >/dev/null
 echo "INSERT INTO bare_insert (record) VALUES ('R' || :client_id || '-' || random());" >"$work/insert.sql"
-pgbench -n -q -c "$connections" -j 2 -T "$seconds" -f "$work/insert.sql" "$pg_url" 2>/dev/null \
+pgbench -n -c "$connections" -j 2 -T "$seconds" -f "$work/insert.sql" "$pg_url" 2>/dev/null \
     | tee "$work/pgbench.txt" | grep -E '^(tps|latency)'
 
 python3 - "$work/sqlite.txt" "$work/postgres.txt" "$work/pgbench.txt" <<'PY'
