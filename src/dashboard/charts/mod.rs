@@ -283,24 +283,7 @@ pub fn kaplan_meier(title: &str, arms: &[ArmCurve<'_>], until: f64) -> String {
             .floor()
             .max(0.0)
             / 20.0;
-        let mut chart = ChartBuilder::on(area)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..until.max(1.0), bottom..1.0)?;
-        chart
-            .configure_mesh()
-            .light_line_style(GRID.mix(0.4))
-            .bold_line_style(GRID)
-            .x_labels(8)
-            .y_labels(6)
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
-            .axis_desc_style((FONT, 14))
-            .label_style((FONT, 14).into_font().color(&INK))
-            .x_desc("Days since randomisation")
-            .y_desc("Event-free")
-            .draw()?;
+        let mut chart = days_by_share(area, until, bottom..1.0, "Event-free")?;
         for (i, arm) in arms.iter().enumerate() {
             let colour = ARM_COLOURS[i % ARM_COLOURS.len()];
             let mut path = vec![(0.0, 1.0)];
@@ -338,6 +321,42 @@ pub struct ArmIncidence<'a> {
     pub curve: &'a [(f64, f64)],
 }
 
+/// The axes of a curve over days since randomisation (to `until`) against a share (`y`, shown
+/// in percent), for the Kaplan–Meier and cumulative incidence charts.
+fn days_by_share<'a, 'b>(
+    area: &'a Area<'b>,
+    until: f64,
+    y: std::ops::Range<f64>,
+    y_desc: &str,
+) -> Result<
+    ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    Box<dyn std::error::Error + 'static>,
+> {
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..until.max(1.0), y)?;
+    chart
+        .configure_mesh()
+        .light_line_style(GRID.mix(0.4))
+        .bold_line_style(GRID)
+        .x_labels(8)
+        .y_labels(6)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
+        .axis_desc_style((FONT, 14))
+        .label_style((FONT, 14).into_font().color(&INK))
+        .x_desc("Days since randomisation")
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
+}
+
 /// Aalen–Johansen cumulative incidence of an endpoint per arm, with its competing events, up to
 /// `until` days: the curves rise from 0 (a Kaplan–Meier curve would count the competing
 /// events as censored and overstate the incidence).
@@ -350,24 +369,7 @@ pub fn cumulative_incidence(title: &str, arms: &[ArmIncidence<'_>], until: f64) 
             .fold(0.0f64, f64::max);
         // In steps of 5 percentage points, with room above the highest curve for the legend.
         let top = ((highest * 1.4 + 0.01) * 20.0).ceil().min(20.0) / 20.0;
-        let mut chart = ChartBuilder::on(area)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..until.max(1.0), 0f64..top.max(0.05))?;
-        chart
-            .configure_mesh()
-            .light_line_style(GRID.mix(0.4))
-            .bold_line_style(GRID)
-            .x_labels(8)
-            .y_labels(6)
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
-            .axis_desc_style((FONT, 14))
-            .label_style((FONT, 14).into_font().color(&INK))
-            .x_desc("Days since randomisation")
-            .y_desc("Cumulative incidence")
-            .draw()?;
+        let mut chart = days_by_share(area, until, 0f64..top.max(0.05), "Cumulative incidence")?;
         for (i, arm) in arms.iter().enumerate() {
             let colour = ARM_COLOURS[i % ARM_COLOURS.len()];
             let mut path = vec![(0.0, 0.0)];
