@@ -322,6 +322,20 @@ async fn bench(
     let (subgroups_ms, _) = best_of(3, || {
         rrct::analysis::subgroups::primary_subgroups(&data.protocol, &primary_rows)
     });
+    let (forecast_ms, _) = best_of(3, || {
+        rrct::analysis::forecast::outlook(&data.protocol, &primary_rows, cutoff)
+    });
+    let (sources_ms, _) = best_of(3, || data.source_status(cutoff));
+    let (representativeness_ms, _) = best_of(3, || {
+        rrct::analysis::representativeness::compare(&data, &screening, cutoff)
+    });
+    let (participation_ms, _) = best_of(3, || {
+        rrct::analysis::participation_report::report(&data, cutoff)
+    });
+    println!(
+        "  one core each: forecast {forecast_ms:.1} ms, sources {sources_ms:.1} ms, \
+         representativeness {representativeness_ms:.1} ms, participation {participation_ms:.1} ms"
+    );
     let t = Instant::now();
     let snapshot = PreparedTrial::prepare(data.into(), screening.into(), cutoff);
     let prepare_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -350,10 +364,27 @@ async fn bench(
     // A server that has read nothing yet: the whole trial is read in one snapshot.
     let (cold_sponsor, _) =
         request(&Server::default(), &store, &registry, &sponsor, cutoff).await?;
-    // `rrct serve` reads its trials' data at start-up.
+    // `rrct serve` reads its trials' data and prepares them as of today at start-up, in the
+    // background. A request arriving at the very moment of start-up waits for that one
+    // preparation (not a second one).
+    let racing = std::sync::Arc::new(Server::default());
+    let warming = {
+        let (racing, store) = (racing.clone(), store.clone());
+        tokio::spawn(async move {
+            racing
+                .views
+                .warm(&store, &["taste".to_string()], cutoff)
+                .await
+        })
+    };
+    let (at_start, _) = request(&racing, &store, &registry, &sponsor, cutoff).await?;
+    warming.await??;
     let cache = Server::default();
     let t = Instant::now();
-    cache.views.warm(&store, &["taste".to_string()]).await?;
+    cache
+        .views
+        .warm(&store, &["taste".to_string()], cutoff)
+        .await?;
     let warm_ms = t.elapsed().as_secs_f64() * 1e3;
     let (first_sponsor, _) = request(&cache, &store, &registry, &sponsor, cutoff).await?;
     let (other_role, _) = request(&cache, &store, &registry, &statistician, cutoff).await?;
@@ -437,10 +468,13 @@ async fn bench(
         "    first request, nothing read {cold_sponsor:>8.1} ms sponsor (read in one snapshot + prepare + page)"
     );
     println!(
-        "    reading the trial at start  {warm_ms:>8.1} ms (rrct serve, before the first request)"
+        "    reading and preparing at start {warm_ms:>5.1} ms (rrct serve, in the background after start)"
     );
     println!(
-        "    first request after start   {first_sponsor:>8.1} ms sponsor (prepare + page; target < 200 ms)"
+        "    request at the moment of start {at_start:>5.1} ms sponsor (waits for that preparation, then page)"
+    );
+    println!(
+        "    first request after start   {first_sponsor:>8.1} ms sponsor (once prepared: page; target < 200 ms)"
     );
     println!(
         "    first request, other role   {other_role:>8.1} ms statistician (prepared trial shared)"

@@ -412,27 +412,47 @@ pub fn analyse_derived(
     let concurrency = Concurrency::of(data);
     // The comparisons and the subgroup forest each fit models over every subject: side by side.
     // The forecast of the looks simulates a thousand futures of the trial: beside the rest.
-    let (((flow, allocation_quality), forecast), (subgroups, endpoints)) = rayon::join(
+    // The registers' state, the representativeness and the participation reports read every
+    // event or screening: beside the rest too.
+    let (
+        (((flow, allocation_quality), forecast), (sources, (representativeness, participation))),
+        (subgroups, endpoints),
+    ) = rayon::join(
         || {
             rayon::join(
                 || {
-                    (
-                        flow::flow(
-                            cutoff,
-                            screening,
-                            &arms,
-                            primary.map(|(e, _)| e.id.as_str()),
-                            primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
-                            &data.events,
-                            &withdrawn,
-                        ),
-                        allocation_quality(data, cutoff),
+                    rayon::join(
+                        || {
+                            (
+                                flow::flow(
+                                    cutoff,
+                                    screening,
+                                    &arms,
+                                    primary.map(|(e, _)| e.id.as_str()),
+                                    primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
+                                    &data.events,
+                                    &withdrawn,
+                                ),
+                                allocation_quality(data, cutoff),
+                            )
+                        },
+                        || {
+                            primary.and_then(|(_, rows)| {
+                                super::forecast::outlook(&data.protocol, rows, cutoff)
+                            })
+                        },
                     )
                 },
                 || {
-                    primary.and_then(|(_, rows)| {
-                        super::forecast::outlook(&data.protocol, rows, cutoff)
-                    })
+                    rayon::join(
+                        || data.source_status(cutoff),
+                        || {
+                            rayon::join(
+                                || super::representativeness::compare(data, screening, cutoff),
+                                || super::participation_report::report(data, cutoff),
+                            )
+                        },
+                    )
                 },
             )
         },
@@ -482,13 +502,13 @@ pub fn analyse_derived(
         protocol_version: data.protocol.version.clone(),
         blinded: false,
         flow,
-        sources: data.source_status(cutoff),
+        sources,
         interim,
         subgroups,
         allocation_quality: Some(allocation_quality),
         forecast,
-        representativeness: Some(super::representativeness::compare(data, screening, cutoff)),
-        participation: Some(super::participation_report::report(data, cutoff)),
+        representativeness: Some(representativeness),
+        participation: Some(participation),
         endpoints,
     }
 }

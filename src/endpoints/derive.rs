@@ -291,9 +291,16 @@ impl<'a> EventsBySubject<'a> {
     ) -> (Outcome, Option<CensorReason>, Option<usize>) {
         self.known(&s.subject, cutoff, &mut scratch.known);
         scratch.views.clear();
-        scratch
-            .views
-            .extend(scratch.known.iter().map(|e| KnownEvent::of(&e.event)));
+        // Only the types the endpoint reads can decide it, and precedence works within a
+        // type: the subject's other events are left out before anything looks at them.
+        let reads = Reads::of(follow_up, endpoint);
+        scratch.views.extend(
+            scratch
+                .known
+                .iter()
+                .map(|e| KnownEvent::of(&e.event))
+                .filter(|e| reads.reads(e.event_type)),
+        );
         apply_precedence(follow_up, s.randomised_on, &mut scratch.views);
         decided_outcome_until(
             follow_up,
@@ -303,6 +310,30 @@ impl<'a> EventsBySubject<'a> {
             admin_end,
             s.data_collection_ends,
         )
+    }
+}
+
+/// The event types an endpoint's value can depend on: its own (whatever their codes, since a
+/// report taking precedence may replace a selected event by one of another code) and those
+/// that end follow-up.
+struct Reads<'p> {
+    own: &'p [String],
+    censor_on: &'p [String],
+}
+
+impl<'p> Reads<'p> {
+    fn of(follow_up: &'p FollowUp, endpoint: &'p Endpoint) -> Self {
+        Reads {
+            own: &endpoint.events().types,
+            censor_on: &follow_up.censor_on,
+        }
+    }
+
+    fn reads(&self, event_type: &str) -> bool {
+        self.own
+            .iter()
+            .chain(self.censor_on)
+            .any(|t| t == event_type)
     }
 }
 
@@ -409,27 +440,33 @@ pub fn apply_precedence(
     if !follow_up.has_precedence() || known.len() < 2 {
         return;
     }
+    // Each follow-up event of a ruled type with its rank, and the best rank reported per
+    // ruled type (ruled types are few: a short list beats a map).
     let follow = |e: &KnownEvent<'_>| e.date >= randomised_on;
-    let best = |t: &str, known: &[KnownEvent<'_>]| {
-        known
-            .iter()
-            .filter(|e| e.event_type == t && follow(e))
-            .map(|e| follow_up.rank(t, e.source))
-            .min()
-    };
-    let keep: Vec<bool> = known
+    let ranked: Vec<Option<usize>> = known
         .iter()
         .map(|e| {
-            !follow(e)
-                || follow_up
+            (follow(e)
+                && follow_up
                     .precedence
                     .iter()
-                    .all(|p| p.event_type != e.event_type)
-                || best(e.event_type, known) == Some(follow_up.rank(e.event_type, e.source))
+                    .any(|p| p.event_type == e.event_type))
+            .then(|| follow_up.rank(e.event_type, e.source))
         })
         .collect();
-    let mut flags = keep.into_iter();
-    known.retain(|_| flags.next().unwrap_or(true));
+    let mut best: Vec<(&str, usize)> = Vec::new();
+    for (e, rank) in known.iter().zip(&ranked) {
+        let Some(rank) = *rank else { continue };
+        match best.iter_mut().find(|(t, _)| *t == e.event_type) {
+            Some((_, b)) => *b = (*b).min(rank),
+            None => best.push((e.event_type, rank)),
+        }
+    }
+    let mut ranks = ranked.into_iter();
+    known.retain(|e| match ranks.next().flatten() {
+        None => true,
+        Some(rank) => best.iter().any(|(t, b)| *t == e.event_type && *b == rank),
+    });
 }
 
 /// An event known as of the cut-off, as the per-subject derivation reads it (borrowed, so a

@@ -65,10 +65,30 @@ pub fn status(
     cutoff: DataCutoff,
 ) -> Vec<SourceStatus> {
     let first_randomised = randomised.values().filter(|d| **d <= cutoff.0).min();
+    // One pass over the events: each received by the cut-off counts for its source, and its
+    // delay from event to receipt where it is follow-up of a randomised subject.
+    let mut per_source: Vec<(u64, Vec<f64>)> = vec![(0, Vec::new()); follow_up.sources.len()];
+    for e in events.iter().filter(|e| e.received_on <= cutoff.0) {
+        let Some(source) = e.event.source.as_deref() else {
+            continue;
+        };
+        let Some(i) = follow_up.sources.iter().position(|s| s.id == source) else {
+            continue;
+        };
+        let (received, lags) = &mut per_source[i];
+        *received += 1;
+        if randomised
+            .get(e.event.subject.as_str())
+            .is_some_and(|r| e.event.date >= *r)
+        {
+            lags.push((e.received_on - e.event.date).num_days() as f64);
+        }
+    }
     follow_up
         .sources
         .iter()
-        .map(|s| {
+        .zip(per_source)
+        .map(|(s, (received, mut lags))| {
             let mut last = None;
             let mut count = 0u64;
             for d in deliveries
@@ -77,19 +97,6 @@ pub fn status(
             {
                 count += 1;
                 last = last.max(Some(d.received_on));
-            }
-            let mut lags: Vec<f64> = Vec::new();
-            let mut received = 0u64;
-            for e in events.iter().filter(|e| {
-                e.received_on <= cutoff.0 && e.event.source.as_deref() == Some(s.id.as_str())
-            }) {
-                received += 1;
-                if randomised
-                    .get(e.event.subject.as_str())
-                    .is_some_and(|r| e.event.date >= *r)
-                {
-                    lags.push((e.received_on - e.event.date).num_days() as f64);
-                }
             }
             lags.sort_by(f64::total_cmp);
             let days_since = last.map(|l| (cutoff.0 - l).num_days());

@@ -75,18 +75,20 @@ impl AppState {
         Ok(self)
     }
 
-    /// Read the served trials' data for the trial views in the background, so that the first
-    /// reader of a page waits only for the analysis (a reader meanwhile waits for the same
-    /// read, not a second one).
+    /// Read the served trials' data for the trial views in the background and prepare each as
+    /// of today, so that the first reader of a page is answered from memory (a reader
+    /// meanwhile waits for the same read and preparation, not a second one).
     pub fn warm_in_background(&self) {
         let (views, store) = (self.views.clone(), self.store.clone());
         let ids: Vec<String> = self.trials.ids().map(str::to_string).collect();
+        let today = crate::endpoints::DataCutoff(self.clock.today());
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            match views.warm(&store, &ids).await {
-                Ok(()) => {
-                    tracing::info!(ms = started.elapsed().as_millis() as u64, "trial data read")
-                }
+            match views.warm(&store, &ids, today).await {
+                Ok(()) => tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "trial data read and prepared as of today"
+                ),
                 Err(e) => tracing::warn!(error = %e, "trial data not read at start-up"),
             }
         });

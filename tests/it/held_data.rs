@@ -277,7 +277,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
     let cache = Arc::new(TrialViews::default());
     let cutoff = DataCutoff(chrono::Utc::now().date_naive() + chrono::Days::new(30));
     cache
-        .warm(&app.store, &["taste".to_string()])
+        .warm(&app.store, &["taste".to_string()], cutoff)
         .await
         .expect("warm");
 

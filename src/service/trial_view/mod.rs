@@ -238,12 +238,23 @@ impl TrialViews {
         Ok(Opened { head, cutoff, view })
     }
 
-    /// Read each trial's data now (at start-up), so that the first reader waits only for the
-    /// analysis.
-    pub async fn warm(&self, store: &Store, trial_ids: &[String]) -> Result<(), TrialViewError> {
+    /// Read each trial's data now (at start-up) and prepare it as of `today`, the cut-off a
+    /// page asks for when it names none, so that the first reader is answered from memory
+    /// (a reader arriving meanwhile waits for the same preparation, not a second one). A write
+    /// committed meanwhile moves the head, and the next reader prepares the trial again from
+    /// the data read here and the rows written since.
+    pub async fn warm(
+        &self,
+        store: &Store,
+        trial_ids: &[String],
+        today: DataCutoff,
+    ) -> Result<(), TrialViewError> {
         let head = audit::head_seq(store).await?;
         for trial in trial_ids {
             self.held.at_least(store, trial, head).await?;
+        }
+        for trial in trial_ids {
+            self.prepared_at(store, trial, today, head).await?;
         }
         Ok(())
     }
