@@ -10,7 +10,8 @@
 
 use serde::Serialize;
 
-use super::adjust::Adjustment;
+use super::adjust::{Adjustment, Term};
+use super::baseline::Covariates;
 use crate::endpoints::{EndpointRow, Outcome};
 use crate::protocol::EndpointPlan;
 use crate::stats::{
@@ -64,7 +65,8 @@ pub struct RateComparison {
     pub warnings: Vec<String>,
 }
 
-/// Continuous: differences in means (`lm(value ~ arm)`).
+/// Continuous: differences in means (`lm(value ~ arm)`, with the plan's covariates and strata
+/// when it adjusts).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeanComparison {
     pub reference_arm: String,
@@ -116,6 +118,7 @@ pub(crate) fn rates(
     window_from: u32,
     rows: &[EndpointRow],
     plan: &EndpointPlan,
+    values: &Covariates<'_>,
 ) -> Result<RateComparison, String> {
     let mut count = Vec::new();
     let mut exposure = Vec::new();
@@ -146,7 +149,7 @@ pub(crate) fn rates(
         return Err("no events counted yet".into());
     }
     let mut columns = indicators(&group, arms, reference);
-    columns.extend(Adjustment::new(plan, &subjects).all_columns());
+    columns.extend(Adjustment::new(plan, &subjects, values).all_columns());
     let data = CountData {
         count: &count,
         columns: covariates(&columns),
@@ -190,12 +193,14 @@ pub(crate) fn rates(
 }
 
 /// Continuous: the difference in means per arm against the reference (`lm(value ~ arm)`, an
-/// ANCOVA with the stratum and covariates as factors when the plan asks for them).
+/// ANCOVA when the plan adjusts: numeric covariates as linear terms, the others and the
+/// stratum as factors).
 pub(crate) fn means(
     arms: &[&str],
     reference: usize,
     rows: &[EndpointRow],
     plan: &EndpointPlan,
+    values: &Covariates<'_>,
 ) -> Result<MeanComparison, String> {
     // The reference arm first, as the linear model's baseline level.
     let mut order: Vec<usize> = vec![reference];
@@ -214,18 +219,25 @@ pub(crate) fn means(
             subjects.push(&r.subject);
         }
     }
-    let adjustment = Adjustment::new(plan, &subjects);
-    let factors: Vec<(&str, &[usize], &[String])> = adjustment
-        .covariates
-        .iter()
-        .chain(&adjustment.stratum)
-        .map(|f| (f.name.as_str(), f.codes.as_slice(), f.levels.as_slice()))
-        .collect();
+    let adjustment = Adjustment::new(plan, &subjects, values);
+    // Numeric covariates as linear terms, the others and the stratum as factors: as
+    // `lm(value ~ arm + age + sex + stratum)` with the columns in another order.
+    let mut linear: Vec<Covariate<'_>> = Vec::new();
+    let mut factors: Vec<(&str, &[usize], &[String])> = Vec::new();
+    for term in &adjustment.covariates {
+        match term {
+            Term::Linear { name, values } => linear.push(Covariate { name, values }),
+            Term::Factor(f) => factors.push((&f.name, &f.codes, &f.levels)),
+        }
+    }
+    if let Some(f) = &adjustment.stratum {
+        factors.push((&f.name, &f.codes, &f.levels));
+    }
     let fit = continuous::ancova(
         &AncovaData {
             outcome: &value,
             group: (&group, &levels),
-            covariates: Vec::new(),
+            covariates: linear,
             factors,
         },
         plan.conf_level,
@@ -235,7 +247,7 @@ pub(crate) fn means(
         reference_arm: arms[reference].to_string(),
         subjects: fit.n,
         model: if adjustment.stratum.is_some() || !adjustment.covariates.is_empty() {
-            "ANCOVA: linear model of the value on the arm and the adjustment factors (lm), t \
+            "ANCOVA: linear model of the value on the arm and the adjustment terms (lm), t \
              intervals"
         } else {
             "linear model of the value on the arm (lm), t intervals"
@@ -253,6 +265,7 @@ pub(crate) fn competing_risks(
     rows: &[EndpointRow],
     competing_rows: &[EndpointRow],
     plan: &EndpointPlan,
+    values: &Covariates<'_>,
 ) -> Result<CompetingRiskComparison, String> {
     let competing_by_record: std::collections::HashMap<&str, (i64, bool)> = competing_rows
         .iter()
@@ -285,7 +298,7 @@ pub(crate) fn competing_risks(
         group.push(g);
         subjects.push(&r.subject);
     }
-    let adjustment = Adjustment::new(plan, &subjects);
+    let adjustment = Adjustment::new(plan, &subjects, values);
     let result = (|| {
         let curves =
             competing::cumulative_incidence(&time, &status, 2, Some((&group, arms.len())))?;
@@ -549,6 +562,7 @@ mod tests {
                 participation: Default::default(),
                 deliveries: Vec::new(),
                 open_arms_by_version: Default::default(),
+                baseline: Default::default(),
             },
             truth,
         )

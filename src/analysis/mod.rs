@@ -11,6 +11,7 @@
 //! is what lets the design simulator run the very same code in memory.
 
 mod adjust;
+pub mod baseline;
 pub mod data;
 pub mod datasets;
 pub mod disclosure;

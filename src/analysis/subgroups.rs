@@ -179,6 +179,12 @@ pub fn rate_subgroups(
         covariates: Vec::new(),
         ..protocol.analysis.of(&endpoint.id).clone()
     };
+    // No covariates: nothing is read from the baseline.
+    let baseline = super::baseline::Baseline::default();
+    let values = super::baseline::Covariates {
+        protocol,
+        baseline: &baseline,
+    };
     let fit = |rows: &[EndpointRow]| {
         let subjects = rows.len();
         let events = rows
@@ -188,7 +194,7 @@ pub fn rate_subgroups(
                 _ => 0,
             })
             .sum();
-        let ratio = super::effects::rates(&arms, 1, window.from_day, rows, &plan)
+        let ratio = super::effects::rates(&arms, 1, window.from_day, rows, &plan, &values)
             .ok()
             .and_then(|c| c.rate_ratios.into_iter().next());
         (subjects, events, ratio)

@@ -74,7 +74,6 @@ fn each_mistake_is_reported_where_it_is_written() {
         format!("{}:{col}: ", line_of(source, after, prefix))
     };
     let expect = [
-        (at("covariates", "[analysis]", 15), "[analysis]: covariate `age` (integer field `age`) is checked at enrolment but not kept with the allocation, so no analysis can read it; the covariates available are `site` and the stratification factors (`site`, `sex`)"),
         (at("covariates", "[analysis]", 22), "[analysis]: unknown covariate `weight`: it is not `site`, an enrolment field or a derived field of this protocol"),
         (at("count_model", "[analysis]", 15), "[analysis]: unknown `count_model` `zip`; expected negbin or poisson"),
         (at("conf_level", "[analysis]", 14), "[analysis]: `conf_level` must be between 0 and 1, got 95"),
@@ -96,6 +95,62 @@ fn each_mistake_is_reported_where_it_is_written() {
     assert!(
         unknown.iter().any(|e| e.contains("unknown field `model`")),
         "{unknown:?}"
+    );
+}
+
+#[test]
+fn any_enrolment_field_but_a_date_adjusts_and_numeric_ones_not_a_binary_endpoint() {
+    // `age` (integer) and `sex` adjust the time-to-event and count endpoints; a date does not.
+    let dated = BASE.replacen(
+        "[fields.sex]",
+        "[fields.admitted]\ntype = \"date\"\n\n[fields.sex]",
+        1,
+    );
+    let source =
+        format!("{dated}{ENDPOINTS}\n[analysis]\ncovariates = [\"age\", \"admitted\", \"sex\"]\n");
+    let found = errors(&source);
+    let line = line_of(&source, "[analysis]", "covariates");
+    assert_eq!(
+        found,
+        [format!(
+            "{line}:22: [analysis]: covariate `admitted` is a date field, and a date cannot \
+             adjust a comparison; the covariates available are `site` and the integer, number, \
+             category, boolean and derived fields"
+        )]
+    );
+    let fine = format!("{BASE}{ENDPOINTS}\n[analysis]\ncovariates = [\"age\", \"sex\"]\n");
+    let p = parse(&fine, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.analysis.of("admissions").covariates, ["age", "sex"]);
+
+    // A binary endpoint takes the defaults' `age`: refused where `age` is written, naming the
+    // endpoint; its own categorical covariates are fine, its own `age` refused in its table.
+    let binary =
+        "\n[endpoints.dead_30d]\nkind = \"binary\"\nevents = [\"death\"]\nhorizon_days = 30\n";
+    let source =
+        format!("{BASE}{ENDPOINTS}{binary}\n[analysis]\ncovariates = [\"sex\", \"age\"]\n");
+    let line = line_of(&source, "[analysis]", "covariates");
+    assert_eq!(
+        errors(&source),
+        [format!(
+            "{line}:22: [analysis]: covariate `age` (integer field) is numeric and cannot adjust \
+             binary endpoint `dead_30d`: a binary comparison is adjusted by Mantel-Haenszel \
+             estimates across the strata of categorical covariates; use a derived band of `age` \
+             (`[derived]`), or give the endpoint its own covariates in `[analysis.endpoints.ID]`"
+        )]
+    );
+    let own = format!("{source}\n[analysis.endpoints.dead_30d]\ncovariates = [\"sex\"]\n");
+    let p = parse(&own, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.analysis.of("dead_30d").covariates, ["sex"]);
+    assert_eq!(p.analysis.of("death").covariates, ["sex", "age"]);
+    let own_age = format!("{source}\n[analysis.endpoints.dead_30d]\ncovariates = [\"age\"]\n");
+    let found = errors(&own_age);
+    let line = line_of(&own_age, "[analysis.endpoints.dead_30d]", "covariates");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(&format!(
+            "{line}:15: [analysis.endpoints.dead_30d]: covariate `age` (integer field) is numeric"
+        )),
+        "{found:?}"
     );
 }
 
