@@ -465,7 +465,17 @@ mod tests {
         let mut allocations = Vec::new();
         let mut events = Vec::new();
         let mut truth = Vec::new();
+        let mut baseline = crate::analysis::baseline::Baseline::default();
         for i in 0..240usize {
+            // What the register sent with the enrolment (the covariates the plans name).
+            let serde_json::Value::Object(fields) = serde_json::json!({
+                "age": 45 + (i * 7) % 43,
+                "sex": if i % 2 == 0 { "F" } else { "M" },
+                "nt_probnp": 600.0 + ((i * 13) % 29) as f64 * 40.0,
+            }) else {
+                unreachable!("an object")
+            };
+            baseline.insert(format!("r{i}"), fields);
             let arm = protocol.arms[i % protocol.arms.len()].id.clone();
             let treated = i % protocol.arms.len() == 0;
             let day0 = start + chrono::Days::new(i as u64);
@@ -562,7 +572,7 @@ mod tests {
                 participation: Default::default(),
                 deliveries: Vec::new(),
                 open_arms_by_version: Default::default(),
-                baseline: Default::default(),
+                baseline,
             },
             truth,
         )
@@ -604,7 +614,20 @@ mod tests {
 
     #[test]
     fn count_and_continuous_comparisons_agree_with_the_rows() {
-        let (data, _) = trial(protocol("dapa-hf-reg.toml", |t| t));
+        // Without the ANCOVA's covariates: the difference in means is then the raw one.
+        let unadjusted = |t: String| {
+            t.replace(
+                "[analysis.endpoints.nt_probnp_6m]\ncovariates = [\"nt_probnp\", \"age\"]",
+                "",
+            )
+        };
+        let (data, _) = trial(protocol("dapa-hf-reg.toml", unadjusted));
+        assert!(data
+            .protocol
+            .analysis
+            .of("nt_probnp_6m")
+            .covariates
+            .is_empty());
         let analysis = analyse(&data, &[], cutoff());
         let by_id = |id: &str| {
             analysis

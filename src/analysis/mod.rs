@@ -26,6 +26,8 @@ pub mod subgroups;
 pub mod summary;
 
 #[cfg(test)]
+mod adjusted_golden_tests;
+#[cfg(test)]
 mod concurrent_tests;
 
 pub use data::{DataError, ErrorMark, TrialData};

@@ -547,7 +547,7 @@ fn competing_rows(
 /// Compare arms on one endpoint's rows (`competing` holds the competing events' rows of a
 /// time-to-event endpoint that declares them), as the protocol's analysis plan says; with the
 /// sentence that says what was done.
-fn compare(
+pub(super) fn compare(
     protocol: &crate::protocol::Protocol,
     endpoint: &crate::protocol::Endpoint,
     rows: &[EndpointRow],

@@ -863,6 +863,16 @@ mod tests {
             .collect::<Vec<_>>();
         let mut events = events;
         crate::endpoints::sort_received(&mut events);
+        // The enrolment fields (TASTE adjusts death or reinfarction for age and sex).
+        let mut baseline = crate::analysis::baseline::Baseline::default();
+        for i in 0..60 {
+            let serde_json::Value::Object(fields) =
+                serde_json::json!({"age": 50 + (i * 7) % 35, "sex": "F"})
+            else {
+                unreachable!("an object")
+            };
+            baseline.insert(format!("R{i}"), fields);
+        }
         let data = TrialData {
             protocol,
             allocations,
@@ -871,7 +881,7 @@ mod tests {
             participation: Default::default(),
             deliveries: Vec::new(),
             open_arms_by_version: Default::default(),
-            baseline: Default::default(),
+            baseline,
         };
         PreparedTrial::prepare(
             Arc::new(data),

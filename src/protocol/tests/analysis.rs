@@ -173,6 +173,11 @@ fn the_shipped_protocols_declare_their_analysis_plans() {
     let taste = parse(include_str!("../../../protocols/taste.toml"), "taste.toml").unwrap();
     assert!(!taste.analysis.default.stratified);
     assert_eq!(taste.analysis.of("death_30d").covariates, ["site"]);
+    assert_eq!(
+        taste.analysis.of("death_or_mi_1y").covariates,
+        ["age", "sex"]
+    );
+    assert!(taste.analysis.of("death_1y").covariates.is_empty());
     let dapa = parse(
         include_str!("../../../protocols/dapa-hf-reg.toml"),
         "dapa-hf-reg.toml",
@@ -182,5 +187,11 @@ fn the_shipped_protocols_declare_their_analysis_plans() {
     assert_eq!(
         dapa.analysis.of("hfh_count_1y").count_model,
         CountModel::Negbin
+    );
+    let biomarker = dapa.analysis.of("nt_probnp_6m");
+    assert_eq!(biomarker.covariates, ["nt_probnp", "age"]);
+    assert!(
+        biomarker.stratified,
+        "the override keeps the stratified default"
     );
 }
