@@ -293,5 +293,46 @@ async fn every_endpoint_of_the_shipped_protocols_is_compared_by_rrct_analyse(db:
             "survival"
         ]
     );
+
+    // The DSMB's closed report draws NT-proBNP's differences in means by diabetes (the
+    // stratification factor with two levels enrolled); the sponsor's page, blinded, does not.
+    let out = rrct(&[
+        "analyse",
+        "--database",
+        &db.url,
+        "--trial",
+        "dapa-hf-reg",
+        "--format",
+        "html",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        "Differences in means by subgroup",
+        "Difference in means of NT-proBNP at 6 months (ng/L) by diabetes",
+        "diabetes = true",
+    ] {
+        assert!(report.contains(expected), "the report lacks `{expected}`");
+    }
+    let sponsor = app.token("sponsor", Some("dapa-hf-reg"), None).await;
+    let cookie = support::session(&app, &sponsor).await;
+    let page = app
+        .client
+        .get(format!("{}/trials/dapa-hf-reg", app.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("NT-proBNP at 6 months"), "{page}");
+    assert!(
+        !page.contains("Differences in means") && !page.contains("Difference in means"),
+        "the sponsor's page shows a mean-difference forest"
+    );
     app.stop().await;
 }
