@@ -943,6 +943,92 @@ mod plan_tests {
         assert!(text.contains("Mantel-Haenszel odds ratio, risk ratio and risk difference across the strata formed by `site`"), "{text}");
     }
 
+    /// A derived field (age bands, from the age each enrolment sent) forms the
+    /// Mantel–Haenszel strata of a binary endpoint; subjects whose enrolment had no age are
+    /// left out, and the sentence counts them.
+    #[test]
+    fn a_binary_endpoint_is_adjusted_across_the_bands_of_a_derived_field() {
+        let edit = |t: String| {
+            t.replace(
+                "[analysis.endpoints.death_30d]\ncovariates = [\"site\"]",
+                "[analysis.endpoints.death_30d]\ncovariates = [\"age_band\"]",
+            )
+        };
+        let (mut data, _) = trial(protocol("taste.toml", edit));
+        // Every tenth enrolment sent no age.
+        let ages: Vec<Option<i64>> = (0..240)
+            .map(|i| (i % 10 != 4).then_some(45 + (i as i64 * 7) % 43))
+            .collect();
+        for (i, age) in ages.iter().enumerate() {
+            let mut fields = serde_json::Map::new();
+            if let Some(a) = age {
+                fields.insert("age".into(), (*a).into());
+            }
+            data.baseline.insert(format!("r{i}"), fields);
+        }
+        let analysis = analyse(&data, &[], cutoff());
+        let e = analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "death_30d")
+            .unwrap();
+        let Some(Comparison::Binary {
+            mantel_haenszel: mh,
+            ..
+        }) = &e.comparison
+        else {
+            panic!("{:?}", e.comparison);
+        };
+        // The tables by hand: per band of the age sent, deaths and subjects of each arm.
+        let rows = crate::analysis::summary::derive_endpoints(&data, cutoff());
+        let (_, rows) = rows.iter().find(|(e, _)| e.id == "death_30d").unwrap();
+        let band = |age: i64| match age {
+            ..65 => "<65",
+            65..75 => "65-74",
+            _ => ">=75",
+        };
+        let mut tables: std::collections::BTreeMap<&str, Stratum2x2> = Default::default();
+        let mut left_out = 0;
+        for r in rows {
+            let i: usize = r.subject.record_id[1..].parse().unwrap();
+            let Some(age) = ages[i] else {
+                left_out += 1;
+                continue;
+            };
+            let crate::endpoints::Outcome::Binary {
+                event: Some(died), ..
+            } = r.outcome
+            else {
+                continue;
+            };
+            let t = tables.entry(band(age)).or_insert(Stratum2x2 {
+                a: 0,
+                n1: 0,
+                c: 0,
+                n0: 0,
+            });
+            if &*r.subject.arm == "aspiration" {
+                t.a += u64::from(died);
+                t.n1 += 1;
+            } else {
+                t.c += u64::from(died);
+                t.n0 += 1;
+            }
+        }
+        assert_eq!((tables.len(), left_out), (3, 24));
+        let expected = mantel_haenszel(&tables.into_values().collect::<Vec<_>>(), 0.95).unwrap();
+        assert_eq!(mh[0].estimates, expected);
+        assert_eq!(mh[0].strata_by, "age_band");
+        let text = e.analysis.as_deref().unwrap();
+        assert!(
+            text.contains(
+                "across the strata formed by `age_band`; complete cases (24 subjects without a \
+                 covariate value left out)"
+            ),
+            "{text}"
+        );
+    }
+
     #[test]
     fn an_endpoint_override_changes_only_that_endpoint() {
         let edit = |t: String| {
