@@ -203,18 +203,29 @@ pub(crate) fn described(
             })
             .collect();
         out.push_str(&format!(", adjusted for {}", terms.join(", ")));
-        if super::baseline::any_from_fields(protocol, &plan.covariates) {
-            out.push_str(&format!(
-                "; complete cases ({left_out} subject{} without a covariate value left out)",
-                if left_out == 1 { "" } else { "s" }
-            ));
-        }
+        out.push_str(&complete_cases_said(plan, protocol, left_out));
     }
     out.push_str(&format!(
         "; {}% confidence intervals",
         (plan.conf_level * 1e6).round() / 1e4
     ));
     out
+}
+
+/// `; complete cases (3 subjects without a covariate value left out)` when a covariate of the
+/// plan is read from the enrolment fields (and so may be missing), else nothing.
+pub(crate) fn complete_cases_said(
+    plan: &EndpointPlan,
+    protocol: &crate::protocol::Protocol,
+    left_out: usize,
+) -> String {
+    if !super::baseline::any_from_fields(protocol, &plan.covariates) {
+        return String::new();
+    }
+    format!(
+        "; complete cases ({left_out} subject{} without a covariate value left out)",
+        if left_out == 1 { "" } else { "s" }
+    )
 }
 
 #[cfg(test)]

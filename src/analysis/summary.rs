@@ -638,26 +638,20 @@ fn describe(
 ) -> String {
     use crate::protocol::EndpointKind;
     let strata = &protocol.randomisation.strata;
-    let described =
-        |plan, _: &[String], how| super::adjust::described(plan, protocol, how, left_out);
+    let described = |plan, how| super::adjust::described(plan, protocol, how, left_out);
     match &endpoint.kind {
         EndpointKind::TimeToEvent { .. } if competing => format!(
             "Aalen-Johansen cumulative incidence per arm, Gray's test, Fine-Gray subdistribution \
              and cause-specific Cox (Efron ties) hazard ratios{}",
             described(
                 plan,
-                strata,
                 "as strata of Gray's test and the cause-specific Cox model and as a factor in \
                  the Fine-Gray model"
             )
         ),
         EndpointKind::TimeToEvent { .. } => format!(
             "Kaplan-Meier per arm, log-rank test and Cox proportional hazards (Efron ties){}",
-            described(
-                plan,
-                strata,
-                "as strata of the log-rank test and the Cox model"
-            )
+            described(plan, "as strata of the log-rank test and the Cox model")
         ),
         EndpointKind::Binary { .. } => {
             let mut by: Vec<String> = Vec::new();
@@ -674,14 +668,7 @@ fn describe(
                     by.join(" and ")
                 )
             };
-            let complete = if super::baseline::any_from_fields(protocol, &plan.covariates) {
-                format!(
-                    "; complete cases ({left_out} subject{} without a covariate value left out)",
-                    if left_out == 1 { "" } else { "s" }
-                )
-            } else {
-                String::new()
-            };
+            let complete = super::adjust::complete_cases_said(plan, protocol, left_out);
             format!(
                 "risk difference, risk ratio and odds ratio with Wald intervals among subjects \
                  with complete follow-up{mh}{complete}; {}% confidence intervals",
@@ -697,7 +684,7 @@ fn describe(
                 }
                 stats::rates::CountModel::Poisson => "Poisson regression (as glm)",
             },
-            described(plan, strata, "as a factor")
+            described(plan, "as a factor")
         ),
         EndpointKind::Continuous { .. } => format!(
             "difference in means by {}{}",
@@ -706,7 +693,7 @@ fn describe(
             } else {
                 "linear model (lm)"
             },
-            described(plan, strata, "as a factor")
+            described(plan, "as a factor")
         ),
     }
 }
