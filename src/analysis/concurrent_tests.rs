@@ -142,6 +142,7 @@ fn platform(versions: bool) -> TrialData {
         } else {
             Default::default()
         },
+        baseline: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! A trial's data as every analysis reads them: the protocol as registered, the allocations in
-//! randomisation order, the register events received, and the randomised-in-error marks.
+//! randomisation order, the register events received, the randomised-in-error marks and each
+//! randomised subject's enrolment fields (its baseline).
 //!
 //! Pure: the trial view in the service layer reads these from the store (and keeps them up to
 //! date with [`TrialData::add`]); the design simulator builds them in memory.
@@ -44,6 +45,9 @@ pub struct TrialData {
     /// current protocol when it is that version, and otherwise taken to have had every arm
     /// open.
     pub open_arms_by_version: BTreeMap<String, Vec<String>>,
+    /// Each randomised subject's enrolment fields, for the analysis plan's covariates beyond
+    /// `site` and the stratification factors ([`super::baseline`]).
+    pub baseline: super::baseline::Baseline,
 }
 
 /// Why a data set cannot be made.

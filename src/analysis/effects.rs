@@ -10,7 +10,8 @@
 
 use serde::Serialize;
 
-use super::adjust::Adjustment;
+use super::adjust::{Adjustment, Term};
+use super::baseline::Covariates;
 use crate::endpoints::{EndpointRow, Outcome};
 use crate::protocol::EndpointPlan;
 use crate::stats::{
@@ -64,7 +65,8 @@ pub struct RateComparison {
     pub warnings: Vec<String>,
 }
 
-/// Continuous: differences in means (`lm(value ~ arm)`).
+/// Continuous: differences in means (`lm(value ~ arm)`, with the plan's covariates and strata
+/// when it adjusts).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeanComparison {
     pub reference_arm: String,
@@ -116,6 +118,7 @@ pub(crate) fn rates(
     window_from: u32,
     rows: &[EndpointRow],
     plan: &EndpointPlan,
+    values: &Covariates<'_>,
 ) -> Result<RateComparison, String> {
     let mut count = Vec::new();
     let mut exposure = Vec::new();
@@ -146,7 +149,7 @@ pub(crate) fn rates(
         return Err("no events counted yet".into());
     }
     let mut columns = indicators(&group, arms, reference);
-    columns.extend(Adjustment::new(plan, &subjects).all_columns());
+    columns.extend(Adjustment::new(plan, &subjects, values).all_columns());
     let data = CountData {
         count: &count,
         columns: covariates(&columns),
@@ -190,12 +193,14 @@ pub(crate) fn rates(
 }
 
 /// Continuous: the difference in means per arm against the reference (`lm(value ~ arm)`, an
-/// ANCOVA with the stratum and covariates as factors when the plan asks for them).
+/// ANCOVA when the plan adjusts: numeric covariates as linear terms, the others and the
+/// stratum as factors).
 pub(crate) fn means(
     arms: &[&str],
     reference: usize,
     rows: &[EndpointRow],
     plan: &EndpointPlan,
+    values: &Covariates<'_>,
 ) -> Result<MeanComparison, String> {
     // The reference arm first, as the linear model's baseline level.
     let mut order: Vec<usize> = vec![reference];
@@ -214,18 +219,25 @@ pub(crate) fn means(
             subjects.push(&r.subject);
         }
     }
-    let adjustment = Adjustment::new(plan, &subjects);
-    let factors: Vec<(&str, &[usize], &[String])> = adjustment
-        .covariates
-        .iter()
-        .chain(&adjustment.stratum)
-        .map(|f| (f.name.as_str(), f.codes.as_slice(), f.levels.as_slice()))
-        .collect();
+    let adjustment = Adjustment::new(plan, &subjects, values);
+    // Numeric covariates as linear terms, the others and the stratum as factors: as
+    // `lm(value ~ arm + age + sex + stratum)` with the columns in another order.
+    let mut linear: Vec<Covariate<'_>> = Vec::new();
+    let mut factors: Vec<(&str, &[usize], &[String])> = Vec::new();
+    for term in &adjustment.covariates {
+        match term {
+            Term::Linear { name, values } => linear.push(Covariate { name, values }),
+            Term::Factor(f) => factors.push((&f.name, &f.codes, &f.levels)),
+        }
+    }
+    if let Some(f) = &adjustment.stratum {
+        factors.push((&f.name, &f.codes, &f.levels));
+    }
     let fit = continuous::ancova(
         &AncovaData {
             outcome: &value,
             group: (&group, &levels),
-            covariates: Vec::new(),
+            covariates: linear,
             factors,
         },
         plan.conf_level,
@@ -235,7 +247,7 @@ pub(crate) fn means(
         reference_arm: arms[reference].to_string(),
         subjects: fit.n,
         model: if adjustment.stratum.is_some() || !adjustment.covariates.is_empty() {
-            "ANCOVA: linear model of the value on the arm and the adjustment factors (lm), t \
+            "ANCOVA: linear model of the value on the arm and the adjustment terms (lm), t \
              intervals"
         } else {
             "linear model of the value on the arm (lm), t intervals"
@@ -253,6 +265,7 @@ pub(crate) fn competing_risks(
     rows: &[EndpointRow],
     competing_rows: &[EndpointRow],
     plan: &EndpointPlan,
+    values: &Covariates<'_>,
 ) -> Result<CompetingRiskComparison, String> {
     let competing_by_record: std::collections::HashMap<&str, (i64, bool)> = competing_rows
         .iter()
@@ -285,7 +298,7 @@ pub(crate) fn competing_risks(
         group.push(g);
         subjects.push(&r.subject);
     }
-    let adjustment = Adjustment::new(plan, &subjects);
+    let adjustment = Adjustment::new(plan, &subjects, values);
     let result = (|| {
         let curves =
             competing::cumulative_incidence(&time, &status, 2, Some((&group, arms.len())))?;
@@ -452,7 +465,17 @@ mod tests {
         let mut allocations = Vec::new();
         let mut events = Vec::new();
         let mut truth = Vec::new();
+        let mut baseline = crate::analysis::baseline::Baseline::default();
         for i in 0..240usize {
+            // What the register sent with the enrolment (the covariates the plans name).
+            let serde_json::Value::Object(fields) = serde_json::json!({
+                "age": 45 + (i * 7) % 43,
+                "sex": if i % 2 == 0 { "F" } else { "M" },
+                "nt_probnp": 600.0 + ((i * 13) % 29) as f64 * 40.0,
+            }) else {
+                unreachable!("an object")
+            };
+            baseline.insert(format!("r{i}"), fields);
             let arm = protocol.arms[i % protocol.arms.len()].id.clone();
             let treated = i % protocol.arms.len() == 0;
             let day0 = start + chrono::Days::new(i as u64);
@@ -549,6 +572,7 @@ mod tests {
                 participation: Default::default(),
                 deliveries: Vec::new(),
                 open_arms_by_version: Default::default(),
+                baseline,
             },
             truth,
         )
@@ -590,7 +614,20 @@ mod tests {
 
     #[test]
     fn count_and_continuous_comparisons_agree_with_the_rows() {
-        let (data, _) = trial(protocol("dapa-hf-reg.toml", |t| t));
+        // Without the ANCOVA's covariates: the difference in means is then the raw one.
+        let unadjusted = |t: String| {
+            t.replace(
+                "[analysis.endpoints.nt_probnp_6m]\ncovariates = [\"nt_probnp\", \"age\"]",
+                "",
+            )
+        };
+        let (data, _) = trial(protocol("dapa-hf-reg.toml", unadjusted));
+        assert!(data
+            .protocol
+            .analysis
+            .of("nt_probnp_6m")
+            .covariates
+            .is_empty());
         let analysis = analyse(&data, &[], cutoff());
         let by_id = |id: &str| {
             analysis
@@ -904,6 +941,92 @@ mod plan_tests {
         assert_eq!(mh[0].strata_by, "site");
         let text = e.analysis.as_deref().unwrap();
         assert!(text.contains("Mantel-Haenszel odds ratio, risk ratio and risk difference across the strata formed by `site`"), "{text}");
+    }
+
+    /// A derived field (age bands, from the age each enrolment sent) forms the
+    /// Mantel–Haenszel strata of a binary endpoint; subjects whose enrolment had no age are
+    /// left out, and the sentence counts them.
+    #[test]
+    fn a_binary_endpoint_is_adjusted_across_the_bands_of_a_derived_field() {
+        let edit = |t: String| {
+            t.replace(
+                "[analysis.endpoints.death_30d]\ncovariates = [\"site\"]",
+                "[analysis.endpoints.death_30d]\ncovariates = [\"age_band\"]",
+            )
+        };
+        let (mut data, _) = trial(protocol("taste.toml", edit));
+        // Every tenth enrolment sent no age.
+        let ages: Vec<Option<i64>> = (0..240)
+            .map(|i| (i % 10 != 4).then_some(45 + (i as i64 * 7) % 43))
+            .collect();
+        for (i, age) in ages.iter().enumerate() {
+            let mut fields = serde_json::Map::new();
+            if let Some(a) = age {
+                fields.insert("age".into(), (*a).into());
+            }
+            data.baseline.insert(format!("r{i}"), fields);
+        }
+        let analysis = analyse(&data, &[], cutoff());
+        let e = analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "death_30d")
+            .unwrap();
+        let Some(Comparison::Binary {
+            mantel_haenszel: mh,
+            ..
+        }) = &e.comparison
+        else {
+            panic!("{:?}", e.comparison);
+        };
+        // The tables by hand: per band of the age sent, deaths and subjects of each arm.
+        let rows = crate::analysis::summary::derive_endpoints(&data, cutoff());
+        let (_, rows) = rows.iter().find(|(e, _)| e.id == "death_30d").unwrap();
+        let band = |age: i64| match age {
+            ..65 => "<65",
+            65..75 => "65-74",
+            _ => ">=75",
+        };
+        let mut tables: std::collections::BTreeMap<&str, Stratum2x2> = Default::default();
+        let mut left_out = 0;
+        for r in rows {
+            let i: usize = r.subject.record_id[1..].parse().unwrap();
+            let Some(age) = ages[i] else {
+                left_out += 1;
+                continue;
+            };
+            let crate::endpoints::Outcome::Binary {
+                event: Some(died), ..
+            } = r.outcome
+            else {
+                continue;
+            };
+            let t = tables.entry(band(age)).or_insert(Stratum2x2 {
+                a: 0,
+                n1: 0,
+                c: 0,
+                n0: 0,
+            });
+            if &*r.subject.arm == "aspiration" {
+                t.a += u64::from(died);
+                t.n1 += 1;
+            } else {
+                t.c += u64::from(died);
+                t.n0 += 1;
+            }
+        }
+        assert_eq!((tables.len(), left_out), (3, 24));
+        let expected = mantel_haenszel(&tables.into_values().collect::<Vec<_>>(), 0.95).unwrap();
+        assert_eq!(mh[0].estimates, expected);
+        assert_eq!(mh[0].strata_by, "age_band");
+        let text = e.analysis.as_deref().unwrap();
+        assert!(
+            text.contains(
+                "across the strata formed by `age_band`; complete cases (24 subjects without a \
+                 covariate value left out)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! is what lets the design simulator run the very same code in memory.
 
 mod adjust;
+pub mod baseline;
 pub mod data;
 pub mod datasets;
 pub mod disclosure;
@@ -24,6 +25,8 @@ pub mod representativeness;
 pub mod subgroups;
 pub mod summary;
 
+#[cfg(test)]
+mod adjusted_golden_tests;
 #[cfg(test)]
 mod concurrent_tests;
 

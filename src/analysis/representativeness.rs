@@ -523,6 +523,7 @@ mod tests {
             deliveries: Vec::new(),
             participation: Default::default(),
             open_arms_by_version: Default::default(),
+            baseline: Default::default(),
         };
         let screening = [
             screened("r1", "randomised", "UPP", 50, "F"),

@@ -1,7 +1,8 @@
-//! Subgroup analyses of the primary endpoint for the unblinded report: the hazard ratio of the
+//! Subgroup analyses for the unblinded report: the hazard ratio of the primary endpoint's
 //! experimental arm (the first declared) against the reference arm (the last declared) within
 //! each level of every stratification factor, with the overall effect and the interaction
-//! test — the data of the report's forest plots.
+//! test; and likewise the rate ratios of count endpoints and the differences in means of
+//! continuous endpoints — the data of the report's forest plots.
 //!
 //! Stratification factors are the subgroups: they were fixed before randomisation and every
 //! allocation carries them in its stratum key, so no further baseline data are needed. Levels
@@ -179,6 +180,12 @@ pub fn rate_subgroups(
         covariates: Vec::new(),
         ..protocol.analysis.of(&endpoint.id).clone()
     };
+    // No covariates: nothing is read from the baseline.
+    let baseline = super::baseline::Baseline::default();
+    let values = super::baseline::Covariates {
+        protocol,
+        baseline: &baseline,
+    };
     let fit = |rows: &[EndpointRow]| {
         let subjects = rows.len();
         let events = rows
@@ -188,7 +195,7 @@ pub fn rate_subgroups(
                 _ => 0,
             })
             .sum();
-        let ratio = super::effects::rates(&arms, 1, window.from_day, rows, &plan)
+        let ratio = super::effects::rates(&arms, 1, window.from_day, rows, &plan, &values)
             .ok()
             .and_then(|c| c.rate_ratios.into_iter().next());
         (subjects, events, ratio)
@@ -231,6 +238,105 @@ pub fn rate_subgroups(
                 out.push((level.to_string(), n, events, ratio));
             }
             Some(RateForest {
+                endpoint: endpoint.id.clone(),
+                factor: factor.clone(),
+                experimental_arm: experimental.id.clone(),
+                reference_arm: reference.id.clone(),
+                rows: out,
+            })
+        })
+        .collect()
+}
+
+/// One continuous endpoint's differences in means of the experimental arm (the first declared)
+/// against the reference arm (the last) within each level of a stratification factor: the data
+/// of the DSMB report's mean-difference forests. Within a level the difference is
+/// `lm(value ~ arm)` on the subjects with a value (no further adjustment: the level is the
+/// stratum), with its t interval at the plan's level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeanForest {
+    pub endpoint: String,
+    pub factor: String,
+    pub experimental_arm: String,
+    pub reference_arm: String,
+    /// All patients, then each level as `(level, subjects with a value, difference)`; a level
+    /// whose difference cannot be estimated (an arm without values) has none.
+    pub rows: Vec<(
+        String,
+        usize,
+        Option<crate::stats::continuous::MeanDifference>,
+    )>,
+}
+
+/// Mean-difference forests of a continuous endpoint, one per stratification factor with at
+/// least two levels enrolled; empty for other endpoints.
+pub fn mean_subgroups(
+    protocol: &Protocol,
+    endpoint: &crate::protocol::Endpoint,
+    rows: &[EndpointRow],
+) -> Vec<MeanForest> {
+    if !matches!(endpoint.kind, EndpointKind::Continuous { .. }) || protocol.arms.len() < 2 {
+        return vec![];
+    }
+    let (Some(experimental), Some(reference)) = (protocol.arms.first(), protocol.arms.last())
+    else {
+        return vec![];
+    };
+    let arms = [experimental.id.as_str(), reference.id.as_str()];
+    let plan = crate::protocol::EndpointPlan {
+        stratified: false,
+        covariates: Vec::new(),
+        ..protocol.analysis.of(&endpoint.id).clone()
+    };
+    // No covariates: nothing is read from the baseline.
+    let baseline = super::baseline::Baseline::default();
+    let values = super::baseline::Covariates {
+        protocol,
+        baseline: &baseline,
+    };
+    // Subjects of the two arms with a value.
+    let compared: Vec<EndpointRow> = rows
+        .iter()
+        .filter(|r| {
+            arms.contains(&&*r.subject.arm)
+                && matches!(r.outcome, Outcome::Continuous { value: Some(_), .. })
+        })
+        .cloned()
+        .collect();
+    let fit = |rows: &[EndpointRow]| {
+        let difference = super::effects::means(&arms, 1, rows, &plan, &values)
+            .ok()
+            .and_then(|c| c.differences.into_iter().next());
+        (rows.len(), difference)
+    };
+    let overall = fit(&compared);
+    protocol
+        .randomisation
+        .strata
+        .iter()
+        .filter_map(|factor| {
+            let mut levels: Vec<&str> = compared
+                .iter()
+                .map(|r| level_of(&r.subject.stratum, factor).unwrap_or("(missing)"))
+                .collect();
+            levels.sort_unstable();
+            levels.dedup();
+            if levels.len() < 2 {
+                return None;
+            }
+            let mut out = vec![("All patients".to_string(), overall.0, overall.1.clone())];
+            for level in levels {
+                let within: Vec<EndpointRow> = compared
+                    .iter()
+                    .filter(|r| {
+                        level_of(&r.subject.stratum, factor).unwrap_or("(missing)") == level
+                    })
+                    .cloned()
+                    .collect();
+                let (n, difference) = fit(&within);
+                out.push((level.to_string(), n, difference));
+            }
+            Some(MeanForest {
                 endpoint: endpoint.id.clone(),
                 factor: factor.clone(),
                 experimental_arm: experimental.id.clone(),
@@ -301,6 +407,81 @@ mod tests {
             assert_eq!((*l, *n, *e), (el, en, ee));
             assert!((rr - err).abs() < 1e-6 * err, "{l}: {rr} vs {err}");
         }
+    }
+
+    #[test]
+    fn mean_forests_take_the_difference_within_each_level_of_each_factor() {
+        use crate::endpoints::{EndpointRow, Outcome, Subject};
+        let p = crate::protocol::parse(
+            include_str!("../../protocols/dapa-hf-reg.toml"),
+            "dapa-hf-reg.toml",
+        )
+        .unwrap();
+        let endpoint = p.endpoint("nt_probnp_6m").unwrap();
+        // Among diabetics active 100, 200 against usual care 400, 600: -350; among the others
+        // 300, 500 against 500, 700: -200; overall (150 + 400) / 2 - (500 + 600) / 2 = -275.
+        // A subject without a value counts nowhere.
+        let mut rows = Vec::new();
+        for (diabetes, arm, values) in [
+            ("true", "active", [Some(100.0), Some(200.0), None]),
+            ("true", "usual_care", [Some(400.0), Some(600.0), None]),
+            ("false", "active", [Some(300.0), Some(500.0), None]),
+            ("false", "usual_care", [Some(500.0), Some(700.0), None]),
+        ] {
+            for (i, value) in values.into_iter().enumerate() {
+                rows.push(EndpointRow {
+                    subject: Subject {
+                        record_id: format!("{diabetes}-{arm}-{i}").into(),
+                        subject: format!("{diabetes}-{arm}-{i}").into(),
+                        site: "KS".into(),
+                        arm: arm.into(),
+                        stratum: format!("site=KS;diabetes={diabetes}").into(),
+                        randomised_on: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+                        data_collection_ends: None,
+                    },
+                    outcome: Outcome::Continuous {
+                        time_days: value.map(|_| 180),
+                        value,
+                    },
+                    censor_reason: None,
+                    source: None,
+                    source_event_id: None,
+                });
+            }
+        }
+        assert!(super::mean_subgroups(&p, p.endpoint("hfh_count_1y").unwrap(), &rows).is_empty());
+        let forests = super::mean_subgroups(&p, endpoint, &rows);
+        assert_eq!(forests.len(), 1, "site has one level only");
+        let f = &forests[0];
+        assert_eq!(
+            (
+                f.factor.as_str(),
+                f.experimental_arm.as_str(),
+                f.reference_arm.as_str()
+            ),
+            ("diabetes", "active", "usual_care")
+        );
+        let expect = [
+            ("All patients", 8, -275.0),
+            ("false", 4, -200.0),
+            ("true", 4, -350.0),
+        ];
+        assert_eq!(f.rows.len(), expect.len());
+        for ((l, n, d), (el, en, ed)) in f.rows.iter().zip(expect) {
+            let d = d.as_ref().unwrap();
+            assert_eq!((l.as_str(), *n), (el, en));
+            assert!((d.difference - ed).abs() < 1e-9, "{l}: {}", d.difference);
+            assert!(d.lower < ed && ed < d.upper, "{l}");
+        }
+        // Within "true": residual sum of squares 5000 + 20000 on 2 df, so σ² = 12500, the SE
+        // is sqrt(12500 × (1/2 + 1/2)) and the 95% t interval -350 ± 4.302653 × SE.
+        let t = &f.rows[2].2.as_ref().unwrap();
+        let se = 12_500f64.sqrt();
+        assert!((t.se - se).abs() < 1e-9 && t.df == 2.0, "{t:?}");
+        assert!(
+            (t.upper - (-350.0 + 4.302_652_729_749_464 * se)).abs() < 1e-6,
+            "{t:?}"
+        );
     }
 
     #[test]

@@ -410,6 +410,10 @@ pub fn analyse_derived(
     let primary = derived.iter().find(|(e, _)| e.primary);
     let competing = competing_rows(data, cutoff, derived);
     let concurrency = Concurrency::of(data);
+    let values = super::baseline::Covariates {
+        protocol: &data.protocol,
+        baseline: &data.baseline,
+    };
     // The comparisons and the subgroup forest each fit models over every subject: side by side.
     // The forecast of the looks simulates a thousand futures of the trial: beside the rest.
     // The registers' state, the representativeness and the participation reports read every
@@ -474,6 +478,7 @@ pub fn analyse_derived(
                                 rows,
                                 competing[i].as_deref(),
                                 &concurrency,
+                                &values,
                             );
                             EndpointSummary {
                                 id: e.id.clone(),
@@ -562,19 +567,23 @@ fn competing_rows(
 /// Compare arms on one endpoint's rows (`competing` holds the competing events' rows of a
 /// time-to-event endpoint that declares them), as the protocol's analysis plan says; with the
 /// sentence that says what was done.
-fn compare(
+pub(super) fn compare(
     protocol: &crate::protocol::Protocol,
     endpoint: &crate::protocol::Endpoint,
     rows: &[EndpointRow],
     competing: Option<&[EndpointRow]>,
     concurrency: &Concurrency,
+    values: &super::baseline::Covariates<'_>,
 ) -> (Option<Comparison>, Option<String>) {
     let arms: Vec<&str> = protocol.arms.iter().map(|a| a.id.as_str()).collect();
     let Some(reference) = arms.len().checked_sub(1) else {
         return (None, None);
     };
     let plan = protocol.analysis.of(&endpoint.id);
-    let strata = &protocol.randomisation.strata;
+    // Subjects without a value of a covariate are left out of every comparison (complete
+    // cases); the sentence says how many of the compared arms' subjects were.
+    let (rows, left_out) = super::adjust::complete_cases(rows, plan, values);
+    let rows: &[EndpointRow] = &rows;
     let arm_of = |r: &EndpointRow| arms.iter().position(|a| *a == &*r.subject.arm);
     // Each arm's rows against the reference when every subject of the two arms could have
     // been randomised to either: the usual joint comparison. Otherwise each arm on its own.
@@ -584,9 +593,9 @@ fn compare(
                 && !concurrency.keeps(&r.subject.record_id, a, reference)
         })
     });
-    let method = describe(endpoint, competing.is_some(), plan, strata);
+    let method = describe(endpoint, competing.is_some(), plan, protocol, left_out);
     if !restricted {
-        let comparison = compare_arms(endpoint, &arms, reference, rows, competing, plan);
+        let comparison = compare_arms(endpoint, &arms, reference, rows, competing, plan, values);
         return (Some(comparison), Some(method));
     }
     let comparisons = (0..reference)
@@ -622,6 +631,7 @@ fn compare(
                     &kept,
                     competing,
                     plan,
+                    values,
                 )),
             }
         })
@@ -643,28 +653,25 @@ fn describe(
     endpoint: &crate::protocol::Endpoint,
     competing: bool,
     plan: &crate::protocol::EndpointPlan,
-    strata: &[String],
+    protocol: &crate::protocol::Protocol,
+    left_out: usize,
 ) -> String {
-    use super::adjust::described;
     use crate::protocol::EndpointKind;
+    let strata = &protocol.randomisation.strata;
+    let described = |plan, how| super::adjust::described(plan, protocol, how, left_out);
     match &endpoint.kind {
         EndpointKind::TimeToEvent { .. } if competing => format!(
             "Aalen-Johansen cumulative incidence per arm, Gray's test, Fine-Gray subdistribution \
              and cause-specific Cox (Efron ties) hazard ratios{}",
             described(
                 plan,
-                strata,
                 "as strata of Gray's test and the cause-specific Cox model and as a factor in \
                  the Fine-Gray model"
             )
         ),
         EndpointKind::TimeToEvent { .. } => format!(
             "Kaplan-Meier per arm, log-rank test and Cox proportional hazards (Efron ties){}",
-            described(
-                plan,
-                strata,
-                "as strata of the log-rank test and the Cox model"
-            )
+            described(plan, "as strata of the log-rank test and the Cox model")
         ),
         EndpointKind::Binary { .. } => {
             let mut by: Vec<String> = Vec::new();
@@ -681,9 +688,10 @@ fn describe(
                     by.join(" and ")
                 )
             };
+            let complete = super::adjust::complete_cases_said(plan, protocol, left_out);
             format!(
                 "risk difference, risk ratio and odds ratio with Wald intervals among subjects \
-                 with complete follow-up{mh}; {}% confidence intervals",
+                 with complete follow-up{mh}{complete}; {}% confidence intervals",
                 (plan.conf_level * 1e6).round() / 1e4
             )
         }
@@ -696,7 +704,7 @@ fn describe(
                 }
                 stats::rates::CountModel::Poisson => "Poisson regression (as glm)",
             },
-            described(plan, strata, "as a factor")
+            described(plan, "as a factor")
         ),
         EndpointKind::Continuous { .. } => format!(
             "difference in means by {}{}",
@@ -705,7 +713,7 @@ fn describe(
             } else {
                 "linear model (lm)"
             },
-            described(plan, strata, "as a factor")
+            described(plan, "as a factor")
         ),
     }
 }
@@ -718,6 +726,7 @@ fn compare_arms(
     rows: &[EndpointRow],
     competing: Option<&[EndpointRow]>,
     plan: &crate::protocol::EndpointPlan,
+    values: &super::baseline::Covariates<'_>,
 ) -> Comparison {
     use super::adjust::Adjustment;
     use crate::protocol::EndpointKind;
@@ -735,6 +744,7 @@ fn compare_arms(
                 rows,
                 competing.unwrap_or_default(),
                 plan,
+                values,
             )
             .map_or_else(estimable_not, Comparison::CompetingRisks)
         }
@@ -754,7 +764,7 @@ fn compare_arms(
                 })
                 .map(|r| &r.subject)
                 .collect();
-            let adjustment = Adjustment::new(plan, &subjects);
+            let adjustment = Adjustment::new(plan, &subjects, values);
             let result = (|| {
                 let curves = stats::km::kaplan_meier(
                     &time,
@@ -818,13 +828,15 @@ fn compare_arms(
             })();
             result.unwrap_or_else(not_estimable)
         }
-        EndpointKind::Binary { .. } => binary(arms, reference, rows, plan),
+        EndpointKind::Binary { .. } => binary(arms, reference, rows, plan, values),
         EndpointKind::Count { window, .. } => {
-            super::effects::rates(arms, reference, window.from_day, rows, plan)
+            super::effects::rates(arms, reference, window.from_day, rows, plan, values)
                 .map_or_else(estimable_not, Comparison::Rates)
         }
-        EndpointKind::Continuous { .. } => super::effects::means(arms, reference, rows, plan)
-            .map_or_else(estimable_not, Comparison::MeanDifference),
+        EndpointKind::Continuous { .. } => {
+            super::effects::means(arms, reference, rows, plan, values)
+                .map_or_else(estimable_not, Comparison::MeanDifference)
+        }
     }
 }
 
@@ -835,7 +847,9 @@ fn binary(
     reference: usize,
     rows: &[EndpointRow],
     plan: &crate::protocol::EndpointPlan,
+    values: &super::baseline::Covariates<'_>,
 ) -> Comparison {
+    use super::baseline::CovariateValue;
     use stats::mantel_haenszel::{mantel_haenszel, Stratum2x2};
     let mut events = vec![0u64; arms.len()];
     let mut n = vec![0u64; arms.len()];
@@ -851,14 +865,19 @@ fn binary(
         n[g] += 1;
         events[g] += u64::from(*e);
         if adjusted {
-            let mut key: Vec<&str> = Vec::new();
+            let mut key: Vec<std::borrow::Cow<str>> = Vec::new();
             if plan.stratified {
-                key.push(&r.subject.stratum);
+                key.push((*r.subject.stratum).into());
             }
+            // Validation lets only categorical covariates adjust a binary endpoint.
             key.extend(
                 plan.covariates
                     .iter()
-                    .map(|c| super::adjust::level(&r.subject, c)),
+                    .map(|c| match values.value(&r.subject, c) {
+                        Some(CovariateValue::Level(l)) => l,
+                        Some(CovariateValue::Number(x)) => x.to_string().into(),
+                        None => crate::protocol::MISSING_LEVEL.into(),
+                    }),
             );
             let cell = cells.entry((key.join("|"), g)).or_default();
             cell.0 += u64::from(*e);

@@ -41,6 +41,8 @@ pub struct UnblindedPage {
     pub forests: Vec<Forest>,
     /// Rate ratios of count endpoints by stratification factor.
     pub rate_forests: Vec<Forest>,
+    /// Differences in means of continuous endpoints by stratification factor.
+    pub mean_forests: Vec<Forest>,
     /// The registers: complete-through dates, last deliveries, stale flags.
     pub sources: Vec<page::SourceRow>,
     pub flow: Vec<FlowStep>,
@@ -196,6 +198,7 @@ impl UnblindedPage {
         let mut binary = Vec::new();
         let mut descriptive = Vec::new();
         let mut rate_forests = Vec::new();
+        let mut mean_forests = Vec::new();
         for ((endpoint, rows), summary) in prepared.derived().zip(&analysis.endpoints) {
             let label = summary.label.clone().unwrap_or_else(|| summary.id.clone());
             match (&endpoint.kind, &summary.comparison) {
@@ -472,6 +475,11 @@ impl UnblindedPage {
                             .iter()
                             .map(|f| rate_forest(f, &label, &name)),
                     );
+                    mean_forests.extend(
+                        crate::analysis::subgroups::mean_subgroups(protocol, endpoint, rows)
+                            .iter()
+                            .map(|f| mean_forest(f, &label, &name)),
+                    );
                     for a in &arm_ids {
                         let g = summary.groups.get(*a).cloned().unwrap_or_default();
                         descriptive.push((
@@ -543,6 +551,7 @@ impl UnblindedPage {
                 .map(super::representativeness::participation),
             forests,
             rate_forests,
+            mean_forests,
             sources: page::source_rows(&analysis.sources),
         }
     }
@@ -793,6 +802,84 @@ fn rate_forest(
     }
 }
 
+/// A continuous endpoint's differences in means by one factor, drawn on a linear axis and
+/// tabled as a forest (`hr` holds the difference, `events` the subjects with a value).
+fn mean_forest(
+    f: &crate::analysis::subgroups::MeanForest,
+    label: &str,
+    name: &dyn Fn(&str) -> String,
+) -> Forest {
+    let row_label = |i: usize, level: &str| {
+        if i == 0 {
+            level.to_string()
+        } else {
+            format!("{} = {level}", f.factor)
+        }
+    };
+    let chart_rows: Vec<charts::ForestRow> = f
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, (level, _, d))| charts::ForestRow {
+            label: row_label(i, level),
+            hr: d.as_ref().map(|d| d.difference),
+            lower: d.as_ref().map(|d| d.lower),
+            upper: d.as_ref().map(|d| d.upper),
+            overall: i == 0,
+        })
+        .collect();
+    Forest {
+        factor: f.factor.clone(),
+        comparison: format!(
+            "{label}: {} minus {}",
+            name(&f.experimental_arm),
+            name(&f.reference_arm)
+        ),
+        svg: charts::difference_forest(
+            &format!("Difference in means of {label} by {}", f.factor),
+            &chart_rows,
+            "Difference in means (experimental minus reference)",
+        ),
+        rows: f
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, (level, n, d))| ForestTableRow {
+                label: row_label(i, level),
+                n: *n,
+                events: *n,
+                hr: opt(d.as_ref().map(|d| d.difference), difference),
+                ci: d.as_ref().map_or_else(
+                    || "–".into(),
+                    |d| format!("{} to {}", difference(d.lower), difference(d.upper)),
+                ),
+                p: opt(d.as_ref().map(|d| d.p), p_value),
+            })
+            .collect(),
+        interaction: String::new(),
+    }
+}
+
+/// A difference as the tables print it: three significant digits at least, never `-0`.
+fn difference(v: f64) -> String {
+    let decimals = if v.abs() >= 100.0 {
+        0
+    } else if v.abs() >= 1.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{v:.decimals$}");
+    if s.trim_start_matches('-')
+        .chars()
+        .all(|c| c == '0' || c == '.')
+    {
+        s.trim_start_matches('-').to_string()
+    } else {
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -863,6 +950,16 @@ mod tests {
             .collect::<Vec<_>>();
         let mut events = events;
         crate::endpoints::sort_received(&mut events);
+        // The enrolment fields (TASTE adjusts death or reinfarction for age and sex).
+        let mut baseline = crate::analysis::baseline::Baseline::default();
+        for i in 0..60 {
+            let serde_json::Value::Object(fields) =
+                serde_json::json!({"age": 50 + (i * 7) % 35, "sex": "F"})
+            else {
+                unreachable!("an object")
+            };
+            baseline.insert(format!("R{i}"), fields);
+        }
         let data = TrialData {
             protocol,
             allocations,
@@ -871,6 +968,7 @@ mod tests {
             participation: Default::default(),
             deliveries: Vec::new(),
             open_arms_by_version: Default::default(),
+            baseline,
         };
         PreparedTrial::prepare(
             Arc::new(data),
@@ -972,6 +1070,158 @@ mod tests {
             assert_eq!(row.events, a.events, "{}", a.arm);
             assert!(a.events > 0 && a.curve.last().is_some_and(|p| p.1 > 0.0));
         }
+    }
+
+    /// A DAPA-HF-REG trial of 48 subjects in two diabetes strata, NT-proBNP measured at about
+    /// six months for all but every seventh.
+    fn prepared_dapa() -> PreparedTrial {
+        let protocol = crate::protocol::parse(
+            include_str!("../../protocols/dapa-hf-reg.toml"),
+            "dapa-hf-reg.toml",
+        )
+        .unwrap();
+        let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let mut baseline = crate::analysis::baseline::Baseline::default();
+        let mut events = Vec::new();
+        let allocations: Vec<AllocationRecord> = (0..48)
+            .map(|i| {
+                let arm = ["active", "usual_care"][i % 2];
+                let diabetes = i % 3 == 0;
+                if i % 7 != 3 {
+                    // Lower on the active arm, and more so among diabetics.
+                    let effect = match (arm, diabetes) {
+                        ("active", true) => -300.0,
+                        ("active", false) => -100.0,
+                        _ => 0.0,
+                    };
+                    events.push(ReceivedEvent {
+                        event: Event {
+                            event_id: format!("N{i}"),
+                            subject: format!("S{i:02}"),
+                            event_type: "nt_probnp".into(),
+                            date: start + chrono::Days::new(i as u64 + 180),
+                            code: None,
+                            value: Some(1000.0 + effect + ((i * 37) % 17) as f64 * 20.0),
+                            source: Some("laboratory".into()),
+                        },
+                        received_on: start + chrono::Days::new(400),
+                    });
+                }
+                let serde_json::Value::Object(fields) =
+                    serde_json::json!({"age": 55 + i % 30, "nt_probnp": 1200.0 + i as f64})
+                else {
+                    unreachable!("an object")
+                };
+                baseline.insert(format!("R{i}"), fields);
+                AllocationRecord {
+                    trial_id: protocol.trial_id.clone(),
+                    randomisation_number: i as i64 + 1,
+                    record_id: format!("R{i}"),
+                    subject: format!("S{i:02}"),
+                    site_code: "KS".into(),
+                    arm: arm.into(),
+                    stratum: format!("site=KS;diabetes={diabetes}"),
+                    block_number: 0,
+                    block_size: 0,
+                    block_position: 0,
+                    protocol_version: protocol.version.clone(),
+                    request_sha256: String::new(),
+                    allocated_at: Timestamp::parse(&format!(
+                        "{}T10:00:00.000000Z",
+                        start + chrono::Days::new(i as u64)
+                    ))
+                    .unwrap(),
+                    detail: None,
+                    eligible_arms: None,
+                    cluster: None,
+                    draw: Draw::Slot,
+                }
+            })
+            .collect();
+        crate::endpoints::sort_received(&mut events);
+        let data = TrialData {
+            protocol,
+            allocations,
+            events,
+            in_error: Default::default(),
+            participation: Default::default(),
+            deliveries: Vec::new(),
+            open_arms_by_version: Default::default(),
+            baseline,
+        };
+        PreparedTrial::prepare(
+            Arc::new(data),
+            Arc::new(Vec::new()),
+            DataCutoff(start + chrono::Days::new(500)),
+        )
+    }
+
+    /// A continuous endpoint gets a forest of differences in means per stratification factor
+    /// level, on a linear axis, with the numbers the analysis computed.
+    #[test]
+    fn a_continuous_endpoint_is_drawn_as_a_forest_of_mean_differences() {
+        let prepared = prepared_dapa();
+        let page = UnblindedPage::build(&prepared, chrome());
+        assert_eq!(page.mean_forests.len(), 1, "site has one level only");
+        let f = &page.mean_forests[0];
+        assert_eq!(f.factor, "diabetes");
+        assert!(
+            f.comparison.starts_with("NT-proBNP at 6 months (ng/L): "),
+            "{}",
+            f.comparison
+        );
+        assert!(f.svg.contains("0 is no difference"), "{}", f.svg);
+        assert!(!f.svg.contains("log scale"));
+        // The rows are the analysis's: the same forest computed from the prepared trial's rows.
+        let (endpoint, rows) = prepared
+            .derived()
+            .find(|(e, _)| e.id == "nt_probnp_6m")
+            .unwrap();
+        let forests =
+            crate::analysis::subgroups::mean_subgroups(&prepared.data.protocol, endpoint, rows);
+        assert_eq!(forests.len(), 1);
+        assert_eq!(f.rows.len(), forests[0].rows.len());
+        for (shown, (level, n, d)) in f.rows.iter().zip(&forests[0].rows) {
+            let d = d.as_ref().expect("estimable");
+            assert!(shown.label.ends_with(level.as_str()), "{}", shown.label);
+            assert_eq!(shown.n, *n);
+            assert_eq!(shown.hr, super::difference(d.difference));
+            assert_eq!(
+                shown.ci,
+                format!(
+                    "{} to {}",
+                    super::difference(d.lower),
+                    super::difference(d.upper)
+                )
+            );
+            assert!(f.svg.contains(&format!("{} = {level}", f.factor)) || level == "All patients");
+        }
+        // Overall it is the difference of the arms' means the analysis reports, every subject
+        // with a value counted.
+        let summary = prepared
+            .analysis
+            .endpoints
+            .iter()
+            .find(|e| e.id == "nt_probnp_6m")
+            .unwrap();
+        let mean = |arm: &str| summary.groups[arm].mean_value.unwrap();
+        let overall = forests[0].rows[0].2.as_ref().unwrap();
+        assert!((overall.difference - (mean("active") - mean("usual_care"))).abs() < 1e-9);
+        assert_eq!(forests[0].rows[0].1, (0..48).filter(|i| i % 7 != 3).count());
+        // Larger among diabetics, as generated.
+        let by = |l: &str| {
+            forests[0]
+                .rows
+                .iter()
+                .find(|r| r.0 == l)
+                .and_then(|r| r.2.as_ref())
+                .unwrap()
+                .difference
+        };
+        assert!(by("true") < by("false") && by("false") < 0.0);
+        let html = page.render().unwrap();
+        assert!(html.contains("Differences in means by subgroup"));
+        assert!(html.contains(&f.rows[1].hr));
     }
 
     #[test]

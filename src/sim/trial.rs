@@ -1062,6 +1062,7 @@ mod tests {
             participation: Default::default(),
             deliveries: Vec::new(),
             open_arms_by_version: Default::default(),
+            baseline: Default::default(),
         }
     }
 

@@ -87,6 +87,15 @@ fn assert_same(
         "{what}: randomised-in-error marks"
     );
     assert_eq!(screening, fresh.1.as_slice(), "{what}: screening log");
+    assert!(
+        held.baseline == fresh.0.baseline,
+        "{what}: the randomised subjects' enrolment fields"
+    );
+    assert_eq!(
+        held.baseline.len(),
+        held.allocations.len(),
+        "{what}: every randomised subject's fields"
+    );
     assert_eq!(
         (
             held.protocol.version.as_str(),
@@ -127,6 +136,8 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     let mut held = held::from_rows(&app.store, "taste", rows)
         .await
         .expect("data");
+    // As the held data do: the screening rows taken apart bring the enrolment fields.
+    held.baseline.record(&screening);
     assert_same("first read", &held, &screening, &fresh(&app.store).await);
 
     // Nothing written: nothing read, the marks stay.
@@ -199,6 +210,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     assert_eq!(rows.deliveries.len(), 1, "the empty delivery is read");
     held.add(rows.allocations, rows.events);
     held.deliveries.extend(rows.deliveries);
+    held.baseline.record(&rows.screening);
     screening.extend(rows.screening);
     assert_same(
         "after adding what was written since",

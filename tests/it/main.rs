@@ -5,6 +5,7 @@
 mod support;
 
 mod amendments;
+mod analyse_cli;
 mod anchors;
 mod audit_cli;
 mod browser;

@@ -8,7 +8,7 @@ pub mod boundaries;
 pub mod forest;
 
 pub use boundaries::{group_sequential, HeldLook, PlannedLook};
-pub use forest::{forest, ratio_forest, ForestRow};
+pub use forest::{difference_forest, forest, ratio_forest, ForestRow};
 
 use chrono::NaiveDate;
 use plotters::coord::Shift;

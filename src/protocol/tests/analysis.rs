@@ -74,7 +74,6 @@ fn each_mistake_is_reported_where_it_is_written() {
         format!("{}:{col}: ", line_of(source, after, prefix))
     };
     let expect = [
-        (at("covariates", "[analysis]", 15), "[analysis]: covariate `age` (integer field `age`) is checked at enrolment but not kept with the allocation, so no analysis can read it; the covariates available are `site` and the stratification factors (`site`, `sex`)"),
         (at("covariates", "[analysis]", 22), "[analysis]: unknown covariate `weight`: it is not `site`, an enrolment field or a derived field of this protocol"),
         (at("count_model", "[analysis]", 15), "[analysis]: unknown `count_model` `zip`; expected negbin or poisson"),
         (at("conf_level", "[analysis]", 14), "[analysis]: `conf_level` must be between 0 and 1, got 95"),
@@ -100,6 +99,62 @@ fn each_mistake_is_reported_where_it_is_written() {
 }
 
 #[test]
+fn any_enrolment_field_but_a_date_adjusts_and_numeric_ones_not_a_binary_endpoint() {
+    // `age` (integer) and `sex` adjust the time-to-event and count endpoints; a date does not.
+    let dated = BASE.replacen(
+        "[fields.sex]",
+        "[fields.admitted]\ntype = \"date\"\n\n[fields.sex]",
+        1,
+    );
+    let source =
+        format!("{dated}{ENDPOINTS}\n[analysis]\ncovariates = [\"age\", \"admitted\", \"sex\"]\n");
+    let found = errors(&source);
+    let line = line_of(&source, "[analysis]", "covariates");
+    assert_eq!(
+        found,
+        [format!(
+            "{line}:22: [analysis]: covariate `admitted` is a date field, and a date cannot \
+             adjust a comparison; the covariates available are `site` and the integer, number, \
+             category, boolean and derived fields"
+        )]
+    );
+    let fine = format!("{BASE}{ENDPOINTS}\n[analysis]\ncovariates = [\"age\", \"sex\"]\n");
+    let p = parse(&fine, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.analysis.of("admissions").covariates, ["age", "sex"]);
+
+    // A binary endpoint takes the defaults' `age`: refused where `age` is written, naming the
+    // endpoint; its own categorical covariates are fine, its own `age` refused in its table.
+    let binary =
+        "\n[endpoints.dead_30d]\nkind = \"binary\"\nevents = [\"death\"]\nhorizon_days = 30\n";
+    let source =
+        format!("{BASE}{ENDPOINTS}{binary}\n[analysis]\ncovariates = [\"sex\", \"age\"]\n");
+    let line = line_of(&source, "[analysis]", "covariates");
+    assert_eq!(
+        errors(&source),
+        [format!(
+            "{line}:22: [analysis]: covariate `age` (integer field) is numeric and cannot adjust \
+             binary endpoint `dead_30d`: a binary comparison is adjusted by Mantel-Haenszel \
+             estimates across the strata of categorical covariates; use a derived band of `age` \
+             (`[derived]`), or give the endpoint its own covariates in `[analysis.endpoints.ID]`"
+        )]
+    );
+    let own = format!("{source}\n[analysis.endpoints.dead_30d]\ncovariates = [\"sex\"]\n");
+    let p = parse(&own, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.analysis.of("dead_30d").covariates, ["sex"]);
+    assert_eq!(p.analysis.of("death").covariates, ["sex", "age"]);
+    let own_age = format!("{source}\n[analysis.endpoints.dead_30d]\ncovariates = [\"age\"]\n");
+    let found = errors(&own_age);
+    let line = line_of(&own_age, "[analysis.endpoints.dead_30d]", "covariates");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(&format!(
+            "{line}:15: [analysis.endpoints.dead_30d]: covariate `age` (integer field) is numeric"
+        )),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn stratifying_needs_strata() {
     let unstratified = BASE.replace("strata = [\"site\", \"sex\"]\n", "");
     let source = format!("{unstratified}{ENDPOINTS}\n[analysis]\nstratified = true\n");
@@ -118,6 +173,11 @@ fn the_shipped_protocols_declare_their_analysis_plans() {
     let taste = parse(include_str!("../../../protocols/taste.toml"), "taste.toml").unwrap();
     assert!(!taste.analysis.default.stratified);
     assert_eq!(taste.analysis.of("death_30d").covariates, ["site"]);
+    assert_eq!(
+        taste.analysis.of("death_or_mi_1y").covariates,
+        ["age", "sex"]
+    );
+    assert!(taste.analysis.of("death_1y").covariates.is_empty());
     let dapa = parse(
         include_str!("../../../protocols/dapa-hf-reg.toml"),
         "dapa-hf-reg.toml",
@@ -127,5 +187,11 @@ fn the_shipped_protocols_declare_their_analysis_plans() {
     assert_eq!(
         dapa.analysis.of("hfh_count_1y").count_model,
         CountModel::Negbin
+    );
+    let biomarker = dapa.analysis.of("nt_probnp_6m");
+    assert_eq!(biomarker.covariates, ["nt_probnp", "age"]);
+    assert!(
+        biomarker.stratified,
+        "the override keeps the stratified default"
     );
 }

@@ -3,14 +3,18 @@
 //! model for counts and the confidence level — as defaults, with `[analysis.endpoints.ID]`
 //! overriding them for one endpoint.
 //!
-//! A covariate must be a value every allocation records: `site`, or a stratification factor
-//! (its level is part of the stratum key). Other enrolment fields are checked on enrolment but
-//! not kept, so an analysis could not read them; naming one is an error that says so.
+//! A covariate is `site`, a stratification factor (read from the allocation's stratum key), or
+//! any other enrolment or derived field (read from the fields the register sent with the
+//! enrolment that randomised the subject): integer and number fields enter as linear terms,
+//! category, boolean and derived fields as factors. A date field cannot adjust a comparison,
+//! and a numeric field cannot adjust a binary endpoint, whose adjusted estimates are
+//! Mantel–Haenszel estimates across the strata the categorical covariates form (a derived band
+//! of the field can); naming one is an error located where it is written.
 
 use toml::Spanned;
 
-use super::{Checker, Scope};
-use crate::protocol::model::{AnalysisPlan, Endpoint, EndpointKind, EndpointPlan};
+use super::{Checker, Scope, Source};
+use crate::protocol::model::{AnalysisPlan, Endpoint, EndpointKind, EndpointPlan, FieldKind};
 use crate::protocol::raw::{RawAnalysis, RawEndpointPlan};
 use crate::stats::rates::CountModel;
 
@@ -40,6 +44,8 @@ pub(super) fn analysis(
     };
     let default = plan(c, &defaults, &EndpointPlan::default(), s, None);
     let mut endpoints: Vec<(String, EndpointPlan)> = Vec::new();
+    // Where each endpoint's covariates were written: its own table's list, else the defaults'.
+    let mut written_at: Vec<(String, Option<Vec<Spanned<String>>>)> = Vec::new();
     for (key, over) in raw.endpoints.0 {
         let id = key.get_ref().clone();
         let endpoint = s.endpoints.iter().find(|e| e.id == id);
@@ -64,9 +70,67 @@ pub(super) fn analysis(
             continue;
         }
         let resolved = plan(c, &over, &default, s, endpoint);
+        written_at.push((id.clone(), over.covariates.map(Spanned::into_inner)));
         endpoints.push((id, resolved));
     }
-    AnalysisPlan { default, endpoints }
+    let plans = AnalysisPlan { default, endpoints };
+    // A numeric covariate cannot form the Mantel–Haenszel strata of a binary comparison:
+    // reported once per place it is written, naming the endpoints it would adjust.
+    let default_list: Vec<Spanned<String>> = defaults
+        .covariates
+        .map(Spanned::into_inner)
+        .unwrap_or_default();
+    // (where, table, covariate, its type, the binary endpoints it would adjust)
+    let mut found: Vec<(std::ops::Range<usize>, String, String, &str, String)> = Vec::new();
+    for e in s.endpoints {
+        if !matches!(e.kind, EndpointKind::Binary { .. }) {
+            continue;
+        }
+        let own = written_at.iter().find(|(id, _)| *id == e.id);
+        let (list, table) = match own {
+            Some((_, Some(list))) => (list, format!("[analysis.endpoints.{}]", e.id)),
+            _ => (&default_list, "[analysis]".to_string()),
+        };
+        for name in &plans.of(&e.id).covariates {
+            let Some(Source::Field(field)) = s.scope.resolve(name) else {
+                continue;
+            };
+            if s.strata.contains(name)
+                || !matches!(
+                    field.kind,
+                    FieldKind::Integer { .. } | FieldKind::Number { .. }
+                )
+            {
+                continue;
+            }
+            let Some(at) = list.iter().find(|v| v.get_ref() == name) else {
+                continue;
+            };
+            match found.iter_mut().find(|f| f.0 == at.span()) {
+                Some(f) => f.4.push_str(&format!(", `{}`", e.id)),
+                None => found.push((
+                    at.span(),
+                    table.clone(),
+                    name.clone(),
+                    field.kind.type_name(),
+                    format!("`{}`", e.id),
+                )),
+            }
+        }
+    }
+    for (span, table, name, kind, binary) in found {
+        c.error(
+            span,
+            format!(
+                "{table}: covariate `{name}` ({kind} field) is numeric and cannot adjust binary \
+                 endpoint {binary}: a binary comparison is adjusted by Mantel-Haenszel \
+                 estimates across the strata of categorical covariates; use a derived band \
+                 of `{name}` (`[derived]`), or give the endpoint its own covariates in \
+                 `[analysis.endpoints.ID]`"
+            ),
+        );
+    }
+    plans
 }
 
 fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
@@ -192,22 +256,16 @@ fn covariates(
                      or a derived field of this protocol"
                 ),
             ),
-            Some(source) if name != "site" && !s.strata.contains(name) => c.error(
+            Some(Source::Field(f)) if matches!(f.kind, FieldKind::Date { .. }) => c.error(
                 v.span(),
                 format!(
-                    "{table}: covariate `{name}` ({}) is checked at enrolment but not kept with \
-                     the allocation, so no analysis can read it; the covariates available are \
-                     `site` and the stratification factors ({})",
-                    source.describe(),
-                    list_strata(s.strata)
+                    "{table}: covariate `{name}` is a date field, and a date cannot adjust a \
+                     comparison; the covariates available are `site` and the integer, number, \
+                     category, boolean and derived fields"
                 ),
             ),
             Some(_) => out.push(name.clone()),
         }
     }
     out
-}
-
-fn list_strata(strata: &[String]) -> String {
-    list(strata.iter().map(String::as_str))
 }

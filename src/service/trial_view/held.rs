@@ -72,6 +72,9 @@ impl HeldData {
                         data.protocol = stored_protocol(store, trial_id).await?;
                         data.open_arms_by_version = open_arms_by_version(store, trial_id).await?;
                     }
+                    // The enrolment fields of the newly randomised: their screening rows
+                    // are among those written since.
+                    data.baseline.record(&rows.screening);
                     screening.extend(rows.screening);
                     Held {
                         data: Arc::new(data),
@@ -93,8 +96,10 @@ impl HeldData {
 async fn read_afresh(store: &Store, trial_id: &str) -> Result<Held, TrialViewError> {
     let (mut rows, marks) = since::all(store, trial_id).await?;
     let screening = std::mem::take(&mut rows.screening);
+    let mut data = from_rows(store, trial_id, rows).await?;
+    data.baseline.record(&screening);
     Ok(Held {
-        data: Arc::new(from_rows(store, trial_id, rows).await?),
+        data: Arc::new(data),
         screening: Arc::new(screening),
         marks,
     })
@@ -132,7 +137,10 @@ pub async fn from_rows(
         deliveries: rows.deliveries,
         participation,
         open_arms_by_version: open_arms_by_version(store, trial_id).await?,
+        baseline: Default::default(),
     };
+    // The enrolment fields come with the screening rows, when the caller read them.
+    data.baseline.record(&rows.screening);
     data.add(rows.allocations, rows.events);
     Ok(data)
 }
@@ -164,6 +172,8 @@ pub async fn read_each_table(
         async { Ok(participation::of_trial(store, trial_id).await?) },
         open_arms_by_version(store, trial_id),
     )?;
+    let mut baseline = crate::analysis::baseline::Baseline::default();
+    baseline.record(&screening);
     Ok((
         TrialData {
             protocol,
@@ -173,6 +183,7 @@ pub async fn read_each_table(
             deliveries,
             participation,
             open_arms_by_version,
+            baseline,
         },
         screening,
     ))
