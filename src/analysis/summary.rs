@@ -365,36 +365,74 @@ pub fn derive_endpoints(
         .collect()
 }
 
-/// Each endpoint's rows ([`derive_endpoints`]) and the interim report, computed side by side:
-/// the interim looks do not need the rows as of the cut-off, only the data.
-pub fn derive_with_interim(
-    data: &TrialData,
+/// The parts of an analysis that need no endpoint rows as of the cut-off: the interim looks
+/// (which derive the primary endpoint at their own days), the registers' state, the
+/// representativeness and participation reports and the allocation quality.
+pub struct Beside {
+    pub interim: Option<super::interim::InterimReport>,
+    sources: Vec<endpoints::sources::SourceStatus>,
+    representativeness: super::representativeness::Representativeness,
+    participation: super::participation_report::ParticipationReport,
+    allocation_quality: AllocationQuality,
+}
+
+/// Each endpoint's rows ([`derive_endpoints`]) and what needs no rows ([`Beside`]), computed
+/// side by side on the available cores.
+pub fn derive_with_interim<'p>(
+    data: &'p TrialData,
+    screening: &[Screening],
     cutoff: DataCutoff,
 ) -> (
-    Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)>,
-    Option<super::interim::InterimReport>,
+    Vec<(&'p crate::protocol::Endpoint, Vec<EndpointRow>)>,
+    Beside,
 ) {
-    rayon::join(
-        || derive_endpoints(data, cutoff),
-        || super::interim::interim(data, cutoff),
+    let (derived, (interim, ((sources, allocation_quality), (representativeness, participation)))) =
+        rayon::join(
+            || derive_endpoints(data, cutoff),
+            || {
+                rayon::join(
+                    || super::interim::interim(data, cutoff),
+                    || {
+                        rayon::join(
+                            || (data.source_status(cutoff), allocation_quality(data, cutoff)),
+                            || {
+                                rayon::join(
+                                    || super::representativeness::compare(data, screening, cutoff),
+                                    || super::participation_report::report(data, cutoff),
+                                )
+                            },
+                        )
+                    },
+                )
+            },
+        );
+    (
+        derived,
+        Beside {
+            interim,
+            sources,
+            representativeness,
+            participation,
+            allocation_quality,
+        },
     )
 }
 
 /// Compute the unblinded analysis from a trial's data and screening log.
 pub fn analyse(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
-    let (derived, interim) = derive_with_interim(data, cutoff);
-    analyse_derived(data, screening, cutoff, &derived, interim)
+    let (derived, beside) = derive_with_interim(data, screening, cutoff);
+    analyse_derived(data, screening, cutoff, &derived, beside)
 }
 
-/// Compute the unblinded analysis from endpoint rows and the interim report already computed
-/// by [`derive_with_interim`] (callers that also draw the rows, such as the dashboards, derive
+/// Compute the unblinded analysis from endpoint rows and what needs none, already computed by
+/// [`derive_with_interim`] (callers that also draw the rows, such as the dashboards, derive
 /// them once).
 pub fn analyse_derived(
     data: &TrialData,
     screening: &[Screening],
     cutoff: DataCutoff,
     derived: &[(&crate::protocol::Endpoint, Vec<EndpointRow>)],
-    interim: Option<super::interim::InterimReport>,
+    beside: Beside,
 ) -> Analysis {
     use rayon::prelude::*;
     let arms: Vec<(String, String, String)> = data
@@ -416,47 +454,24 @@ pub fn analyse_derived(
     };
     // The comparisons and the subgroup forest each fit models over every subject: side by side.
     // The forecast of the looks simulates a thousand futures of the trial: beside the rest.
-    // The registers' state, the representativeness and the participation reports read every
-    // event or screening: beside the rest too.
-    let (
-        (((flow, allocation_quality), forecast), (sources, (representativeness, participation))),
-        (subgroups, endpoints),
-    ) = rayon::join(
+    let ((flow, forecast), (subgroups, endpoints)) = rayon::join(
         || {
             rayon::join(
                 || {
-                    rayon::join(
-                        || {
-                            (
-                                flow::flow(
-                                    cutoff,
-                                    screening,
-                                    &arms,
-                                    primary.map(|(e, _)| e.id.as_str()),
-                                    primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
-                                    &data.events,
-                                    &withdrawn,
-                                ),
-                                allocation_quality(data, cutoff),
-                            )
-                        },
-                        || {
-                            primary.and_then(|(_, rows)| {
-                                super::forecast::outlook(&data.protocol, rows, cutoff)
-                            })
-                        },
+                    flow::flow(
+                        cutoff,
+                        screening,
+                        &arms,
+                        primary.map(|(e, _)| e.id.as_str()),
+                        primary.map_or(&[][..], |(_, rows)| rows.as_slice()),
+                        &data.events,
+                        &withdrawn,
                     )
                 },
                 || {
-                    rayon::join(
-                        || data.source_status(cutoff),
-                        || {
-                            rayon::join(
-                                || super::representativeness::compare(data, screening, cutoff),
-                                || super::participation_report::report(data, cutoff),
-                            )
-                        },
-                    )
+                    primary.and_then(|(_, rows)| {
+                        super::forecast::outlook(&data.protocol, rows, cutoff)
+                    })
                 },
             )
         },
@@ -507,13 +522,13 @@ pub fn analyse_derived(
         protocol_version: data.protocol.version.clone(),
         blinded: false,
         flow,
-        sources,
-        interim,
+        sources: beside.sources,
+        interim: beside.interim,
         subgroups,
-        allocation_quality: Some(allocation_quality),
+        allocation_quality: Some(beside.allocation_quality),
         forecast,
-        representativeness: Some(representativeness),
-        participation: Some(participation),
+        representativeness: Some(beside.representativeness),
+        participation: Some(beside.participation),
         endpoints,
     }
 }

@@ -29,8 +29,8 @@ impl PreparedTrial {
         screening: Arc<Vec<Screening>>,
         cutoff: DataCutoff,
     ) -> Self {
-        let (derived, interim) = summary::derive_with_interim(&data, cutoff);
-        let analysis = summary::analyse_derived(&data, &screening, cutoff, &derived, interim);
+        let (derived, beside) = summary::derive_with_interim(&data, &screening, cutoff);
+        let analysis = summary::analyse_derived(&data, &screening, cutoff, &derived, beside);
         let rows = derived.into_iter().map(|(_, rows)| rows).collect();
         PreparedTrial {
             data,
