@@ -167,6 +167,9 @@ fn report_rows(file: &Path, errors: &[RowError], tail: &str) {
 type ParsedCsv = (Vec<crate::endpoints::Event>, Vec<usize>);
 
 /// Read and validate every row; errors carry the file line.
+/// CSV records parsed together on the available cores.
+const PARSE_CHUNK: usize = 1 << 15;
+
 fn read_events_csv(
     path: &Path,
     received_on: chrono::NaiveDate,
@@ -216,12 +219,65 @@ fn read_events_csv(
     let idx: Vec<Option<usize>> = known.iter().map(|k| column(k)).collect();
     let mut events = Vec::new();
     let mut lines = Vec::new();
-    let mut record = csv::StringRecord::new();
+    // Records are read in order and parsed a chunk at a time on the available cores; results
+    // and errors keep the file's order.
+    let mut chunk: Vec<csv::StringRecord> = Vec::with_capacity(PARSE_CHUNK);
+    let parse_chunk = |chunk: &mut Vec<csv::StringRecord>,
+                       events: &mut Vec<crate::endpoints::Event>,
+                       lines: &mut Vec<usize>,
+                       errors: &mut Vec<RowError>| {
+        use rayon::prelude::*;
+        let parsed: Vec<(usize, Result<crate::endpoints::Event, Vec<RowError>>)> = chunk
+            .par_iter()
+            .with_min_len(1024)
+            .map(|record| {
+                let line = record.position().map_or(0, |p| p.line() as usize);
+                let get = |k: usize| idx[k].and_then(|i| record.get(i));
+                let fields = EventFields {
+                    event_id: get(0),
+                    subject: get(1),
+                    event_type: get(2),
+                    date: get(3),
+                    code: get(4),
+                    value: get(5),
+                    source: get(6),
+                };
+                let parsed = parse_event(&fields, received_on).map_err(|errs| {
+                    errs.into_iter()
+                        .map(|e| RowError {
+                            row: line,
+                            event_id: get(0).map(str::to_string),
+                            field: Some(e.field),
+                            message: e.message,
+                        })
+                        .collect()
+                });
+                (line, parsed)
+            })
+            .collect();
+        chunk.clear();
+        for (line, parsed) in parsed {
+            match parsed {
+                Ok(e) => {
+                    events.push(e);
+                    lines.push(line);
+                }
+                Err(errs) => errors.extend(errs),
+            }
+        }
+    };
     loop {
+        let mut record = csv::StringRecord::new();
         match reader.read_record(&mut record) {
             Ok(false) => break,
-            Ok(true) => {}
+            Ok(true) => {
+                chunk.push(record);
+                if chunk.len() == PARSE_CHUNK {
+                    parse_chunk(&mut chunk, &mut events, &mut lines, &mut errors);
+                }
+            }
             Err(e) => {
+                parse_chunk(&mut chunk, &mut events, &mut lines, &mut errors);
                 let line = e.position().map_or(0, |p| p.line() as usize);
                 errors.push(RowError {
                     row: line,
@@ -232,33 +288,10 @@ fn read_events_csv(
                 if errors.len() > 10_000 {
                     break;
                 }
-                continue;
             }
-        }
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        let get = |k: usize| idx[k].and_then(|i| record.get(i));
-        let fields = EventFields {
-            event_id: get(0),
-            subject: get(1),
-            event_type: get(2),
-            date: get(3),
-            code: get(4),
-            value: get(5),
-            source: get(6),
-        };
-        match parse_event(&fields, received_on) {
-            Ok(e) => {
-                events.push(e);
-                lines.push(line);
-            }
-            Err(errs) => errors.extend(errs.into_iter().map(|e| RowError {
-                row: line,
-                event_id: get(0).map(str::to_string),
-                field: Some(e.field),
-                message: e.message,
-            })),
         }
     }
+    parse_chunk(&mut chunk, &mut events, &mut lines, &mut errors);
     Ok(if errors.is_empty() {
         Ok((events, lines))
     } else {
