@@ -206,44 +206,53 @@ pub fn rate_subgroups(
         .cloned()
         .collect();
     let overall = fit(&compared);
+    per_level(protocol, &compared, &overall, fit)
+        .into_iter()
+        .map(|(factor, fits)| RateForest {
+            endpoint: endpoint.id.clone(),
+            factor,
+            experimental_arm: experimental.id.clone(),
+            reference_arm: reference.id.clone(),
+            rows: fits
+                .into_iter()
+                .map(|(level, (n, events, ratio))| (level, n, events, ratio))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Each stratification factor with at least two levels among `compared`, with its rows: "All
+/// patients" (`overall`) and then each level's `fit` of the rows at that level.
+fn per_level<T: Clone>(
+    protocol: &Protocol,
+    compared: &[EndpointRow],
+    overall: &T,
+    fit: impl Fn(&[EndpointRow]) -> T,
+) -> Vec<(String, Vec<(String, T)>)> {
+    fn level<'r>(r: &'r EndpointRow, factor: &str) -> &'r str {
+        level_of(&r.subject.stratum, factor).unwrap_or("(missing)")
+    }
     protocol
         .randomisation
         .strata
         .iter()
         .filter_map(|factor| {
-            let mut levels: Vec<&str> = compared
-                .iter()
-                .map(|r| level_of(&r.subject.stratum, factor).unwrap_or("(missing)"))
-                .collect();
+            let mut levels: Vec<&str> = compared.iter().map(|r| level(r, factor)).collect();
             levels.sort_unstable();
             levels.dedup();
             if levels.len() < 2 {
                 return None;
             }
-            let mut out = vec![(
-                "All patients".to_string(),
-                overall.0,
-                overall.1,
-                overall.2.clone(),
-            )];
-            for level in levels {
+            let mut out = vec![("All patients".to_string(), overall.clone())];
+            for l in levels {
                 let within: Vec<EndpointRow> = compared
                     .iter()
-                    .filter(|r| {
-                        level_of(&r.subject.stratum, factor).unwrap_or("(missing)") == level
-                    })
+                    .filter(|r| level(r, factor) == l)
                     .cloned()
                     .collect();
-                let (n, events, ratio) = fit(&within);
-                out.push((level.to_string(), n, events, ratio));
+                out.push((l.to_string(), fit(&within)));
             }
-            Some(RateForest {
-                endpoint: endpoint.id.clone(),
-                factor: factor.clone(),
-                experimental_arm: experimental.id.clone(),
-                reference_arm: reference.id.clone(),
-                rows: out,
-            })
+            Some((factor.clone(), out))
         })
         .collect()
 }
@@ -310,39 +319,17 @@ pub fn mean_subgroups(
         (rows.len(), difference)
     };
     let overall = fit(&compared);
-    protocol
-        .randomisation
-        .strata
-        .iter()
-        .filter_map(|factor| {
-            let mut levels: Vec<&str> = compared
-                .iter()
-                .map(|r| level_of(&r.subject.stratum, factor).unwrap_or("(missing)"))
-                .collect();
-            levels.sort_unstable();
-            levels.dedup();
-            if levels.len() < 2 {
-                return None;
-            }
-            let mut out = vec![("All patients".to_string(), overall.0, overall.1.clone())];
-            for level in levels {
-                let within: Vec<EndpointRow> = compared
-                    .iter()
-                    .filter(|r| {
-                        level_of(&r.subject.stratum, factor).unwrap_or("(missing)") == level
-                    })
-                    .cloned()
-                    .collect();
-                let (n, difference) = fit(&within);
-                out.push((level.to_string(), n, difference));
-            }
-            Some(MeanForest {
-                endpoint: endpoint.id.clone(),
-                factor: factor.clone(),
-                experimental_arm: experimental.id.clone(),
-                reference_arm: reference.id.clone(),
-                rows: out,
-            })
+    per_level(protocol, &compared, &overall, fit)
+        .into_iter()
+        .map(|(factor, fits)| MeanForest {
+            endpoint: endpoint.id.clone(),
+            factor,
+            experimental_arm: experimental.id.clone(),
+            reference_arm: reference.id.clone(),
+            rows: fits
+                .into_iter()
+                .map(|(level, (n, difference))| (level, n, difference))
+                .collect(),
         })
         .collect()
 }
