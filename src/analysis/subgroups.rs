@@ -137,25 +137,37 @@ pub fn primary_subgroups(protocol: &Protocol, primary: &[EndpointRow]) -> Vec<Su
         .collect()
 }
 
-/// One count endpoint's rate ratios of the experimental arm (the first declared) against the
-/// reference arm (the last) within each level of a stratification factor: the data of the
-/// DSMB report's rate-ratio forests. Within a level the plan's count model is fitted to the arm
+/// One endpoint's estimate of the experimental arm (the first declared) against the reference
+/// arm (the last) within each level of a stratification factor: the data of the DSMB report's
+/// rate-ratio and mean-difference forests. Within a level the plan's model is fitted to the arm
 /// alone (no further adjustment: the level is the stratum).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RateForest {
+pub struct LevelForest<R> {
     pub endpoint: String,
     pub factor: String,
     pub experimental_arm: String,
     pub reference_arm: String,
-    /// All patients, then each level as `(level, subjects, events, rate ratio)`; a level whose
-    /// model cannot be fitted has none.
-    pub rows: Vec<(
-        String,
-        usize,
-        u64,
-        Option<crate::stats::rates::RateCoefficient>,
-    )>,
+    /// All patients, then each level.
+    pub rows: Vec<R>,
 }
+
+/// A count endpoint's forest: each row `(level, subjects, events, rate ratio)`; a level whose
+/// model cannot be fitted has no ratio.
+pub type RateForest = LevelForest<(
+    String,
+    usize,
+    u64,
+    Option<crate::stats::rates::RateCoefficient>,
+)>;
+
+/// A continuous endpoint's forest: each row `(level, subjects with a value, difference)`, the
+/// difference `lm(value ~ arm)` with its t interval at the plan's level; a level whose difference
+/// cannot be estimated (an arm without values) has none.
+pub type MeanForest = LevelForest<(
+    String,
+    usize,
+    Option<crate::stats::continuous::MeanDifference>,
+)>;
 
 /// Rate-ratio forests of a count endpoint, one per stratification factor with at least two
 /// levels enrolled; empty for other endpoints.
@@ -167,6 +179,75 @@ pub fn rate_subgroups(
     let EndpointKind::Count { window, .. } = &endpoint.kind else {
         return vec![];
     };
+    level_forests(
+        protocol,
+        endpoint,
+        rows,
+        |_| true,
+        |fit, rows| {
+            let events = rows
+                .iter()
+                .map(|r| match r.outcome {
+                    Outcome::Count { count, .. } => u64::from(count),
+                    _ => 0,
+                })
+                .sum();
+            let ratio =
+                super::effects::rates(&fit.arms, 1, window.from_day, rows, &fit.plan, &fit.values)
+                    .ok()
+                    .and_then(|c| c.rate_ratios.into_iter().next());
+            (rows.len(), events, ratio)
+        },
+        |level, (n, events, ratio)| (level, n, events, ratio),
+    )
+}
+
+/// Mean-difference forests of a continuous endpoint, one per stratification factor with at
+/// least two levels enrolled; empty for other endpoints.
+pub fn mean_subgroups(
+    protocol: &Protocol,
+    endpoint: &crate::protocol::Endpoint,
+    rows: &[EndpointRow],
+) -> Vec<MeanForest> {
+    if !matches!(endpoint.kind, EndpointKind::Continuous { .. }) {
+        return vec![];
+    }
+    level_forests(
+        protocol,
+        endpoint,
+        rows,
+        // Subjects with a value.
+        |r| matches!(r.outcome, Outcome::Continuous { value: Some(_), .. }),
+        |fit, rows| {
+            let difference = super::effects::means(&fit.arms, 1, rows, &fit.plan, &fit.values)
+                .ok()
+                .and_then(|c| c.differences.into_iter().next());
+            (rows.len(), difference)
+        },
+        |level, (n, difference)| (level, n, difference),
+    )
+}
+
+/// What a forest's fit within a level is given: the two arms compared and the endpoint's plan
+/// without stratification or covariates (nothing is read from the baseline).
+struct Unadjusted<'p> {
+    arms: [&'p str; 2],
+    plan: crate::protocol::EndpointPlan,
+    values: super::baseline::Covariates<'p>,
+}
+
+/// The forests of `endpoint`: the experimental arm (the first declared) against the reference
+/// arm (the last), on the rows of those arms that `keep` keeps, fitted by `fit` for all
+/// patients and within each level of each stratification factor with at least two levels, and
+/// each fit made a row by `row`. Empty with fewer than two arms.
+fn level_forests<T: Clone, R>(
+    protocol: &Protocol,
+    endpoint: &crate::protocol::Endpoint,
+    rows: &[EndpointRow],
+    keep: impl Fn(&EndpointRow) -> bool,
+    fit: impl Fn(&Unadjusted<'_>, &[EndpointRow]) -> T,
+    row: impl Fn(String, T) -> R,
+) -> Vec<LevelForest<R>> {
     let (Some(experimental), Some(reference)) = (protocol.arms.first(), protocol.arms.last())
     else {
         return vec![];
@@ -174,49 +255,34 @@ pub fn rate_subgroups(
     if protocol.arms.len() < 2 {
         return vec![];
     }
-    let arms = [experimental.id.as_str(), reference.id.as_str()];
-    let plan = crate::protocol::EndpointPlan {
-        stratified: false,
-        covariates: Vec::new(),
-        ..protocol.analysis.of(&endpoint.id).clone()
-    };
-    // No covariates: nothing is read from the baseline.
     let baseline = super::baseline::Baseline::default();
-    let values = super::baseline::Covariates {
-        protocol,
-        baseline: &baseline,
-    };
-    let fit = |rows: &[EndpointRow]| {
-        let subjects = rows.len();
-        let events = rows
-            .iter()
-            .map(|r| match r.outcome {
-                Outcome::Count { count, .. } => u64::from(count),
-                _ => 0,
-            })
-            .sum();
-        let ratio = super::effects::rates(&arms, 1, window.from_day, rows, &plan, &values)
-            .ok()
-            .and_then(|c| c.rate_ratios.into_iter().next());
-        (subjects, events, ratio)
+    let unadjusted = Unadjusted {
+        arms: [experimental.id.as_str(), reference.id.as_str()],
+        plan: crate::protocol::EndpointPlan {
+            stratified: false,
+            covariates: Vec::new(),
+            ..protocol.analysis.of(&endpoint.id).clone()
+        },
+        values: super::baseline::Covariates {
+            protocol,
+            baseline: &baseline,
+        },
     };
     let compared: Vec<EndpointRow> = rows
         .iter()
-        .filter(|r| arms.contains(&&*r.subject.arm))
+        .filter(|r| unadjusted.arms.contains(&&*r.subject.arm) && keep(r))
         .cloned()
         .collect();
+    let fit = |rows: &[EndpointRow]| fit(&unadjusted, rows);
     let overall = fit(&compared);
     per_level(protocol, &compared, &overall, fit)
         .into_iter()
-        .map(|(factor, fits)| RateForest {
+        .map(|(factor, fits)| LevelForest {
             endpoint: endpoint.id.clone(),
             factor,
             experimental_arm: experimental.id.clone(),
             reference_arm: reference.id.clone(),
-            rows: fits
-                .into_iter()
-                .map(|(level, (n, events, ratio))| (level, n, events, ratio))
-                .collect(),
+            rows: fits.into_iter().map(|(level, t)| row(level, t)).collect(),
         })
         .collect()
 }
@@ -253,83 +319,6 @@ fn per_level<T: Clone>(
                 out.push((l.to_string(), fit(&within)));
             }
             Some((factor.clone(), out))
-        })
-        .collect()
-}
-
-/// One continuous endpoint's differences in means of the experimental arm (the first declared)
-/// against the reference arm (the last) within each level of a stratification factor: the data
-/// of the DSMB report's mean-difference forests. Within a level the difference is
-/// `lm(value ~ arm)` on the subjects with a value (no further adjustment: the level is the
-/// stratum), with its t interval at the plan's level.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MeanForest {
-    pub endpoint: String,
-    pub factor: String,
-    pub experimental_arm: String,
-    pub reference_arm: String,
-    /// All patients, then each level as `(level, subjects with a value, difference)`; a level
-    /// whose difference cannot be estimated (an arm without values) has none.
-    pub rows: Vec<(
-        String,
-        usize,
-        Option<crate::stats::continuous::MeanDifference>,
-    )>,
-}
-
-/// Mean-difference forests of a continuous endpoint, one per stratification factor with at
-/// least two levels enrolled; empty for other endpoints.
-pub fn mean_subgroups(
-    protocol: &Protocol,
-    endpoint: &crate::protocol::Endpoint,
-    rows: &[EndpointRow],
-) -> Vec<MeanForest> {
-    if !matches!(endpoint.kind, EndpointKind::Continuous { .. }) || protocol.arms.len() < 2 {
-        return vec![];
-    }
-    let (Some(experimental), Some(reference)) = (protocol.arms.first(), protocol.arms.last())
-    else {
-        return vec![];
-    };
-    let arms = [experimental.id.as_str(), reference.id.as_str()];
-    let plan = crate::protocol::EndpointPlan {
-        stratified: false,
-        covariates: Vec::new(),
-        ..protocol.analysis.of(&endpoint.id).clone()
-    };
-    // No covariates: nothing is read from the baseline.
-    let baseline = super::baseline::Baseline::default();
-    let values = super::baseline::Covariates {
-        protocol,
-        baseline: &baseline,
-    };
-    // Subjects of the two arms with a value.
-    let compared: Vec<EndpointRow> = rows
-        .iter()
-        .filter(|r| {
-            arms.contains(&&*r.subject.arm)
-                && matches!(r.outcome, Outcome::Continuous { value: Some(_), .. })
-        })
-        .cloned()
-        .collect();
-    let fit = |rows: &[EndpointRow]| {
-        let difference = super::effects::means(&arms, 1, rows, &plan, &values)
-            .ok()
-            .and_then(|c| c.differences.into_iter().next());
-        (rows.len(), difference)
-    };
-    let overall = fit(&compared);
-    per_level(protocol, &compared, &overall, fit)
-        .into_iter()
-        .map(|(factor, fits)| MeanForest {
-            endpoint: endpoint.id.clone(),
-            factor,
-            experimental_arm: experimental.id.clone(),
-            reference_arm: reference.id.clone(),
-            rows: fits
-                .into_iter()
-                .map(|(level, (n, difference))| (level, n, difference))
-                .collect(),
         })
         .collect()
 }
