@@ -362,10 +362,15 @@ async fn two_instances_2000_messages_one_killed_every_record_once() {
     assert_eq!(expected.len(), N, "one allocation event per record");
     let out = read_stream(&js, &stream_name(&p, "OUT")).await;
     let mut seen: HashMap<i64, Value> = HashMap::new();
+    let mut last = 0;
     for (_, event) in &out {
         let id: i64 = event["id"].as_str().unwrap().parse().unwrap();
         if let Some(first) = seen.insert(id, event.clone()) {
             assert_eq!(&first, event, "a duplicate of {id} with other content");
+        } else {
+            // In outbox order, whichever instance published it.
+            assert!(id > last, "{id} stored after {last}");
+            last = id;
         }
     }
     assert_eq!(
@@ -390,5 +395,57 @@ async fn two_instances_2000_messages_one_killed_every_record_once() {
     let _ = b.child.kill();
     let _ = a.child.wait();
     let _ = b.child.wait();
+    drop_streams(&js, &p).await;
+}
+
+/// A round's event that the stream refuses (here: larger than the stream takes) is not
+/// overtaken by the rest of its round: each later event names its predecessor and is refused,
+/// nothing after the gap is marked done, and the next round (starting at the refused event)
+/// keeps the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_event_the_stream_refuses_is_not_overtaken() {
+    let Some((_, client)) = nats().await else {
+        return;
+    };
+    let js = jetstream::new(client);
+    let p = prefix("gap");
+    js.create_stream(jetstream::stream::Config {
+        name: stream_name(&p, "OUT"),
+        subjects: vec![format!("{p}.out.>")],
+        max_message_size: 2_000,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    let event = |id: i64, size: usize| rrct::service::outbox::Outgoing {
+        id,
+        trial_id: Some("taste".into()),
+        event_type: "rrct.allocation.created".into(),
+        event: json!({"id": id.to_string(), "padding": "x".repeat(size)}),
+    };
+    let round = [event(1, 10), event(2, 5_000), event(3, 10), event(4, 10)];
+    let done = rrct::bus::publish::send_in_order(&js, &p, &round).await;
+    assert_eq!(
+        done,
+        [1],
+        "only the prefix before the refused event is done"
+    );
+    let ids = |out: Vec<(String, Value)>| -> Vec<String> {
+        out.iter()
+            .map(|(_, v)| v["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(read_stream(&js, &stream_name(&p, "OUT")).await), ["1"]);
+    // The next round starts at the first event not done, here sent again small enough.
+    let again = [event(2, 10), event(3, 10), event(4, 10)];
+    assert_eq!(
+        rrct::bus::publish::send_in_order(&js, &p, &again).await,
+        [2, 3, 4]
+    );
+    assert_eq!(
+        ids(read_stream(&js, &stream_name(&p, "OUT")).await),
+        ["1", "2", "3", "4"]
+    );
     drop_streams(&js, &p).await;
 }
