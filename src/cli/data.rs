@@ -95,7 +95,13 @@ pub fn parse_cutoff(s: &str) -> Result<DataCutoff, String> {
 pub async fn import(command: ImportCommand) -> anyhow::Result<ExitCode> {
     let ImportCommand::Events { db, source, file } = command;
     let received_at = Clock::system().now();
-    let (events, lines) = match read_events_csv(&file, received_at.date())? {
+    let started = std::time::Instant::now();
+    let read = read_events_csv(&file, received_at.date())?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "import: file read and checked"
+    );
+    let (events, lines) = match read {
         Ok(parsed) => parsed,
         Err(errors) => {
             report_rows(&file, &errors, "nothing was imported");

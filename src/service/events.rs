@@ -504,6 +504,10 @@ pub async fn ingest(
 ) -> Result<IngestReport, IngestError> {
     let recorded_at = delivery.received_at.to_string();
     let actor = delivery.actor;
+    let started = std::time::Instant::now();
+    let lap = |what: &str| {
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "ingest: {what}");
+    };
     let mut tx = store.begin_write().await?;
     // Under the writer lock: the subjects' trials cannot change before the commit.
     let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
@@ -529,6 +533,7 @@ pub async fn ingest(
     let mut stored_rows = Vec::with_capacity(events.len());
     // Each event is placed and hashed on its own (pure work): side by side on the available
     // cores for a large batch, then gathered in order.
+    lap("subjects' trials read");
     let placed: Vec<Result<EventRow, Placed>> = {
         use rayon::prelude::*;
         let one = |e: &Event| {
@@ -579,7 +584,9 @@ pub async fn ingest(
         tx.rollback().await?;
         return Err(IngestError::Invalid(invalid));
     }
+    lap("placed and hashed");
     let outcome = events::insert(&mut tx, &stored_rows, progress).await?;
+    lap("inserted");
     if !outcome.conflicts.is_empty() {
         tx.rollback().await?;
         let errors = events
@@ -649,6 +656,7 @@ pub async fn ingest(
         .await?;
     }
     tx.commit().await?;
+    lap("committed");
     Ok(IngestReport {
         received: events.len(),
         stored: outcome.stored,

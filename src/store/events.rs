@@ -97,18 +97,19 @@ pub async fn insert(
                     vec![row.as_str(); chunk.len()].join(", ")
                 );
                 let mut query = sqlx::query(&sql);
+                // Borrowed, not copied: the driver copies each value once on its way.
                 for r in chunk {
                     query = query
-                        .bind(&r.event_id)
-                        .bind(&r.subject)
-                        .bind(&r.event_type)
-                        .bind(&r.event_date)
-                        .bind(&r.code)
+                        .bind(r.event_id.as_str())
+                        .bind(r.subject.as_str())
+                        .bind(r.event_type.as_str())
+                        .bind(r.event_date.as_str())
+                        .bind(r.code.as_deref())
                         .bind(r.value)
-                        .bind(&r.source)
-                        .bind(&r.content_sha256)
-                        .bind(&r.recorded_at)
-                        .bind(&r.token_id);
+                        .bind(r.source.as_deref())
+                        .bind(r.content_sha256.as_str())
+                        .bind(r.recorded_at.as_str())
+                        .bind(r.token_id.as_deref());
                 }
                 let affected = query.execute(tx.conn()).await?.rows_affected();
                 outcome.stored += affected;
@@ -119,7 +120,12 @@ pub async fn insert(
                 progress(done);
             }
             if rebuild {
+                let started = std::time::Instant::now();
                 sqlx::query(SQLITE_SUBJECT_INDEX).execute(tx.conn()).await?;
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "events: subject index built again"
+                );
             }
         }
         // PostgreSQL: the whole chunk as one jsonb parameter, fixed statement text.
