@@ -8,9 +8,11 @@
 //! only right after that predecessor: were one event lost on the way (a reconnect mid-round),
 //! every later one of the round is refused rather than stored ahead of it, and the next round
 //! starts again from the lost one. JetStream checks duplicates first, so another instance
-//! publishing the same round meets duplicates, never a refusal. At least once: an instance that stops between the acknowledgement and
-//! the mark publishes the event again, under the same id (JetStream drops it within its
-//! duplicate window; a consumer keyed by the CloudEvent id drops it in any case).
+//! publishing the same round meets duplicates, never a refusal.
+//!
+//! At least once: an instance that stops between the acknowledgement and the mark publishes the
+//! event again, under the same id (JetStream drops it within its duplicate window; a consumer
+//! keyed by the CloudEvent id drops it in any case).
 
 use std::sync::Arc;
 

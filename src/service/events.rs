@@ -530,10 +530,10 @@ pub async fn ingest(
     };
     let mut outside = Vec::new();
     let mut invalid = Vec::new();
+    lap("subjects' trials read");
     let mut stored_rows = Vec::with_capacity(events.len());
     // Each event is placed and hashed on its own (pure work): side by side on the available
     // cores for a large batch, then gathered in order.
-    lap("subjects' trials read");
     let placed: Vec<Result<EventRow, Placed>> = {
         use rayon::prelude::*;
         let one = |e: &Event| {
