@@ -410,13 +410,29 @@ pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()
             }
             query.execute(tx.conn()).await?;
         }
+        // SQLite writes no CTEs: the parts that write something, as one multi-statement text
+        // (one round trip to the connection), each part reading its own `$n`.
         Backend::Sqlite => {
-            for (i, (empty, json)) in params.into_iter().enumerate() {
-                if !empty {
-                    let sql = batch_statement(Backend::Sqlite, i, 1);
-                    sqlx::query(&sql).bind(json).execute(tx.conn()).await?;
-                }
+            let parts: Vec<(usize, String)> = params
+                .into_iter()
+                .enumerate()
+                .filter(|(_, (empty, _))| !empty)
+                .map(|(i, (_, json))| (i, json))
+                .collect();
+            if parts.is_empty() {
+                return Ok(());
             }
+            let sql = parts
+                .iter()
+                .enumerate()
+                .map(|(n, (i, _))| batch_statement(Backend::Sqlite, *i, n + 1))
+                .collect::<Vec<_>>()
+                .join(";\n");
+            let mut query = sqlx::query(&sql);
+            for (_, json) in parts {
+                query = query.bind(json);
+            }
+            query.execute(tx.conn()).await?;
         }
     }
     Ok(())

@@ -178,6 +178,10 @@ pub struct Store {
     /// handler (which sleeps in steps of up to 100 ms) keeps enrolment latency flat. Safety
     /// still comes from the database's own lock (`BEGIN IMMEDIATE`).
     write_gate: Option<Arc<Mutex<()>>>,
+    /// SQLite: the one connection write transactions use. Its page cache stays warm from one
+    /// write to the next (a pooled connection's cache is stale whenever another connection
+    /// wrote since it last ran), and no reader waits for it.
+    writer: Option<AnyPool>,
 }
 
 /// A write transaction. On SQLite it also holds the in-process write gate until it ends.
@@ -259,24 +263,23 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
 
+        let sqlite_options = || {
+            AnyPoolOptions::new().after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; synchronous=FULL makes every
+                    // commit durable before the allocation is acknowledged.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    conn.execute(SQLITE_CACHE_PRAGMA).await?;
+                    Ok(())
+                })
+            })
+        };
         let options = match backend {
-            Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(pool.unwrap_or(8).max(2))
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the writer; synchronous=FULL makes every
-                            // commit durable before the allocation is acknowledged.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                            conn.execute(SQLITE_CACHE_PRAGMA).await?;
-                            Ok(())
-                        })
-                    })
-            }
+            Backend::Sqlite => sqlite_options().max_connections(pool.unwrap_or(8).max(2)),
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(pool.unwrap_or(32).max(2))
@@ -297,10 +300,22 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        let writer = match backend {
+            Backend::Sqlite => Some(
+                sqlite_options()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .acquire_timeout(timeout)
+                    .connect(&url)
+                    .await?,
+            ),
+            Backend::Postgres => None,
+        };
         Ok(Store {
             pool,
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            writer,
         })
     }
 
@@ -341,7 +356,12 @@ impl Store {
             Backend::Sqlite => "BEGIN IMMEDIATE".to_string(),
             Backend::Postgres => format!("BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"),
         };
-        let tx = self.pool.begin_with(begin).await?;
+        let tx = self
+            .writer
+            .as_ref()
+            .unwrap_or(&self.pool)
+            .begin_with(begin)
+            .await?;
         Ok(WriteTx {
             tx,
             backend: self.backend,
@@ -351,6 +371,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }

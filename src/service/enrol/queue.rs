@@ -39,7 +39,7 @@ impl EnrolmentQueue {
     pub fn start_counted(store: Store, clock: Clock, metrics: SharedMetrics) -> Self {
         let (sender, mut receiver) = mpsc::channel::<(Pending, Reply)>(4 * MAX_BATCH);
         let counted = metrics.clone();
-        tokio::spawn(async move {
+        let deciding = async move {
             while let Some(first) = receiver.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -88,7 +88,24 @@ impl EnrolmentQueue {
                     }
                 }
             }
-        });
+        };
+        // The deciding loop on a thread and runtime of its own: each of its statements' answers
+        // wakes it at once, not after whatever request handling the shared runtime's workers
+        // are busy with (under load that wait, once per statement, was most of a batch's time).
+        let spawned = std::thread::Builder::new()
+            .name("rrct-enrol".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(deciding),
+                    Err(e) => tracing::error!(error = %e, "the enrolment queue cannot start"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "the enrolment queue cannot start");
+        }
         EnrolmentQueue { sender, metrics }
     }
 
