@@ -891,6 +891,34 @@ mod plan_tests {
         }
     }
 
+    /// Count subject `r`'s 30-day death (when known) into the 2×2 table of `key`: aspiration
+    /// against the other arm.
+    fn tally<'a>(
+        tables: &mut std::collections::BTreeMap<&'a str, Stratum2x2>,
+        key: &'a str,
+        r: &crate::endpoints::EndpointRow,
+    ) {
+        let crate::endpoints::Outcome::Binary {
+            event: Some(died), ..
+        } = r.outcome
+        else {
+            return;
+        };
+        let t = tables.entry(key).or_insert(Stratum2x2 {
+            a: 0,
+            n1: 0,
+            c: 0,
+            n0: 0,
+        });
+        if &*r.subject.arm == "aspiration" {
+            t.a += u64::from(died);
+            t.n1 += 1;
+        } else {
+            t.c += u64::from(died);
+            t.n0 += 1;
+        }
+    }
+
     #[test]
     fn an_adjusted_binary_endpoint_gets_mantel_haenszel_across_the_covariate_levels() {
         let (mut data, _) = trial(protocol("taste.toml", |t| t));
@@ -914,25 +942,7 @@ mod plan_tests {
         let (_, rows) = rows.iter().find(|(e, _)| e.id == "death_30d").unwrap();
         let mut tables: std::collections::BTreeMap<&str, Stratum2x2> = Default::default();
         for r in rows {
-            let crate::endpoints::Outcome::Binary {
-                event: Some(died), ..
-            } = r.outcome
-            else {
-                continue;
-            };
-            let t = tables.entry(&r.subject.site).or_insert(Stratum2x2 {
-                a: 0,
-                n1: 0,
-                c: 0,
-                n0: 0,
-            });
-            if &*r.subject.arm == "aspiration" {
-                t.a += u64::from(died);
-                t.n1 += 1;
-            } else {
-                t.c += u64::from(died);
-                t.n0 += 1;
-            }
+            tally(&mut tables, &r.subject.site, r);
         }
         assert_eq!(tables.len(), 3);
         let expected = mantel_haenszel(&tables.into_values().collect::<Vec<_>>(), 0.95).unwrap();
@@ -995,25 +1005,7 @@ mod plan_tests {
                 left_out += 1;
                 continue;
             };
-            let crate::endpoints::Outcome::Binary {
-                event: Some(died), ..
-            } = r.outcome
-            else {
-                continue;
-            };
-            let t = tables.entry(band(age)).or_insert(Stratum2x2 {
-                a: 0,
-                n1: 0,
-                c: 0,
-                n0: 0,
-            });
-            if &*r.subject.arm == "aspiration" {
-                t.a += u64::from(died);
-                t.n1 += 1;
-            } else {
-                t.c += u64::from(died);
-                t.n0 += 1;
-            }
+            tally(&mut tables, band(age), r);
         }
         assert_eq!((tables.len(), left_out), (3, 24));
         let expected = mantel_haenszel(&tables.into_values().collect::<Vec<_>>(), 0.95).unwrap();

@@ -325,9 +325,29 @@ fn per_level<T: Clone>(
 
 #[cfg(test)]
 mod tests {
+    use crate::endpoints::{EndpointRow, Outcome, Subject};
+
+    /// Subject `i` of `arm` at site KS, of the given diabetes level, with `outcome`.
+    fn row(diabetes: &str, arm: &str, i: usize, outcome: Outcome) -> EndpointRow {
+        EndpointRow {
+            subject: Subject {
+                record_id: format!("{diabetes}-{arm}-{i}").into(),
+                subject: format!("{diabetes}-{arm}-{i}").into(),
+                site: "KS".into(),
+                arm: arm.into(),
+                stratum: format!("site=KS;diabetes={diabetes}").into(),
+                randomised_on: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+                data_collection_ends: None,
+            },
+            outcome,
+            censor_reason: None,
+            source: None,
+            source_event_id: None,
+        }
+    }
+
     #[test]
     fn rate_forests_fit_each_level_of_each_factor() {
-        use crate::endpoints::{EndpointRow, Outcome, Subject};
         let p = crate::protocol::parse(
             include_str!("../../protocols/dapa-hf-reg.toml"),
             "dapa-hf-reg.toml",
@@ -344,25 +364,16 @@ mod tests {
             ("false", "usual_care", [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]),
         ] {
             for (i, c) in counts.into_iter().enumerate() {
-                rows.push(EndpointRow {
-                    subject: Subject {
-                        record_id: format!("{diabetes}-{arm}-{i}").into(),
-                        subject: format!("{diabetes}-{arm}-{i}").into(),
-                        site: "KS".into(),
-                        arm: arm.into(),
-                        stratum: format!("site=KS;diabetes={diabetes}").into(),
-                        randomised_on: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
-                        data_collection_ends: None,
-                    },
-                    outcome: Outcome::Count {
+                rows.push(row(
+                    diabetes,
+                    arm,
+                    i,
+                    Outcome::Count {
                         time_days: 365,
                         count: c,
                         complete: true,
                     },
-                    censor_reason: None,
-                    source: None,
-                    source_event_id: None,
-                });
+                ));
             }
         }
         let forests = super::rate_subgroups(&p, endpoint, &rows);
@@ -387,7 +398,6 @@ mod tests {
 
     #[test]
     fn mean_forests_take_the_difference_within_each_level_of_each_factor() {
-        use crate::endpoints::{EndpointRow, Outcome, Subject};
         let p = crate::protocol::parse(
             include_str!("../../protocols/dapa-hf-reg.toml"),
             "dapa-hf-reg.toml",
@@ -405,24 +415,15 @@ mod tests {
             ("false", "usual_care", [Some(500.0), Some(700.0), None]),
         ] {
             for (i, value) in values.into_iter().enumerate() {
-                rows.push(EndpointRow {
-                    subject: Subject {
-                        record_id: format!("{diabetes}-{arm}-{i}").into(),
-                        subject: format!("{diabetes}-{arm}-{i}").into(),
-                        site: "KS".into(),
-                        arm: arm.into(),
-                        stratum: format!("site=KS;diabetes={diabetes}").into(),
-                        randomised_on: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
-                        data_collection_ends: None,
-                    },
-                    outcome: Outcome::Continuous {
+                rows.push(row(
+                    diabetes,
+                    arm,
+                    i,
+                    Outcome::Continuous {
                         time_days: value.map(|_| 180),
                         value,
                     },
-                    censor_reason: None,
-                    source: None,
-                    source_event_id: None,
-                });
+                ));
             }
         }
         assert!(super::mean_subgroups(&p, p.endpoint("hfh_count_1y").unwrap(), &rows).is_empty());

@@ -752,54 +752,29 @@ fn rate_forest(
     label: &str,
     name: &dyn Fn(&str) -> String,
 ) -> Forest {
-    let row_label = |i: usize, level: &str| {
-        if i == 0 {
-            level.to_string()
-        } else {
-            format!("{} = {level}", f.factor)
-        }
-    };
-    let chart_rows: Vec<charts::ForestRow> = f
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, (level, _, _, r))| charts::ForestRow {
-            label: row_label(i, level),
-            hr: r.as_ref().map(|r| r.rate_ratio),
-            lower: r.as_ref().map(|r| r.lower),
-            upper: r.as_ref().map(|r| r.upper),
-            overall: i == 0,
-        })
-        .collect();
-    Forest {
-        factor: f.factor.clone(),
-        comparison: format!(
+    level_forest(
+        &f.factor,
+        format!(
             "{label}: {} against {}",
             name(&f.experimental_arm),
             name(&f.reference_arm)
         ),
-        svg: charts::ratio_forest(
-            &format!("Rate ratio of {label} by {}", f.factor),
-            &chart_rows,
-            "Rate ratio",
-        ),
-        rows: f
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, (level, n, events, r))| ForestTableRow {
-                label: row_label(i, level),
-                n: *n,
-                events: *events as usize,
-                hr: opt(r.as_ref().map(|r| r.rate_ratio), |v| format!("{v:.2}")),
-                ci: r
-                    .as_ref()
-                    .map_or_else(|| "–".into(), |r| format!("{:.2}–{:.2}", r.lower, r.upper)),
-                p: opt(r.as_ref().map(|r| r.p), p_value),
-            })
-            .collect(),
-        interaction: String::new(),
-    }
+        f.rows.iter().map(|(level, n, events, r)| LevelEstimate {
+            level,
+            n: *n,
+            events: *events as usize,
+            estimate: r.as_ref().map(|r| (r.rate_ratio, r.lower, r.upper, r.p)),
+        }),
+        |rows| {
+            charts::ratio_forest(
+                &format!("Rate ratio of {label} by {}", f.factor),
+                rows,
+                "Rate ratio",
+            )
+        },
+        &|v| format!("{v:.2}"),
+        "–",
+    )
 }
 
 /// A continuous endpoint's differences in means by one factor, drawn on a linear axis and
@@ -809,51 +784,88 @@ fn mean_forest(
     label: &str,
     name: &dyn Fn(&str) -> String,
 ) -> Forest {
-    let row_label = |i: usize, level: &str| {
-        if i == 0 {
-            level.to_string()
-        } else {
-            format!("{} = {level}", f.factor)
-        }
-    };
-    let chart_rows: Vec<charts::ForestRow> = f
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, (level, _, d))| charts::ForestRow {
-            label: row_label(i, level),
-            hr: d.as_ref().map(|d| d.difference),
-            lower: d.as_ref().map(|d| d.lower),
-            upper: d.as_ref().map(|d| d.upper),
-            overall: i == 0,
-        })
-        .collect();
-    Forest {
-        factor: f.factor.clone(),
-        comparison: format!(
+    level_forest(
+        &f.factor,
+        format!(
             "{label}: {} minus {}",
             name(&f.experimental_arm),
             name(&f.reference_arm)
         ),
-        svg: charts::difference_forest(
-            &format!("Difference in means of {label} by {}", f.factor),
-            &chart_rows,
-            "Difference in means (experimental minus reference)",
-        ),
-        rows: f
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, (level, n, d))| ForestTableRow {
-                label: row_label(i, level),
-                n: *n,
-                events: *n,
-                hr: opt(d.as_ref().map(|d| d.difference), difference),
-                ci: d.as_ref().map_or_else(
+        f.rows.iter().map(|(level, n, d)| LevelEstimate {
+            level,
+            n: *n,
+            events: *n,
+            estimate: d.as_ref().map(|d| (d.difference, d.lower, d.upper, d.p)),
+        }),
+        |rows| {
+            charts::difference_forest(
+                &format!("Difference in means of {label} by {}", f.factor),
+                rows,
+                "Difference in means (experimental minus reference)",
+            )
+        },
+        &difference,
+        " to ",
+    )
+}
+
+/// One row of a rate-ratio or mean-difference forest: the level (the first row is the overall
+/// one), its subjects, its events, and the estimate with its bounds and p-value.
+struct LevelEstimate<'a> {
+    level: &'a str,
+    n: usize,
+    events: usize,
+    estimate: Option<(f64, f64, f64, f64)>,
+}
+
+/// The forest of `rows` by `factor`: drawn by `draw`, tabled with estimates and bounds printed
+/// by `show` (the bounds joined by `between`).
+fn level_forest<'a>(
+    factor: &str,
+    comparison: String,
+    rows: impl Iterator<Item = LevelEstimate<'a>>,
+    draw: impl Fn(&[charts::ForestRow]) -> String,
+    show: &dyn Fn(f64) -> String,
+    between: &str,
+) -> Forest {
+    let rows: Vec<(String, LevelEstimate)> = rows
+        .enumerate()
+        .map(|(i, r)| {
+            let label = if i == 0 {
+                r.level.to_string()
+            } else {
+                format!("{factor} = {}", r.level)
+            };
+            (label, r)
+        })
+        .collect();
+    let chart_rows: Vec<charts::ForestRow> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (label, r))| charts::ForestRow {
+            label: label.clone(),
+            hr: r.estimate.map(|e| e.0),
+            lower: r.estimate.map(|e| e.1),
+            upper: r.estimate.map(|e| e.2),
+            overall: i == 0,
+        })
+        .collect();
+    Forest {
+        factor: factor.to_string(),
+        comparison,
+        svg: draw(&chart_rows),
+        rows: rows
+            .into_iter()
+            .map(|(label, r)| ForestTableRow {
+                label,
+                n: r.n,
+                events: r.events,
+                hr: opt(r.estimate.map(|e| e.0), show),
+                ci: r.estimate.map_or_else(
                     || "–".into(),
-                    |d| format!("{} to {}", difference(d.lower), difference(d.upper)),
+                    |(_, lo, hi, _)| format!("{}{between}{}", show(lo), show(hi)),
                 ),
-                p: opt(d.as_ref().map(|d| d.p), p_value),
+                p: opt(r.estimate.map(|e| e.3), p_value),
             })
             .collect(),
         interaction: String::new(),
