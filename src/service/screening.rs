@@ -160,7 +160,6 @@ pub async fn report_not_randomised(
         }],
         ..Default::default()
     };
-    batch::write_batch(&mut tx, &batch).await?;
-    tx.commit().await?;
+    batch::write_batch_and_commit(tx, &batch).await?;
     Ok(ScreeningOutcome::Created(report(now)))
 }

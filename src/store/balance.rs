@@ -1,6 +1,6 @@
 //! The counts the adaptive procedures balance and the cluster → arm table (migration 0003).
 //!
-//! They are kept current by every enrolment batch (see [`super::batch::write_batch`]),
+//! They are kept current by every enrolment batch (see [`super::batch::write_batch_and_commit`]),
 //! so a decision reads a handful of rows instead of the allocation history. Rows are written
 //! with absolute values computed under the writer lock, never incremented blindly, so a batch
 //! that several enrolments of one stratum pass through writes each count once.

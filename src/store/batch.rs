@@ -1,12 +1,12 @@
 //! One enrolment batch's round trips: what the batch must know before deciding
-//! ([`batch_context`]) and everything it decided ([`write_batch`]), each in a fixed number of
+//! ([`batch_context`]) and everything it decided ([`write_batch_and_commit`]), each in a fixed number of
 //! statements however many enrolments the batch holds (key lists and rows travel as one JSON
 //! parameter, so the statement text is fixed and prepared once).
 //!
 //! Both run inside the caller's write transaction (see `service::enrol`), which holds the
 //! writer lock from its first statement to commit (see the `store` module).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{FromRow, Row};
 
@@ -19,8 +19,8 @@ use crate::randomise::{AllocationRecord, StratumState};
 /// What a batch needs to know about one trial before deciding, read in one round trip: the
 /// trial's status and next randomisation number (`None` when the trial does not exist), the
 /// existing allocations of its records and subjects, the stored positions of its strata and
-/// the counts and clusters named by the batch's [`BalanceKeys`]. The same round trip loads the
-/// audit chain head into the transaction.
+/// the counts and clusters named by the batch's [`BalanceKeys`], and which of its subjects object
+/// to the trial. The same round trip loads the audit chain head into the transaction.
 pub struct BatchContext {
     pub trial: Option<(String, i64)>,
     /// The trial's lifecycle (`active`, `paused`, `closed`; migration 0010).
@@ -30,6 +30,8 @@ pub struct BatchContext {
     pub allocations: Vec<AllocationRecord>,
     pub strata: HashMap<String, StratumState>,
     pub balance: Balance,
+    /// The batch's subjects on the trial's objection list (migration 0011).
+    pub objecting: HashSet<String>,
 }
 
 /// A `SELECT` whose rows ride in the allocation columns: `kind` first, then each allocation
@@ -66,7 +68,8 @@ pub async fn batch_context(
          UNION ALL {head} \
          UNION ALL {counts} \
          UNION ALL {marginals} \
-         UNION ALL {clusters}",
+         UNION ALL {clusters} \
+         UNION ALL {objecting}",
         in2 = backend.in_json(2),
         in3 = backend.in_json(3),
         strata = riding(
@@ -133,6 +136,11 @@ pub async fn batch_context(
             ],
             &format!("clusters WHERE trial_id = $1 AND cluster {}", backend.in_json(8)),
         ),
+        objecting = riding(
+            "o",
+            &[("subject", "subject")],
+            &format!("objections WHERE trial_id = $1 AND subject {}", backend.in_json(3)),
+        ),
     );
     let rows = sqlx::query(&sql)
         .bind(trial_id)
@@ -152,6 +160,7 @@ pub async fn batch_context(
         allocations: Vec::new(),
         strata: HashMap::new(),
         balance: Balance::default(),
+        objecting: HashSet::new(),
     };
     for row in &rows {
         let kind: String = row.try_get("kind")?;
@@ -190,6 +199,9 @@ pub async fn batch_context(
                 );
             }
             "k" => context.balance.insert_cluster(row, trial_id, "record_id")?,
+            "o" => {
+                context.objecting.insert(row.try_get("subject")?);
+            }
             _ => {
                 let number = |name: &str| -> StoreResult<u64> {
                     let v: i64 = row.try_get(name)?;
@@ -332,10 +344,32 @@ fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
 
 const BATCH_PARTS: usize = 11;
 
-/// Write a batch's decisions (chaining its audit entries onto the transaction's head). On
-/// PostgreSQL this is one statement of data-modifying CTEs, so a batch costs one round trip
-/// however many enrolments it holds; SQLite, in-process, runs the same statements one by one.
-pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()> {
+/// Write a batch's decisions (chaining its audit entries onto the transaction's head) and
+/// commit. On PostgreSQL the writes are one statement of data-modifying CTEs, so a batch costs
+/// one round trip however many enrolments it holds; on SQLite they are one multi-statement text
+/// ending in `COMMIT`, so writing and committing cost one round trip to the connection's
+/// thread, not two.
+pub async fn write_batch_and_commit(mut tx: WriteTx, batch: &BatchWrite) -> StoreResult<()> {
+    if tx.backend() == Backend::Sqlite {
+        return match write(&mut tx, batch, true).await {
+            Ok(true) => {
+                tx.committed();
+                Ok(())
+            }
+            Ok(false) => tx.commit().await,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        };
+    }
+    write(&mut tx, batch, false).await?;
+    tx.commit().await
+}
+
+/// Write `batch`; with `commit` (SQLite only), end the statement text with `COMMIT`. Whether it
+/// did (nothing to write: no statement, no commit).
+async fn write(tx: &mut WriteTx, batch: &BatchWrite, commit: bool) -> StoreResult<bool> {
     let encode = |v: serde_json::Result<String>| {
         v.map_err(|e| StoreError::Corrupt(format!("cannot encode a batch: {e}")))
     };
@@ -420,20 +454,24 @@ pub async fn write_batch(tx: &mut WriteTx, batch: &BatchWrite) -> StoreResult<()
                 .map(|(i, (_, json))| (i, json))
                 .collect();
             if parts.is_empty() {
-                return Ok(());
+                return Ok(false);
             }
-            let sql = parts
+            let mut statements: Vec<String> = parts
                 .iter()
                 .enumerate()
                 .map(|(n, (i, _))| batch_statement(Backend::Sqlite, *i, n + 1))
-                .collect::<Vec<_>>()
-                .join(";\n");
+                .collect();
+            if commit {
+                statements.push("COMMIT".into());
+            }
+            let sql = statements.join(";\n");
             let mut query = sqlx::query(&sql);
             for (_, json) in parts {
                 query = query.bind(json);
             }
             query.execute(tx.conn()).await?;
+            return Ok(commit);
         }
     }
-    Ok(())
+    Ok(false)
 }

@@ -46,7 +46,7 @@ use serde::Serialize;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Executor, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -138,7 +138,7 @@ impl Backend {
         let cols: Vec<String> = columns
             .iter()
             .map(|&(name, kind)| match (self, kind) {
-                (Backend::Sqlite, _) => format!("json_extract(value, '$.{name}') AS {name}"),
+                (Backend::Sqlite, _) => format!("json_extract(v, '$.{name}') AS {name}"),
                 (Backend::Postgres, SqlType::Text) => format!("e.v->>'{name}' AS {name}"),
                 (Backend::Postgres, SqlType::Integer) => {
                     format!("(e.v->>'{name}')::bigint AS {name}")
@@ -148,10 +148,14 @@ impl Backend {
                 }
             })
             .collect();
-        // `WHERE true` lets SQLite parse a following ON CONFLICT clause.
+        // `WHERE true` lets SQLite parse a following ON CONFLICT clause. SQLite renders an
+        // element's `value` as text at every mention and `json_extract` parses it again, so
+        // each element is rendered once into a materialised row and read from there (half
+        // the cost of a 16-row, 13-column insert).
         match self {
             Backend::Sqlite => format!(
-                "SELECT {} FROM json_each(${n}) WHERE true ORDER BY key",
+                "WITH r AS MATERIALIZED (SELECT key AS k, value AS v FROM json_each(${n})) \
+                 SELECT {} FROM r WHERE true ORDER BY k",
                 cols.join(", ")
             ),
             Backend::Postgres => format!(
@@ -174,43 +178,176 @@ pub const WRITER_LOCK_KEY: i64 = 0x7272_6374;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite allows one writer at a time; queueing writers here instead of in SQLite's busy
-    /// handler (which sleeps in steps of up to 100 ms) keeps enrolment latency flat. Safety
-    /// still comes from the database's own lock (`BEGIN IMMEDIATE`).
-    write_gate: Option<Arc<Mutex<()>>>,
-    /// SQLite: the one connection write transactions use. Its page cache stays warm from one
-    /// write to the next (a pooled connection's cache is stale whenever another connection
-    /// wrote since it last ran), and no reader waits for it.
-    writer: Option<AnyPool>,
+    /// SQLite: the one connection write transactions use, behind a mutex. SQLite allows one
+    /// writer at a time; queueing writers on the mutex instead of in SQLite's busy handler
+    /// (which sleeps in steps of up to 100 ms) keeps enrolment latency flat, and safety still
+    /// comes from the database's own lock (`BEGIN IMMEDIATE`). The connection's page cache
+    /// stays warm from one write to the next (a pooled connection's is stale whenever another
+    /// connection wrote since it last ran), no reader waits for it, and it is held here rather
+    /// than returned to a pool after each transaction (a return costs a task and a round
+    /// trip to the connection's thread, and the next writer waits for both).
+    /// `None` inside once the store is closed.
+    writer: Option<Arc<Mutex<Option<HeldWriter>>>>,
 }
 
-/// A write transaction. On SQLite it also holds the in-process write gate until it ends.
+/// The SQLite write connection and whether a transaction is open on it.
+pub(crate) struct HeldWriter {
+    url: String,
+    conn: AnyConnection,
+    /// A transaction is open: set by `BEGIN IMMEDIATE`, cleared by its `COMMIT` or
+    /// `ROLLBACK`. One left open (a [`WriteTx`] dropped where no runtime could roll it back)
+    /// is rolled back before the next begins.
+    open: bool,
+}
+
+impl HeldWriter {
+    async fn connect(url: &str) -> StoreResult<HeldWriter> {
+        let mut conn = <AnyConnection as sqlx::Connection>::connect(url).await?;
+        sqlite_pragmas(&mut conn).await?;
+        Ok(HeldWriter {
+            url: url.to_string(),
+            conn,
+            open: false,
+        })
+    }
+
+    /// Begin a write transaction, first ending one left open.
+    async fn begin(&mut self) -> StoreResult<()> {
+        if self.open {
+            self.rollback().await?;
+        }
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut self.conn)
+            .await?;
+        self.open = true;
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> StoreResult<()> {
+        match sqlx::query("COMMIT").execute(&mut self.conn).await {
+            Ok(_) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Not committed (a full disk, an I/O error): nothing of it stays.
+                let _ = self.rollback().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Roll back; a connection that cannot is replaced (closing it rolls back).
+    async fn rollback(&mut self) -> StoreResult<()> {
+        if sqlx::query("ROLLBACK")
+            .execute(&mut self.conn)
+            .await
+            .is_err()
+        {
+            let fresh = HeldWriter::connect(&self.url).await?;
+            let broken = std::mem::replace(self, fresh);
+            let _ = sqlx::Connection::close(broken.conn).await;
+        }
+        self.open = false;
+        Ok(())
+    }
+}
+
+/// What every SQLite connection is set to: WAL lets readers run beside the writer;
+/// synchronous=FULL makes every commit durable before the allocation is acknowledged.
+async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    conn.execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+    )
+    .await?;
+    conn.execute(SQLITE_CACHE_PRAGMA).await?;
+    Ok(())
+}
+
+/// A write transaction: on PostgreSQL a pooled connection's, on SQLite the held write
+/// connection's (locked until the transaction ends).
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    inner: TxInner,
     backend: Backend,
     /// The audit chain's head as of this transaction, once read; advanced in memory as entries
     /// are chained and written back with them.
     pub(crate) head: Option<audit::ChainHead>,
-    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+enum TxInner {
+    Pooled(Transaction<'static, Any>),
+    /// `None` once committed or rolled back.
+    Held(Option<OwnedMappedMutexGuard<Option<HeldWriter>, HeldWriter>>),
 }
 
 impl WriteTx {
     pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        match &mut self.inner {
+            TxInner::Pooled(tx) => tx,
+            TxInner::Held(Some(writer)) => &mut writer.conn,
+            // Unreachable: commit and rollback consume the transaction.
+            TxInner::Held(None) => unreachable!("a write transaction used after it ended"),
+        }
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    pub async fn commit(self) -> StoreResult<()> {
-        self.tx.commit().await?;
+    pub async fn commit(mut self) -> StoreResult<()> {
+        match std::mem::replace(&mut self.inner, TxInner::Held(None)) {
+            TxInner::Pooled(tx) => tx.commit().await?,
+            TxInner::Held(writer) => {
+                if let Some(mut writer) = writer {
+                    writer.commit().await?;
+                }
+            }
+        }
         Ok(())
     }
 
-    pub async fn rollback(self) -> StoreResult<()> {
-        self.tx.rollback().await?;
+    pub async fn rollback(mut self) -> StoreResult<()> {
+        match std::mem::replace(&mut self.inner, TxInner::Held(None)) {
+            TxInner::Pooled(tx) => tx.rollback().await?,
+            TxInner::Held(writer) => {
+                if let Some(mut writer) = writer {
+                    writer.rollback().await?;
+                }
+            }
+        }
         Ok(())
+    }
+}
+
+impl WriteTx {
+    /// The transaction was committed by a `COMMIT` ending a statement text run on it (see
+    /// `batch::write_batch_and_commit`; SQLite only).
+    pub(crate) fn committed(mut self) {
+        if let TxInner::Held(Some(mut writer)) =
+            std::mem::replace(&mut self.inner, TxInner::Held(None))
+        {
+            writer.open = false;
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    /// Dropped without commit or rollback (an error on the way, a cancelled request): rolled
+    /// back at once, as sqlx does for a pooled transaction, with the write connection locked
+    /// until it is. Without a runtime to do it on, the next transaction does it first.
+    fn drop(&mut self) {
+        if let TxInner::Held(writer) = &mut self.inner {
+            if let Some(mut writer) = writer.take() {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Err(e) = writer.rollback().await {
+                            tracing::warn!(error = %e, "a dropped write transaction was not rolled back");
+                        }
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -264,19 +401,8 @@ impl Store {
         };
 
         let sqlite_options = || {
-            AnyPoolOptions::new().after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the writer; synchronous=FULL makes every
-                    // commit durable before the allocation is acknowledged.
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
-                    conn.execute(SQLITE_CACHE_PRAGMA).await?;
-                    Ok(())
-                })
-            })
+            AnyPoolOptions::new()
+                .after_connect(|conn, _meta| Box::pin(async move { sqlite_pragmas(conn).await }))
         };
         let options = match backend {
             Backend::Sqlite => sqlite_options().max_connections(pool.unwrap_or(8).max(2)),
@@ -301,20 +427,12 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let writer = match backend {
-            Backend::Sqlite => Some(
-                sqlite_options()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .acquire_timeout(timeout)
-                    .connect(&url)
-                    .await?,
-            ),
+            Backend::Sqlite => Some(Arc::new(Mutex::new(Some(HeldWriter::connect(&url).await?)))),
             Backend::Postgres => None,
         };
         Ok(Store {
             pool,
             backend,
-            write_gate: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             writer,
         })
     }
@@ -348,31 +466,37 @@ impl Store {
     /// (`BEGIN IMMEDIATE`), so a read-then-write sequence can never fail half-way on a stale
     /// snapshot.
     pub async fn begin_write(&self) -> StoreResult<WriteTx> {
-        let gate = match &self.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
+        let inner = match &self.writer {
+            Some(writer) => {
+                let mut writer =
+                    OwnedMutexGuard::try_map(writer.clone().lock_owned().await, |w| w.as_mut())
+                        .map_err(|_| sqlx::Error::PoolClosed)?;
+                writer.begin().await?;
+                TxInner::Held(Some(writer))
+            }
+            None => TxInner::Pooled(
+                self.pool
+                    .begin_with(format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"
+                    ))
+                    .await?,
+            ),
         };
-        let begin = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE".to_string(),
-            Backend::Postgres => format!("BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"),
-        };
-        let tx = self
-            .writer
-            .as_ref()
-            .unwrap_or(&self.pool)
-            .begin_with(begin)
-            .await?;
         Ok(WriteTx {
-            tx,
+            inner,
             backend: self.backend,
             head: None,
-            _gate: gate,
         })
     }
 
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
-            writer.close().await;
+            if let Some(mut writer) = writer.lock().await.take() {
+                if writer.open {
+                    let _ = writer.rollback().await;
+                }
+                let _ = sqlx::Connection::close(writer.conn).await;
+            }
         }
         self.pool.close().await;
     }
@@ -428,4 +552,67 @@ fn create_private_file(file: &str) -> StoreResult<()> {
 /// Current time as stored: UTC RFC 3339 with microseconds.
 pub fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn head_seq(store: &Store) -> i64 {
+        sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// SQLite's write connection is held, not pooled: a write transaction dropped without
+    /// commit or rollback (an error on the way, a cancelled request) must leave nothing, must
+    /// not keep the database's write lock from another process until this store writes again,
+    /// and must not stop this store's next write.
+    #[tokio::test]
+    async fn a_dropped_sqlite_write_is_rolled_back_and_lets_the_next_writer_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let before = head_seq(&store).await;
+        {
+            let mut tx = store.begin_write().await.unwrap();
+            sqlx::query("UPDATE audit_head SET seq = seq + 100 WHERE id = 1")
+                .execute(tx.conn())
+                .await
+                .unwrap();
+        }
+        // Another store on the file, as another process: it gets SQLite's own write lock
+        // (waiting at most its busy timeout), so the dropped transaction has ended.
+        let other = Store::connect(&url).await.unwrap();
+        let mut tx = other.begin_write().await.unwrap();
+        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        other.close().await;
+        assert_eq!(
+            head_seq(&store).await,
+            before + 1,
+            "the dropped write left nothing"
+        );
+        // This store writes again, and a rollback leaves nothing either.
+        let mut tx = store.begin_write().await.unwrap();
+        sqlx::query("UPDATE audit_head SET seq = seq + 10 WHERE id = 1")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        let mut tx = store.begin_write().await.unwrap();
+        sqlx::query("UPDATE audit_head SET seq = seq + 2 WHERE id = 1")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(head_seq(&store).await, before + 3);
+        // Closed: no more writes.
+        store.close().await;
+        assert!(store.begin_write().await.is_err());
+    }
 }

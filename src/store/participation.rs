@@ -3,11 +3,10 @@
 //! deleted. A deferred consent's confirmation fills the confirmation columns of its consent row
 //! once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::allocations::json_list;
 use super::{Store, StoreError, StoreResult, WriteTx};
 use crate::analysis::participation::{
     Confirmation, ConsentRecord, Participation, Withdrawal, WithdrawalScope,
@@ -283,26 +282,4 @@ pub async fn objections(store: &Store, trial_id: &str) -> StoreResult<Vec<Object
         .collect::<StoreResult<Vec<_>>>()?;
     list.sort_by(|a, b| a.subject.cmp(&b.subject));
     Ok(list)
-}
-
-/// Which of `subjects` are on the trial's objection list (inside the enrolment batch's write
-/// transaction, so an objection committed before the batch is seen).
-pub async fn objecting(
-    tx: &mut WriteTx,
-    trial_id: &str,
-    subjects: &[&str],
-) -> StoreResult<HashSet<String>> {
-    if subjects.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let sql = format!(
-        "SELECT subject FROM objections WHERE trial_id = $1 AND subject {}",
-        tx.backend().in_json(2)
-    );
-    let rows: Vec<String> = sqlx::query_scalar(&sql)
-        .bind(trial_id)
-        .bind(json_list(subjects))
-        .fetch_all(tx.conn())
-        .await?;
-    Ok(rows.into_iter().collect())
 }

@@ -19,7 +19,7 @@ use crate::store::balance::{ArmCountRow, Balance, BalanceKeys, ClusterRow, Margi
 use crate::store::batch::{self, BatchWrite};
 use crate::store::inbound;
 use crate::store::lifecycle::Lifecycle;
-use crate::store::participation::{self, ConsentRow};
+use crate::store::participation::ConsentRow;
 use crate::store::screening_log::{self, ScreeningRow};
 use crate::store::{Store, StoreError};
 
@@ -117,15 +117,15 @@ pub(super) async fn decide_batch(
         let subjects: Vec<&str> = mine.iter().map(|p| p.request.subject.as_str()).collect();
         let strata: BTreeSet<&str> = mine.iter().map(|p| p.judged.stratum.as_str()).collect();
         let strata: Vec<&str> = strata.into_iter().collect();
-        let objecting = participation::objecting(&mut tx, trial, &subjects).await?;
+        let keys = balance_keys(&mine);
+        let context =
+            batch::batch_context(&mut tx, trial, &records, &subjects, &strata, &keys).await?;
+        let objecting = context.objecting;
         let refused: Vec<&str> = mine
             .iter()
             .filter(|p| !p.refusals.is_empty() || objecting.contains(&p.request.subject))
             .map(|p| p.request.record_id.as_str())
             .collect();
-        let keys = balance_keys(&mine);
-        let context =
-            batch::batch_context(&mut tx, trial, &records, &subjects, &strata, &keys).await?;
         let Some((status, next_number)) = context.trial else {
             continue;
         };
@@ -254,8 +254,7 @@ pub(super) async fn decide_batch(
             });
         }
     }
-    batch::write_batch(&mut tx, &writes).await?;
-    tx.commit().await?;
+    batch::write_batch_and_commit(tx, &writes).await?;
     Ok(outcomes)
 }
 
