@@ -295,28 +295,25 @@ impl WriteTx {
         self.backend
     }
 
+    /// The transaction, taken out: what is left behind has ended.
+    fn take(&mut self) -> TxInner {
+        std::mem::replace(&mut self.inner, TxInner::Held(None))
+    }
+
     pub async fn commit(mut self) -> StoreResult<()> {
-        match std::mem::replace(&mut self.inner, TxInner::Held(None)) {
-            TxInner::Pooled(tx) => tx.commit().await?,
-            TxInner::Held(writer) => {
-                if let Some(mut writer) = writer {
-                    writer.commit().await?;
-                }
-            }
+        match self.take() {
+            TxInner::Pooled(tx) => Ok(tx.commit().await?),
+            TxInner::Held(Some(mut writer)) => writer.commit().await,
+            TxInner::Held(None) => Ok(()),
         }
-        Ok(())
     }
 
     pub async fn rollback(mut self) -> StoreResult<()> {
-        match std::mem::replace(&mut self.inner, TxInner::Held(None)) {
-            TxInner::Pooled(tx) => tx.rollback().await?,
-            TxInner::Held(writer) => {
-                if let Some(mut writer) = writer {
-                    writer.rollback().await?;
-                }
-            }
+        match self.take() {
+            TxInner::Pooled(tx) => Ok(tx.rollback().await?),
+            TxInner::Held(Some(mut writer)) => writer.rollback().await,
+            TxInner::Held(None) => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -324,9 +321,7 @@ impl WriteTx {
     /// The transaction was committed by a `COMMIT` ending a statement text run on it (see
     /// `batch::write_batch_and_commit`; SQLite only).
     pub(crate) fn committed(mut self) {
-        if let TxInner::Held(Some(mut writer)) =
-            std::mem::replace(&mut self.inner, TxInner::Held(None))
-        {
+        if let TxInner::Held(Some(mut writer)) = self.take() {
             writer.open = false;
         }
     }
@@ -337,15 +332,14 @@ impl Drop for WriteTx {
     /// back at once, as sqlx does for a pooled transaction, with the write connection locked
     /// until it is. Without a runtime to do it on, the next transaction does it first.
     fn drop(&mut self) {
-        if let TxInner::Held(writer) = &mut self.inner {
-            if let Some(mut writer) = writer.take() {
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        if let Err(e) = writer.rollback().await {
-                            tracing::warn!(error = %e, "a dropped write transaction was not rolled back");
-                        }
-                    });
-                }
+        // A pooled transaction taken out here is dropped as it was: sqlx rolls it back.
+        if let TxInner::Held(Some(mut writer)) = self.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = writer.rollback().await {
+                        tracing::warn!(error = %e, "a dropped write transaction was not rolled back");
+                    }
+                });
             }
         }
     }
