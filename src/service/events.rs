@@ -531,51 +531,77 @@ pub async fn ingest(
     let mut outside = Vec::new();
     let mut invalid = Vec::new();
     lap("subjects' trials read");
-    let mut stored_rows = Vec::with_capacity(events.len());
-    // Each event is placed and hashed on its own (pure work): side by side on the available
-    // cores for a large batch, then gathered in order.
-    let placed: Vec<Result<EventRow, Placed>> = {
-        use rayon::prelude::*;
-        let one = |e: &Event| {
-            let theirs = randomised_in
-                .get(e.subject.as_str())
-                .map_or(&[][..], Vec::as_slice);
-            match place(&delivery.scope, e, theirs, &protocols) {
-                Placed::Source(source) => {
-                    Ok(to_row(e, source, bound, &recorded_at, delivery.token_id()))
-                }
-                other => Err(other),
+    // Each event is placed and hashed on its own (pure work), a chunk at a time as the insert
+    // asks for rows, so placing the next chunk overlaps inserting the one before; a large
+    // chunk side by side on the available cores. After a refusal nothing more is inserted
+    // (the transaction is rolled back), but every event is still placed, so that every
+    // refusal is reported.
+    let one = |e: &Event| {
+        let theirs = randomised_in
+            .get(e.subject.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        match place(&delivery.scope, e, theirs, &protocols) {
+            Placed::Source(source) => {
+                Ok(to_row(e, source, bound, &recorded_at, delivery.token_id()))
             }
-        };
-        if events.len() >= PARALLEL_FROM {
-            events
-                .par_iter()
-                .with_min_len(PARALLEL_FROM)
-                .map(one)
-                .collect()
-        } else {
-            events.iter().map(one).collect()
+            other => Err(other),
         }
     };
-    for ((e, &row), placed) in events.iter().zip(rows).zip(placed) {
-        match placed {
-            Ok(r) => stored_rows.push(r),
-            // Never: a placed event is a row.
-            Err(Placed::Source(_)) => {}
-            Err(Placed::OutOfScope(message)) => outside.push(RowError {
-                row,
-                event_id: Some(e.event_id.clone()),
-                field: Some("subject".into()),
-                message,
-            }),
-            Err(Placed::Refused { field, message }) => invalid.push(RowError {
-                row,
-                event_id: Some(e.event_id.clone()),
-                field: Some(field.into()),
-                message,
-            }),
+    let mut pending = events.iter().zip(rows);
+    // The batch's digest, SHA-256 of `event_id:content_sha256` of every row in order, one per
+    // line, taken as the rows are made.
+    let mut batch_hash = Sha256::new();
+    let mut hashed = 0usize;
+    let next = |n: usize| -> Option<Vec<EventRow>> {
+        use rayon::prelude::*;
+        let chunk: Vec<(&Event, &usize)> = pending.by_ref().take(n).collect();
+        if chunk.is_empty() {
+            return None;
         }
-    }
+        let placed: Vec<Result<EventRow, Placed>> = if chunk.len() >= PARALLEL_FROM {
+            chunk
+                .par_iter()
+                .with_min_len(PARALLEL_FROM / 4)
+                .map(|(e, _)| one(e))
+                .collect()
+        } else {
+            chunk.iter().map(|(e, _)| one(e)).collect()
+        };
+        let mut placed_rows = Vec::with_capacity(chunk.len());
+        for ((e, &row), placed) in chunk.into_iter().zip(placed) {
+            match placed {
+                Ok(r) => placed_rows.push(r),
+                // Never: a placed event is a row.
+                Err(Placed::Source(_)) => {}
+                Err(Placed::OutOfScope(message)) => outside.push(RowError {
+                    row,
+                    event_id: Some(e.event_id.clone()),
+                    field: Some("subject".into()),
+                    message,
+                }),
+                Err(Placed::Refused { field, message }) => invalid.push(RowError {
+                    row,
+                    event_id: Some(e.event_id.clone()),
+                    field: Some(field.into()),
+                    message,
+                }),
+            }
+        }
+        if !outside.is_empty() || !invalid.is_empty() {
+            placed_rows.clear();
+        }
+        for r in &placed_rows {
+            if hashed > 0 {
+                batch_hash.update(b"\n");
+            }
+            batch_hash.update(r.event_id.as_bytes());
+            batch_hash.update(b":");
+            batch_hash.update(r.content_sha256.as_bytes());
+            hashed += 1;
+        }
+        Some(placed_rows)
+    };
+    let (outcome, stored_rows) = events::insert(&mut tx, events.len(), next, progress).await?;
     if !outside.is_empty() {
         tx.rollback().await?;
         return Err(IngestError::OutOfScope(outside));
@@ -584,9 +610,7 @@ pub async fn ingest(
         tx.rollback().await?;
         return Err(IngestError::Invalid(invalid));
     }
-    lap("placed and hashed");
-    let outcome = events::insert(&mut tx, &stored_rows, progress).await?;
-    lap("inserted");
+    lap("placed, hashed and inserted");
     if !outcome.conflicts.is_empty() {
         tx.rollback().await?;
         let errors = events
@@ -629,14 +653,7 @@ pub async fn ingest(
     sources.sort_unstable();
     sources.dedup();
     if outcome.stored > 0 {
-        let digest = hex::encode(Sha256::digest(
-            stored_rows
-                .iter()
-                .map(|r| format!("{}:{}", r.event_id, r.content_sha256))
-                .collect::<Vec<_>>()
-                .join("\n")
-                .as_bytes(),
-        ));
+        let digest = hex::encode(batch_hash.finalize());
         audit::append(
             &mut tx,
             actor,

@@ -122,9 +122,11 @@ pub async fn subject_trials(
          ORDER BY subject, trial_id",
         tx.backend().in_json(1)
     );
-    let mut unique: Vec<&str> = subjects.to_vec();
+    // Distinct first (a large import names each subject many times), then sorted: sorting
+    // every mention would compare strings n·log n times.
+    let distinct: std::collections::HashSet<&str> = subjects.iter().copied().collect();
+    let mut unique: Vec<&str> = distinct.into_iter().collect();
     unique.sort_unstable();
-    unique.dedup();
     let rows = sqlx::query(&sql)
         .bind(json_list(&unique))
         .fetch_all(tx.conn())

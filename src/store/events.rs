@@ -65,25 +65,32 @@ pub struct InsertOutcome {
 }
 
 /// Insert events, skipping ids already stored with the same content and reporting ids stored
-/// with different content. `progress` is called after each chunk with the rows done so far.
+/// with different content, and give back the rows inserted, in order.
+///
+/// The rows come from `next`, asked for at most `n` rows at a time until it gives `None`;
+/// it is called while the connection inserts the chunk before, so whatever work makes the
+/// rows (the caller's checks and hashes) overlaps the database's. An empty chunk is skipped.
+/// `total` is the number of rows expected (it decides whether a SQLite import rebuilds the
+/// subject index). `progress` is called after each chunk with the rows done so far.
 pub async fn insert(
     tx: &mut WriteTx,
-    rows: &[EventRow],
+    total: usize,
+    mut next: impl FnMut(usize) -> Option<Vec<EventRow>>,
     mut progress: impl FnMut(usize),
-) -> StoreResult<InsertOutcome> {
+) -> StoreResult<(InsertOutcome, Vec<EventRow>)> {
     let mut outcome = InsertOutcome::default();
+    let mut inserted: Vec<EventRow> = Vec::with_capacity(total);
     let columns = COLUMNS.map(|(c, _)| c).join(", ");
-    let mut done = 0;
     match tx.backend() {
         // SQLite: bound multi-row VALUES with anonymous `?` parameters (SQLite looks named
         // parameters up by a linear scan, which is quadratic in a statement this size), and no
         // JSON for SQLite to parse per column.
         Backend::Sqlite => {
-            let rebuild = rows.len() >= SQLITE_REBUILD_MIN && {
+            let rebuild = total >= SQLITE_REBUILD_MIN && {
                 let held: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM events")
                     .fetch_one(tx.conn())
                     .await?;
-                rows.len() as i64 >= held
+                total as i64 >= held
             };
             if rebuild {
                 sqlx::query("DROP INDEX events_subject")
@@ -91,15 +98,29 @@ pub async fn insert(
                     .await?;
             }
             let row = format!("({})", vec!["?"; COLUMNS.len()].join(", "));
-            for chunk in rows.chunks(SQLITE_CHUNK) {
-                let sql = format!(
+            let sql_for = |n: usize| {
+                format!(
                     "INSERT INTO events ({columns}) VALUES {} ON CONFLICT (event_id) DO NOTHING",
-                    vec![row.as_str(); chunk.len()].join(", ")
-                );
-                let mut query = sqlx::query(&sql);
+                    vec![row.as_str(); n].join(", ")
+                )
+            };
+            let full = sql_for(SQLITE_CHUNK);
+            let mut current = next(SQLITE_CHUNK);
+            while let Some(chunk) = current.take() {
+                if chunk.is_empty() {
+                    current = next(SQLITE_CHUNK);
+                    continue;
+                }
+                let shorter;
+                let sql = if chunk.len() == SQLITE_CHUNK {
+                    &full
+                } else {
+                    shorter = sql_for(chunk.len());
+                    &shorter
+                };
                 // Borrowed, not copied: the driver copies each value once on its way.
-                for r in chunk {
-                    query = query
+                let query = chunk.iter().fold(sqlx::query(sql), |query, r| {
+                    query
                         .bind(r.event_id.as_str())
                         .bind(r.subject.as_str())
                         .bind(r.event_type.as_str())
@@ -109,15 +130,18 @@ pub async fn insert(
                         .bind(r.source.as_deref())
                         .bind(r.content_sha256.as_str())
                         .bind(r.recorded_at.as_str())
-                        .bind(r.token_id.as_deref());
-                }
-                let affected = query.execute(tx.conn()).await?.rows_affected();
+                        .bind(r.token_id.as_deref())
+                });
+                let (affected, following) =
+                    tokio::join!(query.execute(tx.conn()), async { next(SQLITE_CHUNK) });
+                current = following;
+                let affected = affected?.rows_affected();
                 outcome.stored += affected;
                 if (affected as usize) < chunk.len() {
-                    outcome.conflicts.extend(conflicts(tx, chunk).await?);
+                    outcome.conflicts.extend(conflicts(tx, &chunk).await?);
                 }
-                done += chunk.len();
-                progress(done);
+                inserted.extend(chunk);
+                progress(inserted.len());
             }
             if rebuild {
                 let started = std::time::Instant::now();
@@ -134,24 +158,29 @@ pub async fn insert(
                 "INSERT INTO events ({columns}) {} ON CONFLICT (event_id) DO NOTHING",
                 tx.backend().json_rows(1, &COLUMNS)
             );
-            for chunk in rows.chunks(CHUNK) {
-                let json = serde_json::to_string(chunk)
+            let mut current = next(CHUNK);
+            while let Some(chunk) = current.take() {
+                if chunk.is_empty() {
+                    current = next(CHUNK);
+                    continue;
+                }
+                let json = serde_json::to_string(&chunk)
                     .map_err(|e| StoreError::Corrupt(format!("cannot encode events: {e}")))?;
-                let affected = sqlx::query(&sql)
-                    .bind(json)
-                    .execute(tx.conn())
-                    .await?
-                    .rows_affected();
+                let query = sqlx::query(&sql).bind(json);
+                let (affected, following) =
+                    tokio::join!(query.execute(tx.conn()), async { next(CHUNK) });
+                current = following;
+                let affected = affected?.rows_affected();
                 outcome.stored += affected;
                 if (affected as usize) < chunk.len() {
-                    outcome.conflicts.extend(conflicts(tx, chunk).await?);
+                    outcome.conflicts.extend(conflicts(tx, &chunk).await?);
                 }
-                done += chunk.len();
-                progress(done);
+                inserted.extend(chunk);
+                progress(inserted.len());
             }
         }
     }
-    Ok(outcome)
+    Ok((outcome, inserted))
 }
 
 /// Ids in `chunk` stored with another content hash.
