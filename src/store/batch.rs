@@ -12,6 +12,7 @@ use sqlx::{FromRow, Row};
 
 use super::allocations::{json_list, ALLOCATION_COLUMNS, ALLOCATION_COLUMN_TYPES};
 use super::balance::{ArmCountRow, Balance, BalanceKeys, ClusterRow, MarginalRow};
+use super::inbound;
 use super::screening_log::{ScreeningRow, SCREENING_COLUMNS};
 use super::{Backend, SqlType, StoreError, StoreResult, WriteTx};
 use crate::randomise::{AllocationRecord, StratumState};
@@ -32,6 +33,9 @@ pub struct BatchContext {
     pub balance: Balance,
     /// The batch's subjects on the trial's objection list (migration 0011).
     pub objecting: HashSet<String>,
+    /// Answers kept under the batch's CloudEvent keys (read under the writer lock, so nothing
+    /// is kept under them before the batch commits).
+    pub kept: HashMap<inbound::Key, inbound::Kept>,
 }
 
 /// A `SELECT` whose rows ride in the allocation columns: `kind` first, then each allocation
@@ -56,6 +60,7 @@ pub async fn batch_context(
     subjects: &[&str],
     strata: &[&str],
     keys: &BalanceKeys<'_>,
+    kept_keys: &[inbound::Key],
 ) -> StoreResult<BatchContext> {
     let backend = tx.backend();
     let sql = format!(
@@ -69,7 +74,8 @@ pub async fn batch_context(
          UNION ALL {counts} \
          UNION ALL {marginals} \
          UNION ALL {clusters} \
-         UNION ALL {objecting}",
+         UNION ALL {objecting} \
+         UNION ALL {kept}",
         in2 = backend.in_json(2),
         in3 = backend.in_json(3),
         strata = riding(
@@ -141,7 +147,26 @@ pub async fn batch_context(
             &[("subject", "subject")],
             &format!("objections WHERE trial_id = $1 AND subject {}", backend.in_json(3)),
         ),
+        kept = riding(
+            "i",
+            &[
+                ("record_id", "scope"),
+                ("subject", "ce_source"),
+                ("site_code", "ce_id"),
+                ("arm", "ce_type"),
+                ("stratum", "content_sha256"),
+                ("randomisation_number", "status"),
+                ("detail", "answer"),
+            ],
+            &format!(
+                "inbound_events WHERE scope {} AND ce_source {} AND ce_id {}",
+                backend.in_json(9),
+                backend.in_json(10),
+                backend.in_json(11)
+            ),
+        ),
     );
+    let [scopes, sources, ids] = inbound::key_lists(kept_keys)?;
     let rows = sqlx::query(&sql)
         .bind(trial_id)
         .bind(json_list(record_ids))
@@ -151,6 +176,9 @@ pub async fn batch_context(
         .bind(json_list(&keys.factors))
         .bind(json_list(&keys.levels))
         .bind(json_list(&keys.clusters))
+        .bind(scopes)
+        .bind(sources)
+        .bind(ids)
         .fetch_all(tx.conn())
         .await?;
     let mut context = BatchContext {
@@ -161,7 +189,9 @@ pub async fn batch_context(
         strata: HashMap::new(),
         balance: Balance::default(),
         objecting: HashSet::new(),
+        kept: HashMap::new(),
     };
+    let wanted: HashSet<&inbound::Key> = kept_keys.iter().collect();
     for row in &rows {
         let kind: String = row.try_get("kind")?;
         match kind.as_str() {
@@ -201,6 +231,22 @@ pub async fn batch_context(
             "k" => context.balance.insert_cluster(row, trial_id, "record_id")?,
             "o" => {
                 context.objecting.insert(row.try_get("subject")?);
+            }
+            "i" => {
+                let key: inbound::Key = (
+                    row.try_get("record_id")?,
+                    row.try_get("subject")?,
+                    row.try_get("site_code")?,
+                );
+                if wanted.contains(&key) {
+                    let kept = inbound::kept_from(
+                        row.try_get("arm")?,
+                        row.try_get("stratum")?,
+                        row.try_get("randomisation_number")?,
+                        &row.try_get::<String, _>("detail")?,
+                    )?;
+                    context.kept.insert(key, kept);
+                }
             }
             _ => {
                 let number = |name: &str| -> StoreResult<u64> {

@@ -3,9 +3,7 @@
 
 use sqlx::Row;
 
-use std::collections::HashMap;
-
-use super::{Store, StoreError, StoreResult, WriteTx};
+use super::{Store, StoreError, StoreResult};
 
 /// An answer kept for a CloudEvent.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,25 +32,34 @@ pub async fn find(store: &Store, scope: &str, source: &str, id: &str) -> StoreRe
 pub type Key = (String, String, String);
 
 fn kept_of(r: &sqlx::any::AnyRow) -> StoreResult<Kept> {
-    let answer: String = r.try_get("answer")?;
-    let status: i64 = r.try_get("status")?;
+    kept_from(
+        r.try_get("ce_type")?,
+        r.try_get("content_sha256")?,
+        r.try_get("status")?,
+        &r.try_get::<String, _>("answer")?,
+    )
+}
+
+/// A kept answer from its stored columns.
+pub(super) fn kept_from(
+    ce_type: String,
+    content_sha256: String,
+    status: i64,
+    answer: &str,
+) -> StoreResult<Kept> {
     Ok(Kept {
-        ce_type: r.try_get("ce_type")?,
-        content_sha256: r.try_get("content_sha256")?,
+        ce_type,
+        content_sha256,
         status: u16::try_from(status).unwrap_or(500),
-        answer: serde_json::from_str(&answer)
+        answer: serde_json::from_str(answer)
             .map_err(|e| StoreError::Corrupt(format!("inbound answer is not JSON: {e}")))?,
     })
 }
 
-/// The answers kept under any of `keys`, read inside a write transaction (an enrolment batch:
-/// under the writer lock, so nothing is kept under these keys before the batch commits). One
-/// statement however many keys: each key part travels as one JSON list (the primary key
-/// drives the lookup), and the rows are matched to the keys here.
-pub async fn find_in(tx: &mut WriteTx, keys: &[Key]) -> StoreResult<HashMap<Key, Kept>> {
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
+/// The three parts of `keys` (scopes, sources, ids), each as a sorted JSON list without
+/// repeats, for a lookup by `IN` lists: the primary key drives it, and the rows it returns
+/// are matched to the keys by the caller (the lists' cross product may hold other keys).
+pub(super) fn key_lists(keys: &[Key]) -> StoreResult<[String; 3]> {
     let list = |part: fn(&Key) -> &String| {
         let mut v: Vec<&String> = keys.iter().map(part).collect();
         v.sort();
@@ -60,33 +67,7 @@ pub async fn find_in(tx: &mut WriteTx, keys: &[Key]) -> StoreResult<HashMap<Key,
         serde_json::to_string(&v)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode keys: {e}")))
     };
-    let backend = tx.backend();
-    let sql = format!(
-        "SELECT scope, ce_source, ce_id, ce_type, content_sha256, status, answer \
-         FROM inbound_events WHERE scope {} AND ce_source {} AND ce_id {}",
-        backend.in_json(1),
-        backend.in_json(2),
-        backend.in_json(3)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(list(|k| &k.0)?)
-        .bind(list(|k| &k.1)?)
-        .bind(list(|k| &k.2)?)
-        .fetch_all(tx.conn())
-        .await?;
-    let wanted: std::collections::HashSet<&Key> = keys.iter().collect();
-    let mut found = HashMap::new();
-    for r in &rows {
-        let key: Key = (
-            r.try_get("scope")?,
-            r.try_get("ce_source")?,
-            r.try_get("ce_id")?,
-        );
-        if wanted.contains(&key) {
-            found.insert(key, kept_of(r)?);
-        }
-    }
-    Ok(found)
+    Ok([list(|k| &k.0)?, list(|k| &k.1)?, list(|k| &k.2)?])
 }
 
 /// A kept answer as an enrolment batch writes it (see `store::batch`).

@@ -108,6 +108,8 @@ pub(super) async fn decide_batch(
         .collect();
     let trial_ids: Vec<&str> = trial_ids.into_iter().collect();
     let mut slices: HashMap<&str, TrialSlice> = HashMap::new();
+    // Answers kept for the batch's CloudEvents, read under the writer lock.
+    let mut kept: HashMap<inbound::Key, inbound::Kept> = HashMap::new();
     for &trial in &trial_ids {
         let mine: Vec<&Pending> = items
             .iter()
@@ -118,8 +120,17 @@ pub(super) async fn decide_batch(
         let strata: BTreeSet<&str> = mine.iter().map(|p| p.judged.stratum.as_str()).collect();
         let strata: Vec<&str> = strata.into_iter().collect();
         let keys = balance_keys(&mine);
-        let context =
-            batch::batch_context(&mut tx, trial, &records, &subjects, &strata, &keys).await?;
+        // The answers kept for the trial's CloudEvents, read with the rest.
+        let kept_keys: Vec<inbound::Key> = mine
+            .iter()
+            .filter_map(|p| p.cloud_event.as_ref())
+            .map(|k| (k.scope.clone(), k.source.clone(), k.id.clone()))
+            .collect();
+        let context = batch::batch_context(
+            &mut tx, trial, &records, &subjects, &strata, &keys, &kept_keys,
+        )
+        .await?;
+        kept.extend(context.kept);
         let objecting = context.objecting;
         let refused: Vec<&str> = mine
             .iter()
@@ -160,14 +171,6 @@ pub(super) async fn decide_batch(
             },
         );
     }
-
-    // Answers kept for the batch's CloudEvents, read under the writer lock.
-    let keys: Vec<inbound::Key> = items
-        .iter()
-        .filter_map(|p| p.cloud_event.as_ref())
-        .map(|k| (k.scope.clone(), k.source.clone(), k.id.clone()))
-        .collect();
-    let mut kept = inbound::find_in(&mut tx, &keys).await?;
 
     let mut outcomes = Vec::with_capacity(items.len());
     let mut writes = BatchWrite::default();
