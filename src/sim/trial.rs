@@ -110,6 +110,10 @@ pub struct Plan<'a> {
     ratios: Vec<u32>,
     inclusion: Vec<(&'a Criterion, Source)>,
     exclusion: Vec<(&'a Criterion, Source)>,
+    /// Each inclusion and exclusion criterion's verdicts over the values its source can take,
+    /// where they are few (see [`Verdicts`]).
+    inclusion_verdicts: Vec<Option<Verdicts>>,
+    exclusion_verdicts: Vec<Option<Verdicts>>,
     strata: Vec<(Source, usize)>,
     factors: Vec<(Source, usize)>,
     site_values: Vec<Value>,
@@ -235,7 +239,7 @@ impl<'a> Plan<'a> {
         let dates = (0..=sc.max_duration_days + 1)
             .map(|d| sc.start_date + chrono::Days::new(u64::from(d)))
             .collect();
-        Ok(Plan {
+        let mut plan = Plan {
             sc,
             protocol,
             ratios: scheme.ratios().to_vec(),
@@ -243,6 +247,8 @@ impl<'a> Plan<'a> {
             endpoint,
             inclusion: criteria(&protocol.inclusion),
             exclusion: criteria(&protocol.exclusion),
+            inclusion_verdicts: Vec::new(),
+            exclusion_verdicts: Vec::new(),
             strata,
             factors,
             site_values: protocol
@@ -291,7 +297,77 @@ impl<'a> Plan<'a> {
             spending,
             dates,
             boundaries: Default::default(),
+        };
+        plan.inclusion_verdicts = (plan.inclusion.iter())
+            .map(|&(c, src)| plan.tabulate(c, src))
+            .collect();
+        plan.exclusion_verdicts = (plan.exclusion.iter())
+            .map(|&(c, src)| plan.tabulate(c, src))
+            .collect();
+        Ok(plan)
+    }
+
+    /// Criterion `c`'s verdict on every value of a source with few values (a site, a level,
+    /// a boolean, a bounded integer, a derived band), each from `Criterion::is_met` on the
+    /// value [`Plan::value`] gives; `None` for a number, judged each time.
+    fn tabulate(&self, c: &Criterion, src: Source) -> Option<Verdicts> {
+        let met = |values: &[Value]| values.iter().map(|v| c.is_met(v)).collect();
+        Some(match src {
+            Source::Site => Verdicts::Sites(met(&self.site_values)),
+            Source::Derived(d, _) => Verdicts::Bands(met(&self.derived_values[d])),
+            Source::Field(i) => match self.protocol.fields[i].kind {
+                FieldKind::Category { .. } => Verdicts::Levels(met(&self.level_values[i])),
+                FieldKind::Boolean => {
+                    Verdicts::Booleans(met(&[Value::Boolean(false), Value::Boolean(true)]))
+                }
+                FieldKind::Integer {
+                    min: Some(lo),
+                    max: Some(hi),
+                } if hi >= lo && hi - lo <= Multiplier::MAX_TABLE => Verdicts::Integers {
+                    offset: lo,
+                    met: (lo..=hi).map(|v| c.is_met(&Value::Integer(v))).collect(),
+                },
+                _ => return None,
+            },
         })
+    }
+
+    /// Whether criterion `c` is met by the subject's value (`None`: no value), from its
+    /// verdicts where they apply to the drawn value, else from `Criterion::is_met`.
+    fn verdict(
+        &self,
+        c: &Criterion,
+        src: Source,
+        verdicts: Option<&Verdicts>,
+        site: usize,
+        row: &[Draw],
+    ) -> Option<bool> {
+        let tabled = match (verdicts, src) {
+            (Some(Verdicts::Sites(met)), Source::Site) => Some(met.get(site).copied()),
+            (Some(Verdicts::Bands(met)), Source::Derived(d, from)) => match row[from] {
+                Draw::Integer(_) | Draw::Number(_) => Some(
+                    met.get(self.protocol.derived[d].band(row[from].as_f64()))
+                        .copied(),
+                ),
+                _ => Some(None),
+            },
+            (Some(v), Source::Field(i)) => match (v, row[i]) {
+                (_, Draw::Absent) => Some(None),
+                (Verdicts::Levels(met), Draw::Level(l)) => Some(met.get(l).copied()),
+                (Verdicts::Booleans(met), Draw::Boolean(b)) => {
+                    Some(met.get(usize::from(b)).copied())
+                }
+                (Verdicts::Integers { offset, met }, Draw::Integer(x)) => {
+                    usize::try_from(x - offset)
+                        .ok()
+                        .and_then(|k| met.get(k))
+                        .map(|&m| Some(m))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        tabled.unwrap_or_else(|| self.value(src, site, row).map(|v| c.is_met(&v)))
     }
 
     /// The allocation procedure's name.
@@ -343,13 +419,15 @@ impl<'a> Plan<'a> {
     /// The protocol's eligibility: every inclusion criterion met (and its field recorded), no
     /// exclusion criterion met.
     fn eligible(&self, site: usize, row: &[Draw]) -> bool {
-        self.inclusion
-            .iter()
-            .all(|(c, src)| self.value(*src, site, row).is_some_and(|v| c.is_met(&v)))
-            && self
-                .exclusion
-                .iter()
-                .all(|(c, src)| self.value(*src, site, row).is_some_and(|v| !c.is_met(&v)))
+        let judged = |(c, src): &(&Criterion, Source), verdicts: &Option<Verdicts>| {
+            self.verdict(c, *src, verdicts.as_ref(), site, row)
+        };
+        (self.inclusion.iter())
+            .zip(&self.inclusion_verdicts)
+            .all(|(c, v)| judged(c, v) == Some(true))
+            && (self.exclusion.iter())
+                .zip(&self.exclusion_verdicts)
+                .all(|(c, v)| judged(c, v) == Some(false))
     }
 
     /// The stratum key as the live engine writes it, from the factor values.
@@ -814,6 +892,16 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// A criterion's verdicts by the value of its source, computed once per plan: by site, by
+/// level, by boolean, by integer (from `offset`), by derived band.
+enum Verdicts {
+    Sites(Vec<bool>),
+    Levels(Vec<bool>),
+    Booleans(Vec<bool>),
+    Integers { offset: i64, met: Vec<bool> },
+    Bands(Vec<bool>),
+}
+
 /// One covariate effect on a hazard as a multiplier: tabulated for levels, booleans and bounded
 /// integers, computed for numbers.
 #[derive(Debug, Clone)]
@@ -1140,6 +1228,195 @@ mod tests {
         }
         assert!(world.subjects.len() > 7000);
         assert!(world.strata.len() > 30);
+    }
+
+    /// The simulator's eligibility (criteria tabulated by value where values are few) is the
+    /// engine's `check_eligibility` on the same values, for every kind of source: sites,
+    /// levels, booleans, bounded integers in and out of bounds, numbers, derived bands, and
+    /// values not sent; inclusion and exclusion.
+    #[test]
+    fn eligibility_is_the_engine_s() {
+        use super::Draw as Drawn;
+        use crate::protocol::{check_eligibility, Condition, EnrolmentValues};
+        let criterion = |field: &str, conditions: Vec<Condition>| Criterion {
+            id: field.into(),
+            text: field.into(),
+            field: field.into(),
+            conditions,
+        };
+        let mut taste = scenario("taste.toml");
+        let sites: Vec<Value> = taste.protocol.sites[..5]
+            .iter()
+            .map(|s| Value::Text(s.code.clone()))
+            .collect();
+        taste
+            .protocol
+            .inclusion
+            .push(criterion("site", vec![Condition::In(sites)]));
+        let band = Value::Text(taste.protocol.derived[0].labels[2].clone());
+        taste
+            .protocol
+            .exclusion
+            .push(criterion("age_band", vec![Condition::Eq(band)]));
+        // Every other kind of source: booleans, numbers, exclusions.
+        let protocol = r#"
+id = "kinds"
+title = "Criteria of every kind"
+version = "1.0"
+status = "planned"
+target_sample_size = 100
+consent = "waiver"
+sites = [{ code = "A", name = "A" }, { code = "B", name = "B" }, { code = "C", name = "C" }]
+arms = [{ id = "e", label = "E", ratio = 1 }, { id = "c", label = "C", ratio = 1 }]
+[fields.age]
+type = "integer"
+min = 0
+max = 120
+[fields.sex]
+type = "category"
+levels = ["F", "M"]
+[fields.diabetes]
+type = "boolean"
+[fields.egfr]
+type = "number"
+min = 0
+[fields.sbp]
+type = "integer"
+[derived.age_band]
+from = "age"
+cuts = [65, 75]
+[[inclusion]]
+id = "adult"
+text = "adult"
+field = "age"
+ge = 18
+[[inclusion]]
+id = "sites"
+text = "sites"
+field = "site"
+in = ["A", "B"]
+[[exclusion]]
+id = "diabetes"
+text = "diabetes"
+field = "diabetes"
+eq = true
+[[exclusion]]
+id = "renal"
+text = "renal"
+field = "egfr"
+lt = 25
+[[exclusion]]
+id = "hypotension"
+text = "hypotension"
+field = "sbp"
+lt = 95
+[[exclusion]]
+id = "women"
+text = "women"
+field = "sex"
+eq = "F"
+[randomisation]
+method = "permuted_blocks"
+block_sizes = [2]
+[endpoints.death]
+label = "death"
+kind = "time_to_event"
+events = ["death"]
+primary = true
+[monitoring]
+alpha = 0.05
+sided = 2
+spending = "obf"
+planned_events = 20
+looks = [1.0]
+"#;
+        let kinds = super::super::parse_scenario(
+            "protocol = \"kinds.toml\"\nstart_date = \"2025-01-01\"\n\
+             [accrual]\nregistrations_per_month = 100\n\
+             [covariates.age]\ndistribution = \"normal\"\nmean = 60\nsd = 10\n\
+             [covariates.sex]\nlevels = { F = 0.5, M = 0.5 }\n\
+             [covariates.diabetes]\nprobability = 0.2\n\
+             [covariates.egfr]\ndistribution = \"normal\"\nmean = 60\nsd = 20\n\
+             [covariates.sbp]\ndistribution = \"normal\"\nmean = 120\nsd = 20\n\
+             [outcomes.death]\nrate_per_year = 0.1\n",
+            "kinds-scenario.toml",
+            |_| Ok(("kinds.toml".to_string(), protocol.to_string())),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for sc in [&taste, &kinds] {
+            let plan = Plan::new(sc).unwrap();
+            let p = plan.protocol;
+            // Candidate draws per field: not sent, and values on and around every bound and
+            // every criterion's threshold.
+            let candidates: Vec<Vec<Drawn>> = p
+                .fields
+                .iter()
+                .map(|f| {
+                    let mut c = vec![Drawn::Absent];
+                    match &f.kind {
+                        FieldKind::Category { levels } => {
+                            c.extend((0..levels.len()).map(Drawn::Level))
+                        }
+                        FieldKind::Boolean => {
+                            c.extend([Drawn::Boolean(false), Drawn::Boolean(true)])
+                        }
+                        FieldKind::Integer { min, max } => c.extend(
+                            [min.unwrap_or(0), max.unwrap_or(100), 18, 25, 40, 65, 75, 95]
+                                .into_iter()
+                                .flat_map(|v| [v - 1, v, v + 1])
+                                .map(Drawn::Integer),
+                        ),
+                        FieldKind::Number { .. } => c.extend(
+                            [0.0, 23.9, 24.0, 24.1, 24.9, 25.0, 25.1, 94.5, 1e3].map(Drawn::Number),
+                        ),
+                        _ => {}
+                    }
+                    c
+                })
+                .collect();
+            let mut state = 0x2545f4914f6cdd1du64;
+            let (mut eligible, mut refused) = (0, 0);
+            for k in 0..20_000 {
+                let site = k % p.sites.len();
+                let row: Vec<Drawn> = candidates
+                    .iter()
+                    .map(|c| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        c[(state % c.len() as u64) as usize]
+                    })
+                    .collect();
+                let mut values = vec![("site".to_string(), plan.site_values[site].clone())];
+                for (i, f) in p.fields.iter().enumerate() {
+                    if let Some(v) = plan.value(Source::Field(i), site, &row) {
+                        values.push((f.name.clone(), v.into_owned()));
+                    }
+                }
+                for (d, derived) in p.derived.iter().enumerate() {
+                    let from = p
+                        .fields
+                        .iter()
+                        .position(|f| f.name == derived.from)
+                        .unwrap();
+                    if let Some(v) = plan.value(Source::Derived(d, from), site, &row) {
+                        values.push((derived.name.clone(), v.into_owned()));
+                    }
+                }
+                let engine =
+                    check_eligibility(p, &EnrolmentValues::from_pairs(values.clone())).is_empty();
+                assert_eq!(plan.eligible(site, &row), engine, "{values:?}");
+                if engine {
+                    eligible += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+            assert!(
+                eligible >= 50 && refused >= 50,
+                "{eligible} eligible, {refused} refused"
+            );
+        }
     }
 
     /// Stratum keys are the live engine's: `site=CODE;sex=LEVEL` for TASTE.
