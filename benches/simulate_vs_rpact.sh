@@ -4,7 +4,9 @@
 # rpact simulates one-sided survival designs only); in rrct
 # simulations/taste.toml (the engine's stratified permuted blocks, per-subject endpoint derivation
 # and a Cox fit at each look). Prints milliseconds per simulated trial per core for both and the
-# ratio. Needs Rscript with rpact (Debian: r-base-core r-cran-rpact).
+# ratio, and the engine's permuted-block derivation alone for the same subjects against rpact (the
+# least a simulator running the engine's randomisation can take). Needs Rscript with rpact (Debian:
+# r-base-core r-cran-rpact).
 # Run from anywhere: bash benches/simulate_vs_rpact.sh   (RRCT_BENCH_REPLICATES, default 200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,3 +39,5 @@ echo "rpact getSimulationSurvival: ${r_ms} ms per trial (power ${r_power})"
 rrct_ms=$(awk '/^taste.toml: .* on 1 thread/ { for (i = 1; i <= NF; i++) if ($(i+1) == "ms" && $(i+2) == "per" && $(i+3) == "trial") { print $i; exit } }' "$dir/bench.txt")
 echo
 echo "rrct ${rrct_ms} ms per trial on one core; rpact ${r_ms} ms: rrct takes $(awk -v a="$rrct_ms" -v b="$r_ms" 'BEGIN { printf "%.3f", a / b }') of rpact's time (target: at most 0.1)"
+blocks_ms=$(awk '/^the engine.s permuted blocks alone/ { for (i = 1; i <= NF; i++) if ($(i+1) == "ms" && $(i+2) == "per" && $(i+3) == "trial") { print $i; exit } }' "$dir/bench.txt")
+echo "the engine's permuted blocks alone: ${blocks_ms} ms per trial, $(awk -v a="$blocks_ms" -v b="$r_ms" 'BEGIN { printf "%.3f", a / b }') of rpact's time"
