@@ -65,7 +65,7 @@ pub struct InsertOutcome {
 }
 
 /// Insert events, skipping ids already stored with the same content and reporting ids stored
-/// with different content, and give back the rows inserted, in order.
+/// with different content, and give back every row it was given (stored now or before), in order.
 ///
 /// The rows come from `next`, asked for at most `n` rows at a time until it gives `None`;
 /// it is called while the connection inserts the chunk before, so whatever work makes the
@@ -104,7 +104,8 @@ pub async fn insert(
                     vec![row.as_str(); n].join(", ")
                 )
             };
-            let full = sql_for(SQLITE_CHUNK);
+            // The statement for a full chunk, made when one comes (a small delivery has none).
+            let mut full: Option<String> = None;
             let mut current = next(SQLITE_CHUNK);
             while let Some(chunk) = current.take() {
                 if chunk.is_empty() {
@@ -113,7 +114,7 @@ pub async fn insert(
                 }
                 let shorter;
                 let sql = if chunk.len() == SQLITE_CHUNK {
-                    &full
+                    full.get_or_insert_with(|| sql_for(SQLITE_CHUNK))
                 } else {
                     shorter = sql_for(chunk.len());
                     &shorter
