@@ -108,12 +108,10 @@ pub struct Plan<'a> {
     scheme: Scheme,
     endpoint: &'a Endpoint,
     ratios: Vec<u32>,
-    inclusion: Vec<(&'a Criterion, Source)>,
-    exclusion: Vec<(&'a Criterion, Source)>,
-    /// Each inclusion and exclusion criterion's verdicts over the values its source can take,
-    /// where they are few (see [`Verdicts`]).
-    inclusion_verdicts: Vec<Option<Verdicts>>,
-    exclusion_verdicts: Vec<Option<Verdicts>>,
+    /// Each criterion with where it reads its value and its verdicts over the values that
+    /// source can take, where they are few (see [`Verdicts`]).
+    inclusion: Vec<(&'a Criterion, Source, Option<Verdicts>)>,
+    exclusion: Vec<(&'a Criterion, Source, Option<Verdicts>)>,
     strata: Vec<(Source, usize)>,
     factors: Vec<(Source, usize)>,
     site_values: Vec<Value>,
@@ -193,8 +191,8 @@ impl<'a> Plan<'a> {
                 Source::Derived(d, _) => protocol.derived[d].labels.len(),
             }
         };
-        let criteria = |list: &'a [Criterion]| -> Vec<(&'a Criterion, Source)> {
-            list.iter().map(|c| (c, resolve(&c.field))).collect()
+        let criteria = |list: &'a [Criterion]| -> Vec<(&'a Criterion, Source, Option<Verdicts>)> {
+            list.iter().map(|c| (c, resolve(&c.field), None)).collect()
         };
         let strata = protocol
             .randomisation
@@ -247,8 +245,6 @@ impl<'a> Plan<'a> {
             endpoint,
             inclusion: criteria(&protocol.inclusion),
             exclusion: criteria(&protocol.exclusion),
-            inclusion_verdicts: Vec::new(),
-            exclusion_verdicts: Vec::new(),
             strata,
             factors,
             site_values: protocol
@@ -298,12 +294,14 @@ impl<'a> Plan<'a> {
             dates,
             boundaries: Default::default(),
         };
-        plan.inclusion_verdicts = (plan.inclusion.iter())
-            .map(|&(c, src)| plan.tabulate(c, src))
-            .collect();
-        plan.exclusion_verdicts = (plan.exclusion.iter())
-            .map(|&(c, src)| plan.tabulate(c, src))
-            .collect();
+        for k in 0..plan.inclusion.len() {
+            let (c, src, _) = plan.inclusion[k];
+            plan.inclusion[k].2 = plan.tabulate(c, src);
+        }
+        for k in 0..plan.exclusion.len() {
+            let (c, src, _) = plan.exclusion[k];
+            plan.exclusion[k].2 = plan.tabulate(c, src);
+        }
         Ok(plan)
     }
 
@@ -419,15 +417,11 @@ impl<'a> Plan<'a> {
     /// The protocol's eligibility: every inclusion criterion met (and its field recorded), no
     /// exclusion criterion met.
     fn eligible(&self, site: usize, row: &[Draw]) -> bool {
-        let judged = |(c, src): &(&Criterion, Source), verdicts: &Option<Verdicts>| {
+        let judged = |(c, src, verdicts): &(&Criterion, Source, Option<Verdicts>)| {
             self.verdict(c, *src, verdicts.as_ref(), site, row)
         };
-        (self.inclusion.iter())
-            .zip(&self.inclusion_verdicts)
-            .all(|(c, v)| judged(c, v) == Some(true))
-            && (self.exclusion.iter())
-                .zip(&self.exclusion_verdicts)
-                .all(|(c, v)| judged(c, v) == Some(false))
+        self.inclusion.iter().all(|c| judged(c) == Some(true))
+            && self.exclusion.iter().all(|c| judged(c) == Some(false))
     }
 
     /// The stratum key as the live engine writes it, from the factor values.
