@@ -182,6 +182,15 @@ mod tests {
         assert_eq!(siblings(MAX_BATCH, 10), MAX_BATCH);
     }
 
+    /// A queue holding `0..n`.
+    async fn queued(n: usize) -> (mpsc::Sender<usize>, mpsc::Receiver<usize>) {
+        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+        for i in 0..n {
+            sender.send(i).await.expect("room in the queue");
+        }
+        (sender, receiver)
+    }
+
     /// Sends `from..to`, yielding after each, so each arrives after the batch began.
     fn arriving(
         sender: mpsc::Sender<usize>,
@@ -199,10 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_loaded_batch_takes_the_requesters_coming_back() {
-        let (sender, mut receiver) = mpsc::channel(4 * MAX_BATCH);
-        for i in 0..3 {
-            sender.send(i).await.unwrap();
-        }
+        let (sender, mut receiver) = queued(3).await;
         let later = arriving(sender, 3, 40);
         let batch = next_batch(&mut receiver, 32).await.unwrap();
         assert_eq!(batch, (0..32).collect::<Vec<_>>());
@@ -214,10 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_load_a_batch_takes_only_what_is_queued() {
-        let (sender, mut receiver) = mpsc::channel(4 * MAX_BATCH);
-        for i in 0..3 {
-            sender.send(i).await.unwrap();
-        }
+        let (sender, mut receiver) = queued(3).await;
         let later = arriving(sender, 3, 10);
         assert_eq!(next_batch(&mut receiver, 0).await.unwrap(), vec![0, 1, 2]);
         // Too few in the batch before to wait for anyone.
@@ -232,10 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_waits_no_longer_than_its_limit() {
-        let (sender, mut receiver) = mpsc::channel(4 * MAX_BATCH);
-        for i in 0..5 {
-            sender.send(i).await.unwrap();
-        }
+        let (sender, mut receiver) = queued(5).await;
         // 32 were expected back, 5 came, and the sender stays: the batch goes after the limit.
         let started = tokio::time::Instant::now();
         let batch = next_batch(&mut receiver, 32).await.unwrap();
@@ -247,10 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_never_larger_than_the_largest() {
-        let (sender, mut receiver) = mpsc::channel(4 * MAX_BATCH);
-        for i in 0..MAX_BATCH + 5 {
-            sender.send(i).await.unwrap();
-        }
+        let (_sender, mut receiver) = queued(MAX_BATCH + 5).await;
         let batch = next_batch(&mut receiver, siblings(MAX_BATCH, MAX_BATCH))
             .await
             .unwrap();
