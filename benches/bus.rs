@@ -13,12 +13,9 @@
 //! given against both.
 //!
 //! A bus requester subscribes to its own inbox, publishes each enrolment CloudEvent to
-//! `{p}.in.enrol.taste` with `Rrct-Reply-To` naming the inbox, and takes both the stream's
-//! acknowledgement and the allocation on its inbox: the latency is from publishing to having
-//! both. It is measured two ways on the same server: waiting for the two together (`JetStream`,
-//! as a requester that need not wait for the one before listening for the other), and waiting
-//! for the acknowledgement first, then for the allocation (`JS ack,rep`). An HTTP requester
-//! POSTs the plain enrolment and reads the answer.
+//! `{p}.in.enrol.taste` with `Rrct-Reply-To` naming the inbox, waits for the stream's
+//! acknowledgement and then for the allocation on its inbox: the latency is from publishing to
+//! the allocation. An HTTP requester POSTs the plain enrolment and reads the answer.
 
 mod support;
 
@@ -149,7 +146,7 @@ async fn bench(
     }));
     let nc = async_nats::connect(nats).await?;
     let js = jetstream::new(nc.clone());
-    let run = |tag: &'static str, count: usize, ack_first: bool| {
+    let run = |tag: &'static str, count: usize| {
         let (nc, js, prefix) = (nc.clone(), js.clone(), prefix.clone());
         async move {
             let mut tasks = tokio::task::JoinSet::new();
@@ -167,26 +164,16 @@ async fn bench(
                         let mut headers = async_nats::HeaderMap::new();
                         headers.insert("Rrct-Reply-To", inbox.as_str());
                         let t = Instant::now();
-                        let ack = js
-                            .publish_with_headers(
-                                format!("{prefix}.in.enrol.taste"),
-                                headers,
-                                event.to_string().into(),
-                            )
-                            .await?;
-                        let reply = async {
-                            tokio::time::timeout(Duration::from_secs(30), replies.next())
-                                .await?
-                                .ok_or_else(|| anyhow::anyhow!("inbox closed"))
-                        };
-                        let reply = if ack_first {
-                            ack.await?;
-                            reply.await?
-                        } else {
-                            let (acked, reply) = tokio::join!(ack, reply);
-                            acked?;
-                            reply?
-                        };
+                        js.publish_with_headers(
+                            format!("{prefix}.in.enrol.taste"),
+                            headers,
+                            event.to_string().into(),
+                        )
+                        .await?
+                        .await?;
+                        let reply = tokio::time::timeout(Duration::from_secs(30), replies.next())
+                            .await?
+                            .ok_or_else(|| anyhow::anyhow!("inbox closed"))?;
                         let status = reply
                             .headers
                             .as_ref()
@@ -205,17 +192,16 @@ async fn bench(
             Ok::<_, anyhow::Error>(all)
         }
     };
-    run("W", 100, false).await?;
-    for (tag, label, ack_first) in [("A", "JS ack,rep", true), ("B", "JetStream", false)] {
-        let started = Instant::now();
-        let latencies = run(tag, n, ack_first).await?;
-        let (bus_rate, p50, p99, max) = stats(latencies, started.elapsed());
-        println!(
-            "{name:<11}{label:<11}{bus_rate:>10.0}{p50:>10.2}{p99:>10.2}{max:>10.2}{:>12.2}{:>12.2}",
-            bus_rate / http_bus_rate,
-            bus_rate / http_rate
-        );
-    }
+    run("W", 100).await?;
+    let started = Instant::now();
+    let latencies = run("B", n).await?;
+    let (bus_rate, p50, p99, max) = stats(latencies, started.elapsed());
+    println!(
+        "{name:<11}{:<11}{bus_rate:>10.0}{p50:>10.2}{p99:>10.2}{max:>10.2}{:>12.2}{:>12.2}",
+        "JetStream",
+        bus_rate / http_bus_rate,
+        bus_rate / http_rate
+    );
     bus.stop().await;
     let _ = stop.send(());
     running.await??;
