@@ -71,9 +71,8 @@ async fn next_batch<T>(receiver: &mut mpsc::Receiver<T>, siblings: usize) -> Opt
 /// decision, is what costs; deciding the enrolments that arrived while the previous batch was
 /// running together (and, under load, those coming back a moment later: [`next_batch`]) and
 /// acknowledging them after one commit keeps latency flat and lets throughput exceed one
-/// commit per enrolment. Nothing is
-/// acknowledged before its commit, and a batch that fails is retried one enrolment per
-/// transaction, so one bad enrolment cannot fail its neighbours.
+/// commit per enrolment. Nothing is acknowledged before its commit, and a batch that fails is
+/// retried one enrolment per transaction, so one bad enrolment cannot fail its neighbours.
 #[derive(Clone)]
 pub struct EnrolmentQueue {
     sender: mpsc::Sender<(Pending, Reply)>,
