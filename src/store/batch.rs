@@ -390,6 +390,16 @@ fn batch_statement(backend: Backend, part: usize, n: usize) -> String {
 
 const BATCH_PARTS: usize = 11;
 
+/// Run on PostgreSQL just before a batch's write: the rest of the transaction (the write, and
+/// the foreign-key checks and outbox trigger it sets off) uses cached generic plans. The
+/// connection's `force_custom_plan` (see `Store::connect_pooled`) is for reads, whose best plan
+/// changes as a trial grows; under it every batch planned its write, and each row's key checks
+/// and trigger statement, again: planning was 43% of the server's CPU under load. The write's
+/// plans cannot go stale that way: its rows come from its parameters, every foreign key it
+/// checks is a trial's primary key, and the trigger inserts one row. `LOCAL`: the connection
+/// is back on custom plans at commit or rollback.
+const GENERIC_PLANS_FROM_HERE: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
 /// Write a batch's decisions (chaining its audit entries onto the transaction's head) and
 /// commit. On PostgreSQL the writes are one statement of data-modifying CTEs, so a batch costs
 /// one round trip however many enrolments it holds; on SQLite they are one multi-statement text
@@ -484,6 +494,8 @@ async fn write(tx: &mut WriteTx, batch: &BatchWrite, commit: bool) -> StoreResul
                 ctes.join(", "),
                 batch_statement(Backend::Postgres, BATCH_PARTS - 1, BATCH_PARTS)
             );
+            // Planned once per connection, foreign-key checks and the outbox trigger included.
+            sqlx::Executor::execute(&mut *tx.conn(), GENERIC_PLANS_FROM_HERE).await?;
             let mut query = sqlx::query(&sql);
             for (_, json) in params {
                 query = query.bind(json);

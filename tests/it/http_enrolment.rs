@@ -528,3 +528,47 @@ async fn simultaneous_duplicates_are_resolved_within_one_batch(db: TestDb) {
     );
     app.stop().await;
 }
+
+/// On PostgreSQL a batch writes under cached generic plans (planned once per connection, not at
+/// every batch), and the connection is back on custom plans for the reads that follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batches_write_under_generic_plans_and_reads_stay_custom() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(&db, &[TASTE], SEED, |s| s.database_pool = Some(2)).await;
+    let token = app.token("register", Some("taste"), None).await;
+    let batches = 6;
+    for i in 0..batches {
+        let sex = if i % 2 == 0 { "F" } else { "M" };
+        let (status, answer) = app.enrol("taste", &token, &patient(i, "UPP", sex)).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    // Both of the pool's connections, held at once: every statement it prepared is on them.
+    let pool = app.store.pool();
+    let mut held = vec![pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    let (mut generic, mut custom) = (0i64, 0i64);
+    for conn in held.iter_mut() {
+        let mode: String = sqlx::query_scalar("SELECT current_setting('plan_cache_mode')")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "force_custom_plan", "a batch's setting outlived it");
+        let (g, c): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(generic_plans), 0)::BIGINT, COALESCE(SUM(custom_plans), 0)::BIGINT \
+             FROM pg_prepared_statements WHERE statement LIKE 'WITH w0 AS (INSERT INTO allocations%'",
+        )
+        .fetch_one(&mut **conn)
+        .await
+        .unwrap();
+        generic += g;
+        custom += c;
+    }
+    assert_eq!(
+        (generic, custom),
+        (batches as i64, 0),
+        "(generic, custom) plans of the write"
+    );
+    drop(held);
+    app.stop().await;
+}
