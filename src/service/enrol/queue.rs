@@ -33,7 +33,7 @@ fn siblings(last: usize, queued: usize) -> usize {
 
 /// The next batch: the first request to come, everything queued behind it (up to
 /// [`MAX_BATCH`]), and, under load, the requests that come within a moment after it until it
-/// holds `siblings` ([`siblings`]); `None` once every sender is gone.
+/// holds `wanted` (see [`siblings`]); `None` once every sender is gone.
 ///
 /// Requesters answered together (a register's busy clients, a load tool's connections) come
 /// back spread over about a millisecond. Without waiting, the first of them starts a batch of
@@ -43,7 +43,7 @@ fn siblings(last: usize, queued: usize) -> usize {
 /// of at least [`LINGER_FROM`], the next waits until it holds as many requests as were in
 /// flight when that batch was answered (its own and those queued behind it), or until
 /// [`LINGER_MAX`] has passed. Nothing waits when the queue is not under load.
-async fn next_batch<T>(receiver: &mut mpsc::Receiver<T>, siblings: usize) -> Option<Vec<T>> {
+async fn next_batch<T>(receiver: &mut mpsc::Receiver<T>, wanted: usize) -> Option<Vec<T>> {
     let first = receiver.recv().await?;
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
@@ -52,9 +52,9 @@ async fn next_batch<T>(receiver: &mut mpsc::Receiver<T>, siblings: usize) -> Opt
             Err(_) => break,
         }
     }
-    if batch.len() < siblings {
+    if batch.len() < wanted {
         let deadline = tokio::time::Instant::now() + LINGER_MAX;
-        while batch.len() < siblings {
+        while batch.len() < wanted {
             match tokio::time::timeout_at(deadline, receiver.recv()).await {
                 Ok(Some(next)) => batch.push(next),
                 Ok(None) | Err(_) => break,
