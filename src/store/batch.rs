@@ -403,9 +403,8 @@ const GENERIC_PLANS_FROM_HERE: &str = "SET LOCAL plan_cache_mode = force_generic
 /// Write a batch's decisions (chaining its audit entries onto the transaction's head) and
 /// commit. On PostgreSQL the writes are one statement of data-modifying CTEs, run after
 /// `GENERIC_PLANS_FROM_HERE`, so a batch costs two round trips however many enrolments it
-/// holds; on SQLite they are one multi-statement text
-/// ending in `COMMIT`, so writing and committing cost one round trip to the connection's
-/// thread, not two.
+/// holds; on SQLite they are one multi-statement text ending in `COMMIT`, so writing and
+/// committing cost one round trip to the connection's thread, not two.
 pub async fn write_batch_and_commit(mut tx: WriteTx, batch: &BatchWrite) -> StoreResult<()> {
     if tx.backend() == Backend::Sqlite {
         return match write(&mut tx, batch, true).await {
