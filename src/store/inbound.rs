@@ -56,14 +56,14 @@ pub(super) fn kept_from(
     })
 }
 
-/// The three parts of `keys` (scopes, sources, ids), each as a sorted JSON list without
-/// repeats, for a lookup by `IN` lists: the primary key drives it, and the rows it returns
-/// are matched to the keys by the caller (the lists' cross product may hold other keys).
+/// The three parts of `keys` (scopes, sources, ids) as parallel JSON lists, one element per
+/// key (the keys sorted, without repeats): element `i` of each list is key `i`'s part.
 pub(super) fn key_lists(keys: &[Key]) -> StoreResult<[String; 3]> {
+    let mut keys: Vec<&Key> = keys.iter().collect();
+    keys.sort();
+    keys.dedup();
     let list = |part: fn(&Key) -> &String| {
-        let mut v: Vec<&String> = keys.iter().map(part).collect();
-        v.sort();
-        v.dedup();
+        let v: Vec<&String> = keys.iter().map(|k| part(k)).collect();
         serde_json::to_string(&v)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode keys: {e}")))
     };
@@ -127,4 +127,27 @@ pub async fn count(store: &Store) -> StoreResult<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events")
         .fetch_one(store.pool())
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_lists_are_parallel_one_element_per_key() {
+        let key = |s: &str, c: &str, i: &str| -> Key { (s.into(), c.into(), i.into()) };
+        let keys = [
+            key("register|taste", "/b", "2"),
+            key("register|taste", "/a", "9"),
+            key("register|taste", "/b", "2"),
+            key("feed|x", "/a", "1"),
+        ];
+        let [scopes, sources, ids] = key_lists(&keys).unwrap();
+        // Element i of each list is key i's part: the pairs survive, the repeat does not.
+        assert_eq!(scopes, r#"["feed|x","register|taste","register|taste"]"#);
+        assert_eq!(sources, r#"["/a","/a","/b"]"#);
+        assert_eq!(ids, r#"["1","9","2"]"#);
+        let empty = key_lists(&[]).unwrap();
+        assert_eq!(empty, ["[]", "[]", "[]"].map(String::from));
+    }
 }

@@ -529,6 +529,127 @@ async fn simultaneous_duplicates_are_resolved_within_one_batch(db: TestDb) {
     app.stop().await;
 }
 
+/// On PostgreSQL a batch finds the answers kept for its CloudEvents by one probe of the primary
+/// key per event, with or without statistics. Three `= ANY` lists (scopes, sources, ids) were
+/// planned as their cross product: a scan of every answer kept for the sender before the table
+/// had statistics, of the whole table after, growing with every CloudEvent answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_kept_cloudevent_answers_are_probed_by_key_with_or_without_statistics() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let app = TestApp::spawn_with(&db, &[TASTE], SEED, |s| s.database_pool = Some(2)).await;
+    let token = app.token("register", Some("taste"), None).await;
+    let pool = app.store.pool();
+    // Thousands of kept answers of one sender, and no statistics yet.
+    for sql in [
+        "ALTER TABLE inbound_events SET (autovacuum_enabled = false)",
+        "INSERT INTO inbound_events (scope, ce_source, ce_id, ce_type, content_sha256, status, \
+         answer, received_at) SELECT 'register|taste', '/register', 'ev-' || g, \
+         'rrct.enrolment.requested', 'x', 201, '{}', '2024-01-01' \
+         FROM generate_series(1, 3000) g",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    // Real enrolments prepare the batch's context read on the pool's connections: a plain one
+    // without the kept answers' part, one sent as a CloudEvent with it.
+    let (status, answer) = app.enrol("taste", &token, &patient(1, "UPP", "F")).await;
+    assert_eq!(status, 201, "{answer}");
+    let mut data = patient(2, "UPP", "M");
+    data["trial_id"] = json!("taste");
+    let event = json!({"specversion": "1.0", "id": "ev-new", "source": "/register",
+        "type": "rrct.enrolment.requested", "data": data});
+    let r = app
+        .client
+        .post(format!("{}/api/v1/cloudevents", app.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/cloudevents+json")
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let mut held = vec![pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    let (mut plain, mut found) = (0, None);
+    for (i, conn) in held.iter_mut().enumerate() {
+        let names: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT name, statement LIKE '%inbound_events%' FROM pg_prepared_statements \
+             WHERE statement LIKE 'SELECT ''a'' AS kind%'",
+        )
+        .fetch_all(&mut **conn)
+        .await
+        .unwrap();
+        for (name, kept) in names {
+            if kept {
+                found = Some((i, name));
+            } else {
+                plain += 1;
+            }
+        }
+    }
+    assert!(
+        plain > 0,
+        "a plain batch's context read does not look for kept answers"
+    );
+    let (i, name) = found.expect("a CloudEvent batch's context read is prepared on the pool");
+    let conn = &mut held[i];
+    // Two of the sender's events, one of another sender.
+    let params = "'taste', '[\"R1\"]', '[\"S1\"]', '[]', '[]', '[]', '[]', '[]', \
+                  '[\"register|taste\", \"register|taste\", \"register|taste\"]', \
+                  '[\"/other\", \"/register\", \"/register\"]', \
+                  '[\"ev-1\", \"ev-5\", \"ev-9\"]'";
+    let depth = |l: &str| l.len() - l.trim_start().len();
+    for statistics in [false, true] {
+        if statistics {
+            sqlx::query("ANALYZE inbound_events")
+                .execute(&mut **conn)
+                .await
+                .unwrap();
+        }
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}({params})"))
+            .fetch_all(&mut **conn)
+            .await
+            .unwrap();
+        let text = plan.join("\n");
+        // Each scan of inbound_events with the lines under it (its conditions); the table's name
+        // ends there (an index named after it goes on with `_`).
+        let scans: Vec<(String, Vec<String>)> = plan
+            .iter()
+            .enumerate()
+            .filter_map(|(n, line)| {
+                let at = line.find(" on inbound_events ")?;
+                let under = plan[n + 1..]
+                    .iter()
+                    .take_while(|l| depth(l) > depth(line) && !l.trim_start().starts_with("->"))
+                    .map(|l| l.trim().to_string())
+                    .collect();
+                let node = line[..at].trim_start().trim_start_matches("->").trim();
+                Some((node.to_string(), under))
+            })
+            .collect();
+        let at = format!("statistics: {statistics}\n{text}");
+        assert_eq!(scans.len(), 1, "{at}");
+        let (node, under) = &scans[0];
+        assert!(
+            node.starts_with("Index Scan using inbound_events_pkey"),
+            "`{node}` is not a probe of the key: {at}"
+        );
+        let cond = under
+            .iter()
+            .find(|l| l.starts_with("Index Cond:"))
+            .unwrap_or_else(|| panic!("no index condition: {at}"));
+        for column in ["scope", "ce_source", "ce_id"] {
+            assert!(
+                cond.contains(column),
+                "the probe does not fix {column}: {at}"
+            );
+        }
+        assert!(!under.iter().any(|l| l.starts_with("Filter:")), "{at}");
+    }
+    drop(held);
+    app.stop().await;
+}
+
 /// On PostgreSQL a batch writes under cached generic plans (planned once per connection, not at
 /// every batch), and the connection is back on custom plans for the reads that follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
