@@ -1,7 +1,9 @@
 //! One enrolment batch's round trips: what the batch must know before deciding
 //! ([`batch_context`]) and everything it decided ([`write_batch_and_commit`]), each in a fixed
 //! number of statements however many enrolments the batch holds (key lists and rows travel as
-//! one JSON parameter, so the statement text is fixed and prepared once).
+//! one JSON parameter, so a statement's text does not depend on the batch's size and is
+//! prepared once per connection; the context read has two texts, with and without the answers
+//! kept for CloudEvents).
 //!
 //! Both run inside the caller's write transaction (see `service::enrol`), which holds the
 //! writer lock from its first statement to commit (see the `store` module).
