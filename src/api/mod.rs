@@ -47,6 +47,7 @@ pub fn app(state: AppState, limits: application::Limits) -> Router {
     let timeout = limits.request_timeout;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(enrolments::router())
         .merge(events::router())
         .merge(cloudevents::router())
@@ -106,6 +107,23 @@ pub async fn serve(
 )]
 async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     Ok(Json(health::check(&state).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Healthy, and the served trials are read and prepared: readers are answered from memory",
+    description = "A load balancer should send readers here once this answers `200`. Requests \
+        sent earlier are answered too, after waiting for the start-up preparation.",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = crate::service::health::Health),
+        (status = 503, description = "The served trials are still being read and prepared at start-up, or the database cannot be reached or written, as for `/healthz` (`unavailable`)", body = crate::api::schema::ErrorBody),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    Ok(Json(health::ready(&state).await?))
 }
 
 /// Give every request an id: in its tracing span and in the `x-request-id` response header.

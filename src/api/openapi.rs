@@ -52,6 +52,7 @@ pub fn document_json() -> serde_json::Value {
     ),
     paths(
         super::healthz,
+        super::readyz,
         super::enrolments::create,
         super::enrolments::show,
         super::enrolments::mark_error,
@@ -198,7 +199,7 @@ fn add_failures(operation: &mut Operation, authenticated: bool, fhir: bool) {
 impl Modify for CommonFailures {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let authenticated = !matches!(path.as_str(), "/healthz" | "/fhir/metadata");
+            let authenticated = !matches!(path.as_str(), "/healthz" | "/readyz" | "/fhir/metadata");
             let fhir = path.starts_with("/fhir/");
             for operation in [
                 &mut item.get,

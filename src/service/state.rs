@@ -77,12 +77,16 @@ impl AppState {
 
     /// Read the served trials' data for the trial views in the background and prepare each as
     /// of today, so that the first reader of a page is answered from memory (a reader
-    /// meanwhile waits for the same read and preparation, not a second one).
+    /// meanwhile waits for the same read and preparation, not a second one). `GET /readyz`
+    /// answers `503` until it is done.
     pub fn warm_in_background(&self) {
         let (views, store) = (self.views.clone(), self.store.clone());
         let ids: Vec<String> = self.trials.ids().map(str::to_string).collect();
         let today = crate::endpoints::DataCutoff(self.clock.today());
+        // Not ready from now on, not only once the task runs (see `GET /readyz`).
+        let preparing = views.preparing();
         tokio::spawn(async move {
+            let _preparing = preparing;
             let started = std::time::Instant::now();
             match views.warm(&store, &ids, today).await {
                 Ok(()) => tracing::info!(

@@ -13,7 +13,8 @@ crate::on_both_backends!(
     closed_report_is_self_contained,
     small_counts_never_leak_from_blinded_pages_or_the_summary,
     audit_page_pages_through_more_than_a_hundred_entries,
-    a_write_is_seen_by_the_next_request_despite_the_page_cache
+    a_write_is_seen_by_the_next_request_despite_the_page_cache,
+    readyz_answers_503_until_the_served_trials_are_prepared
 );
 
 /// Arm ids and labels of the TASTE protocol: never on a blinded page.
@@ -688,5 +689,58 @@ async fn a_write_is_seen_by_the_next_request_despite_the_page_cache(db: TestDb) 
         .get(&format!("/api/v1/trials/taste/summary{later}"), &sponsor)
         .await;
     assert_eq!(summary["flow"]["randomised"], 30);
+    app.stop().await;
+}
+
+/// `GET /readyz` (no token): `503 unavailable` while the start-up preparation of the served
+/// trials is under way, `200` with the served trials once it is done, so that a load balancer
+/// sends the first reader to a server that answers from memory. `/healthz` stays `200`
+/// meanwhile: the server is healthy, only not ready.
+async fn readyz_answers_503_until_the_served_trials_are_prepared(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "readyz").await;
+    let register = app.token("register", Some("taste"), None).await;
+    for i in 0..12 {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let readyz = || async {
+        let r = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let until_ready = || async {
+        for _ in 0..200 {
+            let (status, body) = readyz().await;
+            if status == 200 {
+                return body;
+            }
+            assert_eq!(status, 503, "{body}");
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("/readyz never answered 200");
+    };
+    // The server's own start-up preparation ends.
+    let body = until_ready().await;
+    assert_eq!(body, json!({"status": "ready", "trials": ["taste"]}));
+
+    // Another warm-up (as at start-up): not ready from the call on, before its task has run.
+    app.state.warm_in_background();
+    assert!(matches!(
+        app.state.views.readiness(),
+        rrct::service::trial_view::Readiness::Preparing(_)
+    ));
+    until_ready().await;
+
+    // A preparation held open: 503 with the reason, while /healthz says healthy.
+    let held = app.state.views.preparing();
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("being read and prepared"), "{message}");
+    let health = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    drop(held);
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200, "{body}");
     app.stop().await;
 }

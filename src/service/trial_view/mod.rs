@@ -23,8 +23,10 @@ pub mod prepared;
 pub mod recent;
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use tokio::sync::watch;
 
 pub use prepared::PreparedTrial;
 use recent::Recent;
@@ -186,6 +188,14 @@ struct PreparedKey {
 pub struct TrialViews {
     prepared: Mutex<Recent<PreparedKey, PreparedTrial>>,
     held: held::HeldData,
+    /// The start-up preparations under way: how many, and since when the first began.
+    warming: watch::Sender<Option<Warming>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Warming {
+    count: usize,
+    since: Instant,
 }
 
 impl Default for TrialViews {
@@ -193,7 +203,38 @@ impl Default for TrialViews {
         TrialViews {
             prepared: Mutex::new(Recent::new(PREPARED)),
             held: held::HeldData::default(),
+            warming: watch::Sender::new(None),
         }
+    }
+}
+
+/// Whether a reader would be answered from what is prepared, or wait for the start-up
+/// preparation ([`TrialViews::warm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// No start-up preparation is under way (it is done, or none was asked for).
+    Ready,
+    /// The served trials are being read and prepared, for this long so far.
+    Preparing(Duration),
+}
+
+/// A start-up preparation under way, for as long as this lives (see
+/// [`TrialViews::preparing`]).
+pub struct Preparing {
+    warming: watch::Sender<Option<Warming>>,
+}
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        self.warming.send_modify(|w| {
+            *w = match w.take() {
+                Some(Warming { count, since }) if count > 1 => Some(Warming {
+                    count: count - 1,
+                    since,
+                }),
+                _ => None,
+            }
+        });
     }
 }
 
@@ -238,17 +279,57 @@ impl TrialViews {
         Ok(Opened { head, cutoff, view })
     }
 
+    /// Whether the start-up preparation is done: what `GET /readyz` reports, so that a load
+    /// balancer sends readers only to a server that answers them from memory.
+    pub fn readiness(&self) -> Readiness {
+        match *self.warming.borrow() {
+            None => Readiness::Ready,
+            Some(w) => Readiness::Preparing(w.since.elapsed()),
+        }
+    }
+
+    /// Wait until no start-up preparation is under way.
+    pub async fn until_ready(&self) {
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = self.warming.subscribe().wait_for(Option::is_none).await;
+    }
+
+    /// Mark a start-up preparation as under way until the returned guard is dropped:
+    /// [`TrialViews::warm`] holds one while it reads and prepares, whether it succeeds or not
+    /// (a failed preparation leaves readers to read on demand, as without one). Whoever starts
+    /// a warm-up in a task of its own takes one first, so that no reader is told `Ready`
+    /// before the task has begun.
+    pub fn preparing(&self) -> Preparing {
+        self.warming.send_modify(|w| {
+            *w = Some(match *w {
+                Some(Warming { count, since }) => Warming {
+                    count: count + 1,
+                    since,
+                },
+                None => Warming {
+                    count: 1,
+                    since: Instant::now(),
+                },
+            })
+        });
+        Preparing {
+            warming: self.warming.clone(),
+        }
+    }
+
     /// Read each trial's data now (at start-up) and prepare it as of `today`, the cut-off a
     /// page asks for when it names none, so that the first reader is answered from memory
     /// (a reader arriving meanwhile waits for the same preparation, not a second one). A write
     /// committed meanwhile moves the head, and the next reader prepares the trial again from
-    /// the data read here and the rows written since.
+    /// the data read here and the rows written since. [`TrialViews::readiness`] says
+    /// `Preparing` until this returns.
     pub async fn warm(
         &self,
         store: &Store,
         trial_ids: &[String],
         today: DataCutoff,
     ) -> Result<(), TrialViewError> {
+        let _preparing = self.preparing();
         let head = audit::head_seq(store).await?;
         for trial in trial_ids {
             self.held.at_least(store, trial, head).await?;
@@ -287,5 +368,62 @@ impl TrialViews {
         })
         .await
         .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preparing(views: &TrialViews) -> bool {
+        matches!(views.readiness(), Readiness::Preparing(_))
+    }
+
+    /// Ready until a preparation begins, not ready while any is under way (counted, so the
+    /// first to end does not end the others), ready again when the last guard goes.
+    #[tokio::test]
+    async fn readiness_follows_the_preparations_under_way() {
+        let views = Arc::new(TrialViews::default());
+        assert_eq!(views.readiness(), Readiness::Ready);
+        let outer = views.preparing();
+        let inner = views.preparing();
+        assert!(preparing(&views));
+        drop(inner);
+        assert!(preparing(&views), "one preparation is still under way");
+        let waiter = {
+            let views = views.clone();
+            tokio::spawn(async move { views.until_ready().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiter.is_finished(),
+            "not ready while a preparation is under way"
+        );
+        drop(outer);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("ready once the last preparation ends")
+            .unwrap();
+        assert_eq!(views.readiness(), Readiness::Ready);
+    }
+
+    /// A warm-up that fails (here: a trial the database does not hold) leaves readers to
+    /// read on demand, so it must not leave the server unready; one that succeeds is ready.
+    #[tokio::test]
+    async fn a_warm_up_ends_the_preparation_whether_it_succeeds_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("v.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let views = TrialViews::default();
+        let today = DataCutoff(chrono::NaiveDate::from_ymd_opt(2026, 12, 6).unwrap());
+        let failed = views.warm(&store, &["absent".to_string()], today).await;
+        assert!(
+            matches!(failed, Err(TrialViewError::NotInDatabase(_))),
+            "{:?}",
+            failed.err()
+        );
+        assert_eq!(views.readiness(), Readiness::Ready);
+        views.warm(&store, &[], today).await.unwrap();
+        assert_eq!(views.readiness(), Readiness::Ready);
     }
 }
