@@ -92,7 +92,7 @@ async fn events_row_by_row(store: &Store) -> anyhow::Result<usize> {
 /// What `rrct serve` keeps between requests: the trial views and the rendered pages.
 #[derive(Default)]
 struct Server {
-    views: TrialViews,
+    views: std::sync::Arc<TrialViews>,
     pages: PageCache,
 }
 
@@ -367,33 +367,19 @@ async fn bench(
     // `rrct serve` reads its trials' data and prepares them as of today at start-up, in the
     // background. A request arriving at the very moment of start-up waits for that one
     // preparation (not a second one).
-    let racing = std::sync::Arc::new(Server::default());
-    let warming = {
-        let (racing, store) = (racing.clone(), store.clone());
-        tokio::spawn(async move {
-            racing
-                .views
-                .warm(&store, &["taste".to_string()], cutoff)
-                .await
-        })
-    };
+    let racing = Server::default();
+    let warming = racing
+        .views
+        .warm_in_background(store.clone(), vec!["taste".to_string()], cutoff);
     let (at_start, _) = request(&racing, &store, &registry, &sponsor, cutoff).await?;
     warming.await??;
     // As behind a load balancer: start-up preparation in the background, the first reader
     // sent once the server reports ready (`GET /readyz` answers from `readiness`).
-    let cache = std::sync::Arc::new(Server::default());
+    let cache = Server::default();
     let t = Instant::now();
-    let preparing = cache.views.preparing();
-    let warming = {
-        let (cache, store) = (cache.clone(), store.clone());
-        tokio::spawn(async move {
-            let _preparing = preparing;
-            cache
-                .views
-                .warm(&store, &["taste".to_string()], cutoff)
-                .await
-        })
-    };
+    let warming = cache
+        .views
+        .warm_in_background(store.clone(), vec!["taste".to_string()], cutoff);
     if !matches!(cache.views.readiness(), Readiness::Preparing(_)) {
         anyhow::bail!("not reported as preparing at start");
     }

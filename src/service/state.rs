@@ -80,22 +80,13 @@ impl AppState {
     /// meanwhile waits for the same read and preparation, not a second one). `GET /readyz`
     /// answers `503` until it is done.
     pub fn warm_in_background(&self) {
-        let (views, store) = (self.views.clone(), self.store.clone());
         let ids: Vec<String> = self.trials.ids().map(str::to_string).collect();
         let today = crate::endpoints::DataCutoff(self.clock.today());
-        // Not ready from now on, not only once the task runs (see `GET /readyz`).
-        let preparing = views.preparing();
-        tokio::spawn(async move {
-            let _preparing = preparing;
-            let started = std::time::Instant::now();
-            match views.warm(&store, &ids, today).await {
-                Ok(()) => tracing::info!(
-                    ms = started.elapsed().as_millis() as u64,
-                    "trial data read and prepared as of today"
-                ),
-                Err(e) => tracing::warn!(error = %e, "trial data not read at start-up"),
-            }
-        });
+        // The outcome is logged by the task.
+        drop(
+            self.views
+                .warm_in_background(self.store.clone(), ids, today),
+        );
     }
 }
 

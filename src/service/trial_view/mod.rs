@@ -317,6 +317,32 @@ impl TrialViews {
         }
     }
 
+    /// [`TrialViews::warm`] in a task of its own, logging how it went; its handle gives the
+    /// outcome. Not ready from the call on (the guard is taken before the task is spawned), so
+    /// no poll of `GET /readyz` in between is told `Ready`.
+    pub fn warm_in_background(
+        self: &Arc<Self>,
+        store: Store,
+        trial_ids: Vec<String>,
+        today: DataCutoff,
+    ) -> tokio::task::JoinHandle<Result<(), TrialViewError>> {
+        let preparing = self.preparing();
+        let views = self.clone();
+        tokio::spawn(async move {
+            let _preparing = preparing;
+            let started = Instant::now();
+            let outcome = views.warm(&store, &trial_ids, today).await;
+            match &outcome {
+                Ok(()) => tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "trial data read and prepared as of today"
+                ),
+                Err(e) => tracing::warn!(error = %e, "trial data not read at start-up"),
+            }
+            outcome
+        })
+    }
+
     /// Read each trial's data now (at start-up) and prepare it as of `today`, the cut-off a
     /// page asks for when it names none, so that the first reader is answered from memory
     /// (a reader arriving meanwhile waits for the same preparation, not a second one). A write
