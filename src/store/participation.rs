@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Store, StoreError, StoreResult, WriteTx};
+use super::{Backend, Store, StoreError, StoreResult, WriteTx};
 use crate::analysis::participation::{
     Confirmation, ConsentRecord, Participation, Withdrawal, WithdrawalScope,
 };
@@ -80,21 +80,84 @@ fn withdrawal_from(row: &sqlx::any::AnyRow) -> StoreResult<Withdrawal> {
     })
 }
 
-/// The consents of `trial_id`'s allocations numbered above `after` (0: all).
+/// A consent row as [`consents_after`] reads it, in the order of [`CONSENT_COLUMNS`].
+type ConsentTuple = (
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The consents of `trial_id`'s allocations numbered above `after` (0: all), in randomisation
+/// order.
+///
+/// The rows come back as one JSON text (see [`Backend::json_array_rows`]): for a trial of
+/// 10,000 consents this is several times faster than reading them row by row.
 pub async fn consents_after(
     conn: &mut AnyConnection,
+    backend: Backend,
     trial_id: &str,
     after: i64,
 ) -> StoreResult<Vec<ConsentRecord>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {CONSENT_COLUMNS} FROM enrolment_consents WHERE trial_id = $1 \
-         AND randomisation_number > $2 ORDER BY randomisation_number"
-    ))
-    .bind(trial_id)
-    .bind(after)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(consent_from).collect()
+    let columns: Vec<&str> = CONSENT_COLUMNS.split(", ").collect();
+    let sql = backend.json_array_rows(
+        &columns,
+        "enrolment_consents WHERE trial_id = $1 AND randomisation_number > $2",
+    );
+    let json: String = sqlx::query_scalar(&sql)
+        .bind(trial_id)
+        .bind(after)
+        .fetch_one(&mut *conn)
+        .await?;
+    let rows: Vec<ConsentTuple> = serde_json::from_str(&json)
+        .map_err(|e| corrupt(format!("consents of `{trial_id}` as JSON: {e}")))?;
+    let kind_of = |text: &str| {
+        ConsentKind::parse(text).ok_or_else(|| corrupt(format!("unknown consent kind `{text}`")))
+    };
+    let mut consents = rows
+        .into_iter()
+        .map(
+            |(
+                record_id,
+                number,
+                kind,
+                taken_by,
+                taken_at,
+                c_kind,
+                c_by,
+                c_at,
+                c_rec_by,
+                c_rec_at,
+            )| {
+                let confirmed = match c_kind {
+                    None => None,
+                    Some(k) => Some(Confirmation {
+                        kind: kind_of(&k)?,
+                        taken_by: c_by.unwrap_or_default(),
+                        taken_at: c_at.unwrap_or_default(),
+                        recorded_by: c_rec_by.unwrap_or_default(),
+                        recorded_at: c_rec_at.unwrap_or_default(),
+                    }),
+                };
+                Ok(ConsentRecord {
+                    record_id,
+                    randomisation_number: number,
+                    kind: kind_of(&kind)?,
+                    taken_by,
+                    taken_at,
+                    confirmed,
+                })
+            },
+        )
+        .collect::<StoreResult<Vec<_>>>()?;
+    consents.sort_by_key(|c| c.randomisation_number);
+    Ok(consents)
 }
 
 /// Every withdrawal of `trial_id`, by record, oldest first.
@@ -118,8 +181,12 @@ pub async fn withdrawals(
 }
 
 /// A trial's whole participation data, on one connection (inside a snapshot, say).
-pub async fn of_trial_on(conn: &mut AnyConnection, trial_id: &str) -> StoreResult<Participation> {
-    let consents = consents_after(conn, trial_id, 0).await?;
+pub async fn of_trial_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    trial_id: &str,
+) -> StoreResult<Participation> {
+    let consents = consents_after(conn, backend, trial_id, 0).await?;
     Ok(Participation {
         consents: consents
             .into_iter()
@@ -132,7 +199,7 @@ pub async fn of_trial_on(conn: &mut AnyConnection, trial_id: &str) -> StoreResul
 /// [`of_trial_on`] on a connection of the pool.
 pub async fn of_trial(store: &Store, trial_id: &str) -> StoreResult<Participation> {
     let mut conn = store.pool().acquire().await?;
-    of_trial_on(&mut conn, trial_id).await
+    of_trial_on(&mut conn, store.backend(), trial_id).await
 }
 
 /// One record's consent, inside a write transaction.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use super::allocations::json_list;
-use super::{SqlType, Store, StoreResult, WriteTx};
+use super::{Backend, SqlType, Store, StoreError, StoreResult, WriteTx};
 use crate::endpoints::flow::Screening;
 
 /// One row of the screening log: every enrolment attempt that reached a decision.
@@ -111,48 +111,59 @@ pub async fn screening_log(store: &Store, trial_id: &str) -> StoreResult<Vec<Scr
 /// columns the flow needs (not the enrolment fields, which are most of a row).
 pub async fn screening_outcomes(store: &Store, trial_id: &str) -> StoreResult<Vec<Screening>> {
     let mut conn = store.pool().acquire().await?;
-    Ok(screening_outcomes_after(&mut conn, trial_id, 0).await?.0)
+    Ok(
+        screening_outcomes_after(&mut conn, store.backend(), trial_id, 0)
+            .await?
+            .0,
+    )
 }
 
 /// [`screening_outcomes`] with a screening id above `after`, and the largest id read (`after`
 /// when none).
+///
+/// The rows come back as one JSON text (see [`Backend::json_array_rows`]): for a trial of
+/// 10,000 screenings this is several times faster than reading them row by row.
 pub(crate) async fn screening_outcomes_after(
     conn: &mut AnyConnection,
+    backend: Backend,
     trial_id: &str,
     after: i64,
 ) -> StoreResult<(Vec<Screening>, i64)> {
-    let rows = sqlx::query(
-        "SELECT screening_id, record_id, site_code, outcome, reasons, screened_at, fields \
-         FROM screening_log WHERE trial_id = $1 AND screening_id > $2 ORDER BY screening_id",
-    )
-    .bind(trial_id)
-    .bind(after)
-    .fetch_all(&mut *conn)
-    .await?;
-    let last = match rows.last() {
-        Some(r) => r.try_get("screening_id")?,
-        None => after,
-    };
+    let sql = backend.json_array_rows(
+        &[
+            "screening_id",
+            "record_id",
+            "site_code",
+            "outcome",
+            "reasons",
+            "screened_at",
+            "fields",
+        ],
+        "screening_log WHERE trial_id = $1 AND screening_id > $2",
+    );
+    let json: String = sqlx::query_scalar(&sql)
+        .bind(trial_id)
+        .bind(after)
+        .fetch_one(&mut *conn)
+        .await?;
+    type Tuple = (i64, String, String, String, String, String, String);
+    let mut rows: Vec<Tuple> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("screening log of `{trial_id}` as JSON: {e}")))?;
+    rows.sort_unstable_by_key(|r| r.0);
+    let last = rows.last().map_or(after, |r| r.0);
     let outcomes = rows
-        .iter()
-        .map(|r| {
-            let reasons: String = r.try_get("reasons")?;
-            let screened_at: String = r.try_get("screened_at")?;
-            let fields: String = r.try_get("fields")?;
-            let mut entry = screening_entry(
-                r.try_get("record_id")?,
-                r.try_get("site_code")?,
-                r.try_get("outcome")?,
-                &reasons,
-                &screened_at,
-            );
-            // Stored by the enrolment as a JSON object; anything else has no fields to compare.
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&fields) {
-                entry.fields = map;
-            }
-            Ok(entry)
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+        .into_iter()
+        .map(
+            |(_, record_id, site, outcome, reasons, screened_at, fields)| {
+                let mut entry = screening_entry(record_id, site, outcome, &reasons, &screened_at);
+                // Stored by the enrolment as a JSON object; anything else has no fields to compare.
+                if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&fields) {
+                    entry.fields = map;
+                }
+                entry
+            },
+        )
+        .collect();
     Ok((outcomes, last))
 }
 

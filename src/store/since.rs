@@ -15,7 +15,8 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::{allocation_errors, deliveries};
 use super::{allocations, screening_log};
@@ -98,40 +99,155 @@ const MARKED_IN_ERROR: &str = "randomised_in_error_marked";
 /// The audit action of a protocol version's registration (the first or an amendment).
 const PROTOCOL_REGISTERED: &str = "protocol_version_registered";
 
-/// Every allocation, event and screening row of `trial_id`, read in one snapshot, with the
-/// marks of that snapshot.
+/// How many times [`all`] reads the events beside the rest before it reads everything in one
+/// snapshot (writes kept committing between the two reads' starts).
+const SIDE_BY_SIDE_TRIES: usize = 3;
+
+/// Every allocation, event and screening row of `trial_id`, as of one state of the database,
+/// with the marks of that state.
+///
+/// The events, most of a trial's rows, are read on a second connection while the rest is read
+/// on the first: two snapshots, taken at their first statements. Every write transaction moves
+/// the audit chain's head (the premise of [`since`] too), so two snapshots that saw the same
+/// head saw the same rows. When they saw different heads (a write committed between their
+/// starts) the pair is read again, and after [`SIDE_BY_SIDE_TRIES`] such pairs everything is
+/// read in one snapshot.
 pub async fn all(store: &Store, trial_id: &str) -> StoreResult<(TrialRows, Marks)> {
-    match read(store, trial_id, None).await? {
-        Since::Added(rows, marks) => Ok((*rows, marks)),
-        Since::Changed => Err(super::StoreError::Corrupt(
-            "a first read found nothing to compare with".into(),
-        )),
+    all_after(store, trial_id, std::future::ready(())).await
+}
+
+/// [`all`], awaiting `between` after the events' snapshot has begun and before the rest's
+/// does (the first time only): lets a test commit a write exactly where the two could differ.
+#[doc(hidden)]
+pub async fn all_after(
+    store: &Store,
+    trial_id: &str,
+    between: impl std::future::Future<Output = ()>,
+) -> StoreResult<(TrialRows, Marks)> {
+    let mut between = Some(between);
+    for _ in 0..SIDE_BY_SIDE_TRIES {
+        match side_by_side(store, trial_id, between.take()).await? {
+            SideBySide::Read(rows, marks) => return Ok((*rows, marks)),
+            SideBySide::Moved => continue,
+            SideBySide::NoSecondConnection => break,
+        }
     }
+    let conn = store.pool().acquire().await?;
+    match read(conn, store.backend(), trial_id, None, EventsRead::Here).await? {
+        Since::Added(rows, marks) => Ok((*rows, marks)),
+        Since::Changed => Err(first_read_changed()),
+    }
+}
+
+/// How long [`side_by_side`] waits for its second connection (the pool opens one in a few
+/// milliseconds) before it gives up and the trial is read in one snapshot.
+const SECOND_CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// What a [`side_by_side`] read gave.
+enum SideBySide {
+    /// The trial's rows, as of one state.
+    Read(Box<TrialRows>, Marks),
+    /// The two snapshots saw different audit heads: a write committed between their starts.
+    Moved,
+    /// No second connection came within [`SECOND_CONNECTION_WAIT`].
+    NoSecondConnection,
+}
+
+/// The events in one snapshot beside the rest in another.
+///
+/// The second connection is waited for only [`SECOND_CONNECTION_WAIT`]: readers that each held
+/// one connection while waiting for another could otherwise take every connection of the pool
+/// and wait for each other.
+async fn side_by_side(
+    store: &Store,
+    trial_id: &str,
+    between: Option<impl std::future::Future<Output = ()>>,
+) -> StoreResult<SideBySide> {
+    let backend = store.backend();
+    let mut tx = begin_snapshot(store.pool().acquire().await?, backend).await?;
+    let events_head = audit_head(&mut tx).await?;
+    if let Some(between) = between {
+        between.await;
+    }
+    let second = match tokio::time::timeout(SECOND_CONNECTION_WAIT, store.pool().acquire()).await {
+        Ok(second) => second?,
+        Err(_) => {
+            tx.rollback().await?;
+            return Ok(SideBySide::NoSecondConnection);
+        }
+    };
+    let (rest, events) = tokio::join!(
+        read(second, backend, trial_id, None, EventsRead::Elsewhere),
+        events::received_events(&mut tx, backend, events::ALL_EVENTS, trial_id, &[])
+    );
+    let (rest, events) = (rest?, events?);
+    tx.rollback().await?;
+    match rest {
+        Since::Added(mut rows, marks) if marks.head == events_head => {
+            rows.events = events;
+            Ok(SideBySide::Read(rows, marks))
+        }
+        Since::Added(..) => Ok(SideBySide::Moved),
+        Since::Changed => Err(first_read_changed()),
+    }
+}
+
+fn first_read_changed() -> super::StoreError {
+    super::StoreError::Corrupt("a first read found nothing to compare with".into())
+}
+
+/// Whether [`read`] reads a first read's events itself or leaves them to [`side_by_side`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EventsRead {
+    Here,
+    Elsewhere,
+}
+
+/// A read-only transaction on `conn` whose snapshot is fixed at its first statement: SQLite's
+/// read transaction (WAL) and PostgreSQL's repeatable read.
+async fn begin_snapshot(
+    conn: PoolConnection<Any>,
+    backend: Backend,
+) -> StoreResult<Transaction<'static, Any>> {
+    let statement = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".into()),
+    };
+    Ok(Transaction::begin(conn, statement).await?)
+}
+
+async fn audit_head(conn: &mut AnyConnection) -> StoreResult<i64> {
+    Ok(sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("seq")?)
 }
 
 /// The rows of `trial_id` written since `marks`, read in one snapshot.
 pub async fn since(store: &Store, trial_id: &str, marks: &Marks) -> StoreResult<Since> {
-    read(store, trial_id, Some(marks)).await
+    let conn = store.pool().acquire().await?;
+    read(
+        conn,
+        store.backend(),
+        trial_id,
+        Some(marks),
+        EventsRead::Here,
+    )
+    .await
 }
 
-async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResult<Since> {
-    let backend = store.backend();
-    // One snapshot for every statement below: SQLite's read transaction (WAL) and PostgreSQL's
-    // repeatable read both fix it at the first statement.
-    let mut tx = match backend {
-        Backend::Sqlite => store.pool().begin().await?,
-        Backend::Postgres => {
-            store
-                .pool()
-                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .await?
-        }
-    };
+/// The rows of `trial_id` (since `since`, or all) read on `conn` in one snapshot.
+async fn read(
+    conn: PoolConnection<Any>,
+    backend: Backend,
+    trial_id: &str,
+    since: Option<&Marks>,
+    events_read: EventsRead,
+) -> StoreResult<Since> {
+    // One snapshot for every statement below.
+    let mut tx = begin_snapshot(conn, backend).await?;
     let conn: &mut AnyConnection = &mut tx;
-    let head: i64 = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("seq")?;
+    let head = audit_head(conn).await?;
     let mut marked = since.is_none();
     let mut protocol_registered = false;
     if let Some(m) = since {
@@ -178,17 +294,9 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
             )
             .await?
         }
-        // All of them: through the (trial, subject) index, which yields them nearly in order.
-        None => {
-            events::received_events(
-                conn,
-                backend,
-                "events e JOIN allocations a ON a.subject = e.subject WHERE a.trial_id = $1",
-                trial_id,
-                &[],
-            )
-            .await?
-        }
+        // All of them, unless [`side_by_side`] reads them beside this.
+        None if events_read == EventsRead::Elsewhere => Vec::new(),
+        None => events::received_events(conn, backend, events::ALL_EVENTS, trial_id, &[]).await?,
     };
     // ... and the new events of those randomised before.
     if since.is_some() && last_event > event {
@@ -210,13 +318,14 @@ async fn read(store: &Store, trial_id: &str, since: Option<&Marks>) -> StoreResu
         );
     }
     let (screening, last_screening) =
-        screening_log::screening_outcomes_after(conn, trial_id, screening).await?;
+        screening_log::screening_outcomes_after(conn, backend, trial_id, screening).await?;
     let (deliveries, last_delivery) = deliveries::after(conn, delivery).await?;
     let in_error = match marked {
         true => Some(allocation_errors::of_trial_on(conn, trial_id).await?),
         false => None,
     };
-    let consents = super::participation::consents_after(conn, trial_id, allocation).await?;
+    let consents =
+        super::participation::consents_after(conn, backend, trial_id, allocation).await?;
     let withdrawals = match since {
         None => Some(super::participation::withdrawals(conn, trial_id).await?),
         Some(_) => None,

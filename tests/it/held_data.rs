@@ -17,6 +17,8 @@ use crate::support::{patient, TestApp, TestDb, TASTE};
 crate::on_both_backends!(
     rows_written_since_added_to_a_first_read_equal_a_fresh_read,
     held_data_stay_exact_while_writers_and_readers_interleave,
+    a_first_read_across_a_write_is_taken_again_in_one_state,
+    a_first_read_without_a_second_connection_is_taken_in_one_snapshot,
 );
 
 /// Register events for `subjects` (dated `days_ago` before today), each with its own id.
@@ -407,4 +409,99 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         &fresh(&app.store).await,
     );
     Arc::try_unwrap(app).ok().expect("sole owner").stop().await;
+}
+
+/// A first read takes the events on a connection of their own beside the rest (`since::all`):
+/// two snapshots, used together only when they saw the same audit head. Here a delivery and
+/// an enrolment commit after the events' snapshot has begun and before the rest's: the read
+/// must not join the two states (the events would lack what the marks say was read), but read
+/// again and give one state, the one after the writes.
+async fn a_first_read_across_a_write_is_taken_again_in_one_state(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "held-first-read").await;
+    let register = app.token("register", None, None).await;
+    let feed = app.token("admin", None, None).await;
+    for i in 0..6 {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    deliver(&app, &feed, "MI", &[0, 2], "mi", 3).await;
+    // History of a subject enrolled between the two snapshots' starts.
+    deliver(&app, &feed, "OLD", &[6], "mi", 200).await;
+    let between = async {
+        deliver(&app, &feed, "BETWEEN", &[1, 3], "death", 1).await;
+        let (status, body) = app.enrol("taste", &register, &patient(6, "LKP", "M")).await;
+        assert_eq!(status, 201, "{body}");
+    };
+    let (rows, marks) = since::all_after(&app.store, "taste", between)
+        .await
+        .expect("first read");
+    let fresh_data = fresh(&app.store).await;
+    let mut ids: Vec<&str> = rows
+        .events
+        .iter()
+        .map(|e| e.event.event_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut want: Vec<&str> = fresh_data
+        .0
+        .events
+        .iter()
+        .map(|e| e.event.event_id.as_str())
+        .collect();
+    want.sort_unstable();
+    assert_eq!(
+        ids, want,
+        "the events of the state after the writes, each once"
+    );
+    assert!(ids.contains(&"BETWEEN-1") && ids.contains(&"OLD-6"));
+    assert_eq!(rows.allocations.len(), 7, "the enrolment between is read");
+    assert_eq!(rows.screening.len(), fresh_data.1.len());
+    // Nothing was written since that state: the marks are the current ones.
+    match since::since(&app.store, "taste", &marks)
+        .await
+        .expect("read since")
+    {
+        Since::Added(since_rows, _) => {
+            assert!(since_rows.allocations.is_empty() && since_rows.events.is_empty())
+        }
+        Since::Changed => panic!("only rows were added"),
+    }
+    app.stop().await;
+}
+
+/// With every other connection of the pool taken, a first read must not wait for a second one
+/// (readers holding one each would wait for each other): it reads the trial in one snapshot.
+async fn a_first_read_without_a_second_connection_is_taken_in_one_snapshot(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "held-one-connection").await;
+    let register = app.token("register", None, None).await;
+    let feed = app.token("admin", None, None).await;
+    for i in 0..4 {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    deliver(&app, &feed, "MI", &[0, 1, 3], "mi", 3).await;
+    // A store of two connections, one of them held elsewhere (with a timeout the test would
+    // reach if the read waited for it).
+    let narrow = Store::connect_pooled(&db.url, std::time::Duration::from_secs(20), Some(2))
+        .await
+        .expect("connect");
+    let other = narrow.pool().acquire().await.expect("a connection");
+    let _busy = narrow.pool().acquire().await.expect("the other connection");
+    drop(other);
+    let started = std::time::Instant::now();
+    let (rows, marks) = since::all(&narrow, "taste").await.expect("first read");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the read waited for a connection: {:?}",
+        started.elapsed()
+    );
+    let fresh_data = fresh(&app.store).await;
+    assert_eq!(rows.allocations.len(), 4);
+    assert_eq!(rows.events.len(), fresh_data.0.events.len());
+    assert_eq!(
+        marks.head,
+        since::all(&app.store, "taste").await.unwrap().1.head
+    );
+    narrow.close().await;
+    app.stop().await;
 }
