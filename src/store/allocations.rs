@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::{FromRow, Row};
 
-use super::{Backend, SqlType, Store, StoreError, StoreResult, WriteTx};
+use super::{Backend, SqlType, Store, StoreResult, WriteTx};
 use crate::randomise::{AllocationRecord, Draw, Timestamp};
 
 /// Read from the columns named as its fields (see [`ALLOCATION_COLUMNS`]); the timestamp and
@@ -82,18 +82,16 @@ pub(crate) async fn after(
     after: i64,
 ) -> StoreResult<Vec<AllocationRecord>> {
     let columns: Vec<&str> = ALLOCATION_COLUMNS.split(", ").collect();
-    let sql = backend.json_array_rows(
+    // Each row is an array in the order of the columns, which is the order of the fields.
+    let mut rows: Vec<AllocationRecord> = super::json_rows_after(
+        conn,
+        backend,
         &columns,
         "allocations WHERE trial_id = $1 AND randomisation_number > $2",
-    );
-    let json: String = sqlx::query_scalar(&sql)
-        .bind(trial_id)
-        .bind(after)
-        .fetch_one(&mut *conn)
-        .await?;
-    // Each row is an array in the order of the columns, which is the order of the fields.
-    let mut rows: Vec<AllocationRecord> = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("allocations of `{trial_id}` as JSON: {e}")))?;
+        (trial_id, after),
+        "allocations",
+    )
+    .await?;
     rows.sort_by_key(|a| a.randomisation_number);
     Ok(rows)
 }

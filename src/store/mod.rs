@@ -167,6 +167,28 @@ impl Backend {
     }
 }
 
+/// The rows of `from` (a `FROM` clause whose `WHERE` has the trial as `$1` and a number the
+/// rows lie above as `$2`) read as one JSON text (see [`Backend::json_array_rows`]): each row
+/// an array of `columns` in order, deserialised as `T`; `what` names the rows in an error. For
+/// thousands of rows this is several times faster than reading them row by row through sqlx
+/// `Any`. The rows come in no particular order.
+pub(crate) async fn json_rows_after<T: serde::de::DeserializeOwned>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    columns: &[&str],
+    from: &str,
+    (trial_id, after): (&str, i64),
+    what: &str,
+) -> StoreResult<Vec<T>> {
+    let json: String = sqlx::query_scalar(&backend.json_array_rows(columns, from))
+        .bind(trial_id)
+        .bind(after)
+        .fetch_one(&mut *conn)
+        .await?;
+    serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("{what} of `{trial_id}` as JSON: {e}")))
+}
+
 /// The page cache every SQLite connection gets (64 MiB).
 pub(crate) const SQLITE_CACHE_PRAGMA: &str = "PRAGMA cache_size = -65536";
 

@@ -97,8 +97,7 @@ type ConsentTuple = (
 /// The consents of `trial_id`'s allocations numbered above `after` (0: all), in randomisation
 /// order.
 ///
-/// The rows come back as one JSON text (see [`Backend::json_array_rows`]): for a trial of
-/// 10,000 consents this is several times faster than reading them row by row.
+/// Read as one JSON value (see [`super::json_rows_after`]).
 pub async fn consents_after(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -106,17 +105,15 @@ pub async fn consents_after(
     after: i64,
 ) -> StoreResult<Vec<ConsentRecord>> {
     let columns: Vec<&str> = CONSENT_COLUMNS.split(", ").collect();
-    let sql = backend.json_array_rows(
+    let rows: Vec<ConsentTuple> = super::json_rows_after(
+        conn,
+        backend,
         &columns,
         "enrolment_consents WHERE trial_id = $1 AND randomisation_number > $2",
-    );
-    let json: String = sqlx::query_scalar(&sql)
-        .bind(trial_id)
-        .bind(after)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows: Vec<ConsentTuple> = serde_json::from_str(&json)
-        .map_err(|e| corrupt(format!("consents of `{trial_id}` as JSON: {e}")))?;
+        (trial_id, after),
+        "consents",
+    )
+    .await?;
     let kind_of = |text: &str| {
         ConsentKind::parse(text).ok_or_else(|| corrupt(format!("unknown consent kind `{text}`")))
     };

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use super::allocations::json_list;
-use super::{Backend, SqlType, Store, StoreError, StoreResult, WriteTx};
+use super::{Backend, SqlType, Store, StoreResult, WriteTx};
 use crate::endpoints::flow::Screening;
 
 /// One row of the screening log: every enrolment attempt that reached a decision.
@@ -121,15 +121,17 @@ pub async fn screening_outcomes(store: &Store, trial_id: &str) -> StoreResult<Ve
 /// [`screening_outcomes`] with a screening id above `after`, and the largest id read (`after`
 /// when none).
 ///
-/// The rows come back as one JSON text (see [`Backend::json_array_rows`]): for a trial of
-/// 10,000 screenings this is several times faster than reading them row by row.
+/// Read as one JSON value (see [`super::json_rows_after`]).
 pub(crate) async fn screening_outcomes_after(
     conn: &mut AnyConnection,
     backend: Backend,
     trial_id: &str,
     after: i64,
 ) -> StoreResult<(Vec<Screening>, i64)> {
-    let sql = backend.json_array_rows(
+    type Tuple = (i64, String, String, String, String, String, String);
+    let mut rows: Vec<Tuple> = super::json_rows_after(
+        conn,
+        backend,
         &[
             "screening_id",
             "record_id",
@@ -140,15 +142,10 @@ pub(crate) async fn screening_outcomes_after(
             "fields",
         ],
         "screening_log WHERE trial_id = $1 AND screening_id > $2",
-    );
-    let json: String = sqlx::query_scalar(&sql)
-        .bind(trial_id)
-        .bind(after)
-        .fetch_one(&mut *conn)
-        .await?;
-    type Tuple = (i64, String, String, String, String, String, String);
-    let mut rows: Vec<Tuple> = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("screening log of `{trial_id}` as JSON: {e}")))?;
+        (trial_id, after),
+        "screening log",
+    )
+    .await?;
     rows.sort_unstable_by_key(|r| r.0);
     let last = rows.last().map_or(after, |r| r.0);
     let outcomes = rows
