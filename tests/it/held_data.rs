@@ -43,6 +43,18 @@ async fn deliver(
     assert_eq!(status, 200, "{body}");
 }
 
+/// A server with `n` subjects enrolled at UPP, and a register token and a feed token.
+async fn enrolled(db: &TestDb, name: &str, n: usize) -> (TestApp, String, String) {
+    let app = TestApp::spawn(db, &[TASTE], name).await;
+    let register = app.token("register", None, None).await;
+    let feed = app.token("admin", None, None).await;
+    for i in 0..n {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    (app, register, feed)
+}
+
 /// The trial read afresh, table by table.
 async fn fresh(store: &Store) -> (TrialData, Vec<rrct::endpoints::flow::Screening>) {
     held::read_each_table(store, "taste")
@@ -417,13 +429,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
 /// must not join the two states (the events would lack what the marks say was read), but read
 /// again and give one state, the one after the writes.
 async fn a_first_read_across_a_write_is_taken_again_in_one_state(db: TestDb) {
-    let app = TestApp::spawn(&db, &[TASTE], "held-first-read").await;
-    let register = app.token("register", None, None).await;
-    let feed = app.token("admin", None, None).await;
-    for i in 0..6 {
-        let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
-        assert_eq!(status, 201, "{body}");
-    }
+    let (app, register, feed) = enrolled(&db, "held-first-read", 6).await;
     deliver(&app, &feed, "MI", &[0, 2], "mi", 3).await;
     // History of a subject enrolled between the two snapshots' starts.
     deliver(&app, &feed, "OLD", &[6], "mi", 200).await;
@@ -436,24 +442,17 @@ async fn a_first_read_across_a_write_is_taken_again_in_one_state(db: TestDb) {
         .await
         .expect("first read");
     let fresh_data = fresh(&app.store).await;
-    let mut ids: Vec<&str> = rows
-        .events
-        .iter()
-        .map(|e| e.event.event_id.as_str())
-        .collect();
-    ids.sort_unstable();
-    let mut want: Vec<&str> = fresh_data
-        .0
-        .events
-        .iter()
-        .map(|e| e.event.event_id.as_str())
-        .collect();
-    want.sort_unstable();
+    let sorted_ids = |events: &[rrct::endpoints::ReceivedEvent]| {
+        let mut ids: Vec<String> = events.iter().map(|e| e.event.event_id.clone()).collect();
+        ids.sort_unstable();
+        ids
+    };
+    let (ids, want) = (sorted_ids(&rows.events), sorted_ids(&fresh_data.0.events));
     assert_eq!(
         ids, want,
         "the events of the state after the writes, each once"
     );
-    assert!(ids.contains(&"BETWEEN-1") && ids.contains(&"OLD-6"));
+    assert!(ids.iter().any(|i| i == "BETWEEN-1") && ids.iter().any(|i| i == "OLD-6"));
     assert_eq!(rows.allocations.len(), 7, "the enrolment between is read");
     assert_eq!(rows.screening.len(), fresh_data.1.len());
     // Nothing was written since that state: the marks are the current ones.
@@ -472,13 +471,7 @@ async fn a_first_read_across_a_write_is_taken_again_in_one_state(db: TestDb) {
 /// With every other connection of the pool taken, a first read must not wait for a second one
 /// (readers holding one each would wait for each other): it reads the trial in one snapshot.
 async fn a_first_read_without_a_second_connection_is_taken_in_one_snapshot(db: TestDb) {
-    let app = TestApp::spawn(&db, &[TASTE], "held-one-connection").await;
-    let register = app.token("register", None, None).await;
-    let feed = app.token("admin", None, None).await;
-    for i in 0..4 {
-        let (status, body) = app.enrol("taste", &register, &patient(i, "UPP", "F")).await;
-        assert_eq!(status, 201, "{body}");
-    }
+    let (app, _, feed) = enrolled(&db, "held-one-connection", 4).await;
     deliver(&app, &feed, "MI", &[0, 1, 3], "mi", 3).await;
     // A store of two connections, one of them held elsewhere (with a timeout the test would
     // reach if the read waited for it).
