@@ -31,36 +31,45 @@ fn corrupt(what: String) -> StoreError {
     StoreError::Corrupt(what)
 }
 
+/// A consent read row by row (one record's, inside a write transaction).
 fn consent_from(row: &sqlx::any::AnyRow) -> StoreResult<ConsentRecord> {
-    let kind_text: String = row.try_get("kind")?;
-    let kind = ConsentKind::parse(&kind_text)
-        .ok_or_else(|| corrupt(format!("unknown consent kind `{kind_text}`")))?;
-    let confirmed_kind: Option<String> = row.try_get("confirmed_kind")?;
-    let confirmed = match confirmed_kind {
+    consent_record((
+        row.try_get("record_id")?,
+        row.try_get("randomisation_number")?,
+        row.try_get("kind")?,
+        row.try_get("taken_by")?,
+        row.try_get("taken_at")?,
+        row.try_get("confirmed_kind")?,
+        row.try_get("confirmed_by")?,
+        row.try_get("confirmed_at")?,
+        row.try_get("confirmed_recorded_by")?,
+        row.try_get("confirmed_recorded_at")?,
+    ))
+}
+
+/// A consent from its columns, in the order of [`CONSENT_COLUMNS`].
+fn consent_record(
+    (record_id, number, kind, taken_by, taken_at, c_kind, c_by, c_at, c_rec_by, c_rec_at): ConsentTuple,
+) -> StoreResult<ConsentRecord> {
+    let kind_of = |text: &str| {
+        ConsentKind::parse(text).ok_or_else(|| corrupt(format!("unknown consent kind `{text}`")))
+    };
+    let confirmed = match c_kind {
         None => None,
         Some(k) => Some(Confirmation {
-            kind: ConsentKind::parse(&k)
-                .ok_or_else(|| corrupt(format!("unknown consent kind `{k}`")))?,
-            taken_by: row
-                .try_get::<Option<String>, _>("confirmed_by")?
-                .unwrap_or_default(),
-            taken_at: row
-                .try_get::<Option<String>, _>("confirmed_at")?
-                .unwrap_or_default(),
-            recorded_by: row
-                .try_get::<Option<String>, _>("confirmed_recorded_by")?
-                .unwrap_or_default(),
-            recorded_at: row
-                .try_get::<Option<String>, _>("confirmed_recorded_at")?
-                .unwrap_or_default(),
+            kind: kind_of(&k)?,
+            taken_by: c_by.unwrap_or_default(),
+            taken_at: c_at.unwrap_or_default(),
+            recorded_by: c_rec_by.unwrap_or_default(),
+            recorded_at: c_rec_at.unwrap_or_default(),
         }),
     };
     Ok(ConsentRecord {
-        record_id: row.try_get("record_id")?,
-        randomisation_number: row.try_get("randomisation_number")?,
-        kind,
-        taken_by: row.try_get("taken_by")?,
-        taken_at: row.try_get("taken_at")?,
+        record_id,
+        randomisation_number: number,
+        kind: kind_of(&kind)?,
+        taken_by,
+        taken_at,
         confirmed,
     })
 }
@@ -80,7 +89,7 @@ fn withdrawal_from(row: &sqlx::any::AnyRow) -> StoreResult<Withdrawal> {
     })
 }
 
-/// A consent row as [`consents_after`] reads it, in the order of [`CONSENT_COLUMNS`].
+/// A consent row's columns, in the order of [`CONSENT_COLUMNS`].
 type ConsentTuple = (
     String,
     i64,
@@ -114,44 +123,9 @@ pub async fn consents_after(
         "consents",
     )
     .await?;
-    let kind_of = |text: &str| {
-        ConsentKind::parse(text).ok_or_else(|| corrupt(format!("unknown consent kind `{text}`")))
-    };
     let mut consents = rows
         .into_iter()
-        .map(
-            |(
-                record_id,
-                number,
-                kind,
-                taken_by,
-                taken_at,
-                c_kind,
-                c_by,
-                c_at,
-                c_rec_by,
-                c_rec_at,
-            )| {
-                let confirmed = match c_kind {
-                    None => None,
-                    Some(k) => Some(Confirmation {
-                        kind: kind_of(&k)?,
-                        taken_by: c_by.unwrap_or_default(),
-                        taken_at: c_at.unwrap_or_default(),
-                        recorded_by: c_rec_by.unwrap_or_default(),
-                        recorded_at: c_rec_at.unwrap_or_default(),
-                    }),
-                };
-                Ok(ConsentRecord {
-                    record_id,
-                    randomisation_number: number,
-                    kind: kind_of(&kind)?,
-                    taken_by,
-                    taken_at,
-                    confirmed,
-                })
-            },
-        )
+        .map(consent_record)
         .collect::<StoreResult<Vec<_>>>()?;
     consents.sort_by_key(|c| c.randomisation_number);
     Ok(consents)
