@@ -14,6 +14,7 @@ mod adjust;
 pub mod baseline;
 pub mod data;
 pub mod datasets;
+pub mod derived;
 pub mod disclosure;
 pub mod effects;
 pub mod forecast;

@@ -344,26 +344,7 @@ fn summarise(rows: &[EndpointRow]) -> BTreeMap<String, EndpointGroup> {
     groups
 }
 
-/// Each endpoint of the protocol with its per-subject rows as of `cutoff` (the endpoints side
-/// by side on the available cores).
-pub fn derive_endpoints(
-    data: &TrialData,
-    cutoff: DataCutoff,
-) -> Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)> {
-    use rayon::prelude::*;
-    let subjects = data.subjects();
-    let events = endpoints::EventsBySubject::new(&data.events);
-    data.protocol
-        .endpoints
-        .par_iter()
-        .map(|e| {
-            (
-                e,
-                endpoints::derive_grouped(&data.protocol.follow_up, e, &subjects, &events, cutoff),
-            )
-        })
-        .collect()
-}
+pub use super::derived::derive_endpoints;
 
 /// The parts of an analysis that need no endpoint rows as of the cut-off: the interim looks
 /// (which derive the primary endpoint at their own days), the registers' state, the
@@ -376,19 +357,24 @@ pub struct Beside {
     allocation_quality: AllocationQuality,
 }
 
-/// Each endpoint's rows ([`derive_endpoints`]) and what needs no rows ([`Beside`]), computed
-/// side by side on the available cores.
+/// Each endpoint's rows ([`derive_endpoints`], or [`super::derived::derive_endpoints_after`]
+/// rows derived `earlier`) and what needs no rows ([`Beside`]), computed side by side on the
+/// available cores.
 pub fn derive_with_interim<'p>(
     data: &'p TrialData,
     screening: &[Screening],
     cutoff: DataCutoff,
+    earlier: Option<&super::derived::EarlierRows<'_>>,
 ) -> (
     Vec<(&'p crate::protocol::Endpoint, Vec<EndpointRow>)>,
     Beside,
 ) {
     let (derived, (interim, ((sources, allocation_quality), (representativeness, participation)))) =
         rayon::join(
-            || derive_endpoints(data, cutoff),
+            || match earlier {
+                Some(earlier) => super::derived::derive_endpoints_after(data, cutoff, earlier),
+                None => derive_endpoints(data, cutoff),
+            },
             || {
                 rayon::join(
                     || super::interim::interim(data, cutoff),
@@ -420,7 +406,7 @@ pub fn derive_with_interim<'p>(
 
 /// Compute the unblinded analysis from a trial's data and screening log.
 pub fn analyse(data: &TrialData, screening: &[Screening], cutoff: DataCutoff) -> Analysis {
-    let (derived, beside) = derive_with_interim(data, screening, cutoff);
+    let (derived, beside) = derive_with_interim(data, screening, cutoff, None);
     analyse_derived(data, screening, cutoff, &derived, beside)
 }
 

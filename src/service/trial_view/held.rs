@@ -4,7 +4,8 @@
 //! read again after an amendment; a write that changes rows in place makes the next request
 //! read the trial afresh.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::TrialViewError;
@@ -17,11 +18,72 @@ use crate::store::{
     allocation_errors, allocations, deliveries, events, participation, screening_log, trials, Store,
 };
 
+/// Batches of subjects with events added kept in an [`AddedLog`] at most, and subjects in all.
+const LOG_BATCHES: usize = 1024;
+const LOG_SUBJECTS: usize = 100_000;
+
 /// A trial's data as last read, and how far that read went.
 struct Held {
     data: Arc<TrialData>,
     screening: Arc<Vec<Screening>>,
     marks: Marks,
+    /// This state's version: new on every read and every addition of rows written since.
+    version: u64,
+    log: AddedLog,
+}
+
+/// The subjects whose events each addition of rows brought, by the version it made, for every
+/// version from `from` on (the read afresh, or the oldest addition still kept).
+struct AddedLog {
+    from: u64,
+    batches: VecDeque<(u64, Vec<String>)>,
+    subjects: usize,
+}
+
+impl AddedLog {
+    fn new(from: u64) -> Self {
+        AddedLog {
+            from,
+            batches: VecDeque::new(),
+            subjects: 0,
+        }
+    }
+
+    fn push(&mut self, version: u64, subjects: Vec<String>) {
+        self.subjects += subjects.len();
+        self.batches.push_back((version, subjects));
+        while self.batches.len() > LOG_BATCHES || self.subjects > LOG_SUBJECTS {
+            let Some((version, dropped)) = self.batches.pop_front() else {
+                break;
+            };
+            // Every addition after `version` is still kept.
+            self.from = version;
+            self.subjects -= dropped.len();
+        }
+    }
+
+    /// The subjects with events added after state `version` (up to `now`, the latest), if the
+    /// log reaches back to it.
+    fn since(&self, version: u64, now: u64) -> Option<HashSet<String>> {
+        (self.from <= version && version <= now).then(|| {
+            self.batches
+                .iter()
+                .filter(|(v, _)| *v > version)
+                .flat_map(|(_, subjects)| subjects.iter().cloned())
+                .collect()
+        })
+    }
+}
+
+/// A trial's data as held now ([`HeldData::at_least`]).
+pub struct HeldRead {
+    pub data: Arc<TrialData>,
+    pub screening: Arc<Vec<Screening>>,
+    /// The version of the held data these are.
+    pub version: u64,
+    /// The subjects with events added since the version the caller named, when it named one
+    /// and these data grew from it by additions alone (not read afresh since).
+    pub events_added_since: Option<HashSet<String>>,
 }
 
 /// One trial's held data; the lock makes one request read while the others wait for it.
@@ -31,17 +93,22 @@ type HeldSlot = Arc<tokio::sync::Mutex<Option<Held>>>;
 #[derive(Default)]
 pub struct HeldData {
     trials: Mutex<HashMap<String, HeldSlot>>,
+    /// The last version given to a trial's held state.
+    versions: AtomicU64,
 }
 
 impl HeldData {
     /// The trial's data at least as new as `head`: held, brought up to date with the rows
-    /// written since it was read, or read afresh.
+    /// written since it was read, or read afresh; with the subjects whose events were added
+    /// since the held version `since`, when the caller names one.
     pub async fn at_least(
         &self,
         store: &Store,
         trial_id: &str,
         head: i64,
-    ) -> Result<(Arc<TrialData>, Arc<Vec<Screening>>), TrialViewError> {
+        since: Option<u64>,
+    ) -> Result<HeldRead, TrialViewError> {
+        let next_version = || self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let slot = self
             .trials
             .lock()
@@ -54,6 +121,16 @@ impl HeldData {
             Some(h) if h.marks.head >= head => h,
             Some(h) => match since::since(store, trial_id, &h.marks).await? {
                 Since::Added(rows, marks) => {
+                    let version = next_version();
+                    let mut log = h.log;
+                    let mut subjects: Vec<String> = rows
+                        .events
+                        .iter()
+                        .map(|e| e.event.subject.clone())
+                        .collect();
+                    subjects.sort_unstable();
+                    subjects.dedup();
+                    log.push(version, subjects);
                     // Prepared trials of the older head were dropped when this head's slot was
                     // made, so the data are normally no longer shared and grow in place.
                     let mut data = Arc::unwrap_or_clone(h.data);
@@ -80,20 +157,27 @@ impl HeldData {
                         data: Arc::new(data),
                         screening: Arc::new(screening),
                         marks,
+                        version,
+                        log,
                     }
                 }
-                Since::Changed => read_afresh(store, trial_id).await?,
+                Since::Changed => read_afresh(store, trial_id, next_version()).await?,
             },
-            None => read_afresh(store, trial_id).await?,
+            None => read_afresh(store, trial_id, next_version()).await?,
         };
-        let out = (current.data.clone(), current.screening.clone());
+        let out = HeldRead {
+            data: current.data.clone(),
+            screening: current.screening.clone(),
+            version: current.version,
+            events_added_since: since.and_then(|v| current.log.since(v, current.version)),
+        };
         *held = Some(current);
         Ok(out)
     }
 }
 
-/// The whole trial, read in one snapshot.
-async fn read_afresh(store: &Store, trial_id: &str) -> Result<Held, TrialViewError> {
+/// The whole trial, read in one snapshot, as held state `version`.
+async fn read_afresh(store: &Store, trial_id: &str, version: u64) -> Result<Held, TrialViewError> {
     let (mut rows, marks) = since::all(store, trial_id).await?;
     let screening = std::mem::take(&mut rows.screening);
     let mut data = from_rows(store, trial_id, rows).await?;
@@ -102,6 +186,8 @@ async fn read_afresh(store: &Store, trial_id: &str) -> Result<Held, TrialViewErr
         data: Arc::new(data),
         screening: Arc::new(screening),
         marks,
+        version,
+        log: AddedLog::new(version),
     })
 }
 

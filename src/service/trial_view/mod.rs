@@ -22,6 +22,7 @@ pub mod held;
 pub mod prepared;
 pub mod recent;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,9 +35,10 @@ use recent::Recent;
 use super::auth::{self, AccessError, Principal};
 use super::error::{Code, CodedError};
 use super::TrialRegistry;
+use crate::analysis::derived::EarlierRows;
 use crate::analysis::release::BlindedSummary;
-use crate::endpoints::{CutoffError, DataCutoff};
-use crate::protocol::{Protocol, ProtocolErrors};
+use crate::endpoints::{CutoffError, DataCutoff, EndpointRow};
+use crate::protocol::{Endpoint, FollowUp, Protocol, ProtocolErrors};
 use crate::store::{audit, Store, StoreError};
 
 /// Prepared trials kept: a few cut-offs of a few trials. Each holds a trial's events.
@@ -183,11 +185,24 @@ struct PreparedKey {
     head: i64,
 }
 
+/// The rows of a trial's latest preparation, and what they were derived from: the next
+/// preparation of the trial at the same cut-off takes the unchanged subjects' rows from them.
+struct Derivation {
+    /// The version of the held data they were derived from.
+    held_version: u64,
+    cutoff: DataCutoff,
+    follow_up: FollowUp,
+    endpoints: Vec<Endpoint>,
+    rows: Arc<Vec<Vec<EndpointRow>>>,
+}
+
 /// What a process remembers of the trials it has read: their data, and the trials prepared as
 /// of recent cut-offs.
 pub struct TrialViews {
     prepared: Mutex<Recent<PreparedKey, PreparedTrial>>,
     held: held::HeldData,
+    /// Each trial's latest derivation.
+    derivations: Mutex<HashMap<String, Arc<Derivation>>>,
     /// The start-up preparations under way: how many, and since when the first began.
     warming: watch::Sender<Option<Warming>>,
 }
@@ -203,6 +218,7 @@ impl Default for TrialViews {
         TrialViews {
             prepared: Mutex::new(Recent::new(PREPARED)),
             held: held::HeldData::default(),
+            derivations: Mutex::default(),
             warming: watch::Sender::new(None),
         }
     }
@@ -358,7 +374,7 @@ impl TrialViews {
         let _preparing = self.preparing();
         let head = audit::head_seq(store).await?;
         for trial in trial_ids {
-            self.held.at_least(store, trial, head).await?;
+            self.held.at_least(store, trial, head, None).await?;
         }
         for trial in trial_ids {
             self.prepared_at(store, trial, today, head).await?;
@@ -384,16 +400,75 @@ impl TrialViews {
             .map_err(|_| poisoned())?
             .slot(&key, head, |k| k.head);
         slot.get_or_try_init(|| async {
+            let earlier = self
+                .derivations
+                .lock()
+                .map_err(|_| poisoned())?
+                .get(trial_id)
+                .cloned();
             // Read at or after the head: the data are at least as new as the key says.
-            let (data, screening) = self.held.at_least(store, trial_id, head).await?;
+            let read = self
+                .held
+                .at_least(
+                    store,
+                    trial_id,
+                    head,
+                    earlier.as_ref().map(|d| d.held_version),
+                )
+                .await?;
+            let version = read.version;
             // Deriving and analysing is CPU work over the whole trial: off the request threads.
-            tokio::task::spawn_blocking(move || PreparedTrial::prepare(data, screening, cutoff))
-                .await
-                .map(Arc::new)
-                .map_err(|e| TrialViewError::Interrupted(trial_id.to_string(), e.to_string()))
+            let prepared = tokio::task::spawn_blocking(move || {
+                let added = read.events_added_since;
+                let earlier =
+                    earlier
+                        .as_deref()
+                        .zip(added.as_ref())
+                        .map(|(d, added)| EarlierRows {
+                            cutoff: d.cutoff,
+                            follow_up: &d.follow_up,
+                            endpoints: &d.endpoints,
+                            rows: &d.rows,
+                            events_added_for: added,
+                        });
+                PreparedTrial::prepare_after(read.data, read.screening, cutoff, earlier.as_ref())
+            })
+            .await
+            .map(Arc::new)
+            .map_err(|e| TrialViewError::Interrupted(trial_id.to_string(), e.to_string()))?;
+            self.keep_derivation(trial_id, version, &prepared)?;
+            Ok(prepared)
         })
         .await
         .cloned()
+    }
+
+    /// Keep `prepared`'s rows as the trial's latest derivation, unless one from newer data is
+    /// kept already.
+    fn keep_derivation(
+        &self,
+        trial_id: &str,
+        held_version: u64,
+        prepared: &PreparedTrial,
+    ) -> Result<(), TrialViewError> {
+        let mut kept = self.derivations.lock().map_err(|_| poisoned())?;
+        if kept
+            .get(trial_id)
+            .is_some_and(|d| d.held_version > held_version)
+        {
+            return Ok(());
+        }
+        kept.insert(
+            trial_id.to_string(),
+            Arc::new(Derivation {
+                held_version,
+                cutoff: prepared.cutoff,
+                follow_up: prepared.data.protocol.follow_up.clone(),
+                endpoints: prepared.data.protocol.endpoints.clone(),
+                rows: prepared.rows.clone(),
+            }),
+        );
+        Ok(())
     }
 }
 

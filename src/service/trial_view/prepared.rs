@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::analysis::derived::EarlierRows;
 use crate::analysis::summary::{self, Analysis};
 use crate::analysis::TrialData;
 use crate::endpoints::flow::Screening;
@@ -17,8 +18,9 @@ pub struct PreparedTrial {
     pub data: Arc<TrialData>,
     pub screening: Arc<Vec<Screening>>,
     pub cutoff: DataCutoff,
-    /// Each endpoint's rows, in the protocol's order.
-    pub rows: Vec<Vec<EndpointRow>>,
+    /// Each endpoint's rows, in the protocol's order (shared with the trial view, which derives
+    /// the next preparation from them).
+    pub rows: Arc<Vec<Vec<EndpointRow>>>,
     pub analysis: Analysis,
 }
 
@@ -29,9 +31,20 @@ impl PreparedTrial {
         screening: Arc<Vec<Screening>>,
         cutoff: DataCutoff,
     ) -> Self {
-        let (derived, beside) = summary::derive_with_interim(&data, &screening, cutoff);
+        Self::prepare_after(data, screening, cutoff, None)
+    }
+
+    /// [`Self::prepare`], taking the rows of the subjects unchanged since an `earlier`
+    /// preparation from it (see [`crate::analysis::derived`]): the same prepared trial.
+    pub fn prepare_after(
+        data: Arc<TrialData>,
+        screening: Arc<Vec<Screening>>,
+        cutoff: DataCutoff,
+        earlier: Option<&EarlierRows<'_>>,
+    ) -> Self {
+        let (derived, beside) = summary::derive_with_interim(&data, &screening, cutoff, earlier);
         let analysis = summary::analyse_derived(&data, &screening, cutoff, &derived, beside);
-        let rows = derived.into_iter().map(|(_, rows)| rows).collect();
+        let rows = Arc::new(derived.into_iter().map(|(_, rows)| rows).collect());
         PreparedTrial {
             data,
             screening,
