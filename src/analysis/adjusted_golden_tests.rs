@@ -106,16 +106,7 @@ fn rows() -> (Vec<(String, Vec<EndpointRow>)>, Baseline) {
 fn analysed(plan: &str) -> Vec<(String, Comparison, String)> {
     let protocol = protocol(plan);
     let (rows, baseline) = rows();
-    let data = TrialData {
-        protocol: protocol.clone(),
-        allocations: Vec::new(),
-        events: Vec::new(),
-        in_error: Default::default(),
-        deliveries: Vec::new(),
-        participation: Default::default(),
-        open_arms_by_version: Default::default(),
-        baseline: Default::default(),
-    };
+    let data = TrialData::of(protocol.clone());
     let values = Covariates {
         protocol: &protocol,
         baseline: &baseline,

@@ -64,6 +64,21 @@ pub enum DataError {
 }
 
 impl TrialData {
+    /// A trial of which nothing is held yet but its protocol (fill in what is read, e.g.
+    /// `TrialData { allocations, events, ..TrialData::of(protocol) }`).
+    pub fn of(protocol: Protocol) -> Self {
+        TrialData {
+            protocol,
+            allocations: Vec::new(),
+            events: Vec::new(),
+            in_error: HashMap::new(),
+            deliveries: Vec::new(),
+            participation: Default::default(),
+            open_arms_by_version: BTreeMap::new(),
+            baseline: Default::default(),
+        }
+    }
+
     /// Add allocations made and events received since the data were read (allocations in
     /// randomisation order after those held; events in any order). The events stay ordered by
     /// subject, date and event id: the added ones are put in place, without comparing the

@@ -209,16 +209,7 @@ mod tests {
         for i in 0..80 {
             events.extend(events_of(&mut rng, i, on(i), "a"));
         }
-        let mut before = TrialData {
-            protocol,
-            allocations: Vec::new(),
-            events: Vec::new(),
-            in_error: Default::default(),
-            deliveries: Vec::new(),
-            participation: Default::default(),
-            open_arms_by_version: Default::default(),
-            baseline: Default::default(),
-        };
+        let mut before = TrialData::of(protocol);
         before.add((0..80).map(|i| allocation(i, on(i))).collect(), events);
         let mut after = before.clone();
         let mut added = Vec::new();

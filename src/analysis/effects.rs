@@ -565,14 +565,10 @@ mod tests {
         crate::endpoints::sort_received(&mut events);
         (
             TrialData {
-                protocol,
                 allocations,
                 events,
-                in_error: Default::default(),
-                participation: Default::default(),
-                deliveries: Vec::new(),
-                open_arms_by_version: Default::default(),
                 baseline,
+                ..TrialData::of(protocol)
             },
             truth,
         )

@@ -512,18 +512,12 @@ mod tests {
     #[test]
     fn standardised_differences_by_hand() {
         let data = TrialData {
-            protocol: taste(),
             allocations: vec![
                 allocation("r1", 1),
                 allocation("r2", 2),
                 allocation("r3", 3),
             ],
-            events: Vec::new(),
-            in_error: HashMap::new(),
-            deliveries: Vec::new(),
-            participation: Default::default(),
-            open_arms_by_version: Default::default(),
-            baseline: Default::default(),
+            ..TrialData::of(taste())
         };
         let screening = [
             screened("r1", "randomised", "UPP", 50, "F"),

@@ -973,14 +973,10 @@ mod tests {
             baseline.insert(format!("R{i}"), fields);
         }
         let data = TrialData {
-            protocol,
             allocations,
             events,
-            in_error: Default::default(),
-            participation: Default::default(),
-            deliveries: Vec::new(),
-            open_arms_by_version: Default::default(),
             baseline,
+            ..TrialData::of(protocol)
         };
         PreparedTrial::prepare(
             Arc::new(data),
@@ -1152,14 +1148,10 @@ mod tests {
             .collect();
         crate::endpoints::sort_received(&mut events);
         let data = TrialData {
-            protocol,
             allocations,
             events,
-            in_error: Default::default(),
-            participation: Default::default(),
-            deliveries: Vec::new(),
-            open_arms_by_version: Default::default(),
             baseline,
+            ..TrialData::of(protocol)
         };
         PreparedTrial::prepare(
             Arc::new(data),

@@ -1137,14 +1137,9 @@ mod tests {
             }
         }
         TrialData {
-            protocol,
             allocations,
             events,
-            in_error: Default::default(),
-            participation: Default::default(),
-            deliveries: Vec::new(),
-            open_arms_by_version: Default::default(),
-            baseline: Default::default(),
+            ..TrialData::of(protocol)
         }
     }
 

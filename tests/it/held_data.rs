@@ -69,6 +69,35 @@ async fn enrolled_days_ago(
     (app, register, feed)
 }
 
+/// Enrol patient `i` at UPP, with an infarction `days_ago` before (register history), delivered
+/// first; `tokens` are the feed's and the register's.
+async fn enrol_with_history(
+    app: &TestApp,
+    (feed, register): (&str, &str),
+    i: usize,
+    days_ago: i64,
+) {
+    deliver(app, feed, "H", &[i], "mi", days_ago).await;
+    let (status, body) = app.enrol("taste", register, &patient(i, "UPP", "M")).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Mark `record` randomised in error, as `rrct` on the command line does.
+async fn mark_in_error(app: &TestApp, record: &str, reason: &str) {
+    rrct::service::randomised_in_error::mark(
+        &app.store,
+        "taste",
+        record,
+        reason,
+        &rrct::service::randomised_in_error::Marking {
+            actor: "cli",
+            at: app.clock.now(),
+        },
+    )
+    .await
+    .expect("mark");
+}
+
 /// The trial read afresh, table by table.
 async fn fresh(store: &Store) -> (TrialData, Vec<rrct::endpoints::flow::Screening>) {
     held::read_each_table(store, "taste")
@@ -248,18 +277,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
     );
 
     // A randomised-in-error mark: the trial's marks are read again, nothing else.
-    rrct::service::randomised_in_error::mark(
-        &app.store,
-        "taste",
-        "R000003",
-        "duplicate registration",
-        &rrct::service::randomised_in_error::Marking {
-            actor: "cli",
-            at: app.clock.now(),
-        },
-    )
-    .await
-    .expect("mark");
+    mark_in_error(&app, "R000003", "duplicate registration").await;
     let (rows, marked) = match since::since(&app.store, "taste", &later)
         .await
         .expect("since")
@@ -387,18 +405,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         "the analysis of the held data is the analysis of a fresh read"
     );
     // A randomised-in-error mark: the next request reads the marks again and shows it.
-    rrct::service::randomised_in_error::mark(
-        &app.store,
-        "taste",
-        "R000004",
-        "not a trial patient",
-        &rrct::service::randomised_in_error::Marking {
-            actor: "cli",
-            at: app.clock.now(),
-        },
-    )
-    .await
-    .expect("mark");
+    mark_in_error(&app, "R000004", "not a trial patient").await;
     let held = crate::support::prepared_by(&cache, &app.store, "taste", cutoff).await;
     assert!(held.data.in_error.contains_key("R000004"));
     assert_same(
@@ -574,23 +581,8 @@ async fn a_preparation_after_additions_derives_again_only_the_subjects_they_chan
     // A death of S000003 (inside the population register's complete period), a new subject
     // with an earlier event, a mark on R000005.
     deliver(&app, &feed, "D", &[3], "death", 10).await;
-    deliver(&app, &feed, "H", &[12], "mi", 40).await;
-    let (status, body) = app
-        .enrol("taste", &register, &patient(12, "UPP", "M"))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    rrct::service::randomised_in_error::mark(
-        &app.store,
-        "taste",
-        "R000005",
-        "not a trial patient",
-        &rrct::service::randomised_in_error::Marking {
-            actor: "cli",
-            at: app.clock.now(),
-        },
-    )
-    .await
-    .expect("mark");
+    enrol_with_history(&app, (&feed, &register), 12, 40).await;
+    mark_in_error(&app, "R000005", "not a trial patient").await;
     let second = support::prepared_by(&views, &app.store, "taste", cutoff).await;
     assert_prepared_as_fresh("after additions", &second, &app.store).await;
     let died = |p: &PreparedTrial| {
@@ -693,11 +685,7 @@ async fn postgres_rows_since_are_read_by_index_with_or_without_statistics() {
     // An event of a subject randomised before, and a new subject with an earlier event: the
     // next read since prepares both statements on the pool's connections.
     deliver(&app, &feed, "NEW", &[3], "mi", 5).await;
-    deliver(&app, &feed, "OLD", &[40], "mi", 30).await;
-    let (status, body) = app
-        .enrol("taste", &register, &patient(40, "UPP", "F"))
-        .await;
-    assert_eq!(status, 201, "{body}");
+    enrol_with_history(&app, (&feed, &register), 40, 30).await;
     let held = support::prepared_by(&views, &app.store, "taste", cutoff).await;
     assert_eq!(held.data.allocations.len(), 41);
     let last: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM events")
