@@ -16,7 +16,7 @@ use crate::protocol::{Endpoint, FollowUp};
 pub fn derive_endpoints(
     data: &TrialData,
     cutoff: DataCutoff,
-) -> Vec<(&crate::protocol::Endpoint, Vec<EndpointRow>)> {
+) -> Vec<(&Endpoint, Vec<EndpointRow>)> {
     use rayon::prelude::*;
     let subjects = data.subjects();
     let events = endpoints::EventsBySubject::new(&data.events);

@@ -523,30 +523,26 @@ async fn a_first_read_without_a_second_connection_is_taken_in_one_snapshot(db: T
 /// Which of a preparation's rows were taken from the one before it (the same row, shared)
 /// rather than derived again: their record ids, over every endpoint.
 fn taken_from(before: &PreparedTrial, after: &PreparedTrial) -> Vec<String> {
-    let earlier: std::collections::HashMap<&str, &rrct::endpoints::EndpointRow> = before.rows[0]
-        .iter()
-        .map(|r| (&*r.subject.record_id, r))
-        .collect();
-    let mut taken: Vec<String> = after.rows[0]
-        .iter()
-        .filter(|r| {
-            earlier
-                .get(&*r.subject.record_id)
-                .is_some_and(|e| Arc::ptr_eq(&e.subject.record_id, &r.subject.record_id))
-        })
-        .map(|r| r.subject.record_id.to_string())
-        .collect();
-    taken.sort();
-    // Every endpoint takes the same subjects' rows.
-    for (b, a) in before.rows.iter().zip(after.rows.iter()).skip(1) {
-        let shared = a
+    // The record ids of `a`'s rows that are rows of `b`, for one endpoint.
+    let shared = |b: &[rrct::endpoints::EndpointRow], a: &[rrct::endpoints::EndpointRow]| {
+        let earlier: std::collections::HashMap<&str, &rrct::endpoints::EndpointRow> =
+            b.iter().map(|r| (&*r.subject.record_id, r)).collect();
+        let mut taken: Vec<String> = a
             .iter()
             .filter(|r| {
-                b.iter()
-                    .any(|e| Arc::ptr_eq(&e.subject.record_id, &r.subject.record_id))
+                earlier
+                    .get(&*r.subject.record_id)
+                    .is_some_and(|e| Arc::ptr_eq(&e.subject.record_id, &r.subject.record_id))
             })
-            .count();
-        assert_eq!(shared, taken.len());
+            .map(|r| r.subject.record_id.to_string())
+            .collect();
+        taken.sort();
+        taken
+    };
+    let taken = shared(&before.rows[0], &after.rows[0]);
+    // Every endpoint takes the same subjects' rows.
+    for (b, a) in before.rows.iter().zip(after.rows.iter()).skip(1) {
+        assert_eq!(shared(b, a).len(), taken.len());
     }
     taken
 }
