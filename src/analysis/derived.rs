@@ -44,6 +44,8 @@ pub struct EarlierRows<'a> {
     pub rows: &'a [Vec<EndpointRow>],
     /// Pseudonymous subject ids with events added since the rows were derived.
     pub events_added_for: &'a HashSet<String>,
+    /// What the interim looks of the same preparation kept, if it is known.
+    pub looks: Option<&'a super::interim::KeptLooks>,
 }
 
 impl EarlierRows<'_> {
@@ -258,6 +260,7 @@ mod tests {
             endpoints: &data.protocol.endpoints,
             rows,
             events_added_for,
+            looks: None,
         }
     }
 
@@ -320,5 +323,91 @@ mod tests {
             )),
             rows_of(derive_endpoints(&after, at))
         );
+    }
+
+    /// TASTE's data of [`before_and_after`] with few enough planned events for its looks to be
+    /// reached by 80 subjects.
+    fn with_looks_reached(mut data: TrialData) -> TrialData {
+        let toml = TASTE.replace("planned_events = 400", "planned_events = 12");
+        data.protocol = crate::protocol::parse(&toml, "taste.toml").unwrap();
+        data
+    }
+
+    /// After writes of every kind, the interim report that takes the unchanged subjects' part
+    /// of the looks from an earlier report equals the report made whole: at cut-offs inside
+    /// and after the period written to, with looks reached on the same day as before and on
+    /// other days. The subjects with events added are what makes it so.
+    #[test]
+    fn looks_taken_again_equal_a_whole_report() {
+        use crate::analysis::interim::{interim, interim_after, EarlierLooks};
+        let none = HashSet::new();
+        let (mut stale, mut looks_taken) = (0, 0);
+        for seed in 0..60 {
+            let (before, after, added) = before_and_after(seed);
+            let (before, after) = (with_looks_reached(before), with_looks_reached(after));
+            for cutoff in [DataCutoff(day(250)), DataCutoff(day(500))] {
+                let (first, kept) = interim_after(&before, cutoff, None);
+                // The first report is the one made whole.
+                assert_eq!(
+                    format!("{first:?}"),
+                    format!("{:?}", interim(&before, cutoff))
+                );
+                let whole = format!("{:?}", interim(&after, cutoff));
+                let earlier = |events_added_for| EarlierLooks {
+                    kept: &kept,
+                    events_added_for,
+                };
+                let (again, _) = interim_after(&after, cutoff, Some(earlier(&added)));
+                assert_eq!(
+                    format!("{again:?}"),
+                    whole,
+                    "seed {seed}, cut-off {}",
+                    cutoff.0
+                );
+                let (unaware, _) = interim_after(&after, cutoff, Some(earlier(&none)));
+                stale += usize::from(format!("{unaware:?}") != whole);
+                // Looks held on the same day before and after the writes: their rows were
+                // taken from the earlier report.
+                let days = |r: &Option<crate::analysis::interim::InterimReport>| -> Vec<NaiveDate> {
+                    r.iter()
+                        .flat_map(|r| &r.comparisons)
+                        .flat_map(|c| c.looks.iter().map(|l| l.cutoff))
+                        .collect()
+                };
+                looks_taken += days(&again)
+                    .iter()
+                    .filter(|d| days(&first).contains(d))
+                    .count();
+            }
+        }
+        assert!(stale > 30, "only {stale} of 120 reports saw added events");
+        assert!(
+            looks_taken > 30,
+            "only {looks_taken} looks were held on the same day"
+        );
+    }
+
+    /// Looks kept at another cut-off, or under other rules, are not taken.
+    #[test]
+    fn looks_of_another_cutoff_or_other_rules_are_not_taken() {
+        use crate::analysis::interim::{interim, interim_after, EarlierLooks};
+        let (before, after, added) = before_and_after(7);
+        let (before, after) = (with_looks_reached(before), with_looks_reached(after));
+        let at = DataCutoff(day(500));
+        let whole = format!("{:?}", interim(&after, at));
+        let (_, other_day) = interim_after(&before, DataCutoff(day(250)), None);
+        let taken = |kept| {
+            let earlier = EarlierLooks {
+                kept,
+                events_added_for: &added,
+            };
+            format!("{:?}", interim_after(&after, at, Some(earlier)).0)
+        };
+        assert_eq!(taken(&other_day), whole);
+        let mut amended = before.clone();
+        amended.protocol.follow_up.censor_on.clear();
+        let (other, other_rules) = interim_after(&amended, at, None);
+        assert_ne!(format!("{other:?}"), format!("{:?}", interim(&before, at)));
+        assert_eq!(taken(&other_rules), whole);
     }
 }

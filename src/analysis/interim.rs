@@ -9,13 +9,17 @@
 //! planned events of one comparison, at its share of alpha (Bonferroni unless the protocol's
 //! `[monitoring] multiplicity` says `none`).
 
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::data::TrialData;
 use crate::design::{self, Crossing, DesignSpec, Observation, Sided};
 use crate::endpoints::{self, DataCutoff, EndpointRow, Outcome};
-use crate::protocol::Monitoring;
+use crate::protocol::{Endpoint, FollowUp, Monitoring};
 use crate::stats;
 
 /// One look, as held.
@@ -85,12 +89,79 @@ pub struct ArmMonitoring {
     pub note: Option<String>,
 }
 
+/// What the looks of one report computed subject by subject, for a later report at the same
+/// cut-off to take again ([`interim_after`]): each subject's event-count changes and the rows of
+/// every look day derived, per comparison. Empty when nothing was computed.
+#[derive(Debug, Clone, Default)]
+pub struct KeptLooks {
+    /// The cut-off and the rules the changes and rows were derived under.
+    rules: Option<(DataCutoff, FollowUp, Endpoint)>,
+    comparisons: Vec<KeptComparison>,
+}
+
+/// The days a subject's event count changes on, by one up or down ([`endpoints::event_count_changes`]).
+type CountChanges = Vec<(NaiveDate, i64)>;
+
+/// One comparison's part of [`KeptLooks`].
+#[derive(Debug, Clone)]
+struct KeptComparison {
+    experimental: String,
+    /// Every subject of the comparison, by record id, as derived, with its event-count changes
+    /// up to the cut-off.
+    changes: HashMap<Arc<str>, (endpoints::Subject, CountChanges)>,
+    /// The rows derived as of each look day.
+    looks: Vec<(NaiveDate, Vec<EndpointRow>)>,
+}
+
+/// The looks kept by an earlier report on the same trial, and the subjects whose events have
+/// been added since (events are never changed in place without the trial being read afresh).
+#[derive(Clone, Copy)]
+pub struct EarlierLooks<'a> {
+    pub kept: &'a KeptLooks,
+    /// Pseudonymous subject ids with events added since the looks were kept.
+    pub events_added_for: &'a HashSet<String>,
+}
+
 /// The interim report, when the protocol plans interim monitoring.
 pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
+    interim_after(data, cutoff, None).0
+}
+
+/// [`interim`], taking from `earlier` what each unchanged subject contributes to the looks (its
+/// event-count changes and its rows as of each look day) and deriving only the others: new
+/// subjects, subjects whose [`endpoints::Subject`] differs and subjects with events added
+/// since. A subject's changes and rows depend only on the follow-up rules, the endpoint, the
+/// cut-off (or look day), the subject and its own events, so the report is the one [`interim`]
+/// gives; with `earlier` kept at another cut-off or under other rules, everything is derived.
+/// Also what this report computed, for the next.
+pub fn interim_after(
+    data: &TrialData,
+    cutoff: DataCutoff,
+    earlier: Option<EarlierLooks<'_>>,
+) -> (Option<InterimReport>, KeptLooks) {
+    match interim_with(data, cutoff, earlier) {
+        Some((report, kept)) => (Some(report), kept),
+        None => (None, KeptLooks::default()),
+    }
+}
+
+fn interim_with(
+    data: &TrialData,
+    cutoff: DataCutoff,
+    earlier: Option<EarlierLooks<'_>>,
+) -> Option<(InterimReport, KeptLooks)> {
     let plan = data.protocol.monitoring.as_ref()?;
     let endpoint = data.protocol.primary_endpoint()?;
     let arms = &data.protocol.arms;
     let reference = arms.len().checked_sub(1).filter(|&r| r > 0)?;
+    let follow_up = &data.protocol.follow_up;
+    // Taken again only under the rules and at the cut-off they were derived for.
+    let earlier = earlier.filter(|e| {
+        e.kept
+            .rules
+            .as_ref()
+            .is_some_and(|(c, f, p)| *c == cutoff && f == follow_up && p == endpoint)
+    });
     let alpha = plan
         .multiplicity
         .alpha_per_comparison(plan.alpha, reference);
@@ -109,7 +180,7 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
     };
     let concurrency = super::data::Concurrency::of(data);
     let subjects = data.subjects();
-    let comparisons = (0..reference)
+    let (comparisons, kept): (Vec<ArmMonitoring>, Vec<KeptComparison>) = (0..reference)
         .map(|a| {
             let (mut controls, mut non_concurrent) = (0, 0);
             let kept: Vec<endpoints::Subject> = subjects
@@ -131,27 +202,41 @@ pub fn interim(data: &TrialData, cutoff: DataCutoff) -> Option<InterimReport> {
                 })
                 .cloned()
                 .collect();
-            let mut report = monitor_arm(
+            let before = earlier.and_then(|e| {
+                e.kept
+                    .comparisons
+                    .iter()
+                    .find(|c| c.experimental == arms[a].id)
+                    .map(|c| (c, e.events_added_for))
+            });
+            let (mut report, kept) = monitor_arm(
                 data,
                 cutoff,
                 (endpoint, plan),
                 alpha,
                 &kept,
                 (&arms[a].id, &arms[reference].id),
+                before,
             );
             report.concurrent_controls = controls;
             report.non_concurrent_controls = non_concurrent;
-            report
+            (report, kept)
         })
-        .collect();
-    Some(InterimReport {
-        endpoint: endpoint.id.clone(),
-        reference_arm: arms[reference].id.clone(),
-        design: plan.clone(),
-        alpha_split,
-        alpha_per_comparison: alpha,
-        comparisons,
-    })
+        .unzip();
+    Some((
+        InterimReport {
+            endpoint: endpoint.id.clone(),
+            reference_arm: arms[reference].id.clone(),
+            design: plan.clone(),
+            alpha_split,
+            alpha_per_comparison: alpha,
+            comparisons,
+        },
+        KeptLooks {
+            rules: Some((cutoff, follow_up.clone(), endpoint.clone())),
+            comparisons: kept,
+        },
+    ))
 }
 
 /// The looks of `experimental` against `reference` on `subjects` (theirs only), monitored at
@@ -163,7 +248,13 @@ fn monitor_arm(
     alpha: f64,
     subjects: &[endpoints::Subject],
     (experimental, reference): (&str, &str),
-) -> ArmMonitoring {
+    earlier: Option<(&KeptComparison, &HashSet<String>)>,
+) -> (ArmMonitoring, KeptComparison) {
+    let mut kept = KeptComparison {
+        experimental: experimental.to_string(),
+        changes: HashMap::new(),
+        looks: Vec::new(),
+    };
     let spending = plan.spending;
     let spec = DesignSpec {
         alpha,
@@ -194,7 +285,7 @@ fn monitor_arm(
         Ok(d) => d,
         Err(e) => {
             report.note = Some(format!("the monitoring plan cannot be computed: {e}"));
-            return report;
+            return (report, kept);
         }
     };
     report.inflation_factor = design.inflation_factor;
@@ -215,22 +306,116 @@ fn monitor_arm(
         }
         _ => true,
     };
-    let grouped = endpoints::EventsBySubject::of(data.events.iter().filter(relevant));
-    // Subjects with none of those events never have one: each probe counts the others' events
-    // only, without building rows (looks held derive everyone).
-    let with_events: Vec<endpoints::Subject> = subjects
+    // A subject's changes and rows are taken from `earlier` when it is the same subject there
+    // and has had no events added since.
+    let taken = |s: &endpoints::Subject| {
+        earlier.and_then(|(before, added)| {
+            before
+                .changes
+                .get(&s.record_id)
+                .filter(|(was, _)| was == s && !added.contains(&*s.subject))
+        })
+    };
+    let again: HashSet<&str> = subjects
         .iter()
-        .filter(|s| grouped.has_events(&s.subject))
-        .cloned()
+        .filter(|s| taken(s).is_none())
+        .map(|s| &*s.subject)
         .collect();
-    let rows_at = |d: NaiveDate| {
-        endpoints::derive_grouped(
+    // The relevant events of the subjects derived again; of every subject when a look has to
+    // be derived whole (only then are they grouped).
+    let grouped = match earlier {
+        None => endpoints::EventsBySubject::of(data.events.iter().filter(relevant)),
+        // The held data keep their events in subject order: each subject's are found by
+        // search, not by a pass over every event.
+        Some(_) if data.events.is_sorted_by_key(|e| e.event.subject.as_str()) => {
+            endpoints::EventsBySubject::of(
+                again
+                    .iter()
+                    .flat_map(|s| {
+                        let from = data
+                            .events
+                            .partition_point(|e| e.event.subject.as_str() < *s);
+                        let to = data
+                            .events
+                            .partition_point(|e| e.event.subject.as_str() <= *s);
+                        &data.events[from..to]
+                    })
+                    .filter(relevant),
+            )
+        }
+        Some(_) => endpoints::EventsBySubject::of(
+            data.events
+                .iter()
+                .filter(relevant)
+                .filter(|e| again.contains(e.event.subject.as_str())),
+        ),
+    };
+    let all_grouped = OnceCell::new();
+    let every = || {
+        all_grouped.get_or_init(|| {
+            if earlier.is_none() {
+                None
+            } else {
+                Some(endpoints::EventsBySubject::of(
+                    data.events.iter().filter(relevant),
+                ))
+            }
+        })
+    };
+    let rows_at = |d: NaiveDate| -> Vec<EndpointRow> {
+        let whole = || {
+            endpoints::derive_grouped(
+                &data.protocol.follow_up,
+                endpoint,
+                subjects,
+                every().as_ref().unwrap_or(&grouped),
+                DataCutoff(d),
+            )
+        };
+        let Some(before) = earlier.and_then(|(b, _)| b.looks.iter().find(|(day, _)| *day == d))
+        else {
+            return whole();
+        };
+        let index: HashMap<&str, &EndpointRow> = before
+            .1
+            .iter()
+            .map(|r| (&*r.subject.record_id, r))
+            .collect();
+        // As `derive_grouped` takes them: the subjects randomised by the day, in order.
+        let by_day: Vec<&endpoints::Subject> =
+            subjects.iter().filter(|s| s.randomised_on <= d).collect();
+        let plan: Vec<Option<&EndpointRow>> = by_day
+            .iter()
+            .map(|s| taken(s).and_then(|_| index.get(&*s.record_id).copied()))
+            .collect();
+        if by_day
+            .iter()
+            .zip(&plan)
+            .any(|(s, p)| p.is_none() && !again.contains(&*s.subject))
+        {
+            // A subject taken again without a row for this day: derive the day whole.
+            return whole();
+        }
+        let fresh_subjects: Vec<endpoints::Subject> = by_day
+            .iter()
+            .zip(&plan)
+            .filter(|(_, p)| p.is_none())
+            .map(|(s, _)| (*s).clone())
+            .collect();
+        let mut fresh = endpoints::derive_grouped(
             &data.protocol.follow_up,
             endpoint,
-            subjects,
+            &fresh_subjects,
             &grouped,
             DataCutoff(d),
         )
+        .into_iter();
+        plan.into_iter()
+            .filter_map(|p| match p {
+                Some(row) => Some(row.clone()),
+                None => fresh.next(),
+            })
+            .collect()
     };
     let events_in = |rows: &[EndpointRow]| {
         rows.iter()
@@ -240,13 +425,21 @@ fn monitor_arm(
     // How the event count as of a cut-off moves with the cut-off: the days it changes on,
     // swept in order, give the count as of the cut-off and the first day each look's count is
     // held.
-    let mut changes = endpoints::event_count_changes(
-        &data.protocol.follow_up,
-        endpoint,
-        &with_events,
-        &grouped,
-        cutoff,
-    );
+    let mut counting =
+        endpoints::EventCountChanges::new(&data.protocol.follow_up, endpoint, cutoff);
+    let mut changes = Vec::new();
+    for s in subjects {
+        let own = match taken(s) {
+            Some((_, own)) => own.clone(),
+            None => {
+                let mut own = Vec::new();
+                counting.of_subject(s, &grouped, &mut own);
+                own
+            }
+        };
+        changes.extend_from_slice(&own);
+        kept.changes.insert(s.record_id.clone(), (s.clone(), own));
+    }
     changes.sort_unstable();
     let first_day_with = |target: u64| {
         let mut count = 0i64;
@@ -259,7 +452,7 @@ fn monitor_arm(
     report.events = changes.iter().map(|c| c.1).sum::<i64>().max(0) as u64;
     report.information_fraction = report.events as f64 / planned;
     if subjects.is_empty() {
-        return report;
+        return (report, kept);
     }
 
     let mut observations = Vec::new();
@@ -275,7 +468,9 @@ fn monitor_arm(
         };
         let rows = rows_at(lo);
         let events = events_in(&rows);
-        let Some((log_hr, se)) = log_hazard_ratio(&rows, experimental, reference) else {
+        let estimate = log_hazard_ratio(&rows, experimental, reference);
+        kept.looks.push((lo, rows));
+        let Some((log_hr, se)) = estimate else {
             report.note = Some(format!("look {} is not estimable yet", k + 1));
             break;
         };
@@ -330,7 +525,7 @@ fn monitor_arm(
         }
         Err(_) => {}
     }
-    report
+    (report, kept)
 }
 
 /// Cox log hazard ratio of the experimental arm against the reference arm, with its standard

@@ -351,6 +351,8 @@ pub use super::derived::derive_endpoints;
 /// representativeness and participation reports and the allocation quality.
 pub struct Beside {
     pub interim: Option<super::interim::InterimReport>,
+    /// What the interim looks computed subject by subject, for the next preparation.
+    pub kept_looks: super::interim::KeptLooks,
     sources: Vec<endpoints::sources::SourceStatus>,
     representativeness: super::representativeness::Representativeness,
     participation: super::participation_report::ParticipationReport,
@@ -369,33 +371,50 @@ pub fn derive_with_interim<'p>(
     Vec<(&'p crate::protocol::Endpoint, Vec<EndpointRow>)>,
     Beside,
 ) {
-    let (derived, (interim, ((sources, allocation_quality), (representativeness, participation)))) =
-        rayon::join(
-            || match earlier {
-                Some(earlier) => super::derived::derive_endpoints_after(data, cutoff, earlier),
-                None => derive_endpoints(data, cutoff),
-            },
-            || {
-                rayon::join(
-                    || super::interim::interim(data, cutoff),
-                    || {
-                        rayon::join(
-                            || (data.source_status(cutoff), allocation_quality(data, cutoff)),
-                            || {
-                                rayon::join(
-                                    || super::representativeness::compare(data, screening, cutoff),
-                                    || super::participation_report::report(data, cutoff),
-                                )
-                            },
-                        )
-                    },
-                )
-            },
-        );
+    let (
+        derived,
+        (
+            (interim, kept_looks),
+            ((sources, allocation_quality), (representativeness, participation)),
+        ),
+    ) = rayon::join(
+        || match earlier {
+            Some(earlier) => super::derived::derive_endpoints_after(data, cutoff, earlier),
+            None => derive_endpoints(data, cutoff),
+        },
+        || {
+            rayon::join(
+                || {
+                    super::interim::interim_after(
+                        data,
+                        cutoff,
+                        earlier.and_then(|e| {
+                            Some(super::interim::EarlierLooks {
+                                kept: e.looks?,
+                                events_added_for: e.events_added_for,
+                            })
+                        }),
+                    )
+                },
+                || {
+                    rayon::join(
+                        || (data.source_status(cutoff), allocation_quality(data, cutoff)),
+                        || {
+                            rayon::join(
+                                || super::representativeness::compare(data, screening, cutoff),
+                                || super::participation_report::report(data, cutoff),
+                            )
+                        },
+                    )
+                },
+            )
+        },
+    );
     (
         derived,
         Beside {
             interim,
+            kept_looks,
             sources,
             representativeness,
             participation,

@@ -539,19 +539,64 @@ pub fn event_count_changes(
     events: &EventsBySubject<'_>,
     until: DataCutoff,
 ) -> Vec<(NaiveDate, i64)> {
-    let EndpointKind::TimeToEvent {
-        events: selector, ..
-    } = &endpoint.kind
-    else {
-        return Vec::new();
-    };
-    let lag = chrono::Days::new(u64::from(follow_up.lag_of(endpoint)));
-    let next = chrono::Days::new(1);
     let mut changes = Vec::new();
-    let mut scratch = Scratch::default();
-    // (day, whether the day can end an event: from a censoring event).
-    let mut days: Vec<(NaiveDate, bool)> = Vec::new();
-    for s in subjects.iter().filter(|s| s.randomised_on <= until.0) {
+    let mut counting = EventCountChanges::new(follow_up, endpoint, until);
+    for s in subjects {
+        counting.of_subject(s, events, &mut changes);
+    }
+    changes
+}
+
+/// [`event_count_changes`] one subject at a time (a subject's changes depend only on the
+/// rules, the endpoint, `until`, the subject and its own events).
+pub struct EventCountChanges<'r, 'e> {
+    follow_up: &'r FollowUp,
+    endpoint: &'r Endpoint,
+    /// The endpoint's selector; `None` for an endpoint that is not time-to-event (no changes).
+    selector: Option<&'r EventSelector>,
+    lag: chrono::Days,
+    until: DataCutoff,
+    scratch: Scratch<'e>,
+    /// (day, whether the day can end an event: from a censoring event).
+    days: Vec<(NaiveDate, bool)>,
+}
+
+impl<'r, 'e> EventCountChanges<'r, 'e> {
+    pub fn new(follow_up: &'r FollowUp, endpoint: &'r Endpoint, until: DataCutoff) -> Self {
+        let selector = match &endpoint.kind {
+            EndpointKind::TimeToEvent {
+                events: selector, ..
+            } => Some(selector),
+            _ => None,
+        };
+        EventCountChanges {
+            follow_up,
+            endpoint,
+            selector,
+            lag: chrono::Days::new(u64::from(follow_up.lag_of(endpoint))),
+            until,
+            scratch: Scratch::default(),
+            days: Vec::new(),
+        }
+    }
+
+    /// Append `s`'s changes up to `until` to `changes` (none when `s` was randomised after it).
+    pub fn of_subject(
+        &mut self,
+        s: &Subject,
+        events: &EventsBySubject<'e>,
+        changes: &mut Vec<(NaiveDate, i64)>,
+    ) {
+        let Some(selector) = self.selector else {
+            return;
+        };
+        if s.randomised_on > self.until.0 {
+            return;
+        }
+        let (follow_up, endpoint, lag, until) =
+            (self.follow_up, self.endpoint, self.lag, self.until);
+        let next = chrono::Days::new(1);
+        let days = &mut self.days;
         days.clear();
         for e in events.of_subject(&s.subject) {
             let view = KnownEvent::of(&e.event);
@@ -577,13 +622,13 @@ pub fn event_count_changes(
             }
         }
         if !days.iter().any(|d| !d.1) {
-            continue;
+            return;
         }
         days.retain(|d| d.0 >= s.randomised_on && d.0 <= until.0);
         days.sort_unstable();
         days.dedup();
         let mut counted = false;
-        for &(day, ends) in &days {
+        for &(day, ends) in days.iter() {
             // Only what can change the current status is looked at.
             if ends != counted {
                 continue;
@@ -591,7 +636,7 @@ pub fn event_count_changes(
             let cutoff = DataCutoff(day);
             let admin_end = complete_through(follow_up, endpoint, cutoff);
             let (outcome, _) =
-                events.outcome(follow_up, endpoint, s, cutoff, admin_end, &mut scratch);
+                events.outcome(follow_up, endpoint, s, cutoff, admin_end, &mut self.scratch);
             let now = matches!(outcome, Outcome::TimeToEvent { event: true, .. });
             if now != counted {
                 changes.push((day, if now { 1 } else { -1 }));
@@ -599,7 +644,6 @@ pub fn event_count_changes(
             }
         }
     }
-    changes
 }
 
 fn selects(selector: &EventSelector, e: &KnownEvent<'_>) -> bool {

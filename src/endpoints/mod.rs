@@ -33,7 +33,8 @@ mod withdrawal;
 pub use derive::{
     administrative_end, apply_precedence, complete_through, count_events, decided_outcome, derive,
     derive_grouped, event_count_changes, slowest_source, sort_received, subject_outcome,
-    CensorReason, EndpointRow, EventsBySubject, KnownEvent, Outcome, ReceivedEvent, SurvivalData,
+    CensorReason, EndpointRow, EventCountChanges, EventsBySubject, KnownEvent, Outcome,
+    ReceivedEvent, SurvivalData,
 };
 pub use event::{
     is_type_name, parse_date as parse_event_date, parse_event, Event, EventError, EventFields,

@@ -36,6 +36,7 @@ use super::auth::{self, AccessError, Principal};
 use super::error::{Code, CodedError};
 use super::TrialRegistry;
 use crate::analysis::derived::EarlierRows;
+use crate::analysis::interim::KeptLooks;
 use crate::analysis::release::BlindedSummary;
 use crate::endpoints::{CutoffError, DataCutoff, EndpointRow};
 use crate::protocol::{Endpoint, FollowUp, Protocol, ProtocolErrors};
@@ -194,6 +195,8 @@ struct Derivation {
     follow_up: FollowUp,
     endpoints: Vec<Endpoint>,
     rows: Arc<Vec<Vec<EndpointRow>>>,
+    /// What the interim looks of that preparation kept.
+    looks: Arc<KeptLooks>,
 }
 
 /// What a process remembers of the trials it has read: their data, and the trials prepared as
@@ -430,6 +433,7 @@ impl TrialViews {
                             endpoints: &d.endpoints,
                             rows: &d.rows,
                             events_added_for: added,
+                            looks: Some(&d.looks),
                         });
                 PreparedTrial::prepare_after(read.data, read.screening, cutoff, earlier.as_ref())
             })
@@ -466,6 +470,7 @@ impl TrialViews {
                 follow_up: prepared.data.protocol.follow_up.clone(),
                 endpoints: prepared.data.protocol.endpoints.clone(),
                 rows: prepared.rows.clone(),
+                looks: prepared.looks.clone(),
             }),
         );
         Ok(())

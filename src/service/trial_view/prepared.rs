@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::analysis::derived::EarlierRows;
+use crate::analysis::interim::KeptLooks;
 use crate::analysis::summary::{self, Analysis};
 use crate::analysis::TrialData;
 use crate::endpoints::flow::Screening;
@@ -21,6 +22,9 @@ pub struct PreparedTrial {
     /// Each endpoint's rows, in the protocol's order (shared with the trial view, which derives
     /// the next preparation from them).
     pub rows: Arc<Vec<Vec<EndpointRow>>>,
+    /// What the interim looks computed subject by subject (the next preparation takes the
+    /// unchanged subjects' part from it, as it does their rows).
+    pub looks: Arc<KeptLooks>,
     pub analysis: Analysis,
 }
 
@@ -42,7 +46,9 @@ impl PreparedTrial {
         cutoff: DataCutoff,
         earlier: Option<&EarlierRows<'_>>,
     ) -> Self {
-        let (derived, beside) = summary::derive_with_interim(&data, &screening, cutoff, earlier);
+        let (derived, mut beside) =
+            summary::derive_with_interim(&data, &screening, cutoff, earlier);
+        let looks = Arc::new(std::mem::take(&mut beside.kept_looks));
         let analysis = summary::analyse_derived(&data, &screening, cutoff, &derived, beside);
         let rows = Arc::new(derived.into_iter().map(|(_, rows)| rows).collect());
         PreparedTrial {
@@ -50,6 +56,7 @@ impl PreparedTrial {
             screening,
             cutoff,
             rows,
+            looks,
             analysis,
         }
     }
