@@ -307,26 +307,30 @@ fn monitor_arm(
         _ => true,
     };
     // A subject's changes and rows are taken from `earlier` when it is the same subject there
-    // and has had no events added since.
-    let taken = |s: &endpoints::Subject| {
-        earlier.and_then(|(before, added)| {
+    // and has had no events added since: its earlier changes, looked up once per subject.
+    let taken: Vec<Option<&CountChanges>> = subjects
+        .iter()
+        .map(|s| {
+            let (before, added) = earlier?;
             before
                 .changes
                 .get(&s.record_id)
                 .filter(|(was, _)| was == s && !added.contains(&*s.subject))
+                .map(|(_, own)| own)
         })
-    };
+        .collect();
     let again: HashSet<&str> = subjects
         .iter()
-        .filter(|s| taken(s).is_none())
-        .map(|s| &*s.subject)
+        .zip(&taken)
+        .filter(|(_, t)| t.is_none())
+        .map(|(s, _)| &*s.subject)
         .collect();
     // The relevant events of the subjects derived again; of every subject when a look has to
     // be derived whole (only then are they grouped).
     let grouped = match earlier {
         None => endpoints::EventsBySubject::of(data.events.iter().filter(relevant)),
-        // The held data keep their events in subject order: each subject's are found by
-        // search, not by a pass over every event.
+        // The held data keep their events in subject order (checked by comparing neighbours):
+        // each subject's are found by search, without hashing and grouping every event.
         Some(_) if data.events.is_sorted_by_key(|e| e.event.subject.as_str()) => {
             endpoints::EventsBySubject::of(
                 again
@@ -350,17 +354,13 @@ fn monitor_arm(
                 .filter(|e| again.contains(e.event.subject.as_str())),
         ),
     };
+    // Every subject's relevant events, for a look derived whole: `grouped` already, unless it
+    // holds only the subjects derived again.
     let all_grouped = OnceCell::new();
-    let every = || {
-        all_grouped.get_or_init(|| {
-            if earlier.is_none() {
-                None
-            } else {
-                Some(endpoints::EventsBySubject::of(
-                    data.events.iter().filter(relevant),
-                ))
-            }
-        })
+    let every = || match earlier {
+        None => &grouped,
+        Some(_) => all_grouped
+            .get_or_init(|| endpoints::EventsBySubject::of(data.events.iter().filter(relevant))),
     };
     let rows_at = |d: NaiveDate| -> Vec<EndpointRow> {
         let whole = || {
@@ -368,7 +368,7 @@ fn monitor_arm(
                 &data.protocol.follow_up,
                 endpoint,
                 subjects,
-                every().as_ref().unwrap_or(&grouped),
+                every(),
                 DataCutoff(d),
             )
         };
@@ -382,16 +382,20 @@ fn monitor_arm(
             .map(|r| (&*r.subject.record_id, r))
             .collect();
         // As `derive_grouped` takes them: the subjects randomised by the day, in order.
-        let by_day: Vec<&endpoints::Subject> =
-            subjects.iter().filter(|s| s.randomised_on <= d).collect();
+        let by_day: Vec<(&endpoints::Subject, bool)> = subjects
+            .iter()
+            .zip(&taken)
+            .filter(|(s, _)| s.randomised_on <= d)
+            .map(|(s, t)| (s, t.is_some()))
+            .collect();
         let plan: Vec<Option<&EndpointRow>> = by_day
             .iter()
-            .map(|s| taken(s).and_then(|_| index.get(&*s.record_id).copied()))
+            .map(|(s, t)| t.then(|| index.get(&*s.record_id).copied()).flatten())
             .collect();
         if by_day
             .iter()
             .zip(&plan)
-            .any(|(s, p)| p.is_none() && !again.contains(&*s.subject))
+            .any(|((_, t), p)| p.is_none() && *t)
         {
             // A subject taken again without a row for this day: derive the day whole.
             return whole();
@@ -400,7 +404,7 @@ fn monitor_arm(
             .iter()
             .zip(&plan)
             .filter(|(_, p)| p.is_none())
-            .map(|(s, _)| (*s).clone())
+            .map(|((s, _), _)| (*s).clone())
             .collect();
         let mut fresh = endpoints::derive_grouped(
             &data.protocol.follow_up,
@@ -428,9 +432,9 @@ fn monitor_arm(
     let mut counting =
         endpoints::EventCountChanges::new(&data.protocol.follow_up, endpoint, cutoff);
     let mut changes = Vec::new();
-    for s in subjects {
-        let own = match taken(s) {
-            Some((_, own)) => own.clone(),
+    for (s, t) in subjects.iter().zip(&taken) {
+        let own = match t {
+            Some(own) => (*own).clone(),
             None => {
                 let mut own = Vec::new();
                 counting.of_subject(s, &grouped, &mut own);
