@@ -257,6 +257,24 @@ async fn a_large_import_keeps_the_subject_index_and_a_refused_one_changes_nothin
         );
     }
     assert!(used, "a subject's events are found through the index");
+    if db.kind == Kind::Sqlite {
+        // A trial's read of its events finds them in the rebuilt index alone (migration 0013).
+        use sqlx::Row;
+        let sql = events::trial_read_statement(rrct::store::Backend::Sqlite);
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .bind("taste")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING COVERING INDEX events_subject")),
+            "a trial's events are read from the index alone: {plan:?}"
+        );
+    }
     // A larger import whose last row conflicts with a stored event: refused whole, and the
     // index (dropped for the rebuild inside the transaction) is still there.
     let second = csv("second.csv", 60_000, 70_000, "2024-03-01");
