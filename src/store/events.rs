@@ -22,8 +22,8 @@ const SQLITE_REBUILD_MIN: usize = 50_000;
 
 /// The subject index of migration 0013 (`migrations/sqlite/0013_events_covering.sql`: every
 /// column a trial's read takes, so that read finds each subject's events in the index alone),
-/// as rebuilt after a large import (the test `events::a_large_import_keeps_the_subject_index_and_a_refused_one_
-/// changes_nothing` checks the database holds the same definition after one).
+/// as rebuilt after a large import (the test `events::a_large_import_keeps_the_subject_index_
+/// and_a_refused_one_changes_nothing` checks the database holds the same definition after one).
 const SQLITE_SUBJECT_INDEX: &str = "CREATE INDEX events_subject ON events (subject, event_date, event_id, event_type, code, value, source, recorded_at)";
 
 /// An event as stored.
