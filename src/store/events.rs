@@ -245,6 +245,19 @@ const READ_COLUMNS: [&str; 8] = [
     "e.recorded_at",
 ];
 
+/// [`READ_COLUMNS`] as `backend`'s JSON read takes them. SQLite writes a real into JSON with 15
+/// significant digits, which rounds a value that needs 16 or 17 (1/3 came back as
+/// 0.333333333333333); so its `value` is written with 17 (`%!.17g`, which always reads back as
+/// the same double) and put in the array as that JSON number. PostgreSQL writes the shortest
+/// text that reads back exactly (sqlx sets `extra_float_digits`).
+fn read_columns(backend: Backend) -> [&'static str; 8] {
+    let mut columns = READ_COLUMNS;
+    if backend == Backend::Sqlite {
+        columns[5] = "CASE WHEN e.value IS NULL THEN NULL ELSE json(printf('%!.17g', e.value)) END";
+    }
+    columns
+}
+
 /// Every event of the subjects randomised in a trial, with the day each was received, ordered
 /// by subject, event date and event id.
 ///
@@ -260,7 +273,7 @@ pub async fn for_trial(store: &Store, trial_id: &str) -> StoreResult<Vec<Receive
 /// The statement that reads every event of the trial `$1` (for tests of its plan).
 #[doc(hidden)]
 pub fn trial_read_statement(backend: Backend) -> String {
-    backend.json_array_rows(&READ_COLUMNS, ALL_EVENTS)
+    backend.json_array_rows(&read_columns(backend), ALL_EVENTS)
 }
 
 /// Every event of a trial's randomised subjects (`$1`), as [`received_events`] reads them:
@@ -277,7 +290,12 @@ pub(crate) async fn received_events(
     trial_id: &str,
     numbers: &[i64],
 ) -> StoreResult<Vec<ReceivedEvent>> {
-    let sql = backend.json_array_rows(&READ_COLUMNS, from);
+    if backend == Backend::Postgres {
+        if let Some(events) = columns_joined(conn, from, trial_id, numbers).await? {
+            return Ok(events);
+        }
+    }
+    let sql = backend.json_array_rows(&read_columns(backend), from);
     let mut query = sqlx::query_scalar(&sql).bind(trial_id);
     for n in numbers {
         query = query.bind(*n);
@@ -307,6 +325,88 @@ pub(crate) async fn received_events(
             },
         )
         .collect()
+}
+
+/// The separator of [`columns_joined`]: the unit separator, a control character no id or
+/// text accepted at intake holds (`identity`).
+const UNIT_SEPARATOR: char = '\u{1f}';
+
+/// PostgreSQL's statement for [`columns_joined`]: the row count, then each of
+/// [`READ_COLUMNS`] as one text, its values joined by [`UNIT_SEPARATOR`] in the order the
+/// aggregate is fed (one order for every column of one aggregation). A nullable column's
+/// values are `+` and the value, or empty for null.
+fn columns_joined_statement(from: &str) -> String {
+    let column = |c: &str| match c {
+        "e.code" | "e.source" => format!("string_agg(COALESCE('+' || {c}, ''), E'\\x1f')"),
+        "e.value" => format!("string_agg(COALESCE('+' || {c}::text, ''), E'\\x1f')"),
+        _ => format!("string_agg({c}, E'\\x1f')"),
+    };
+    let columns: Vec<String> = READ_COLUMNS.iter().map(|c| column(c)).collect();
+    format!("SELECT COUNT(*), {} FROM {from}", columns.join(", "))
+}
+
+/// The events `from` on PostgreSQL, each column read as one text of values joined by a
+/// separator: PostgreSQL builds that text in about half the time of the JSON
+/// ([`Backend::json_array_rows`]) it spends most of a large read on, and splitting it needs no
+/// unescaping. `None` when some value holds the separator (a column then splits into more
+/// parts than there are rows, which is how it is found): the caller reads them as JSON.
+async fn columns_joined(
+    conn: &mut sqlx::AnyConnection,
+    from: &str,
+    trial_id: &str,
+    numbers: &[i64],
+) -> StoreResult<Option<Vec<ReceivedEvent>>> {
+    let sql = columns_joined_statement(from);
+    let mut query = sqlx::query(&sql).bind(trial_id);
+    for n in numbers {
+        query = query.bind(*n);
+    }
+    let row = query.fetch_one(&mut *conn).await?;
+    let rows = usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+    if rows == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let mut columns: Vec<Vec<&str>> = Vec::with_capacity(READ_COLUMNS.len());
+    let texts: Vec<String> = (1..=READ_COLUMNS.len())
+        .map(|i| row.try_get::<String, _>(i))
+        .collect::<Result<_, _>>()?;
+    for text in &texts {
+        let parts: Vec<&str> = text.split(UNIT_SEPARATOR).collect();
+        if parts.len() != rows {
+            return Ok(None);
+        }
+        columns.push(parts);
+    }
+    let corrupt =
+        |what: &str, s: &str| StoreError::Corrupt(format!("events.{what} `{s}` of `{trial_id}`"));
+    let date = |s: &str, what: &str| {
+        crate::endpoints::parse_event_date(s.get(..10).unwrap_or(s)).ok_or_else(|| corrupt(what, s))
+    };
+    // A nullable column's part: empty for null, else `+` and the value.
+    fn nullable(s: &str) -> Option<&str> {
+        s.strip_prefix('+')
+    }
+    (0..rows)
+        .map(|i| {
+            let value = match nullable(columns[5][i]) {
+                None => None,
+                Some(v) => Some(v.parse::<f64>().map_err(|_| corrupt("value", v))?),
+            };
+            Ok(ReceivedEvent {
+                event: Event {
+                    event_id: columns[0][i].to_owned(),
+                    subject: columns[1][i].to_owned(),
+                    event_type: columns[2][i].to_owned(),
+                    date: date(columns[3][i], "event_date")?,
+                    code: nullable(columns[4][i]).map(str::to_owned),
+                    value,
+                    source: nullable(columns[6][i]).map(str::to_owned),
+                },
+                received_on: date(columns[7][i], "recorded_at")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()
+        .map(Some)
 }
 
 /// Number of stored events (tests and reports).
