@@ -164,6 +164,29 @@ async fn run(db: TestDb, n: usize, in_flight: usize) {
             entries: audit::entries(&store, None).await.unwrap().len() as u64
         }
     );
+    // Every entry others are told of has its one outbox row, written with it (one per entry
+    // also when a batch inserts many entries in one statement).
+    let told: Vec<(i64, Option<String>, String, String)> = audit::entries(&store, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| {
+            let kind = match e.action.as_str() {
+                "randomised" => "rrct.allocation.created",
+                "screened_not_eligible" | "screened_not_randomised" => "rrct.screening.recorded",
+                _ => return None,
+            };
+            Some((e.seq, e.trial_id, kind.to_string(), e.recorded_at))
+        })
+        .collect();
+    let outbox: Vec<(i64, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT outbox_id, trial_id, event_type, recorded_at FROM outbox ORDER BY outbox_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(told.len() >= n, "{} entries told of", told.len());
+    assert_eq!(outbox, told);
     drop((a, b));
     store.close().await;
 }
