@@ -247,8 +247,8 @@ const READ_COLUMNS: [&str; 8] = [
 
 /// [`READ_COLUMNS`] as `backend`'s JSON read takes them. SQLite writes a real into JSON with 15
 /// significant digits, which rounds a value that needs 16 or 17 (1/3 came back as
-/// 0.333333333333333); so its `value` is written with 17 (`%!.17g`, which always reads back as
-/// the same double) and put in the array as that JSON number. PostgreSQL writes the shortest
+/// 0.333333333333333); so its `value` is written with 17 (`%!.17g`: 17 significant digits
+/// identify a double) and put in the array as that JSON number. PostgreSQL writes the shortest
 /// text that reads back exactly (sqlx sets `extra_float_digits`).
 fn read_columns(backend: Backend) -> [&'static str; 8] {
     let mut columns = READ_COLUMNS;

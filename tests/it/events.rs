@@ -625,9 +625,9 @@ type ReadBack = (String, Option<String>, Option<f64>, Option<String>);
 
 /// A trial's events read back (`events::for_trial`, the read every held-data and plain read
 /// of a trial uses) exactly as delivered: codes with the characters a text may hold, values
-/// that need every digit, absent codes and values. On PostgreSQL the columns are read as joined texts;
-/// a value holding the separator (written past the intake, which refuses it) is still read
-/// back exactly.
+/// that need every digit, absent codes and values. On PostgreSQL the columns are read as
+/// joined texts; a value holding the separator (written past the intake, which refuses it)
+/// is still read back exactly.
 async fn a_trial_s_events_read_back_exactly_as_delivered(db: TestDb) {
     let app = TestApp::spawn(&db, &[TASTE], "read-back").await;
     let register = app.token("register", Some("taste"), None).await;
