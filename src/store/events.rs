@@ -303,10 +303,6 @@ pub(crate) async fn received_events(
     let json: String = query.fetch_one(&mut *conn).await?;
     let rows: Vec<EventTuple> = serde_json::from_str(&json)
         .map_err(|e| StoreError::Corrupt(format!("events of `{trial_id}` as JSON: {e}")))?;
-    let parse = |s: &str, what: &str| {
-        crate::endpoints::parse_event_date(s.get(..10).unwrap_or(s))
-            .ok_or_else(|| StoreError::Corrupt(format!("events.{what} `{s}` is not a date")))
-    };
     rows.into_iter()
         .map(
             |(event_id, subject, event_type, date, code, value, source, recorded)| {
@@ -315,16 +311,22 @@ pub(crate) async fn received_events(
                         event_id,
                         subject,
                         event_type,
-                        date: parse(&date, "event_date")?,
+                        date: stored_day(&date, "event_date")?,
                         code,
                         value,
                         source,
                     },
-                    received_on: parse(&recorded, "recorded_at")?,
+                    received_on: stored_day(&recorded, "recorded_at")?,
                 })
             },
         )
         .collect()
+}
+
+/// The day of a stored `events.{what}` text (a date, or a timestamp starting with one).
+fn stored_day(s: &str, what: &str) -> StoreResult<chrono::NaiveDate> {
+    crate::endpoints::parse_event_date(s.get(..10).unwrap_or(s))
+        .ok_or_else(|| StoreError::Corrupt(format!("events.{what} `{s}` is not a date")))
 }
 
 /// The separator of [`columns_joined`]: the unit separator, a control character no id or
@@ -377,11 +379,6 @@ async fn columns_joined(
         }
         columns.push(parts);
     }
-    let corrupt =
-        |what: &str, s: &str| StoreError::Corrupt(format!("events.{what} `{s}` of `{trial_id}`"));
-    let date = |s: &str, what: &str| {
-        crate::endpoints::parse_event_date(s.get(..10).unwrap_or(s)).ok_or_else(|| corrupt(what, s))
-    };
     // A nullable column's part: empty for null, else `+` and the value.
     fn nullable(s: &str) -> Option<&str> {
         s.strip_prefix('+')
@@ -390,19 +387,21 @@ async fn columns_joined(
         .map(|i| {
             let value = match nullable(columns[5][i]) {
                 None => None,
-                Some(v) => Some(v.parse::<f64>().map_err(|_| corrupt("value", v))?),
+                Some(v) => Some(v.parse::<f64>().map_err(|_| {
+                    StoreError::Corrupt(format!("events.value `{v}` of `{trial_id}`"))
+                })?),
             };
             Ok(ReceivedEvent {
                 event: Event {
                     event_id: columns[0][i].to_owned(),
                     subject: columns[1][i].to_owned(),
                     event_type: columns[2][i].to_owned(),
-                    date: date(columns[3][i], "event_date")?,
+                    date: stored_day(columns[3][i], "event_date")?,
                     code: nullable(columns[4][i]).map(str::to_owned),
                     value,
                     source: nullable(columns[6][i]).map(str::to_owned),
                 },
-                received_on: date(columns[7][i], "recorded_at")?,
+                received_on: stored_day(columns[7][i], "recorded_at")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()

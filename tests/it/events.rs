@@ -712,11 +712,14 @@ async fn a_trial_s_events_read_back_exactly_as_delivered(db: TestDb) {
         })
         .collect();
     expected.sort_by(|a, b| a.0.cmp(&b.0));
+    let equal = |got: &[ReadBack], expected: &[ReadBack]| {
+        assert_eq!(got.len(), expected.len());
+        for (got, want) in got.iter().zip(expected) {
+            assert_eq!(got, want);
+        }
+    };
     let got = read(app.store.clone()).await;
-    assert_eq!(got.len(), expected.len());
-    for (got, want) in got.iter().zip(&expected) {
-        assert_eq!(got, want);
-    }
+    equal(&got, &expected);
     for ((id, _, got, _), (_, _, want, _)) in got.iter().zip(&expected) {
         assert_eq!(
             got.map(f64::to_bits),
@@ -741,10 +744,6 @@ async fn a_trial_s_events_read_back_exactly_as_delivered(db: TestDb) {
     let (two, five) = (at("X2"), at("X5"));
     expected[two].1 = Some("in\u{1f}between".to_string());
     expected[five].3 = None;
-    let got = read(app.store.clone()).await;
-    assert_eq!(got.len(), expected.len());
-    for (got, want) in got.iter().zip(&expected) {
-        assert_eq!(got, want);
-    }
+    equal(&read(app.store.clone()).await, &expected);
     app.stop().await;
 }
