@@ -449,3 +449,35 @@ async fn an_outbox_event_the_stream_refuses_is_not_overtaken() {
     );
     drop_streams(&js, &p).await;
 }
+
+/// On PostgreSQL the publisher marks what the stream acknowledged without the writers' lock:
+/// an enrolment batch, which holds that lock, never waits for the marks, nor they for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_marks_published_without_the_writers_lock() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let app = TestApp::spawn(&db, &[TASTE], "marks").await;
+    let token = app.token("register", Some("taste"), None).await;
+    for i in 0..3 {
+        let (status, _) = app.enrol("taste", &token, &patient(i, "UPP", "F")).await;
+        assert_eq!(status, 201);
+    }
+    let waiting = rrct::service::outbox::unpublished(&app.store, &app.state.trials, 100)
+        .await
+        .unwrap();
+    assert!(waiting.len() >= 3, "each enrolment is told of");
+    let ids: Vec<i64> = waiting.iter().map(|e| e.id).collect();
+    // A writer holds the lock (as an enrolment batch does) while the marks are written.
+    let writer = app.store.begin_write().await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        rrct::service::outbox::published(&app.store, &ids, "2026-01-01T00:00:00Z"),
+    )
+    .await
+    .expect("the marks do not wait for the writers' lock")
+    .unwrap();
+    writer.rollback().await.unwrap();
+    assert_eq!(rrct::service::outbox::backlog(&app.store).await.unwrap(), 0);
+    app.stop().await;
+}
