@@ -332,9 +332,25 @@ async fn bench(
     let (participation_ms, _) = best_of(3, || {
         rrct::analysis::participation_report::report(&data, cutoff)
     });
+    let arms: Vec<(String, String, String)> = data
+        .randomised_by(cutoff)
+        .map(|a| (a.record_id.clone(), a.arm.clone(), a.site_code.clone()))
+        .collect();
+    let (flow_ms, _) = best_of(3, || {
+        rrct::endpoints::flow::flow(
+            cutoff,
+            &screening,
+            &arms,
+            Some("primary"),
+            &primary_rows,
+            &data.events,
+            &std::collections::HashMap::new(),
+        )
+    });
     println!(
         "  one core each: forecast {forecast_ms:.1} ms, sources {sources_ms:.1} ms, \
-         representativeness {representativeness_ms:.1} ms, participation {participation_ms:.1} ms"
+         representativeness {representativeness_ms:.1} ms, participation {participation_ms:.1} ms, \
+         flow {flow_ms:.1} ms"
     );
     let t = Instant::now();
     let snapshot = PreparedTrial::prepare(data.into(), screening.into(), cutoff);

@@ -128,16 +128,18 @@ pub fn flow(
     }
     let mut total = FlowCounts::default();
     let mut sites: BTreeMap<String, SiteData> = BTreeMap::new();
+    // Counted by key without making the key's text again for every subject.
     let bump = |map: &mut Option<BTreeMap<String, u64>>, key: &str| {
-        *map.get_or_insert_with(BTreeMap::new)
-            .entry(key.to_string())
-            .or_default() += 1;
+        let map = map.get_or_insert_with(BTreeMap::new);
+        match map.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(key.to_string(), 1);
+            }
+        }
     };
     for (record, s) in &latest {
-        let site = sites.entry(s.site.clone()).or_insert_with(|| SiteData {
-            site: s.site.clone(),
-            ..Default::default()
-        });
+        let site = site_data(&mut sites, &s.site);
         for c in [&mut total, &mut site.counts] {
             c.screened += 1;
             if let Some((arm, _)) = randomised.get(record) {
@@ -179,12 +181,7 @@ pub fn flow(
             Outcome::Count { complete, .. } => *complete,
             Outcome::Continuous { value, .. } => value.is_some(),
         };
-        let site = sites
-            .entry(row.subject.site.to_string())
-            .or_insert_with(|| SiteData {
-                site: row.subject.site.to_string(),
-                ..Default::default()
-            });
+        let site = site_data(&mut sites, &row.subject.site);
         for c in [&mut total, &mut site.counts] {
             if lost {
                 c.lost_to_follow_up += 1;
@@ -210,16 +207,25 @@ pub fn flow(
         .collect();
     let mut lags: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut received: BTreeMap<&str, u64> = BTreeMap::new();
+    // A subject's events come one after another (the store reads them by subject): its site
+    // is looked up once per run of its events, and the run's counts added at its end.
+    let mut run = Run::default();
     for e in events.iter().filter(|e| e.received_on <= cutoff.0) {
-        if let Some((site, randomised_on)) = subject_site.get(e.event.subject.as_str()) {
-            *received.entry(site).or_default() += 1;
-            if e.event.date >= *randomised_on {
-                lags.entry(site)
-                    .or_default()
+        let subject = e.event.subject.as_str();
+        if run.subject != Some(subject) {
+            run.close(&mut received, &mut lags);
+            run.subject = Some(subject);
+            run.site = subject_site.get(subject).copied();
+        }
+        if let Some((_, randomised_on)) = run.site {
+            run.received += 1;
+            if e.event.date >= randomised_on {
+                run.lags
                     .push((e.received_on - e.event.date).num_days() as f64);
             }
         }
     }
+    run.close(&mut received, &mut lags);
     for site in sites.values_mut() {
         let c = &mut site.counts;
         c.inclusion_rate = (c.eligible > 0).then(|| c.randomised as f64 / c.eligible as f64);
@@ -242,6 +248,50 @@ pub fn flow(
         total,
         sites: sites.into_values().collect(),
     }
+}
+
+/// One subject's events received, while [`flow`] goes through them: their site (none for a
+/// subject not randomised by the cut-off), how many, and their lags.
+#[derive(Default)]
+struct Run<'a> {
+    subject: Option<&'a str>,
+    site: Option<(&'a str, NaiveDate)>,
+    received: u64,
+    lags: Vec<f64>,
+}
+
+impl<'a> Run<'a> {
+    /// Add the run's counts to its site's, and empty it.
+    fn close(
+        &mut self,
+        received: &mut BTreeMap<&'a str, u64>,
+        lags: &mut BTreeMap<&'a str, Vec<f64>>,
+    ) {
+        if let Some((site, _)) = self.site {
+            if self.received > 0 {
+                *received.entry(site).or_default() += self.received;
+            }
+            if !self.lags.is_empty() {
+                lags.entry(site).or_default().append(&mut self.lags);
+            }
+        }
+        self.received = 0;
+        self.lags.clear();
+    }
+}
+
+/// The site's entry, made when it is first met.
+fn site_data<'s>(sites: &'s mut BTreeMap<String, SiteData>, site: &str) -> &'s mut SiteData {
+    if !sites.contains_key(site) {
+        sites.insert(
+            site.to_string(),
+            SiteData {
+                site: site.to_string(),
+                ..Default::default()
+            },
+        );
+    }
+    sites.get_mut(site).expect("inserted above")
 }
 
 /// Quantile of sorted values by linear interpolation (R's default type 7).
@@ -397,6 +447,65 @@ mod tests {
             !blinded.contains("aspiration") && !blinded.contains("pci"),
             "{blinded}"
         );
+    }
+
+    /// Events received per site and their lags: each subject's run of events counted once
+    /// whatever the order they come in, history before randomisation and events received after
+    /// the cut-off or of subjects not randomised left out.
+    #[test]
+    fn timeliness_counts_each_subject_s_events_in_any_order() {
+        let primary = [
+            row("r1", "UPP", "pci", None),
+            row("r2", "KS", "pci", None),
+            row("r3", "UPP", "pci", None),
+        ];
+        let event = |id: &str, subject: &str, date: &str, received: &str| ReceivedEvent {
+            event: Event {
+                event_id: id.into(),
+                subject: subject.into(),
+                event_type: "mi".into(),
+                date: d(date),
+                code: None,
+                value: None,
+                source: None,
+            },
+            received_on: d(received),
+        };
+        let by_subject = vec![
+            event("a", "S-r1", "2024-01-10", "2024-01-12"),
+            event("b", "S-r1", "2024-01-20", "2024-01-30"),
+            // History before randomisation: received, but no lag.
+            event("c", "S-r1", "2023-12-01", "2024-01-05"),
+            event("d", "S-r2", "2024-01-05", "2024-01-06"),
+            event("e", "S-r2", "2024-01-07", "2024-03-01"),
+            event("f", "S-other", "2024-01-05", "2024-01-06"),
+            event("g", "S-r3", "2024-01-02", "2024-01-05"),
+        ];
+        let mut interleaved = by_subject.clone();
+        interleaved.swap(1, 3);
+        interleaved.swap(5, 6);
+        interleaved.reverse();
+        let of = |events: &[ReceivedEvent]| {
+            flow(
+                DataCutoff(d("2024-02-01")),
+                &[],
+                &[],
+                Some("death_1y"),
+                &primary,
+                events,
+                &HashMap::new(),
+            )
+        };
+        for f in [of(&by_subject), of(&interleaved)] {
+            let site = |code: &str| f.sites.iter().find(|s| s.site == code).unwrap();
+            let (ks, upp) = (site("KS"), site("UPP"));
+            assert_eq!(upp.events_received, 4);
+            // Lags 2, 10 and 3 days.
+            assert_eq!(upp.event_lag_days_median, Some(3.0));
+            assert_eq!(upp.event_lag_days_p90, quantile(&[2.0, 3.0, 10.0], 0.9));
+            assert_eq!(ks.events_received, 1);
+            assert_eq!(ks.event_lag_days_median, Some(1.0));
+        }
     }
 
     #[test]
