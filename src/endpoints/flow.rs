@@ -139,7 +139,10 @@ pub fn flow(
         }
     };
     for (record, s) in &latest {
-        let site = site_data(&mut sites, &s.site);
+        let site = sites.entry(s.site.clone()).or_insert_with(|| SiteData {
+            site: s.site.clone(),
+            ..Default::default()
+        });
         for c in [&mut total, &mut site.counts] {
             c.screened += 1;
             if let Some((arm, _)) = randomised.get(record) {
@@ -181,7 +184,12 @@ pub fn flow(
             Outcome::Count { complete, .. } => *complete,
             Outcome::Continuous { value, .. } => value.is_some(),
         };
-        let site = site_data(&mut sites, &row.subject.site);
+        let site = sites
+            .entry(row.subject.site.to_string())
+            .or_insert_with(|| SiteData {
+                site: row.subject.site.to_string(),
+                ..Default::default()
+            });
         for c in [&mut total, &mut site.counts] {
             if lost {
                 c.lost_to_follow_up += 1;
@@ -251,7 +259,7 @@ pub fn flow(
 }
 
 /// One subject's events received, while [`flow`] goes through them: their site (none for a
-/// subject not randomised by the cut-off), how many, and their lags.
+/// subject without a row of the primary endpoint), how many, and their lags.
 #[derive(Default)]
 struct Run<'a> {
     subject: Option<&'a str>,
@@ -278,20 +286,6 @@ impl<'a> Run<'a> {
         self.received = 0;
         self.lags.clear();
     }
-}
-
-/// The site's entry, made when it is first met.
-fn site_data<'s>(sites: &'s mut BTreeMap<String, SiteData>, site: &str) -> &'s mut SiteData {
-    if !sites.contains_key(site) {
-        sites.insert(
-            site.to_string(),
-            SiteData {
-                site: site.to_string(),
-                ..Default::default()
-            },
-        );
-    }
-    sites.get_mut(site).expect("inserted above")
 }
 
 /// Quantile of sorted values by linear interpolation (R's default type 7).
