@@ -275,10 +275,9 @@ impl<'a> Run<'a> {
         received: &mut BTreeMap<&'a str, u64>,
         lags: &mut BTreeMap<&'a str, Vec<f64>>,
     ) {
+        // A run with a site holds at least the event that began it.
         if let Some((site, _)) = self.site {
-            if self.received > 0 {
-                *received.entry(site).or_default() += self.received;
-            }
+            *received.entry(site).or_default() += self.received;
             if !self.lags.is_empty() {
                 lags.entry(site).or_default().append(&mut self.lags);
             }
