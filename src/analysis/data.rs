@@ -15,7 +15,7 @@ use crate::randomise::AllocationRecord;
 
 /// One allocation marked randomised in error. The allocation itself is never changed: it stays
 /// in every data set (intention to treat) and is flagged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ErrorMark {
     pub trial_id: String,
     pub record_id: String,

@@ -27,7 +27,7 @@ pub use crate::endpoints::WithdrawalScope;
 use crate::protocol::ConsentKind;
 
 /// One withdrawal as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Withdrawal {
     pub record_id: String,
     pub scope: WithdrawalScope,
@@ -39,7 +39,7 @@ pub struct Withdrawal {
 }
 
 /// A deferred consent's confirmation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Confirmation {
     pub kind: ConsentKind,
     pub taken_by: String,
@@ -50,7 +50,7 @@ pub struct Confirmation {
 }
 
 /// The consent an enrolment recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ConsentRecord {
     pub record_id: String,
     pub randomisation_number: i64,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{CensorReason, DataCutoff, EndpointRow, Outcome, ReceivedEvent, WithdrawalScope};
 
 /// One screening-log entry as the flow needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Screening {
     pub record_id: String,
     pub site: String,

@@ -16,7 +16,7 @@ use crate::protocol::FollowUp;
 
 /// One accepted delivery of a source (a batch of events, possibly empty), as the trial's data
 /// hold it: on the day it was received.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub source: String,
     pub received_on: NaiveDate,

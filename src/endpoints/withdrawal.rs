@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 /// How far a withdrawal goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WithdrawalScope {
     NoFurtherContact,

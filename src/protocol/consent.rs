@@ -27,7 +27,7 @@ use super::{ConsentModel, FieldError, Protocol};
 pub const CONSENT: &str = "consent";
 
 /// What consent an enrolment records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentKind {
     Oral,

@@ -331,7 +331,7 @@ fn stored_day(s: &str, what: &str) -> StoreResult<chrono::NaiveDate> {
 
 /// The separator of [`columns_joined`]: the unit separator, a control character no id or
 /// text accepted at intake holds (`identity`).
-const UNIT_SEPARATOR: char = '\u{1f}';
+pub(super) const UNIT_SEPARATOR: char = '\u{1f}';
 
 /// PostgreSQL's statement for [`columns_joined`]: the row count, then each of
 /// [`READ_COLUMNS`] as one text, its values joined by [`UNIT_SEPARATOR`] in the order the
@@ -368,16 +368,33 @@ async fn columns_joined(
     if rows == 0 {
         return Ok(Some(Vec::new()));
     }
-    let mut columns: Vec<Vec<&str>> = Vec::with_capacity(READ_COLUMNS.len());
     let texts: Vec<String> = (1..=READ_COLUMNS.len())
         .map(|i| row.try_get::<String, _>(i))
         .collect::<Result<_, _>>()?;
-    for text in &texts {
-        let parts: Vec<&str> = text.split(UNIT_SEPARATOR).collect();
+    from_columns(&texts, rows, trial_id)
+}
+
+/// `rows` events from the texts of [`READ_COLUMNS`], each column's values joined by the unit
+/// separator, a nullable one's as empty (null) or `+` and the value, a day as a date or a
+/// timestamp starting with one; `None` when a column does not split into `rows` values.
+pub(super) fn from_columns(
+    texts: &[impl AsRef<str>],
+    rows: usize,
+    trial_id: &str,
+) -> StoreResult<Option<Vec<ReceivedEvent>>> {
+    if rows == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let mut columns: Vec<Vec<&str>> = Vec::with_capacity(READ_COLUMNS.len());
+    for text in texts {
+        let parts: Vec<&str> = text.as_ref().split(UNIT_SEPARATOR).collect();
         if parts.len() != rows {
             return Ok(None);
         }
         columns.push(parts);
+    }
+    if columns.len() != READ_COLUMNS.len() {
+        return Ok(None);
     }
     // A nullable column's part: empty for null, else `+` and the value.
     fn nullable(s: &str) -> Option<&str> {
@@ -406,6 +423,50 @@ async fn columns_joined(
         })
         .collect::<StoreResult<Vec<_>>>()
         .map(Some)
+}
+
+/// `events` as [`from_columns`] reads them (a day as its date); `None` when a text holds the
+/// unit separator, which intake never accepts.
+pub(super) fn to_columns(events: &[ReceivedEvent]) -> Option<Vec<String>> {
+    use std::fmt::Write;
+    let mut columns = vec![String::new(); READ_COLUMNS.len()];
+    for (i, e) in events.iter().enumerate() {
+        let e_ = &e.event;
+        let texts = [
+            Some(e_.event_id.as_str()),
+            Some(e_.subject.as_str()),
+            Some(e_.event_type.as_str()),
+            e_.code.as_deref(),
+            e_.source.as_deref(),
+        ];
+        if texts.iter().flatten().any(|t| t.contains(UNIT_SEPARATOR)) {
+            return None;
+        }
+        if i > 0 {
+            for c in &mut columns {
+                c.push(UNIT_SEPARATOR);
+            }
+        }
+        columns[0].push_str(&e_.event_id);
+        columns[1].push_str(&e_.subject);
+        columns[2].push_str(&e_.event_type);
+        // Writing to a String cannot fail.
+        let _ = write!(columns[3], "{}", e_.date);
+        if let Some(code) = &e_.code {
+            columns[4].push('+');
+            columns[4].push_str(code);
+        }
+        if let Some(value) = e_.value {
+            // The shortest text that reads back as the same double.
+            let _ = write!(columns[5], "+{value}");
+        }
+        if let Some(source) = &e_.source {
+            columns[6].push('+');
+            columns[6].push_str(source);
+        }
+        let _ = write!(columns[7], "{}", e.received_on);
+    }
+    Some(columns)
 }
 
 /// Number of stored events (tests and reports).

@@ -33,6 +33,7 @@ pub mod participation;
 pub mod screening_log;
 pub mod sessions;
 pub mod since;
+pub mod snapshots;
 pub mod subjects;
 pub mod tokens;
 pub mod trials;

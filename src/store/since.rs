@@ -30,7 +30,7 @@ use crate::randomise::AllocationRecord;
 
 /// How far a read went: the audit chain head and the largest randomisation number, event
 /// sequence number and screening id it saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Marks {
     pub head: i64,
     allocation: i64,

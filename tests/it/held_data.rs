@@ -20,6 +20,7 @@ crate::on_both_backends!(
     a_first_read_across_a_write_is_taken_again_in_one_state,
     a_first_read_without_a_second_connection_is_taken_in_one_snapshot,
     a_preparation_after_additions_derives_again_only_the_subjects_they_change,
+    a_server_started_again_takes_the_saved_rows_and_reads_those_written_since,
 );
 
 /// Register events for `subjects` (dated `days_ago` before today), each with its own id.
@@ -751,5 +752,230 @@ async fn postgres_rows_since_are_read_by_index_with_or_without_statistics() {
         "both reads are prepared on the pool ({planned} plans)"
     );
     drop(conns);
+    app.stop().await;
+}
+
+/// Wait (at most 10 s) until the trial's rows are saved, as a server does once ready.
+async fn until_saved(store: &Store) {
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trial_snapshots")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        if n > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The trial's held data, as a server that has held nothing yet reads them now.
+async fn started_again(store: &Store) -> held::HeldRead {
+    let head = rrct::store::audit::head_seq(store).await.expect("head");
+    held::HeldData::default()
+        .at_least(store, "taste", head, None)
+        .await
+        .expect("held data")
+}
+
+/// A server started again takes the rows a server saved and reads only those written since:
+/// equal to a fresh read after every kind of write that adds rows. A copy of another format,
+/// or read at an audit entry whose hash the chain no longer has, is not taken, and a write that
+/// changes rows in place since the copy makes the trial read afresh.
+async fn a_server_started_again_takes_the_saved_rows_and_reads_those_written_since(db: TestDb) {
+    let (app, register, feed) = enrolled(&db, "held-saved", 12).await;
+    // The server's own start-up copy (of no rows) first, so that it does not land later.
+    until_saved(&app.store).await;
+    sqlx::query("DELETE FROM trial_snapshots")
+        .execute(app.store.pool())
+        .await
+        .expect("delete");
+    deliver(&app, &feed, "MI", &[0, 3, 5], "mi", 2).await;
+    mark_in_error(&app, "R000004", "duplicate registration").await;
+    let (status, body) = app
+        .post(
+            "/api/v1/trials/taste/enrolments/R000006/withdrawal",
+            &register,
+            &json!({"withdrawn_on": support::days_ago(0), "scope": "no_further_contact"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Nothing saved: read afresh, then saved (once: a second save has nothing to add).
+    let server = held::HeldData::default();
+    let head = rrct::store::audit::head_seq(&app.store)
+        .await
+        .expect("head");
+    let read = server
+        .at_least(&app.store, "taste", head, None)
+        .await
+        .expect("read");
+    assert_eq!(read.origin, held::Origin::Read);
+    assert_same(
+        "read afresh",
+        &read.data,
+        &read.screening,
+        &fresh(&app.store).await,
+    );
+    let saving = server
+        .save_in_background(&app.store, "taste")
+        .expect("save");
+    assert!(saving.await.expect("task"), "saved");
+    let again = server
+        .save_in_background(&app.store, "taste")
+        .expect("save");
+    assert!(!again.await.expect("task"), "nothing new to save");
+
+    // Taken at the head: the same data without a row read again.
+    let read = started_again(&app.store).await;
+    assert_eq!(read.origin, held::Origin::Saved);
+    assert_same(
+        "saved at the head",
+        &read.data,
+        &read.screening,
+        &fresh(&app.store).await,
+    );
+    assert_eq!(
+        read.data.participation,
+        fresh(&app.store).await.0.participation
+    );
+
+    // Enrolments (one with register history), a refusal, events for subjects held and new, an
+    // empty delivery, a mark and an amendment: the saved rows and those written since.
+    enrol_with_history(&app, (&feed, &register), 50, 300).await;
+    for i in [13, 14] {
+        let (status, body) = app.enrol("taste", &register, &patient(i, "KS", "M")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut ineligible = patient(90, "UPP", "F");
+    ineligible["fields"]["diagnosis"] = json!("UA");
+    assert_eq!(app.enrol("taste", &register, &ineligible).await.0, 422);
+    deliver(&app, &feed, "EARLY", &[0, 3, 13], "mi", 30).await;
+    deliver(&app, &feed, "D", &[5, 14, 50], "death", 1).await;
+    let population = app.source_token("population_register").await;
+    let (status, body) = app
+        .post("/api/v1/events", &population, &json!({"events": []}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    mark_in_error(&app, "R000013", "not a trial patient").await;
+    let amended = TASTE
+        .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
+        .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
+    rrct::service::trials::register_with_seed(
+        &app.store,
+        rrct::protocol::parse(&amended, "amended.toml").expect("valid amendment"),
+        &amended,
+        rrct::randomise::MasterSeed::from_passphrase("held-saved"),
+        &crate::support::seed_key(),
+    )
+    .await
+    .expect("amendment registered");
+    let read = started_again(&app.store).await;
+    assert_eq!(read.origin, held::Origin::Saved);
+    let fresh_data = fresh(&app.store).await;
+    assert_eq!(fresh_data.0.protocol.version, "1.1");
+    assert_same(
+        "saved rows and rows since",
+        &read.data,
+        &read.screening,
+        &fresh_data,
+    );
+    assert_eq!(read.data.participation, fresh_data.0.participation);
+    assert_eq!(
+        read.data.open_arms_by_version,
+        fresh_data.0.open_arms_by_version
+    );
+
+    // A copy of another format (another version of rrct, another schema) is not taken.
+    sqlx::query("UPDATE trial_snapshots SET format = 'another'")
+        .execute(app.store.pool())
+        .await
+        .expect("update");
+    let server = held::HeldData::default();
+    let head = rrct::store::audit::head_seq(&app.store)
+        .await
+        .expect("head");
+    let read = server
+        .at_least(&app.store, "taste", head, None)
+        .await
+        .expect("read");
+    assert_eq!(read.origin, held::Origin::Read, "another format");
+    assert_same("another format", &read.data, &read.screening, &fresh_data);
+    // Saved again over it, at the head.
+    assert!(server
+        .save_in_background(&app.store, "taste")
+        .expect("save")
+        .await
+        .expect("task"));
+    assert_eq!(started_again(&app.store).await.origin, held::Origin::Saved);
+
+    // A chain that no longer has, at the copy's entry, the hash it had when the rows were read
+    // (restored, rolled back or rewritten): not taken.
+    sqlx::query("UPDATE trial_snapshots SET head_hash = 'f00d'")
+        .execute(app.store.pool())
+        .await
+        .expect("update");
+    let server = held::HeldData::default();
+    let head = rrct::store::audit::head_seq(&app.store)
+        .await
+        .expect("head");
+    let read = server
+        .at_least(&app.store, "taste", head, None)
+        .await
+        .expect("read");
+    assert_eq!(read.origin, held::Origin::Read, "another chain");
+    assert_same("another chain", &read.data, &read.screening, &fresh_data);
+    assert!(server
+        .save_in_background(&app.store, "taste")
+        .expect("save")
+        .await
+        .expect("task"));
+    assert_eq!(started_again(&app.store).await.origin, held::Origin::Saved);
+    sqlx::query("UPDATE trial_snapshots SET body = '{}'")
+        .execute(app.store.pool())
+        .await
+        .expect("update");
+    let server = held::HeldData::default();
+    let head = rrct::store::audit::head_seq(&app.store)
+        .await
+        .expect("head");
+    let read = server
+        .at_least(&app.store, "taste", head, None)
+        .await
+        .expect("read");
+    assert_eq!(
+        read.origin,
+        held::Origin::Read,
+        "a body that cannot be read back"
+    );
+    assert!(server
+        .save_in_background(&app.store, "taste")
+        .expect("save")
+        .await
+        .expect("task"));
+
+    // A withdrawal since the copy changes rows in place: read afresh.
+    let (status, body) = app
+        .post(
+            "/api/v1/trials/taste/enrolments/R000008/withdrawal",
+            &register,
+            &json!({"withdrawn_on": support::days_ago(0), "scope": "no_further_data_collection"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let read = started_again(&app.store).await;
+    assert_eq!(
+        read.origin,
+        held::Origin::Read,
+        "a write in place since the copy"
+    );
+    let fresh_data = fresh(&app.store).await;
+    assert_same(
+        "after a withdrawal",
+        &read.data,
+        &read.screening,
+        &fresh_data,
+    );
+    assert_eq!(read.data.participation, fresh_data.0.participation);
     app.stop().await;
 }

@@ -2,7 +2,8 @@
 //! [`HeldData::warm`] at start-up) reads the whole trial in one snapshot, and after a write only
 //! the rows written since are read and added (see [`crate::store::since`]), with the protocol
 //! read again after an amendment; a write that changes rows in place makes the next request
-//! read the trial afresh.
+//! read the trial afresh. A trial not held yet is taken from the rows a server saved, when it
+//! may be (see [`crate::store::snapshots`]), and brought up to date the same way.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use crate::analysis::TrialData;
 use crate::endpoints::flow::Screening;
 use crate::protocol::{self, Protocol};
 use crate::store::since::{self, Marks, Since, TrialRows};
+use crate::store::snapshots;
 use crate::store::{
     allocation_errors, allocations, deliveries, events, participation, screening_log, trials, Store,
 };
@@ -21,6 +23,11 @@ use crate::store::{
 /// Batches of subjects with events added kept in an [`AddedLog`] at most, and subjects in all.
 const LOG_BATCHES: usize = 1024;
 const LOG_SUBJECTS: usize = 100_000;
+
+/// Held rows are saved again ([`HeldData::save_in_background`]) once rows added since the copy
+/// saved (allocations, events and screening entries) reach a tenth of those held, and at
+/// least this many: a server starting again then reads at most about that many.
+const SAVE_AFTER_ROWS: usize = 1_000;
 
 /// A trial's data as last read, and how far that read went.
 struct Held {
@@ -30,6 +37,21 @@ struct Held {
     /// This state's version: new on every read and every addition of rows written since.
     version: u64,
     log: AddedLog,
+    /// Rows added since these data were saved or taken from a saved copy (`None`: neither).
+    unsaved: Option<usize>,
+}
+
+impl Held {
+    /// Allocations, events and screening entries held.
+    fn rows(&self) -> usize {
+        self.data.allocations.len() + self.data.events.len() + self.screening.len()
+    }
+
+    /// Whether to save these data: never saved, or grown by a tenth since.
+    fn save_due(&self) -> bool {
+        self.unsaved
+            .is_none_or(|n| n >= SAVE_AFTER_ROWS.max(self.rows() / 10))
+    }
 }
 
 /// The subjects whose events each addition of rows brought, by the version it made, for every
@@ -75,6 +97,18 @@ impl AddedLog {
     }
 }
 
+/// Where the data a read gives came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Held already (brought up to date with the rows written since, if any).
+    Held,
+    /// Taken from the copy a server saved (see [`crate::store::snapshots`]) and brought up to
+    /// date with the rows written since.
+    Saved,
+    /// Read afresh, the whole trial.
+    Read,
+}
+
 /// A trial's data as held now ([`HeldData::at_least`]).
 pub struct HeldRead {
     pub data: Arc<TrialData>,
@@ -84,6 +118,8 @@ pub struct HeldRead {
     /// The subjects with events added since the version the caller named, when it named one
     /// and these data grew from it by additions alone (not read afresh since).
     pub events_added_since: Option<HashSet<String>>,
+    /// Where this read found the data.
+    pub origin: Origin,
 }
 
 /// One trial's held data; the lock makes one request read while the others wait for it.
@@ -95,6 +131,9 @@ pub struct HeldData {
     trials: Mutex<HashMap<String, HeldSlot>>,
     /// The last version given to a trial's held state.
     versions: AtomicU64,
+    /// Held while saving: a save that finds nothing to do returns only once the one under way
+    /// has ended, so that whoever awaits it knows what is saved.
+    saving: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl HeldData {
@@ -117,62 +156,187 @@ impl HeldData {
             .or_default()
             .clone();
         let mut held = slot.lock().await;
-        let current = match held.take() {
-            Some(h) if h.marks.head >= head => h,
-            Some(h) => match since::since(store, trial_id, &h.marks).await? {
-                Since::Added(rows, marks) => {
-                    let version = next_version();
-                    let mut log = h.log;
-                    let mut subjects: Vec<String> = rows
-                        .events
-                        .iter()
-                        .map(|e| e.event.subject.clone())
-                        .collect();
-                    subjects.sort_unstable();
-                    subjects.dedup();
-                    log.push(version, subjects);
-                    // Prepared trials of the older head were dropped when this head's slot was
-                    // made, so the data are normally no longer shared and grow in place.
-                    let mut data = Arc::unwrap_or_clone(h.data);
-                    let mut screening = Arc::unwrap_or_clone(h.screening);
-                    data.add(rows.allocations, rows.events);
-                    data.deliveries.extend(rows.deliveries);
-                    data.participation
-                        .consents
-                        .extend(rows.consents.into_iter().map(|c| (c.record_id.clone(), c)));
-                    if let Some(marks) = rows.in_error {
-                        data.in_error = marks;
-                    }
-                    if rows.protocol_registered {
-                        // Read after the snapshot, as on a first read (see `from_rows`), with
-                        // the arms each version had open.
-                        data.protocol = stored_protocol(store, trial_id).await?;
-                        data.open_arms_by_version = open_arms_by_version(store, trial_id).await?;
-                    }
-                    // The enrolment fields of the newly randomised: their screening rows
-                    // are among those written since.
-                    data.baseline.record(&rows.screening);
-                    screening.extend(rows.screening);
-                    Held {
-                        data: Arc::new(data),
-                        screening: Arc::new(screening),
-                        marks,
-                        version,
-                        log,
-                    }
+        let (current, origin) = match held.take() {
+            Some(h) => up_to_date(store, trial_id, h, head, &next_version, Origin::Held).await?,
+            None => match taken_from_saved(store, trial_id, next_version()).await {
+                Some(h) => {
+                    up_to_date(store, trial_id, h, head, &next_version, Origin::Saved).await?
                 }
-                Since::Changed => read_afresh(store, trial_id, next_version()).await?,
+                None => (
+                    read_afresh(store, trial_id, next_version()).await?,
+                    Origin::Read,
+                ),
             },
-            None => read_afresh(store, trial_id, next_version()).await?,
         };
         let out = HeldRead {
             data: current.data.clone(),
             screening: current.screening.clone(),
             version: current.version,
             events_added_since: since.and_then(|v| current.log.since(v, current.version)),
+            origin,
         };
         *held = Some(current);
         Ok(out)
+    }
+
+    /// Save the trial's held data (see [`crate::store::snapshots`]) in a task of its own, when
+    /// they were never saved or have grown by a tenth since; the task gives whether it saved,
+    /// and ends after any save under way. A failure is logged: a server starting again then
+    /// reads more.
+    pub fn save_in_background(
+        &self,
+        store: &Store,
+        trial_id: &str,
+    ) -> Result<tokio::task::JoinHandle<bool>, TrialViewError> {
+        let slot = self
+            .trials
+            .lock()
+            .map_err(|_| super::poisoned())?
+            .get(trial_id)
+            .cloned();
+        let (store, trial) = (store.clone(), trial_id.to_string());
+        let saving = self.saving.clone();
+        Ok(tokio::spawn(async move {
+            let Some(slot) = slot else {
+                return false;
+            };
+            let _saving = saving.lock().await;
+            let taken = {
+                let mut held = slot.lock().await;
+                match held.as_mut() {
+                    Some(h) if h.save_due() => {
+                        // Counted as saved now, so that no second task saves the same rows.
+                        h.unsaved = Some(0);
+                        Some((h.data.clone(), h.screening.clone(), h.marks))
+                    }
+                    _ => None,
+                }
+            };
+            let Some((data, screening, marks)) = taken else {
+                return false;
+            };
+            let body = tokio::task::spawn_blocking(move || {
+                snapshots::encode(&snapshots::HeldRows {
+                    marks: &marks,
+                    allocations: &data.allocations,
+                    events: &data.events,
+                    screening: &screening,
+                    in_error: &data.in_error,
+                    deliveries: &data.deliveries,
+                    consents: data.participation.consents.values().collect(),
+                    withdrawals: &data.participation.withdrawals,
+                })
+            })
+            .await
+            .ok()
+            .flatten();
+            let Some(body) = body else {
+                return false;
+            };
+            match snapshots::save(&store, &trial, marks.head, &body).await {
+                Ok(saved) => saved,
+                Err(e) => {
+                    tracing::warn!(trial = %trial, error = %e, "held data not saved");
+                    false
+                }
+            }
+        }))
+    }
+}
+
+/// `h` (from `origin`) brought up to date with the rows written since it was read, when it is
+/// older than `head`; read afresh (and from [`Origin::Read`]) when something changed rows in
+/// place.
+async fn up_to_date(
+    store: &Store,
+    trial_id: &str,
+    h: Held,
+    head: i64,
+    next_version: &impl Fn() -> u64,
+    origin: Origin,
+) -> Result<(Held, Origin), TrialViewError> {
+    if h.marks.head >= head {
+        return Ok((h, origin));
+    }
+    Ok(match since::since(store, trial_id, &h.marks).await? {
+        Since::Added(rows, marks) => {
+            let version = next_version();
+            let mut log = h.log;
+            let mut subjects: Vec<String> = rows
+                .events
+                .iter()
+                .map(|e| e.event.subject.clone())
+                .collect();
+            subjects.sort_unstable();
+            subjects.dedup();
+            log.push(version, subjects);
+            let added = rows.allocations.len() + rows.events.len() + rows.screening.len();
+            // Prepared trials of the older head were dropped when this head's slot was
+            // made, so the data are normally no longer shared and grow in place.
+            let mut data = Arc::unwrap_or_clone(h.data);
+            let mut screening = Arc::unwrap_or_clone(h.screening);
+            data.add(rows.allocations, rows.events);
+            data.deliveries.extend(rows.deliveries);
+            data.participation
+                .consents
+                .extend(rows.consents.into_iter().map(|c| (c.record_id.clone(), c)));
+            if let Some(marks) = rows.in_error {
+                data.in_error = marks;
+            }
+            if rows.protocol_registered {
+                // Read after the snapshot, as on a first read (see `from_rows`), with
+                // the arms each version had open.
+                data.protocol = stored_protocol(store, trial_id).await?;
+                data.open_arms_by_version = open_arms_by_version(store, trial_id).await?;
+            }
+            // The enrolment fields of the newly randomised: their screening rows
+            // are among those written since.
+            data.baseline.record(&rows.screening);
+            screening.extend(rows.screening);
+            let held = Held {
+                data: Arc::new(data),
+                screening: Arc::new(screening),
+                marks,
+                version,
+                log,
+                unsaved: h.unsaved.map(|n| n + added),
+            };
+            (held, origin)
+        }
+        Since::Changed => (
+            read_afresh(store, trial_id, next_version()).await?,
+            Origin::Read,
+        ),
+    })
+}
+
+/// The trial as a server saved it ([`crate::store::snapshots`]), as held state `version`, when
+/// a copy this server may take is saved; `None` otherwise (a failure to read it is logged: the
+/// caller reads the trial afresh).
+async fn taken_from_saved(store: &Store, trial_id: &str, version: u64) -> Option<Held> {
+    let taken = async {
+        let Some((mut rows, marks)) = snapshots::load(store, trial_id).await? else {
+            return Ok(None);
+        };
+        let screening = std::mem::take(&mut rows.screening);
+        let mut data = from_rows(store, trial_id, rows).await?;
+        data.baseline.record(&screening);
+        tracing::info!(trial = %trial_id, head = marks.head, "saved rows taken");
+        Ok::<_, TrialViewError>(Some(Held {
+            data: Arc::new(data),
+            screening: Arc::new(screening),
+            marks,
+            version,
+            log: AddedLog::new(version),
+            unsaved: Some(0),
+        }))
+    };
+    match taken.await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(trial = %trial_id, error = %e, "saved rows not taken");
+            None
+        }
     }
 }
 
@@ -188,6 +352,7 @@ async fn read_afresh(store: &Store, trial_id: &str, version: u64) -> Result<Held
         marks,
         version,
         log: AddedLog::new(version),
+        unsaved: None,
     })
 }
 

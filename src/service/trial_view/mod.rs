@@ -338,7 +338,9 @@ impl TrialViews {
 
     /// [`TrialViews::warm`] in a task of its own, logging how it went; its handle gives the
     /// outcome. Not ready from the call on (the guard is taken before the task is spawned), so
-    /// no poll of `GET /readyz` in between is told `Ready`.
+    /// no poll of `GET /readyz` in between is told `Ready`. Once ready, the task saves the
+    /// data it read ([`crate::store::snapshots`]) before it ends, unless they were taken from
+    /// a saved copy that is recent enough.
     pub fn warm_in_background(
         self: &Arc<Self>,
         store: Store,
@@ -348,15 +350,26 @@ impl TrialViews {
         let preparing = self.preparing();
         let views = self.clone();
         tokio::spawn(async move {
-            let _preparing = preparing;
             let started = Instant::now();
-            let outcome = views.warm(&store, &trial_ids, today).await;
+            let outcome = {
+                let _preparing = preparing;
+                views.warm(&store, &trial_ids, today).await
+            };
             match &outcome {
                 Ok(()) => tracing::info!(
                     ms = started.elapsed().as_millis() as u64,
                     "trial data read and prepared as of today"
                 ),
                 Err(e) => tracing::warn!(error = %e, "trial data not read at start-up"),
+            }
+            // Once ready: the data read are saved, so that a server starting again reads only
+            // the rows written since.
+            if outcome.is_ok() {
+                for trial in &trial_ids {
+                    if let Ok(saving) = views.held.save_in_background(&store, trial) {
+                        let _ = saving.await;
+                    }
+                }
             }
             outcome
         })
@@ -441,6 +454,8 @@ impl TrialViews {
             .map(Arc::new)
             .map_err(|e| TrialViewError::Interrupted(trial_id.to_string(), e.to_string()))?;
             self.keep_derivation(trial_id, version, &prepared)?;
+            // Saved again once grown by a tenth since last saved (in a task of its own).
+            self.held.save_in_background(store, trial_id)?;
             Ok(prepared)
         })
         .await
