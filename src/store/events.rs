@@ -329,8 +329,8 @@ fn stored_day(s: &str, what: &str) -> StoreResult<chrono::NaiveDate> {
         .ok_or_else(|| StoreError::Corrupt(format!("events.{what} `{s}` is not a date")))
 }
 
-/// The separator of [`columns_joined`]: the unit separator, a control character no id or
-/// text accepted at intake holds (`identity`).
+/// The separator of [`columns_joined`] (and of the events of saved rows, `store::snapshots`):
+/// the unit separator, a control character no id or text accepted at intake holds (`identity`).
 pub(super) const UNIT_SEPARATOR: char = '\u{1f}';
 
 /// PostgreSQL's statement for [`columns_joined`]: the row count, then each of
@@ -430,14 +430,14 @@ pub(super) fn from_columns(
 pub(super) fn to_columns(events: &[ReceivedEvent]) -> Option<Vec<String>> {
     use std::fmt::Write;
     let mut columns = vec![String::new(); READ_COLUMNS.len()];
-    for (i, e) in events.iter().enumerate() {
-        let e_ = &e.event;
+    for (i, received) in events.iter().enumerate() {
+        let e = &received.event;
         let texts = [
-            Some(e_.event_id.as_str()),
-            Some(e_.subject.as_str()),
-            Some(e_.event_type.as_str()),
-            e_.code.as_deref(),
-            e_.source.as_deref(),
+            Some(e.event_id.as_str()),
+            Some(e.subject.as_str()),
+            Some(e.event_type.as_str()),
+            e.code.as_deref(),
+            e.source.as_deref(),
         ];
         if texts.iter().flatten().any(|t| t.contains(UNIT_SEPARATOR)) {
             return None;
@@ -447,24 +447,24 @@ pub(super) fn to_columns(events: &[ReceivedEvent]) -> Option<Vec<String>> {
                 c.push(UNIT_SEPARATOR);
             }
         }
-        columns[0].push_str(&e_.event_id);
-        columns[1].push_str(&e_.subject);
-        columns[2].push_str(&e_.event_type);
+        columns[0].push_str(&e.event_id);
+        columns[1].push_str(&e.subject);
+        columns[2].push_str(&e.event_type);
         // Writing to a String cannot fail.
-        let _ = write!(columns[3], "{}", e_.date);
-        if let Some(code) = &e_.code {
+        let _ = write!(columns[3], "{}", e.date);
+        if let Some(code) = &e.code {
             columns[4].push('+');
             columns[4].push_str(code);
         }
-        if let Some(value) = e_.value {
+        if let Some(value) = e.value {
             // The shortest text that reads back as the same double.
             let _ = write!(columns[5], "+{value}");
         }
-        if let Some(source) = &e_.source {
+        if let Some(source) = &e.source {
             columns[6].push('+');
             columns[6].push_str(source);
         }
-        let _ = write!(columns[7], "{}", e.received_on);
+        let _ = write!(columns[7], "{}", received.received_on);
     }
     Some(columns)
 }

@@ -161,7 +161,7 @@ fn entry_hash(seq: &str) -> String {
 /// Save `body` ([`encode`]) as the trial's rows read at audit entry `head`, unless a copy read
 /// at a later entry is saved already. Through the pool, outside the writers' lock: it changes
 /// no row of the trial. Whether it was saved.
-#[tracing::instrument(skip_all, fields(trial = %trial_id, head), err)]
+#[tracing::instrument(skip_all, fields(trial = %trial_id, head = head), err)]
 pub async fn save(store: &Store, trial_id: &str, head: i64, body: &str) -> StoreResult<bool> {
     let done = sqlx::query(&format!(
         "INSERT INTO trial_snapshots (trial_id, head, head_hash, format, body, saved_at) \
@@ -211,6 +211,103 @@ pub async fn load(store: &Store, trial_id: &str) -> StoreResult<Option<(TrialRow
         _ => {
             tracing::warn!("the saved rows cannot be read back: the trial is read afresh");
             Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoints::Event;
+    use chrono::NaiveDate;
+
+    fn event(
+        id: &str,
+        code: Option<&str>,
+        value: Option<f64>,
+        source: Option<&str>,
+    ) -> ReceivedEvent {
+        ReceivedEvent {
+            event: Event {
+                event_id: id.into(),
+                subject: "P\u{e9}1".into(),
+                event_type: "nt_probnp".into(),
+                date: NaiveDate::from_ymd_opt(2024, 2, 29).unwrap(),
+                code: code.map(str::to_string),
+                value,
+                source: source.map(str::to_string),
+            },
+            received_on: NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+        }
+    }
+
+    fn held<'a>(
+        marks: &'a Marks,
+        events: &'a [ReceivedEvent],
+        empty: &'a HashMap<String, ErrorMark>,
+        none: &'a HashMap<String, Vec<Withdrawal>>,
+    ) -> HeldRows<'a> {
+        HeldRows {
+            marks,
+            allocations: &[],
+            events,
+            screening: &[],
+            in_error: empty,
+            deliveries: &[],
+            consents: Vec::new(),
+            withdrawals: none,
+        }
+    }
+
+    /// Every value and every absent field reads back as it was; a text holding a separator is
+    /// never saved; a body cut short is not read back.
+    #[test]
+    fn events_read_back_as_saved() {
+        let marks: Marks = serde_json::from_str(
+            r#"{"head": 7, "allocation": 3, "event": 9, "screening": 4, "delivery": 1}"#,
+        )
+        .unwrap();
+        let (empty, none) = (HashMap::new(), HashMap::new());
+        let values = [
+            None,
+            Some(0.1),
+            Some(1e21),
+            Some(-0.0),
+            Some(5e-324),
+            Some(1.0 / 3.0),
+        ];
+        let events: Vec<ReceivedEvent> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                event(
+                    &format!("E{i}"),
+                    (i % 2 == 0).then_some("I21.4 \"\u{e5}\\"),
+                    *v,
+                    (i % 3 != 0).then_some("laboratory"),
+                )
+            })
+            .collect();
+        for n in [0, 1, events.len()] {
+            let body = encode(&held(&marks, &events[..n], &empty, &none)).expect("saved");
+            let (rows, back) = decode("t", &body).expect("read back");
+            assert_eq!(back, marks);
+            assert_eq!(rows.events, events[..n], "{n} events");
+            for (a, b) in rows.events.iter().zip(&events) {
+                assert_eq!(
+                    a.event.value.map(f64::to_bits),
+                    b.event.value.map(f64::to_bits),
+                    "the same double, bit for bit"
+                );
+            }
+            assert!(decode("t", &body[..body.len() - 1]).is_none() || n == 0);
+        }
+        for bad in ["E\u{1f}1", "E\u{1e}1"] {
+            let events = [event(bad, None, None, None)];
+            assert!(
+                encode(&held(&marks, &events, &empty, &none)).is_none(),
+                "{bad:?}"
+            );
         }
     }
 }
