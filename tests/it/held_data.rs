@@ -886,73 +886,45 @@ async fn a_server_started_again_takes_the_saved_rows_and_reads_those_written_sin
         fresh_data.0.open_arms_by_version
     );
 
-    // A copy of another format (another version of rrct, another schema) is not taken.
-    sqlx::query("UPDATE trial_snapshots SET format = 'another'")
-        .execute(app.store.pool())
-        .await
-        .expect("update");
-    let server = held::HeldData::default();
-    let head = rrct::store::audit::head_seq(&app.store)
-        .await
-        .expect("head");
-    let read = server
-        .at_least(&app.store, "taste", head, None)
-        .await
-        .expect("read");
-    assert_eq!(read.origin, held::Origin::Read, "another format");
-    assert_same("another format", &read.data, &read.screening, &fresh_data);
-    // Saved again over it, at the head.
-    assert!(server
-        .save_in_background(&app.store, "taste")
-        .expect("save")
-        .await
-        .expect("task"));
-    assert_eq!(started_again(&app.store).await.origin, held::Origin::Saved);
-
-    // A chain that no longer has, at the copy's entry, the hash it had when the rows were read
-    // (restored, rolled back or rewritten): not taken.
-    sqlx::query("UPDATE trial_snapshots SET head_hash = 'f00d'")
-        .execute(app.store.pool())
-        .await
-        .expect("update");
-    let server = held::HeldData::default();
-    let head = rrct::store::audit::head_seq(&app.store)
-        .await
-        .expect("head");
-    let read = server
-        .at_least(&app.store, "taste", head, None)
-        .await
-        .expect("read");
-    assert_eq!(read.origin, held::Origin::Read, "another chain");
-    assert_same("another chain", &read.data, &read.screening, &fresh_data);
-    assert!(server
-        .save_in_background(&app.store, "taste")
-        .expect("save")
-        .await
-        .expect("task"));
-    assert_eq!(started_again(&app.store).await.origin, held::Origin::Saved);
-    sqlx::query("UPDATE trial_snapshots SET body = '{}'")
-        .execute(app.store.pool())
-        .await
-        .expect("update");
-    let server = held::HeldData::default();
-    let head = rrct::store::audit::head_seq(&app.store)
-        .await
-        .expect("head");
-    let read = server
-        .at_least(&app.store, "taste", head, None)
-        .await
-        .expect("read");
-    assert_eq!(
-        read.origin,
-        held::Origin::Read,
-        "a body that cannot be read back"
-    );
-    assert!(server
-        .save_in_background(&app.store, "taste")
-        .expect("save")
-        .await
-        .expect("task"));
+    // A copy of another format (another version of rrct, another schema), one read at an
+    // entry whose hash the chain no longer has (restored, rolled back or rewritten), and a
+    // body that cannot be read back: none is taken; the trial is read afresh and saved again.
+    for (what, spoil) in [
+        (
+            "another format",
+            "UPDATE trial_snapshots SET format = 'another'",
+        ),
+        (
+            "another chain",
+            "UPDATE trial_snapshots SET head_hash = 'f00d'",
+        ),
+        (
+            "a body that cannot be read back",
+            "UPDATE trial_snapshots SET body = '{}'",
+        ),
+    ] {
+        sqlx::query(spoil)
+            .execute(app.store.pool())
+            .await
+            .expect("update");
+        let server = held::HeldData::default();
+        let head = rrct::store::audit::head_seq(&app.store)
+            .await
+            .expect("head");
+        let read = server
+            .at_least(&app.store, "taste", head, None)
+            .await
+            .expect("read");
+        assert_eq!(read.origin, held::Origin::Read, "{what}");
+        assert_same(what, &read.data, &read.screening, &fresh_data);
+        // Saved again over it, at the head.
+        assert!(server
+            .save_in_background(&app.store, "taste")
+            .expect("save")
+            .await
+            .expect("task"));
+        assert_eq!(started_again(&app.store).await.origin, held::Origin::Saved);
+    }
 
     // A withdrawal since the copy changes rows in place: read afresh.
     let (status, body) = app
