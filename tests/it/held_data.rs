@@ -99,6 +99,23 @@ async fn mark_in_error(app: &TestApp, record: &str, reason: &str) {
     .expect("mark");
 }
 
+/// Register TASTE's version 1.1 (a target of 8,000, nothing else changed), as `rrct trial
+/// register` does.
+async fn amend(app: &TestApp, passphrase: &str) {
+    let amended = TASTE
+        .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
+        .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
+    rrct::service::trials::register_with_seed(
+        &app.store,
+        rrct::protocol::parse(&amended, "amended.toml").expect("valid amendment"),
+        &amended,
+        rrct::randomise::MasterSeed::from_passphrase(passphrase),
+        &crate::support::seed_key(),
+    )
+    .await
+    .expect("amendment registered");
+}
+
 /// The trial read afresh, table by table.
 async fn fresh(store: &Store) -> (TrialData, Vec<rrct::endpoints::flow::Screening>) {
     held::read_each_table(store, "taste")
@@ -294,19 +311,7 @@ async fn rows_written_since_added_to_a_first_read_equal_a_fresh_read(db: TestDb)
 
     // An amendment changes no row, only the protocol they are analysed by: the rows since
     // (none here) and the protocol read again equal a fresh read.
-    let amended = TASTE
-        .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
-        .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
-    let protocol = rrct::protocol::parse(&amended, "amended.toml").expect("valid amendment");
-    rrct::service::trials::register_with_seed(
-        &app.store,
-        protocol,
-        &amended,
-        rrct::randomise::MasterSeed::from_passphrase("held"),
-        &crate::support::seed_key(),
-    )
-    .await
-    .expect("amendment registered");
+    amend(&app, "held").await;
     let rows = match since::since(&app.store, "taste", &marked)
         .await
         .expect("since")
@@ -416,19 +421,7 @@ async fn held_data_stay_exact_while_writers_and_readers_interleave(db: TestDb) {
         &fresh(&app.store).await,
     );
     // An amendment, then an enrolment: the held rows grow and the protocol is the amended one.
-    let amended = TASTE
-        .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
-        .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
-    let protocol = rrct::protocol::parse(&amended, "amended.toml").expect("valid amendment");
-    rrct::service::trials::register_with_seed(
-        &app.store,
-        protocol,
-        &amended,
-        rrct::randomise::MasterSeed::from_passphrase("held-concurrent"),
-        &crate::support::seed_key(),
-    )
-    .await
-    .expect("amendment registered");
+    amend(&app, "held-concurrent").await;
     let (status, body) = app
         .enrol("taste", &register, &patient(40, "UPP", "M"))
         .await;
@@ -605,18 +598,7 @@ async fn a_preparation_after_additions_derives_again_only_the_subjects_they_chan
     assert_eq!(taken_from(&first, &second), unchanged);
 
     // An amendment that leaves the follow-up and the endpoints as they were.
-    let amended = TASTE
-        .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
-        .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
-    rrct::service::trials::register_with_seed(
-        &app.store,
-        rrct::protocol::parse(&amended, "amended.toml").expect("valid amendment"),
-        &amended,
-        rrct::randomise::MasterSeed::from_passphrase("held-rederive"),
-        &crate::support::seed_key(),
-    )
-    .await
-    .expect("amendment registered");
+    amend(&app, "held-rederive").await;
     deliver(&app, &feed, "D", &[7], "death", 12).await;
     let third = support::prepared_by(&views, &app.store, "taste", cutoff).await;
     assert_eq!(third.data.protocol.target_sample_size, 8000);
@@ -858,18 +840,7 @@ async fn a_server_started_again_takes_the_saved_rows_and_reads_those_written_sin
         .await;
     assert_eq!(status, 200, "{body}");
     mark_in_error(&app, "R000013", "not a trial patient").await;
-    let amended = TASTE
-        .replacen("version = \"1.0\"", "version = \"1.1\"", 1)
-        .replacen("target_sample_size = 7244", "target_sample_size = 8000", 1);
-    rrct::service::trials::register_with_seed(
-        &app.store,
-        rrct::protocol::parse(&amended, "amended.toml").expect("valid amendment"),
-        &amended,
-        rrct::randomise::MasterSeed::from_passphrase("held-saved"),
-        &crate::support::seed_key(),
-    )
-    .await
-    .expect("amendment registered");
+    amend(&app, "held-saved").await;
     let read = started_again(&app.store).await;
     assert_eq!(read.origin, held::Origin::Saved);
     let fresh_data = fresh(&app.store).await;
