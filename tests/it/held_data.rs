@@ -99,6 +99,18 @@ async fn mark_in_error(app: &TestApp, record: &str, reason: &str) {
     .expect("mark");
 }
 
+/// Record `record`'s withdrawal today, to `scope`, as the register does.
+async fn withdraw(app: &TestApp, register: &str, record: &str, scope: &str) {
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/trials/taste/enrolments/{record}/withdrawal"),
+            register,
+            &json!({"withdrawn_on": support::days_ago(0), "scope": scope}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 /// Register TASTE's version 1.1 (a target of 8,000, nothing else changed), as `rrct trial
 /// register` does.
 async fn amend(app: &TestApp, passphrase: &str) {
@@ -610,14 +622,7 @@ async fn a_preparation_after_additions_derives_again_only_the_subjects_they_chan
     assert_eq!(taken_from(&second, &third), unchanged);
 
     // A withdrawal changes rows in place: the trial is read afresh and every row derived.
-    let (status, body) = app
-        .post(
-            "/api/v1/trials/taste/enrolments/R000008/withdrawal",
-            &register,
-            &json!({"withdrawn_on": support::days_ago(0), "scope": "no_further_data_collection"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    withdraw(&app, &register, "R000008", "no_further_data_collection").await;
     let fourth = support::prepared_by(&views, &app.store, "taste", cutoff).await;
     assert_prepared_as_fresh("after a withdrawal", &fourth, &app.store).await;
     assert_eq!(taken_from(&third, &fourth), Vec::<String>::new());
@@ -774,14 +779,7 @@ async fn a_server_started_again_takes_the_saved_rows_and_reads_those_written_sin
         .expect("delete");
     deliver(&app, &feed, "MI", &[0, 3, 5], "mi", 2).await;
     mark_in_error(&app, "R000004", "duplicate registration").await;
-    let (status, body) = app
-        .post(
-            "/api/v1/trials/taste/enrolments/R000006/withdrawal",
-            &register,
-            &json!({"withdrawn_on": support::days_ago(0), "scope": "no_further_contact"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    withdraw(&app, &register, "R000006", "no_further_contact").await;
 
     // Nothing saved: read afresh, then saved (once: a second save has nothing to add).
     let server = held::HeldData::default();
@@ -898,14 +896,7 @@ async fn a_server_started_again_takes_the_saved_rows_and_reads_those_written_sin
     }
 
     // A withdrawal since the copy changes rows in place: read afresh.
-    let (status, body) = app
-        .post(
-            "/api/v1/trials/taste/enrolments/R000008/withdrawal",
-            &register,
-            &json!({"withdrawn_on": support::days_ago(0), "scope": "no_further_data_collection"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    withdraw(&app, &register, "R000008", "no_further_data_collection").await;
     let read = started_again(&app.store).await;
     assert_eq!(
         read.origin,

@@ -315,21 +315,13 @@ async fn up_to_date(
 /// caller reads the trial afresh).
 async fn taken_from_saved(store: &Store, trial_id: &str, version: u64) -> Option<Held> {
     let taken = async {
-        let Some((mut rows, marks)) = snapshots::load(store, trial_id).await? else {
+        let Some((rows, marks)) = snapshots::load(store, trial_id).await? else {
             return Ok(None);
         };
-        let screening = std::mem::take(&mut rows.screening);
-        let mut data = from_rows(store, trial_id, rows).await?;
-        data.baseline.record(&screening);
         tracing::info!(trial = %trial_id, head = marks.head, "saved rows taken");
-        Ok::<_, TrialViewError>(Some(Held {
-            data: Arc::new(data),
-            screening: Arc::new(screening),
-            marks,
-            version,
-            log: AddedLog::new(version),
-            unsaved: Some(0),
-        }))
+        Ok::<_, TrialViewError>(Some(
+            held_from(store, trial_id, rows, marks, version, Some(0)).await?,
+        ))
     };
     match taken.await {
         Ok(held) => held,
@@ -342,7 +334,20 @@ async fn taken_from_saved(store: &Store, trial_id: &str, version: u64) -> Option
 
 /// The whole trial, read in one snapshot, as held state `version`.
 async fn read_afresh(store: &Store, trial_id: &str, version: u64) -> Result<Held, TrialViewError> {
-    let (mut rows, marks) = since::all(store, trial_id).await?;
+    let (rows, marks) = since::all(store, trial_id).await?;
+    held_from(store, trial_id, rows, marks, version, None).await
+}
+
+/// Held state `version` of every row of the trial (read afresh, or saved) and how far they go,
+/// with `unsaved` rows added since saved.
+async fn held_from(
+    store: &Store,
+    trial_id: &str,
+    mut rows: TrialRows,
+    marks: Marks,
+    version: u64,
+    unsaved: Option<usize>,
+) -> Result<Held, TrialViewError> {
     let screening = std::mem::take(&mut rows.screening);
     let mut data = from_rows(store, trial_id, rows).await?;
     data.baseline.record(&screening);
@@ -352,7 +357,7 @@ async fn read_afresh(store: &Store, trial_id: &str, version: u64) -> Result<Held
         marks,
         version,
         log: AddedLog::new(version),
-        unsaved: None,
+        unsaved,
     })
 }
 
