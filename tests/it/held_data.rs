@@ -758,8 +758,13 @@ async fn until_saved(store: &Store) {
 
 /// The trial's held data, as a server that has held nothing yet reads them now.
 async fn started_again(store: &Store) -> held::HeldRead {
+    read_at_head(&held::HeldData::default(), store).await
+}
+
+/// TASTE's data as `server` holds them at the audit chain's current head.
+async fn read_at_head(server: &held::HeldData, store: &Store) -> held::HeldRead {
     let head = rrct::store::audit::head_seq(store).await.expect("head");
-    held::HeldData::default()
+    server
         .at_least(store, "taste", head, None)
         .await
         .expect("held data")
@@ -783,13 +788,7 @@ async fn a_server_started_again_takes_the_saved_rows_and_reads_those_written_sin
 
     // Nothing saved: read afresh, then saved (once: a second save has nothing to add).
     let server = held::HeldData::default();
-    let head = rrct::store::audit::head_seq(&app.store)
-        .await
-        .expect("head");
-    let read = server
-        .at_least(&app.store, "taste", head, None)
-        .await
-        .expect("read");
+    let read = read_at_head(&server, &app.store).await;
     assert_eq!(read.origin, held::Origin::Read);
     assert_same(
         "read afresh",
@@ -877,13 +876,7 @@ async fn a_server_started_again_takes_the_saved_rows_and_reads_those_written_sin
             .await
             .expect("update");
         let server = held::HeldData::default();
-        let head = rrct::store::audit::head_seq(&app.store)
-            .await
-            .expect("head");
-        let read = server
-            .at_least(&app.store, "taste", head, None)
-            .await
-            .expect("read");
+        let read = read_at_head(&server, &app.store).await;
         assert_eq!(read.origin, held::Origin::Read, "{what}");
         assert_same(what, &read.data, &read.screening, &fresh_data);
         // Saved again over it, at the head.
