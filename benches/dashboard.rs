@@ -58,25 +58,22 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (best, out.expect("at least one run"))
 }
 
-/// The events of the trial read row by row through sqlx `Any`, as `store::events::for_trial`
-/// did before it read one JSON value: kept here to compare.
 /// Let PostgreSQL finish what a bulk load leaves it to do before anything is timed: right
 /// after 100,000 rows its autovacuum (analysing and vacuuming the new tables) and checkpointer
 /// would take the cores the timed reads and preparation run on. A server restarted on a
 /// register's database finds it settled.
-async fn settle(store: &Store) -> anyhow::Result<()> {
+/// The seconds it took.
+async fn settle(store: &Store) -> anyhow::Result<f64> {
     let t = Instant::now();
     sqlx::query("VACUUM (ANALYZE)")
         .execute(store.pool())
         .await?;
     sqlx::query("CHECKPOINT").execute(store.pool()).await?;
-    println!(
-        "  (database settled after the load: VACUUM (ANALYZE) and CHECKPOINT, {:.1} s)",
-        t.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(t.elapsed().as_secs_f64())
 }
 
+/// The events of the trial read row by row through sqlx `Any`, as `store::events::for_trial`
+/// did before it read one JSON value: kept here to compare.
 async fn events_row_by_row(store: &Store) -> anyhow::Result<usize> {
     use sqlx::Row;
     let rows = sqlx::query(
@@ -303,9 +300,10 @@ async fn bench(
         events::ingest(&store, chunk, &rows, &delivery, |_| {}).await?;
     }
     let stored_s = t.elapsed().as_secs_f64();
-    if store.backend() == rrct::store::Backend::Postgres {
-        settle(&store).await?;
-    }
+    let settled_s = match store.backend() {
+        rrct::store::Backend::Postgres => Some(settle(&store).await?),
+        rrct::store::Backend::Sqlite => None,
+    };
     println!(
         "dashboard rendering on {backend}: {n_subjects} subjects, {n_events} events (stored in {stored_s:.1} s){}",
         if quick {
@@ -314,6 +312,9 @@ async fn bench(
             ""
         }
     );
+    if let Some(settled_s) = settled_s {
+        println!("  then settled: VACUUM (ANALYZE) and CHECKPOINT, {settled_s:.1} s");
+    }
 
     let cutoff = DataCutoff(today);
     // Where a cold request's time goes.
