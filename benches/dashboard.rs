@@ -61,8 +61,7 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 /// Let PostgreSQL finish what a bulk load leaves it to do before anything is timed: right
 /// after 100,000 rows its autovacuum (analysing and vacuuming the new tables) and checkpointer
 /// would take the cores the timed reads and preparation run on. A server restarted on a
-/// register's database finds it settled.
-/// The seconds it took.
+/// register's database finds it settled. Gives the seconds it took.
 async fn settle(store: &Store) -> anyhow::Result<f64> {
     let t = Instant::now();
     sqlx::query("VACUUM (ANALYZE)")

@@ -47,9 +47,11 @@ t2=$(date +%s.%N)
 # primary key and subject index, loaded row by row), i.e. the database work rrct would do
 # without building the index after a large import.
 grep -v '^--' migrations/sqlite/0002_events.sql | sqlite3 "$work/schema.db"
+# The CSV's rows as the events table's columns (content hash and receipt time made up).
+rows="SELECT event_id, subject, type, date, NULLIF(code, ''), NULLIF(value, ''), source, hex(randomblob(32)), '2026-01-01T00:00:00.000000Z'"
 t3=$(date +%s.%N)
 sqlite3 "$work/schema.db" -cmd ".mode csv" ".import $work/events.csv staging" \
-    "INSERT INTO events SELECT event_id, subject, type, date, NULLIF(code, ''), NULLIF(value, ''), source, hex(randomblob(32)), '2026-01-01T00:00:00.000000Z' FROM staging"
+    "INSERT INTO events $rows FROM staging"
 t4=$(date +%s.%N)
 # A third: sqlite3 alone doing the database work rrct does, in rrct's way: its current events
 # table (with the token column) in WAL mode with durable commits, the rows in one transaction,
@@ -59,13 +61,13 @@ t4=$(date +%s.%N)
 sqlite3 "$work/floor.db" -cmd ".mode csv" ".import $work/events.csv staging"
 sqlite3 "$work/floor.db" "PRAGMA journal_mode = WAL" >/dev/null
 { grep -v '^--' migrations/sqlite/0002_events.sql
-  echo "ALTER TABLE events ADD COLUMN token_id TEXT;"
+  grep '^ALTER TABLE events' migrations/sqlite/0007_sources.sql
   grep -v '^--' migrations/sqlite/0013_events_covering.sql; } | sqlite3 "$work/floor.db"
 index=$(grep '^CREATE INDEX events_subject' migrations/sqlite/0013_events_covering.sql)
 t5=$(date +%s.%N)
 sqlite3 "$work/floor.db" "PRAGMA synchronous = FULL" "PRAGMA cache_size = -65536" \
     "PRAGMA threads = $(nproc)" "BEGIN" "DROP INDEX events_subject" \
-    "INSERT INTO events SELECT event_id, subject, type, date, NULLIF(code, ''), NULLIF(value, ''), source, hex(randomblob(32)), '2026-01-01T00:00:00.000000Z', NULL FROM staging" \
+    "INSERT INTO events $rows, NULL FROM staging" \
     "$index" "COMMIT" >/dev/null
 t6=$(date +%s.%N)
 python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$n" <<'PY'
