@@ -103,7 +103,7 @@ pub enum BusError {
 pub struct Bus {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    client: async_nats::Client,
+    clients: Vec<async_nats::Client>,
 }
 
 impl Bus {
@@ -113,9 +113,20 @@ impl Bus {
         for t in self.tasks {
             let _ = t.await;
         }
-        // The last replies and acknowledgements leave before the connection goes.
-        let _ = self.client.flush().await;
+        // The last replies and acknowledgements leave before the connections go.
+        for client in &self.clients {
+            let _ = client.flush().await;
+        }
     }
+}
+
+async fn connect(url: &str) -> Result<async_nats::Client, BusError> {
+    async_nats::connect(url)
+        .await
+        .map_err(|e| BusError::Connect {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// Connect, create the streams and the consumer when absent, and start consuming and
@@ -129,12 +140,11 @@ pub async fn start(state: AppState, settings: BusSettings) -> Result<Bus, BusErr
     if !prefix_ok {
         return Err(BusError::Prefix(settings.prefix.clone()));
     }
-    let client = async_nats::connect(&settings.url)
-        .await
-        .map_err(|e| BusError::Connect {
-            url: settings.url.clone(),
-            reason: e.to_string(),
-        })?;
+    let client = connect(&settings.url).await?;
+    // The outbox goes out on a connection of its own: a round of hundreds of events (and their
+    // acknowledgements) on the consumer's connection would hold up the replies and acks
+    // queued behind it.
+    let outbox_client = connect(&settings.url).await?;
     let js = jetstream::new(client.clone());
     let js_err = |e: &dyn std::fmt::Display| BusError::JetStream {
         url: settings.url.clone(),
@@ -183,12 +193,17 @@ pub async fn start(state: AppState, settings: BusSettings) -> Result<Bus, BusErr
         messages,
         stopped.clone(),
     ));
-    let publish = tokio::spawn(publish::run(state, js, settings, stopped));
+    let publish = tokio::spawn(publish::run(
+        state,
+        jetstream::new(outbox_client.clone()),
+        settings,
+        stopped,
+    ));
     tracing::info!("consuming the bus");
     Ok(Bus {
         stop,
         tasks: vec![consume, publish],
-        client,
+        clients: vec![client, outbox_client],
     })
 }
 
