@@ -14,6 +14,10 @@ use crate::service::seed_vault::{SeedKey, VaultError};
 use crate::service::sign_in::SignInConfig;
 use crate::service::Clock;
 
+/// How long a shutdown waits for the enrolments still queued to be decided (a batch that
+/// cannot reach the database fails within the pool's own timeout first).
+const SHUTDOWN_DECIDING: Duration = Duration::from_secs(30);
+
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -112,9 +116,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Scripts and tests read the bound address from this line (the bus, when configured, is
     // consumed by then).
     println!("listening on {addr}");
+    let enrolments = app.state().enrolments.clone();
     app.run_until(application::shutdown_signal()).await?;
     if let Some(bus) = bus {
         bus.stop().await;
+    }
+    // Nothing submits any more. Enrolments queued by requests whose client went away before
+    // the answer are decided before the store closes, as they would have been while serving.
+    if tokio::time::timeout(SHUTDOWN_DECIDING, enrolments.until_decided())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            undecided = enrolments.undecided(),
+            "enrolments still undecided at shutdown; their requesters were told nothing and may send them again"
+        );
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

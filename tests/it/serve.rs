@@ -2,10 +2,14 @@
 //! a changed file that kept its version (refused).
 
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::support::{protocol_dir, ServerProcess, TestDb, TASTE};
+use crate::support::{patient, protocol_dir, ServerProcess, TestApp, TestDb, TASTE};
 
-crate::on_both_backends!(protocol_versions_are_registered_and_silent_edits_refused);
+crate::on_both_backends!(
+    protocol_versions_are_registered_and_silent_edits_refused,
+    enrolments_of_requesters_gone_are_decided_before_the_store_closes,
+);
 
 async fn protocol_versions_are_registered_and_silent_edits_refused(db: TestDb) {
     let dir = protocol_dir(&db, &[("taste.toml", TASTE)]);
@@ -120,4 +124,57 @@ async fn serve_runs_minimisation_with_arm_eligibility() {
     );
     assert_ne!(answer["arm"], "prasugrel");
     store.close().await;
+}
+
+/// Enrolments whose requesters went away before the answer are still decided, and
+/// `until_decided` waits for them: what `rrct serve` waits for at shutdown before it closes the
+/// store (they had failed against a closed pool or a runtime shutting down).
+async fn enrolments_of_requesters_gone_are_decided_before_the_store_closes(db: TestDb) {
+    let app = TestApp::spawn(&db, &[TASTE], "gone").await;
+    let token = app.token("register", Some("taste"), None).await;
+    // The writers' lock held: the queue's first batch waits for it.
+    let writer = app.store.begin_write().await.unwrap();
+    let url = format!("{}/api/v1/trials/taste/enrolments", app.base);
+    let requests: Vec<_> = (0..10)
+        .map(|i| {
+            let (client, url, token) = (app.client.clone(), url.clone(), token.clone());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&patient(i, "UPP", "F"))
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    let queue = app.state.enrolments.clone();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while queue.undecided() < 10 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("all ten submitted");
+    // The requesters go away; their enrolments stay queued.
+    for request in &requests {
+        request.abort();
+    }
+    let decided = tokio::spawn(async move { queue.until_decided().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!decided.is_finished(), "waits while they are undecided");
+    assert_eq!(app.state.enrolments.undecided(), 10);
+    writer.rollback().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), decided)
+        .await
+        .expect("decided once the lock is free")
+        .unwrap();
+    assert_eq!(app.state.enrolments.undecided(), 0);
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM allocations WHERE trial_id = 'taste'")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, 10, "every enrolment queued is decided and written");
+    app.stop().await;
 }

@@ -1,7 +1,10 @@
 //! The write path of enrolments: one task per process takes everything queued, decides it in one
 //! transaction ([`super::decide`]) and answers each request after the commit.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::decide::{decide_batch, Pending};
 use super::{EnrolError, EnrolOutcome};
@@ -78,6 +81,50 @@ pub struct EnrolmentQueue {
     sender: mpsc::Sender<(Pending, Reply)>,
     /// Where enrolment latencies, outcomes and batch sizes are counted.
     pub(super) metrics: SharedMetrics,
+    undecided: Arc<Undecided>,
+}
+
+/// The enrolments submitted and not yet decided: those being handed to the queue and those in
+/// it, also when their requester has gone (a client that closed its connection, a request
+/// cancelled), as the deciding loop decides them all the same.
+#[derive(Default)]
+struct Undecided {
+    count: AtomicUsize,
+    none: Notify,
+}
+
+impl Undecided {
+    fn decided(&self, n: usize) {
+        if self.count.fetch_sub(n, Ordering::AcqRel) == n {
+            self.none.notify_waiters();
+        }
+    }
+}
+
+/// One enrolment being handed to the queue: counted from before it is sent, and no longer if
+/// it never gets there (the submitting future dropped on the way, or the queue gone).
+struct Handing<'a> {
+    undecided: &'a Undecided,
+    queued: bool,
+}
+
+impl<'a> Handing<'a> {
+    fn start(undecided: &'a Undecided) -> Self {
+        undecided.count.fetch_add(1, Ordering::AcqRel);
+        Handing {
+            undecided,
+            queued: false,
+        }
+    }
+}
+
+impl Drop for Handing<'_> {
+    fn drop(&mut self) {
+        // Once queued, the deciding loop counts it decided.
+        if !self.queued {
+            self.undecided.decided(1);
+        }
+    }
 }
 
 impl EnrolmentQueue {
@@ -90,6 +137,8 @@ impl EnrolmentQueue {
     pub fn start_counted(store: Store, clock: Clock, metrics: SharedMetrics) -> Self {
         let (sender, mut receiver) = mpsc::channel::<(Pending, Reply)>(4 * MAX_BATCH);
         let counted = metrics.clone();
+        let undecided = Arc::new(Undecided::default());
+        let deciding_done = undecided.clone();
         let deciding = async move {
             // Under load, how many requests the next batch waits for.
             let mut waits_for = 0;
@@ -134,6 +183,7 @@ impl EnrolmentQueue {
                         }
                     }
                 }
+                deciding_done.decided(size);
                 waits_for = siblings(size, receiver.len());
             }
         };
@@ -154,16 +204,44 @@ impl EnrolmentQueue {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "the enrolment queue cannot start");
         }
-        EnrolmentQueue { sender, metrics }
+        EnrolmentQueue {
+            sender,
+            metrics,
+            undecided,
+        }
     }
 
     pub(super) async fn submit(&self, pending: Pending) -> Result<EnrolOutcome, EnrolError> {
         let (reply, answer) = oneshot::channel();
+        let mut handing = Handing::start(&self.undecided);
         self.sender
             .send((pending, reply))
             .await
             .map_err(|_| EnrolError::Unavailable)?;
+        handing.queued = true;
+        drop(handing);
         answer.await.map_err(|_| EnrolError::Unavailable)?
+    }
+
+    /// How many enrolments are submitted and not yet decided.
+    pub fn undecided(&self) -> usize {
+        self.undecided.count.load(Ordering::Acquire)
+    }
+
+    /// Wait until every enrolment submitted so far is decided (committed or refused), those
+    /// whose requester has gone included: at shutdown, once nothing submits any more, before
+    /// the store closes.
+    pub async fn until_decided(&self) {
+        loop {
+            let none = self.undecided.none.notified();
+            tokio::pin!(none);
+            // Registered before the count is read: a notification in between is not missed.
+            none.as_mut().enable();
+            if self.undecided() == 0 {
+                return;
+            }
+            none.await;
+        }
     }
 }
 
