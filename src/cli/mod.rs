@@ -194,7 +194,7 @@ enum ExportCommand {
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(default_log_filter(&cli.command));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -214,9 +214,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// What is logged when `RUST_LOG` does not say: rrct's information, and sqlx's warnings (a
+/// statement over a second, say). Not for an import: its bulk insert, index build and commit
+/// take seconds by design, and their slow-statement warnings would read as faults; the import
+/// reports its own progress.
+fn default_log_filter(command: &Command) -> &'static str {
+    match command {
+        Command::Import { .. } => "info,sqlx=warn,sqlx::query=error",
+        _ => "info,sqlx=warn",
+    }
+}
+
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // `RRCT_LOG_FORMAT=json`: one JSON object a line (with the request span's id), for log
     // collectors; anything else: the human-readable lines.
     let json = std::env::var("RRCT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
@@ -353,4 +364,38 @@ async fn export_allocations(
         log.lifecycle
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter_of(args: &[&str]) -> &'static str {
+        let cli = Cli::try_parse_from(args).expect("the arguments parse");
+        default_log_filter(&cli.command)
+    }
+
+    /// An import leaves out sqlx's slow-statement warnings (its index build and commit take
+    /// seconds by design); every other command keeps them.
+    #[test]
+    fn only_an_import_leaves_out_slow_statement_warnings() {
+        let import = filter_of(&[
+            "rrct",
+            "import",
+            "events",
+            "--database",
+            "sqlite://x.db",
+            "e.csv",
+        ]);
+        let serve = filter_of(&["rrct", "serve", "--database", "sqlite://x.db"]);
+        for filter in [import, serve] {
+            assert!(
+                tracing_subscriber::EnvFilter::try_new(filter).is_ok(),
+                "{filter}"
+            );
+        }
+        assert!(import.contains("sqlx::query=error"), "{import}");
+        assert!(!serve.contains("sqlx::query"), "{serve}");
+        assert!(serve.contains("sqlx=warn"), "{serve}");
+    }
 }
