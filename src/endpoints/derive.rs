@@ -24,9 +24,61 @@ impl ReceivedEvent {
     }
 }
 
-/// Put events in [`ReceivedEvent::order`] (a stable sort: runs already in order are merged).
+/// Below this many events, [`sort_received`] sorts them as they are.
+const SORT_BY_RANK_FROM: usize = 4096;
+
+/// Put events in [`ReceivedEvent::order`], stably (events of equal order keep theirs).
+///
+/// Events in order already (SQLite reads a trial's through its subject index) are only checked.
+/// Others, as PostgreSQL reads them (in the order stored, which is the order delivered), are
+/// not sorted as they are: that moved every event (a dozen fields) many times over and compared
+/// subjects' texts at every step, about 40 ms for a trial's 100,000 events against 1–2 ms in
+/// order. Each subject is ranked once instead, small keys (rank, date, position) are sorted,
+/// the event ids compared only between events of one subject and day, and each event moved
+/// once into its place.
 pub fn sort_received(events: &mut [ReceivedEvent]) {
-    events.sort_by(|a, b| a.order().cmp(&b.order()));
+    if events.is_sorted_by(|a, b| a.order() <= b.order()) {
+        return;
+    }
+    if events.len() < SORT_BY_RANK_FROM {
+        events.sort_by(|a, b| a.order().cmp(&b.order()));
+        return;
+    }
+    let mut subjects: Vec<&str> = events.iter().map(|e| e.event.subject.as_str()).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    let rank: HashMap<&str, u32> = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*s, i as u32))
+        .collect();
+    let mut keys: Vec<(u32, NaiveDate, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (rank[e.event.subject.as_str()], e.event.date, i))
+        .collect();
+    keys.sort_unstable_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| events[a.2].event.event_id.cmp(&events[b.2].event.event_id))
+            // The position last: equal events keep their order, as a stable sort leaves them.
+            .then(a.2.cmp(&b.2))
+    });
+    // `from[i]`: the position of the event that goes to `i`. Each cycle of that permutation is
+    // followed once, every place marked done (`from[i] == i`) as it is filled.
+    let mut from: Vec<usize> = keys.into_iter().map(|(_, _, i)| i).collect();
+    for start in 0..from.len() {
+        let mut at = start;
+        while from[at] != at {
+            let source = from[at];
+            from[at] = at;
+            if source == start {
+                break;
+            }
+            events.swap(at, source);
+            at = source;
+        }
+    }
 }
 
 /// Why follow-up ended without the outcome.

@@ -926,3 +926,46 @@ fn counting_events_agrees_with_the_derived_rows_under_precedence() {
         "a report taking precedence takes a counted death away"
     );
 }
+
+/// `sort_received` puts events in the order a stable sort by [`ReceivedEvent::order`] gives:
+/// shuffled, in reverse, in order, and with events of equal order (kept in their order), above
+/// and below the size from which it ranks subjects.
+#[test]
+fn received_events_sort_as_a_stable_sort_does() {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
+    for n in [0, 1, 7, 1000, 20_000] {
+        let events: Vec<ReceivedEvent> = (0..n)
+            .map(|i| ReceivedEvent {
+                event: Event {
+                    // Few subjects, days and ids: many ties at every level, and many events
+                    // of equal order.
+                    event_id: format!("E{}", rng.random_range(0..5)),
+                    subject: format!("S{}", rng.random_range(0..(n / 500).max(2))),
+                    event_type: "mi".into(),
+                    date: d("2024-01-01") + chrono::Days::new(rng.random_range(0..5)),
+                    code: None,
+                    value: None,
+                    source: None,
+                },
+                // Tells events of equal order apart.
+                received_on: d("2020-01-01") + chrono::Days::new(i as u64),
+            })
+            .collect();
+        let mut shuffled = events.clone();
+        shuffled.shuffle(&mut rng);
+        let mut reversed = events.clone();
+        reversed.reverse();
+        for input in [events, shuffled, reversed] {
+            let mut expected = input.clone();
+            expected.sort_by(|a, b| a.order().cmp(&b.order()));
+            let mut sorted = input.clone();
+            sort_received(&mut sorted);
+            assert_eq!(sorted, expected, "{n} events");
+            // Sorted again: unchanged.
+            sort_received(&mut sorted);
+            assert_eq!(sorted, expected, "{n} events in order");
+        }
+    }
+}
